@@ -1,0 +1,321 @@
+"""The run configuration: one typed, validated schema for `flwr run .`, `fl-sim run` and the tests.
+
+A configuration is a tree of frozen dataclasses. On the wire (Flower's run config, the
+`--set` flags, a TOML file) it is a flat mapping of dotted kebab-case keys such as
+``train.lr`` or ``data.partitioner``; :meth:`RunConfig.from_flat` turns such a mapping into
+a validated :class:`RunConfig` and :meth:`RunConfig.to_flat` turns it back, so every entry
+point speaks the same keys.
+
+Each field declares its type (``Literal`` types list the allowed values) and, where it has
+one, its range in the field metadata. Any unknown key or bad value raises
+:class:`ConfigError` with one line that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fl_sim.errors import ConfigError
+
+Scalar = bool | int | float | str
+
+
+def _setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+             min_exclusive: bool = False) -> Any:
+    """Declare one configuration field with its help text and optional numeric range."""
+    return field(default=default, metadata={"help": help, "min": min, "max": max,
+                                            "min_exclusive": min_exclusive})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server samples clients each round (Flower FedAvg settings)."""
+
+    fraction_train: float = _setting(1.0, "share of connected clients trained each round", min=0, max=1)
+    fraction_evaluate: float = _setting(1.0, "share of clients asked for federated evaluation", min=0, max=1)
+    min_train_nodes: int = _setting(2, "minimum clients trained per round", min=0)
+    min_evaluate_nodes: int = _setting(2, "minimum clients evaluated per round", min=0)
+    min_available_nodes: int = _setting(2, "clients that must be connected before a round starts", min=1)
+    round_timeout: float = _setting(3600.0, "seconds to wait for client replies per round", min=0,
+                                    min_exclusive=True)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set is used and how it is split among clients."""
+
+    dataset: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"] = _setting(
+        "digits", "data set; digits is embedded, the others load from data.root")
+    root: str = _setting("data", "directory holding torchvision data sets or an image folder")
+    image_size: int = _setting(32, "images are resized to image-size x image-size", min=8)
+    channels: Literal[1, 3] = _setting(1, "channels served to the model (gray images are repeated to 3)")
+    partitioner: Literal["iid", "dirichlet", "classes"] = _setting(
+        "iid", "how training samples are split among clients")
+    dirichlet_alpha: float = _setting(0.5, "Dirichlet concentration for label skew (smaller = more skew)",
+                                      min=0, min_exclusive=True)
+    classes_per_client: int = _setting(2, "classes each client holds with partitioner=classes", min=1)
+    val_fraction: float = _setting(0.1, "share of each client's partition held out for its evaluation",
+                                   min=0, max=0.9)
+    test_fraction: float = _setting(0.2, "test share for data sets without their own test split "
+                                         "(digits, imagefolder)", min=0.05, max=0.9)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network the federation trains."""
+
+    name: Literal["lenet", "convnet", "mlp", "resnet18"] = _setting("lenet", "model architecture")
+    init: Literal["default", "dlg"] = _setting(
+        "dlg", "weight init: PyTorch's default, or DLG's uniform(-0.5, 0.5) on every parameter")
+    norm: Literal["batch", "group"] = _setting("group", "normalisation layers of resnet18")
+    width: int = _setting(1024, "hidden units per layer of the MLP", min=1)
+    depth: int = _setting(2, "hidden layers of the MLP", min=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Local training each client runs on its partition; the server sends it every round."""
+
+    optimizer: Literal["sgd", "adam"] = _setting("adam", "local optimizer")
+    lr: float = _setting(0.005, "local learning rate", min=0, min_exclusive=True)
+    momentum: float = _setting(0.0, "SGD momentum", min=0, max=1)
+    weight_decay: float = _setting(0.0, "L2 weight decay", min=0)
+    local_epochs: int = _setting(2, "passes over the local partition per round (if local-steps is 0)", min=1)
+    local_steps: int = _setting(0, "optimizer steps per round; 0 means use local-epochs", min=0)
+    batch_size: int = _setting(16, "local mini-batch size", min=1)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Flower Simulation Engine (Ray) settings used by `fl-sim run`."""
+
+    num_clients: int = _setting(10, "virtual clients (SuperNodes), one data partition each", min=1)
+    client_cpus: float = _setting(1.0, "CPU cores reserved per client actor", min=0, min_exclusive=True)
+    client_gpus: float = _setting(0.0, "GPU share per client actor (0 = CPU only)", min=0)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where a run writes its results."""
+
+    dir: str = _setting("results", "parent directory of the run's results directory")
+    run_id: str = _setting("", "name of the results directory; empty = a timestamped id")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one federated run needs. Build it with :meth:`from_flat`."""
+
+    seed: int = _setting(42, "seed for data partitioning, model init and local training")
+    num_server_rounds: int = _setting(20, "federated rounds", min=1)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> RunConfig:
+        """Build a validated configuration from dotted keys; missing keys keep their defaults."""
+        nested: dict[str, Any] = {}
+        for key, value in flat.items():
+            path = _resolve_key(key)
+            target = nested
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        config = _build(cls, nested, prefix="")
+        _check_combinations(config)
+        return config
+
+    def to_flat(self) -> dict[str, Scalar]:
+        """Return the configuration as Flower's flat run config (dotted kebab-case keys)."""
+        return dict(_flatten(self, prefix=""))
+
+    def with_overrides(self, flat: Mapping[str, Any]) -> RunConfig:
+        """Return a copy with the given dotted keys replaced (validated like :meth:`from_flat`)."""
+        return RunConfig.from_flat({**self.to_flat(), **flat})
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {_kebab(f.name): f for f in dataclasses.fields(cls)}
+
+
+def _is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp)
+
+
+def _resolve_key(key: str) -> list[str]:
+    """Split a dotted key and check that every part names a field; raise ConfigError if not."""
+    parts = key.split(".")
+    cls: type = RunConfig
+    for depth, part in enumerate(parts):
+        fields = _fields(cls)
+        hints = typing.get_type_hints(cls)
+        prefix = ".".join(parts[:depth])
+        if part not in fields:
+            allowed = sorted(f"{prefix}.{k}" if prefix else k for k in fields)
+            close = difflib.get_close_matches(key, all_keys(), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint} (allowed here: {', '.join(allowed)})")
+        tp = hints[fields[part].name]
+        last = depth == len(parts) - 1
+        if _is_section(tp) == last:
+            what = "a section; set one of its keys, e.g." if last else "not a section:"
+            example = f"{key}.{next(iter(_fields(tp)))}" if last else ".".join(parts[: depth + 1])
+            raise ConfigError(f"config key '{key}' is {what} '{example}'")
+        cls = tp
+    return parts
+
+
+def all_keys(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema, in declaration order."""
+    cls = cls or RunConfig
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for name, f in _fields(cls).items():
+        tp = hints[f.name]
+        full = f"{prefix}{name}"
+        keys.extend(all_keys(tp, full + ".") if _is_section(tp) else [full])
+    return keys
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in _fields(cls).items():
+        if name not in values:
+            continue
+        tp = hints[f.name]
+        if _is_section(tp):
+            kwargs[f.name] = _build(tp, values[name], prefix=f"{prefix}{name}.")
+        else:
+            kwargs[f.name] = _coerce(f"{prefix}{name}", values[name], tp, f.metadata)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Scalar:
+    """Check one value against its declared type and range; return it in the declared type."""
+    if typing.get_origin(tp) is Literal:
+        allowed = typing.get_args(tp)
+        if isinstance(value, str) and all(isinstance(a, int) for a in allowed) and value.isdigit():
+            value = int(value)
+        if value not in allowed or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false; got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string; got {value!r}")
+        return value
+    converted = _to_number(value, tp)
+    if converted is None:
+        raise ConfigError(f"config key '{key}' must be {'an integer' if tp is int else 'a number'}; got {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (converted < lo or (meta.get("min_exclusive") and converted == lo)):
+        op = ">" if meta.get("min_exclusive") else ">="
+        raise ConfigError(f"config key '{key}' must be {op} {lo}; got {converted}")
+    if hi is not None and converted > hi:
+        raise ConfigError(f"config key '{key}' must be <= {hi}; got {converted}")
+    return converted
+
+
+def _to_number(value: Any, tp: type) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            return None
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _flatten(obj: Any, prefix: str):
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{_kebab(f.name)}"
+        if dataclasses.is_dataclass(value):
+            yield from _flatten(value, key + ".")
+        else:
+            yield key, value
+
+
+def _check_combinations(config: RunConfig) -> None:
+    """Reject settings that are valid one by one but impossible together."""
+    server = config.server
+    if server.min_available_nodes > config.simulation.num_clients:
+        raise ConfigError(
+            f"config key 'server.min-available-nodes' ({server.min_available_nodes}) exceeds "
+            f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
+    if server.min_train_nodes > config.simulation.num_clients:
+        raise ConfigError(
+            f"config key 'server.min-train-nodes' ({server.min_train_nodes}) exceeds "
+            f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` override (the CLI's ``--set``); values are read as TOML scalars."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=0.05")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word such as dirichlet is a string
+    return key.strip(), value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config file (sections or dotted keys) as a flat mapping of dotted keys."""
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist; pass the path of a TOML file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from err
+    return dict(_flatten_mapping(data, prefix=""))
+
+
+def _flatten_mapping(data: Mapping[str, Any], prefix: str):
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            yield from _flatten_mapping(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def describe() -> list[tuple[str, Scalar, str]]:
+    """(key, default, help) for every key, as the README's and `fl-sim config` tables show them."""
+    defaults = RunConfig().to_flat()
+    rows = []
+    for key in all_keys():
+        cls: type = RunConfig
+        parts = key.split(".")
+        for part in parts[:-1]:
+            cls = typing.get_type_hints(cls)[_fields(cls)[part].name]
+        f = _fields(cls)[parts[-1]]
+        tp = typing.get_type_hints(cls)[f.name]
+        choices = " | ".join(map(str, typing.get_args(tp))) if typing.get_origin(tp) is Literal else ""
+        help_text = f.metadata["help"] + (f" ({choices})" if choices else "")
+        rows.append((key, defaults[key], help_text))
+    return rows

@@ -1,0 +1,13 @@
+"""Errors a user can cause. Each message is one line that says what is wrong and what to do."""
+
+
+class UserError(Exception):
+    """Base of every error caused by a user's input; the CLI prints it and exits with code 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration key or value is not valid."""
+
+
+class DataError(UserError):
+    """A data set is missing, malformed, or cannot be split as asked."""

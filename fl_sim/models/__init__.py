@@ -1,0 +1,40 @@
+"""The model zoo: every model is a :class:`FeatureClassifier` chosen by ``model.name``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fl_sim.config import ModelConfig
+from fl_sim.models.base import FeatureClassifier
+from fl_sim.models.convnet import convnet
+from fl_sim.models.lenet import lenet
+from fl_sim.models.mlp import mlp
+from fl_sim.models.resnet import resnet18
+
+__all__ = ["FeatureClassifier", "build_model", "convnet", "lenet", "mlp", "resnet18"]
+
+
+def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,
+                seed: int | None = None) -> FeatureClassifier:
+    """Build the configured model; with ``seed`` its initial weights are reproducible."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    if config.name == "lenet":
+        model = lenet(input_shape, num_classes)
+    elif config.name == "convnet":
+        model = convnet(input_shape, num_classes)
+    elif config.name == "mlp":
+        model = mlp(input_shape, num_classes, width=config.width, depth=config.depth)
+    else:
+        model = resnet18(input_shape, num_classes, norm=config.norm)
+    if config.init == "dlg":
+        _dlg_uniform_init(model)
+    return model
+
+
+def _dlg_uniform_init(model: nn.Module) -> None:
+    """DLG's ``weights_init``: every weight and bias ~ U(-0.5, 0.5) (mit-han-lab/dlg, models/vision.py)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.uniform_(-0.5, 0.5)

@@ -1,0 +1,35 @@
+"""The record keys server and clients agree on, and the conversions of the round's train config.
+
+Kept in one place so that ``clients/`` and ``strategies/`` never import each other, yet read
+and write the same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fl_sim.config import RunConfig, Scalar, TrainConfig
+
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+#: A ConfigRecord in every reply saying which partition the client holds (not aggregated).
+CLIENT_INFO = "client"
+
+PARTITION_ID = "partition-id"
+NUM_EXAMPLES = "num-examples"
+SERVER_ROUND = "server-round"
+
+
+def train_config_record(config: TrainConfig) -> dict[str, Scalar]:
+    """The round's training settings as the server sends them (the ``train.*`` keys, unprefixed)."""
+    prefix = "train."
+    return {key[len(prefix):]: value for key, value in RunConfig(train=config).to_flat().items()
+            if key.startswith(prefix)}
+
+
+def train_config_from_record(record: Mapping[str, Any]) -> TrainConfig:
+    """Rebuild and validate the training settings a client received."""
+    known = train_config_record(TrainConfig())
+    return RunConfig.from_flat({f"train.{key}": record[key] for key in known if key in record}).train

@@ -1,0 +1,117 @@
+"""Local training and evaluation: what a client does with its data, and how the server scores a model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fl_sim.config import TrainConfig
+from fl_sim.data import ImageData
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one round of local training did.
+
+    ``num_examples`` is the size of the local training data (FedAvg's weight, n_k in McMahan et
+    al.). ``sample_indices`` lists, in order, the positions in the client's local training data of
+    the samples it used; a simulator can map them to the data set to judge reconstructions.
+    """
+
+    loss: float
+    accuracy: float
+    num_examples: int
+    steps: int
+    seconds: float
+    sample_indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean loss and accuracy of a model on some data."""
+
+    loss: float
+    accuracy: float
+    num_examples: int
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` names, with the configured lr, momentum and weight decay."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def batch_schedule(num_samples: int, config: TrainConfig, seed: int) -> list[np.ndarray]:
+    """The mini-batches (index arrays) one round of local training visits, in order.
+
+    With ``local-steps`` > 0 exactly that many batches are drawn, reshuffling at each epoch
+    boundary; otherwise ``local-epochs`` full passes. Deterministic under ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    batch = min(config.batch_size, num_samples)
+    batches: list[np.ndarray] = []
+    epochs = 0
+    while True:
+        order = rng.permutation(num_samples)
+        for start in range(0, num_samples, batch):
+            batches.append(order[start:start + batch])
+            if config.local_steps and len(batches) == config.local_steps:
+                return batches
+        epochs += 1
+        if not config.local_steps and epochs == config.local_epochs:
+            return batches
+
+
+def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: int,
+                device: torch.device | str = "cpu") -> TrainResult:
+    """Train ``model`` in place on ``data`` for one round; return loss, accuracy and what it saw."""
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizer = make_optimizer(model, config)
+    criterion = nn.CrossEntropyLoss()
+    images, labels = data.tensors()
+    schedule = batch_schedule(len(labels), config, seed)
+    total_loss, correct, seen = 0.0, 0, 0
+    for indices in schedule:
+        x, y = images[indices].to(device), labels[indices].to(device)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = criterion(logits, y)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return TrainResult(loss=total_loss / seen, accuracy=correct / seen, num_examples=len(labels),
+                       steps=len(schedule), seconds=time.perf_counter() - start,
+                       sample_indices=np.concatenate(schedule))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageData, batch_size: int = 512,
+             device: torch.device | str = "cpu") -> EvalResult:
+    """Cross-entropy loss and accuracy of ``model`` on ``data`` (eval mode, no gradients)."""
+    model.to(device).eval()
+    images, labels = data.tensors()
+    if len(labels) == 0:
+        return EvalResult(loss=float("nan"), accuracy=float("nan"), num_examples=0)
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start:start + batch_size].to(device), labels[start:start + batch_size].to(device)
+        logits = model(x)
+        total_loss += criterion(logits, y).item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return EvalResult(loss=total_loss / len(labels), accuracy=correct / len(labels), num_examples=len(labels))
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from several integers (run seed, round, partition), stable across processes."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)

@@ -1,0 +1,137 @@
+"""FedAvg that hands every client update to server plugins before aggregating.
+
+The strategy subclasses Flower's message-based :class:`flwr.serverapp.strategy.FedAvg`. It
+remembers the global arrays and train config it sent in :meth:`configure_train`, and in
+:meth:`aggregate_train` builds one :class:`InterceptedUpdate` per successful reply, runs the
+declared filters (which may replace or drop the update), shows the result to every plugin,
+and only then aggregates with FedAvg. A plugin that raises is logged, reported to the
+``on_plugin_error`` callback and skipped for the rest of the round; training goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+from fl_sim import protocol
+from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
+
+logger = logging.getLogger(__name__)
+
+PluginErrorCallback = Callable[[int, str, BaseException], None]
+
+
+def frozen_numpy(record: ArrayRecord) -> MappingProxyType:
+    """Read-only NumPy copies of an ArrayRecord's arrays: plugins can look but not touch."""
+    arrays = {}
+    for name, array in record.items():
+        value = array.numpy()
+        value.setflags(write=False)
+        arrays[name] = value
+    return MappingProxyType(arrays)
+
+
+class InterceptingFedAvg(FedAvg):
+    """Federated averaging with an interception point for every client update.
+
+    Args:
+        plugins: observers and filters, called in this order for every update.
+        on_plugin_error: called with (round, plugin name, exception) when a plugin raises.
+        **fedavg_kwargs: passed to Flower's FedAvg (fractions, minimum nodes, ...).
+    """
+
+    def __init__(self, plugins: Sequence[ServerPlugin] = (), on_plugin_error: PluginErrorCallback | None = None,
+                 **fedavg_kwargs: Any) -> None:
+        super().__init__(**fedavg_kwargs)
+        self.plugins = list(plugins)
+        self.on_plugin_error = on_plugin_error
+        self._sent_arrays: MappingProxyType = MappingProxyType({})
+        self._sent_config: MappingProxyType = MappingProxyType({})
+        self._disabled: set[int] = set()
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Sample clients as FedAvg does, remembering what was sent for the plugins."""
+        messages = super().configure_train(server_round, arrays, config, grid)
+        self._sent_arrays = frozen_numpy(arrays)
+        self._sent_config = MappingProxyType(dict(config))
+        return messages
+
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Show every reply to the plugins (filters first), then aggregate the kept ones with FedAvg."""
+        self._disabled = set()
+        kept = [reply for reply in replies if reply.has_error() or self._intercept(server_round, reply)]
+        for plugin in self._active():
+            self._call(server_round, plugin, plugin.on_round_end, server_round)
+        return super().aggregate_train(server_round, kept)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Show each client's evaluation metrics to the plugins, then aggregate them with FedAvg."""
+        replies = list(replies)
+        for reply in replies:
+            if reply.has_error():
+                continue
+            metrics = dict(reply.content.metric_records.get(protocol.METRICS, {}))
+            for plugin in self._active():
+                self._call(server_round, plugin, plugin.on_evaluate_reply, server_round,
+                           reply.metadata.src_node_id, _partition_id(reply), MappingProxyType(metrics))
+        return super().aggregate_evaluate(server_round, replies)
+
+    def _intercept(self, server_round: int, reply: Message) -> bool:
+        """Run filters and observers on one reply; return False if a filter dropped it."""
+        content = reply.content
+        update = InterceptedUpdate(
+            server_round=server_round,
+            node_id=reply.metadata.src_node_id,
+            partition_id=_partition_id(reply),
+            global_arrays=self._sent_arrays,
+            client_arrays=frozen_numpy(content.array_records[self.arrayrecord_key]),
+            metrics=MappingProxyType(dict(content.metric_records.get(protocol.METRICS, {}))),
+            train_config=self._sent_config,
+        )
+        for plugin in self._active():
+            if not isinstance(plugin, UpdateFilter):
+                continue
+            ok, result = self._call(server_round, plugin, plugin.filter, update)
+            if not ok:
+                continue
+            if result is None:
+                logger.info("round %d: %s dropped the update of node %d", server_round, plugin.name, update.node_id)
+                return False
+            if result.client_arrays is not update.client_arrays:
+                content.array_records[self.arrayrecord_key] = ArrayRecord(
+                    {name: Array(np.asarray(value)) for name, value in result.client_arrays.items()})
+                update = dataclasses.replace(
+                    update, client_arrays=frozen_numpy(content.array_records[self.arrayrecord_key]))
+        for plugin in self._active():
+            self._call(server_round, plugin, plugin.on_update, update)
+        return True
+
+    def _active(self) -> list[ServerPlugin]:
+        return [plugin for plugin in self.plugins if id(plugin) not in self._disabled]
+
+    def _call(self, server_round: int, plugin: ServerPlugin, hook: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """Call a plugin hook; on an exception, log it, report it, and disable the plugin for the round."""
+        try:
+            return True, hook(*args)
+        except Exception as err:  # noqa: BLE001 - a plugin must never stop training
+            self._disabled.add(id(plugin))
+            logger.error("round %d: plugin %s raised %s: %s; disabled for this round",
+                         server_round, plugin.name, type(err).__name__, err)
+            if self.on_plugin_error is not None:
+                self.on_plugin_error(server_round, plugin.name, err)
+            return False, None
+
+
+def _partition_id(reply: Message) -> int | None:
+    info = reply.content.config_records.get(protocol.CLIENT_INFO)
+    return int(info[protocol.PARTITION_ID]) if info and protocol.PARTITION_ID in info else None

@@ -1,0 +1,123 @@
+"""Records what the server sees each round: client events, the round summary, the global score.
+
+:class:`RunRecorder` is itself a server plugin (it observes every client update and every
+federated-evaluation reply) and provides the strategy's centralized ``evaluate_fn``, which
+Flower calls after each round: that is where the round's line is written to ``events.jsonl``,
+``metrics.csv`` and the console.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from flwr.app import ArrayRecord, MetricRecord
+from torch import nn
+
+from fl_sim.data import ImageData
+from fl_sim.results import SUMMARY, ResultsWriter
+from fl_sim.training import evaluate
+from strategies.plugins import InterceptedUpdate, ServerPlugin
+
+
+class RunRecorder(ServerPlugin):
+    """Writes per-client and per-round events, metrics.csv, the console line and the summary."""
+
+    name = "recorder"
+
+    def __init__(self, writer: ResultsWriter, model: nn.Module, test_data: ImageData, num_rounds: int,
+                 console: TextIO | None = sys.stdout) -> None:
+        self.writer = writer
+        self.model = model
+        self.test_data = test_data
+        self.num_rounds = num_rounds
+        self.console = console
+        self.history: list[dict[str, Any]] = []
+        self._train: list[Mapping[str, Any]] = []
+        self._eval: list[Mapping[str, Any]] = []
+        self._started = self._round_started = time.perf_counter()
+
+    def on_update(self, update: InterceptedUpdate) -> None:
+        """Log one client's training reply."""
+        self._train.append(update.metrics)
+        self.writer.event("client-train", round=update.server_round, node_id=update.node_id,
+                          partition_id=update.partition_id, **_kebab_to_snake(update.metrics))
+
+    def on_evaluate_reply(self, server_round: int, node_id: int, partition_id: int | None,
+                          metrics: Mapping[str, Any]) -> None:
+        """Log one client's federated-evaluation reply."""
+        self._eval.append(metrics)
+        self.writer.event("client-evaluate", round=server_round, node_id=node_id, partition_id=partition_id,
+                          **_kebab_to_snake(metrics))
+
+    def plugin_failed(self, server_round: int, plugin: str, error: BaseException) -> None:
+        """Record that a plugin raised (the strategy disabled it for the round)."""
+        self.writer.event("plugin-error", round=server_round, plugin=plugin, error=f"{type(error).__name__}: {error}")
+
+    def evaluate_global(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        """Flower's centralized evaluation: score the global model on the test split and log the round."""
+        self.model.load_state_dict(arrays.to_torch_state_dict())
+        test = evaluate(self.model, self.test_data)
+        now = time.perf_counter()
+        row = {
+            "round": server_round,
+            "clients": len(self._train),
+            "train_loss": _weighted(self._train, "train-loss"),
+            "train_accuracy": _weighted(self._train, "train-accuracy"),
+            "eval_loss": _weighted(self._eval, "eval-loss"),
+            "eval_accuracy": _weighted(self._eval, "eval-accuracy"),
+            "test_loss": test.loss,
+            "test_accuracy": test.accuracy,
+            "samples": sum(int(m.get("num-examples", 0)) for m in self._train),
+            "seconds": round(now - self._round_started, 3),
+        }
+        self.history.append(row)
+        self.writer.event("round", **row)
+        self.writer.metrics_row(row)
+        self._print(row)
+        self._train, self._eval, self._round_started = [], [], now
+        return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
+
+    def finish(self, status: str = "completed") -> dict[str, Any]:
+        """Write ``summary.json`` and a final ``run-end`` event; return the summary."""
+        rounds = [row for row in self.history if row["round"] > 0]
+        final = self.history[-1] if self.history else {}
+        summary = {
+            "status": status,
+            "rounds": len(rounds),
+            "final_test_accuracy": final.get("test_accuracy"),
+            "final_test_loss": final.get("test_loss"),
+            "best_test_accuracy": max((row["test_accuracy"] for row in rounds), default=None),
+            "wall_seconds": round(time.perf_counter() - self._started, 3),
+            "server_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+        self.writer.write_json(SUMMARY, summary)
+        self.writer.event("run-end", **summary)
+        return summary
+
+    def _print(self, row: Mapping[str, Any]) -> None:
+        if self.console is None:
+            return
+        if row["round"] == 0:
+            line = f"round  0/{self.num_rounds}  initial model: test_loss {row['test_loss']:.4f} " \
+                   f"test_acc {row['test_accuracy']:.4f}"
+        else:
+            line = (f"round {row['round']:2d}/{self.num_rounds}  clients {row['clients']:3d}  "
+                    f"train_loss {row['train_loss']:.4f}  train_acc {row['train_accuracy']:.4f}  "
+                    f"test_loss {row['test_loss']:.4f}  test_acc {row['test_accuracy']:.4f}  "
+                    f"{row['seconds']:.1f}s")
+        print(line, file=self.console, flush=True)
+
+
+def _weighted(records: list[Mapping[str, Any]], key: str) -> float | None:
+    """Mean of ``key`` over client records, weighted by their num-examples."""
+    pairs = [(float(m[key]), int(m.get("num-examples", 0))) for m in records if key in m]
+    total = sum(weight for _, weight in pairs)
+    return sum(value * weight for value, weight in pairs) / total if total else None
+
+
+def _kebab_to_snake(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {key.replace("-", "_"): value for key, value in metrics.items()}
