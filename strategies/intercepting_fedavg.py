@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from collections.abc import Callable, Iterable, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -22,6 +23,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fl_sim import protocol
+from fl_sim.training import derive_seed
 from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
 
 logger = logging.getLogger(__name__)
@@ -45,13 +47,15 @@ class InterceptingFedAvg(FedAvg):
     Args:
         plugins: observers and filters, called in this order for every update.
         on_plugin_error: called with (round, plugin name, exception) when a plugin raises.
+        seed: makes client sampling reproducible (Flower samples with Python's ``random``).
         **fedavg_kwargs: passed to Flower's FedAvg (fractions, minimum nodes, ...).
     """
 
     def __init__(self, plugins: Sequence[ServerPlugin] = (), on_plugin_error: PluginErrorCallback | None = None,
-                 **fedavg_kwargs: Any) -> None:
+                 seed: int = 0, **fedavg_kwargs: Any) -> None:
         super().__init__(**fedavg_kwargs)
         self.plugins = list(plugins)
+        self.seed = seed
         self.on_plugin_error = on_plugin_error
         self._sent_arrays: MappingProxyType = MappingProxyType({})
         self._sent_config: MappingProxyType = MappingProxyType({})
@@ -59,7 +63,8 @@ class InterceptingFedAvg(FedAvg):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        """Sample clients as FedAvg does, remembering what was sent for the plugins."""
+        """Sample clients as FedAvg does (seeded per round), remembering what was sent for the plugins."""
+        random.seed(derive_seed(self.seed, server_round, 0))
         messages = super().configure_train(server_round, arrays, config, grid)
         self._sent_arrays = frozen_numpy(arrays)
         self._sent_config = MappingProxyType(dict(config))
@@ -67,16 +72,21 @@ class InterceptingFedAvg(FedAvg):
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Show every reply to the plugins (filters first), then aggregate the kept ones with FedAvg."""
+        """Show every reply to the plugins (filters first), then aggregate the kept ones with FedAvg.
+
+        Replies are taken in partition order, whatever order they arrived in, so that the
+        floating-point sums of the aggregate are the same from run to run.
+        """
         self._disabled = set()
-        kept = [reply for reply in replies if reply.has_error() or self._intercept(server_round, reply)]
+        kept = [reply for reply in _in_partition_order(replies)
+                if reply.has_error() or self._intercept(server_round, reply)]
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_round_end, server_round)
         return super().aggregate_train(server_round, kept)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Show each client's evaluation metrics to the plugins, then aggregate them with FedAvg."""
-        replies = list(replies)
+        replies = _in_partition_order(replies)
         for reply in replies:
             if reply.has_error():
                 continue
@@ -130,6 +140,16 @@ class InterceptingFedAvg(FedAvg):
             if self.on_plugin_error is not None:
                 self.on_plugin_error(server_round, plugin.name, err)
             return False, None
+
+
+def _in_partition_order(replies: Iterable[Message]) -> list[Message]:
+    """Replies sorted by (partition id, node id); error replies last."""
+    def key(reply: Message) -> tuple[int, int, int]:
+        if reply.has_error():
+            return (1, 0, reply.metadata.src_node_id)
+        partition = _partition_id(reply)
+        return (0, -1 if partition is None else partition, reply.metadata.src_node_id)
+    return sorted(replies, key=key)
 
 
 def _partition_id(reply: Message) -> int | None:

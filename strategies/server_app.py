@@ -44,6 +44,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     strategy = InterceptingFedAvg(
         plugins=[recorder, *extra],
         on_plugin_error=recorder.plugin_failed,
+        seed=config.seed,
         fraction_train=server.fraction_train,
         fraction_evaluate=server.fraction_evaluate,
         min_train_nodes=server.min_train_nodes,

@@ -1,0 +1,185 @@
+"""Image data sets, loaded whole into memory as uint8 tensors of one size and channel count.
+
+The embedded default is scikit-learn's ``digits`` (1,797 real 8x8 handwritten digits), which
+needs no download. MNIST, Fashion-MNIST, CIFAR-10/100 and a user's ``ImageFolder`` load
+through torchvision from a local root (``download`` is never attempted: these machines may
+have no internet). Every data set is served at ``data.image-size`` and ``data.channels`` with
+pixel values in [0, 1], the range in which reconstructions are judged.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fl_sim.config import DataConfig
+from fl_sim.errors import DataError
+
+#: The train/test split of data sets without their own split is fixed, whatever the run seed.
+SPLIT_SEED = 0
+
+_TORCHVISION_LAYOUT = {
+    "mnist": ("MNIST", "MNIST/raw/train-images-idx3-ubyte"),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw/train-images-idx3-ubyte"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py/data_batch_1"),
+    "cifar100": ("CIFAR100", "cifar-100-python/train"),
+}
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Images as uint8 ``[N, C, H, W]`` with int64 labels ``[N]``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray | torch.Tensor) -> ImageData:
+        """The samples at ``indices`` (positions in this data)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return ImageData(self.images[index], self.labels[index])
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float images in [0, 1] and labels, ready for a model."""
+        return self.images.float().div_(255.0), self.labels
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set's training and test splits and its number of classes."""
+
+    name: str
+    train: ImageData
+    test: ImageData
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of every image."""
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+
+def load_dataset(config: DataConfig) -> Dataset:
+    """Load the data set the config names, at its size and channel count (cached per process)."""
+    return _load_cached(config.dataset, config.root, config.image_size, config.channels, config.test_fraction)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, root: str, size: int, channels: int, test_fraction: float) -> Dataset:
+    loader = _LOADERS[name]
+    (train_x, train_y), (test_x, test_y), num_classes = loader(Path(root), test_fraction, size)
+    return Dataset(
+        name=name,
+        train=ImageData(_conform(train_x, size, channels), torch.as_tensor(train_y, dtype=torch.long)),
+        test=ImageData(_conform(test_x, size, channels), torch.as_tensor(test_y, dtype=torch.long)),
+        num_classes=num_classes,
+    )
+
+
+def _conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize uint8/float ``[N, C, H, W]`` images to ``size`` and ``channels``; return uint8."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if x.shape[1] == 3 and channels == 1:
+        luminance = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = (x * luminance).sum(dim=1, keepdim=True)
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.repeat(1, 3, 1, 1)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _fixed_split(num: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(SPLIT_SEED).permutation(num)
+    num_test = max(1, int(round(num * test_fraction)))
+    return np.sort(order[num_test:]), np.sort(order[:num_test])
+
+
+Arrays = tuple[torch.Tensor, np.ndarray]
+Loader = Callable[[Path, float, int], tuple[Arrays, Arrays, int]]
+
+
+def _load_digits(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+    """scikit-learn's embedded digits: 1,797 8x8 images with 17 gray levels, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = digits.target.astype(np.int64)
+    train, test = _fixed_split(len(labels), test_fraction)
+    return (images[train], labels[train]), (images[test], labels[test]), 10
+
+
+def _missing(name: str, root: Path, expected: str) -> DataError:
+    tv_class = _TORCHVISION_LAYOUT[name][0]
+    return DataError(
+        f"{name} not found under '{root}' (expected {root / expected}); on a machine with internet run "
+        f"python -c \"import torchvision; torchvision.datasets.{tv_class}('{root}', download=True)\" "
+        f"and copy the folder here, or set data.root")
+
+
+def _torchvision_loader(name: str) -> Loader:
+    """A loader for one of torchvision's classic data sets, read from ``root`` without downloading."""
+
+    def load(root: Path, _test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+        import torchvision.datasets as tvd
+
+        tv_class, expected = _TORCHVISION_LAYOUT[name]
+        if not (root / expected).exists():
+            raise _missing(name, root, expected)
+        cls = getattr(tvd, tv_class)
+        try:
+            splits = [cls(str(root), train=train, download=False) for train in (True, False)]
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+            raise DataError(f"{name} under '{root}' is incomplete or corrupted ({err}); "
+                            f"re-copy it or set data.root") from err
+        out = []
+        for split in splits:
+            data = torch.as_tensor(np.asarray(split.data))
+            images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
+            out.append((images.contiguous(), np.asarray(split.targets, dtype=np.int64)))
+        return out[0], out[1], len(splits[0].classes)
+
+    return load
+
+
+def _load_image_folder(root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
+    """A user's images, one sub-folder per class (torchvision's ``ImageFolder`` layout)."""
+    import torchvision.datasets as tvd
+    from torchvision.transforms.functional import pil_to_tensor
+
+    if not root.is_dir():
+        raise DataError(f"image folder '{root}' does not exist; set data.root to a folder with one "
+                        f"sub-folder of images per class")
+    try:
+        folder = tvd.ImageFolder(str(root))
+    except (FileNotFoundError, RuntimeError) as err:
+        raise DataError(f"'{root}' is not an image folder ({err}); put each class's images in a "
+                        f"sub-folder of data.root") from err
+    images = []
+    for path, _ in folder.samples:
+        picture = folder.loader(path).convert("RGB")
+        images.append(F.interpolate(pil_to_tensor(picture).unsqueeze(0).float() / 255.0,
+                                    size=(size, size), mode="bilinear", antialias=True))
+    stacked = torch.cat(images)
+    labels = np.asarray(folder.targets, dtype=np.int64)
+    train, test = _fixed_split(len(labels), test_fraction)
+    return (stacked[train], labels[train]), (stacked[test], labels[test]), len(folder.classes)
+
+
+_LOADERS: dict[str, Loader] = {
+    "digits": _load_digits,
+    "mnist": _torchvision_loader("mnist"),
+    "fashion-mnist": _torchvision_loader("fashion-mnist"),
+    "cifar10": _torchvision_loader("cifar10"),
+    "cifar100": _torchvision_loader("cifar100"),
+    "imagefolder": _load_image_folder,
+}

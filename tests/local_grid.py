@@ -1,0 +1,71 @@
+"""An in-process Flower Grid for tests: delivers messages straight to a ClientApp, no Ray, no network.
+
+It lets tests drive the real strategy and the real ClientApp through whole rounds in a
+fraction of a second. Nodes are numbered 101, 102, ... and hold partitions 0, 1, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from flwr.app import Context, Message, RecordDict
+from flwr.app.error import Error
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+FIRST_NODE_ID = 101
+
+
+class LocalGrid(Grid):
+    """A Grid whose nodes are in-process calls of ``client_app``; ``fail`` makes chosen nodes reply with an error."""
+
+    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None,
+                 fail: Callable[[int, Message], bool] | None = None) -> None:
+        self.client_app = client_app
+        self.node_ids = [FIRST_NODE_ID + i for i in range(num_nodes)]
+        self.run_config = run_config or {}
+        self.fail = fail or (lambda node_id, message: False)
+        self.sent: list[Message] = []
+        # Messages take their run and sender from the process's task identity, which a
+        # SuperLink would set for a real ServerApp process.
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+
+    def set_run(self, run) -> None:  # noqa: D102 - not needed in-process
+        pass
+
+    @property
+    def run(self):  # noqa: D102
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs) -> Message:  # noqa: D102
+        raise NotImplementedError
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Every node is always connected."""
+        return list(self.node_ids)
+
+    def get_nodes(self):  # noqa: D102
+        raise NotImplementedError
+
+    def push_messages(self, messages):  # noqa: D102
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids):  # noqa: D102
+        raise NotImplementedError
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Run each message through the ClientApp of its destination node and return the replies."""
+        replies = []
+        for message in messages:
+            self.sent.append(message)
+            node_id = message.metadata.dst_node_id
+            if self.fail(node_id, message):
+                replies.append(Message(Error(code=0, reason="injected failure"), reply_to=message))
+                continue
+            partition_id = self.node_ids.index(node_id)
+            context = Context(run_id=1, node_id=node_id,
+                              node_config={"partition-id": partition_id, "num-partitions": len(self.node_ids)},
+                              state=RecordDict(), run_config=dict(self.run_config))
+            replies.append(self.client_app(message, context))
+        return replies

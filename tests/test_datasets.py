@@ -1,0 +1,114 @@
+"""Data set loaders, exercised on small files written in each data set's real on-disk format."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torchvision.datasets as tvd
+from PIL import Image
+
+from fl_sim.config import DataConfig
+from fl_sim.data import load_dataset
+from fl_sim.errors import DataError
+
+RNG = np.random.default_rng(0)
+
+
+def test_digits_is_embedded_with_a_fixed_split():
+    data = load_dataset(DataConfig())
+    assert data.num_classes == 10
+    assert len(data.train) + len(data.test) == 1797
+    assert data.input_shape == (1, 32, 32)
+    assert data.train.images.dtype.is_floating_point is False
+    images, labels = data.train.tensors()
+    assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.9
+    assert sorted(labels.unique().tolist()) == list(range(10))
+    again = load_dataset(DataConfig(image_size=32, channels=1, test_fraction=0.2))
+    assert again is data  # cached per process
+
+
+def test_digits_served_at_other_sizes_and_rgb():
+    data = load_dataset(DataConfig(image_size=16, channels=3))
+    assert data.input_shape == (3, 16, 16)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX format (LeCun): magic 0x0000 08 ndim, big-endian dimension sizes, then raw uint8."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_mnist_family_loads_idx_files(tmp_path, name, folder):
+    raw = tmp_path / folder / "raw"
+    for prefix, count in (("train", 20), ("t10k", 6)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", RNG.integers(0, 256, (count, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
+    data = load_dataset(DataConfig(dataset=name, root=str(tmp_path), image_size=32, channels=3))
+    assert (len(data.train), len(data.test), data.num_classes) == (20, 6, 10)
+    assert data.input_shape == (3, 32, 32)
+    assert data.train.labels.tolist() == [i % 10 for i in range(20)]
+
+
+def _pickle(path: Path, payload: dict) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(payload))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name, cls, label_key, meta_key, num_classes", [
+    ("cifar10", tvd.CIFAR10, "labels", "label_names", 10),
+    ("cifar100", tvd.CIFAR100, "fine_labels", "fine_label_names", 100),
+])
+def test_cifar_loads_pickled_batches(tmp_path, monkeypatch, name, cls, label_key, meta_key, num_classes):
+    """Writes CIFAR's python-pickle batches; torchvision's md5 list is pointed at these files."""
+    folder = tmp_path / cls.base_folder
+    def batch(count):
+        return {"data": RNG.integers(0, 256, (count, 3072), dtype=np.uint8), label_key: list(range(count))}
+    train_list = [[file, _pickle(folder / file, batch(4))] for file, _ in cls.train_list]
+    test_list = [[file, _pickle(folder / file, batch(3))] for file, _ in cls.test_list]
+    meta_md5 = _pickle(folder / cls.meta["filename"], {meta_key: [f"class{i}" for i in range(num_classes)]})
+    monkeypatch.setattr(cls, "train_list", train_list)
+    monkeypatch.setattr(cls, "test_list", test_list)
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": meta_md5})
+    data = load_dataset(DataConfig(dataset=name, root=str(tmp_path), image_size=32, channels=3))
+    assert len(data.train) == 4 * len(train_list) and len(data.test) == 3
+    assert data.num_classes == num_classes and data.input_shape == (3, 32, 32)
+    first = np.frombuffer(pickle.loads((folder / train_list[0][0]).read_bytes())["data"][0].tobytes(), np.uint8)
+    assert np.array_equal(data.train.images[0].numpy().reshape(-1), first)  # CHW order kept, no resizing
+
+
+def test_corrupted_cifar_says_so(tmp_path):
+    folder = tmp_path / tvd.CIFAR10.base_folder
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="incomplete or corrupted"):
+        load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path)))
+
+
+def test_image_folder_loads_class_subfolders(tmp_path):
+    for label, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            Image.new("RGB", (40 + i, 30), color).save(tmp_path / label / f"{i}.png")
+    data = load_dataset(DataConfig(dataset="imagefolder", root=str(tmp_path), image_size=24, channels=3,
+                                   test_fraction=0.2))
+    assert (len(data.train), len(data.test), data.num_classes) == (8, 2, 2)
+    images, labels = data.train.tensors()
+    red = images[labels == 0][:, 0].mean()
+    assert images.shape[1:] == (3, 24, 24) and red > 0.99
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"])
+def test_missing_root_says_how_to_get_the_data(tmp_path, name):
+    with pytest.raises(DataError) as raised:
+        load_dataset(DataConfig(dataset=name, root=str(tmp_path / "nowhere")))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert ("download=True" in message) if name != "imagefolder" else ("sub-folder" in message)

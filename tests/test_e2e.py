@@ -1,0 +1,131 @@
+"""End-to-end: real Flower runs on tiny settings (Simulation Engine on Ray, `flwr run .`, the CLI)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fl_sim.results import read_events
+from fl_sim.simulation import simulate
+from strategies import ServerPlugin
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.e2e
+#: The fixed port of the SuperLink that `flwr run` starts for local simulations.
+LOCAL_SUPERLINK_PORT = 39091
+
+
+class Recorder(ServerPlugin):
+    """Keeps (round, partition) of every update it is shown."""
+
+    name = "test-recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_update(self, update):
+        self.seen.append((update.server_round, update.partition_id))
+
+
+class Exploder(ServerPlugin):
+    name = "exploder"
+
+    def on_update(self, update):
+        raise ValueError("plugin bug")
+
+
+def _check_results(run_dir: Path, rounds: int, clients: int) -> list[dict]:
+    for name in ("config.json", "events.jsonl", "metrics.csv", "model.pt", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    events = read_events(run_dir)
+    train = [e for e in events if e["event"] == "client-train"]
+    assert sorted((e["round"], e["partition_id"]) for e in train) == [
+        (r, p) for r in range(1, rounds + 1) for p in range(clients)]
+    assert all(e["num_examples"] > 0 and e["train_seconds"] > 0 for e in train)
+    with open(run_dir / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["round"]) for r in rows] == list(range(rounds + 1))
+    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rounds"] == rounds
+    assert set(torch.load(run_dir / "model.pt")) >= {"classifier.weight", "classifier.bias"}
+    return events
+
+
+def test_simulation_on_ray_intercepts_every_update(tiny_config):
+    recorder = Recorder()
+    run_dir = simulate(tiny_config, plugins=lambda config, writer: [Exploder(), recorder])
+    events = _check_results(run_dir, rounds=2, clients=3)
+    assert sorted(recorder.seen) == [(r, p) for r in (1, 2) for p in range(3)]
+    assert [e["round"] for e in events if e["event"] == "plugin-error"] == [1, 2]
+    assert json.loads((run_dir / "config.json").read_text())["simulation.num-clients"] == 3
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "fl-sim"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_run_writes_results(tmp_path):
+    overrides = [f"--set={key}={value}" for key, value in TINY.items() if key not in
+                 ("num-server-rounds", "simulation.num-clients")]
+    done = _cli("run", "--clients", "3", "--rounds", "1", "--out", "out", "--run-id", "cli", *overrides, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "round  1/1" in done.stdout and f"results: {tmp_path / 'out' / 'cli'}" in done.stdout
+    _check_results(tmp_path / "out" / "cli", rounds=1, clients=3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "train.lrr=1"], "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
+    (["--model", "vgg"], "config key 'model.name' must be one of lenet, convnet, mlp, resnet18"),
+    (["--dataset", "cifar10", "--data-root", "nowhere"], "cifar10 not found under 'nowhere'"),
+    (["--clients", "2000"], "2000 clients need at least 4000 training samples"),
+    (["--config", "missing.toml"], "config file 'missing.toml' does not exist"),
+])
+def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+    done = _cli("run", "--out", "out", *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("fl-sim: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_flwr_run_uses_the_pyproject_app(tmp_path):
+    """`flwr run .` with run-config overrides, on Flower's managed local SuperLink."""
+    env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home"), "FLWR_DISABLE_UPDATE_CHECK": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    superlink_was_up = _port_open(LOCAL_SUPERLINK_PORT)
+    out = tmp_path / "out"
+    run_config = (f"num-server-rounds=2 data.image-size=16 train.local-steps=2 "
+                  f"output.dir='{out}' output.run-id='flwr'")
+    try:
+        done = subprocess.run([str(BIN / "flwr"), "run", str(ROOT), "--stream", "--run-config", run_config,
+                               "--federation-config", "num-supernodes=3"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        _check_results(out / "flwr", rounds=2, clients=3)
+        config = json.loads((out / "flwr" / "config.json").read_text())
+        assert config["train.local-steps"] == 2 and config["data.image-size"] == 16
+    finally:
+        if not superlink_was_up:  # stop the SuperLink this test started, and only that one
+            subprocess.run(["pkill", "-f", f"flower-superlink.*{tmp_path}"], check=False)
+            deadline = time.time() + 10
+            while _port_open(LOCAL_SUPERLINK_PORT) and time.time() < deadline:
+                time.sleep(0.2)
