@@ -267,6 +267,9 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError(
             f"config key 'server.min-available-nodes' ({server.min_available_nodes}) exceeds "
             f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
+    if config.data.val_fraction == 0 and server.fraction_evaluate > 0:
+        raise ConfigError("config key 'data.val-fraction' is 0, so clients have nothing to evaluate on; "
+                          "set server.fraction-evaluate=0 or a val-fraction above 0")
     if server.min_train_nodes > config.simulation.num_clients:
         raise ConfigError(
             f"config key 'server.min-train-nodes' ({server.min_train_nodes}) exceeds "

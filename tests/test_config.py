@@ -52,6 +52,7 @@ def test_numbers_from_strings_and_ints(value, expected):
     ({"data.root": 3}, "config key 'data.root' must be a string; got 3"),
     ({"server.min-available-nodes": 5, "simulation.num-clients": 3},
      "'server.min-available-nodes' (5) exceeds 'simulation.num-clients' (3)"),
+    ({"data.val-fraction": 0.0}, "set server.fraction-evaluate=0 or a val-fraction above 0"),
 ])
 def test_bad_keys_and_values_name_the_key(flat, message):
     with pytest.raises(ConfigError) as raised:
