@@ -37,10 +37,13 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
             "local-steps": result.steps,
             "train-seconds": result.seconds,
         })
+        info = {protocol.PARTITION_ID: partition_id}
+        if run.attack.enabled:  # simulation-only ground truth for the attack's judge
+            info[protocol.AUDIT_SAMPLES] = data.train_indices[result.sample_indices].tolist()
         content = RecordDict({
             protocol.ARRAYS: ArrayRecord(model.cpu().state_dict()),
             protocol.METRICS: metrics,
-            protocol.CLIENT_INFO: ConfigRecord({protocol.PARTITION_ID: partition_id}),
+            protocol.CLIENT_INFO: ConfigRecord(info),
         })
         return Message(content, reply_to=msg)
 

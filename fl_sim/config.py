@@ -93,6 +93,31 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AttackConfig:
+    """The honest-but-curious server: which gradient inversion it runs on intercepted updates."""
+
+    enabled: bool = _setting(False, "run the attacker plugin on every intercepted update")
+    method: Literal["ig", "idlg", "dlg", "analytic"] = _setting("ig", "gradient-inversion attack")
+    iterations: int = _setting(0, "optimisation steps; 0 = the method's published default "
+                                  "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps)", min=0)
+    lr: float = _setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
+    tv: float = _setting(0.1, "ig: total-variation weight", min=0)
+    restarts: int = _setting(1, "ig: random restarts per attacked update (best final loss is kept)", min=1)
+    multistep: Literal["approx", "unroll"] = _setting(
+        "approx", "updates of several local steps: gradient = -update/(lr*steps), or ig unrolls the steps")
+    device: Literal["auto", "cpu", "cuda"] = _setting("auto", "where attacks run; auto = cuda when present")
+    batched: bool = _setting(True, "ig: optimise all attacks of a round as one vmap-batched problem")
+    blocking: bool = _setting(False, "run attacks inside the round (deterministic) instead of a background worker")
+    queue_size: int = _setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)
+    end_budget_seconds: float = _setting(0.0, "at the end of a run, seconds to let pending attacks finish; "
+                                              "0 = wait for all", min=0)
+    success_ssim: float = _setting(0.6, "a reconstruction leaks when its SSIM reaches this", min=0, max=1)
+    max_clients: int = _setting(0, "attack at most this many clients per round (0 = all)", min=0)
+    every: int = _setting(1, "attack every n-th round", min=1)
+    save_images: bool = _setting(True, "save ground truth vs reconstruction PNG grids")
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """Flower Simulation Engine (Ray) settings used by `fl-sim run`."""
 
@@ -119,6 +144,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

@@ -18,6 +18,9 @@ METRICS = "metrics"
 CLIENT_INFO = "client"
 
 PARTITION_ID = "partition-id"
+#: Simulation-only audit: positions (in the data set's training split) of the samples a client
+#: trained on this round, in order. Only the judge of an attack reads it, never an attack.
+AUDIT_SAMPLES = "audit-sample-indices"
 NUM_EXAMPLES = "num-examples"
 SERVER_ROUND = "server-round"
 

@@ -107,6 +107,7 @@ class InterceptingFedAvg(FedAvg):
             client_arrays=frozen_numpy(content.array_records[self.arrayrecord_key]),
             metrics=MappingProxyType(dict(content.metric_records.get(protocol.METRICS, {}))),
             train_config=self._sent_config,
+            audit=_audit(reply),
         )
         for plugin in self._active():
             if not isinstance(plugin, UpdateFilter):
@@ -150,6 +151,11 @@ def _in_partition_order(replies: Iterable[Message]) -> list[Message]:
         partition = _partition_id(reply)
         return (0, -1 if partition is None else partition, reply.metadata.src_node_id)
     return sorted(replies, key=key)
+
+
+def _audit(reply: Message) -> MappingProxyType:
+    info = reply.content.config_records.get(protocol.CLIENT_INFO, {})
+    return MappingProxyType({key: value for key, value in info.items() if key != protocol.PARTITION_ID})
 
 
 def _partition_id(reply: Message) -> int | None:

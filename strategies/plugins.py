@@ -9,7 +9,8 @@ themselves as :class:`UpdateFilter` and return the update to aggregate, or ``Non
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ class InterceptedUpdate:
         client_arrays: the arrays the client returned, by parameter name.
         metrics: the client's reported metrics (loss, accuracy, num-examples, ...).
         train_config: the training settings the server sent this round (lr, local epochs, ...).
+        audit: simulation-only ground truth the client reported (e.g. which samples it trained
+            on). A real server never has it: only judges of attacks may read it, never attacks.
     """
 
     server_round: int
@@ -36,6 +39,7 @@ class InterceptedUpdate:
     client_arrays: Mapping[str, np.ndarray]
     metrics: Mapping[str, Any]
     train_config: Mapping[str, Any]
+    audit: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def num_examples(self) -> int:
