@@ -8,6 +8,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from attacker.plugin import AttackerPlugin
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
@@ -40,6 +41,11 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     model = build_model(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed)
     recorder = RunRecorder(writer, model, dataset.test, config.num_server_rounds)
     extra = list(plugins(config, writer)) if plugins else []
+    if config.attack.enabled:
+        # The simulator, not the attacker, knows the clients' data: it lends the judge the
+        # images a client reported training on, and nothing else.
+        extra.append(AttackerPlugin(config, writer, ground_truth=dataset.train.subset,
+                                    input_shape=dataset.input_shape, num_classes=dataset.num_classes))
     server = config.server
     strategy = InterceptingFedAvg(
         plugins=[recorder, *extra],

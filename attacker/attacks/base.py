@@ -1,0 +1,60 @@
+"""What every attack takes and returns."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from attacker.observation import Observation
+from fl_sim.config import AttackConfig
+
+#: Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py), iDLG the same
+#: (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam steps
+#: at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG).
+DEFAULT_ITERATIONS = {"dlg": 300, "idlg": 300, "ig": 4800, "analytic": 1}
+DEFAULT_LR = {"dlg": 1.0, "idlg": 1.0, "ig": 0.1, "analytic": 0.0}
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """An attack's hyperparameters, with the method's defaults filled in."""
+
+    method: str
+    iterations: int
+    lr: float
+    tv: float
+    restarts: int
+    multistep: str
+    batched: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: AttackConfig, seed: int) -> AttackSettings:
+        """Resolve ``attack.*`` settings; 0 means the method's published default."""
+        return cls(method=config.method,
+                   iterations=config.iterations or DEFAULT_ITERATIONS[config.method],
+                   lr=config.lr or DEFAULT_LR[config.method],
+                   tv=config.tv, restarts=config.restarts, multistep=config.multistep,
+                   batched=config.batched, seed=seed)
+
+
+@dataclass
+class Reconstruction:
+    """An attack's result for one observed update: images in [0, 1] ``[B, C, H, W]`` and labels ``[B]``."""
+
+    observation: Observation
+    images: torch.Tensor
+    labels: torch.Tensor
+    loss: float
+    iterations: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+class NotApplicable(ValueError):
+    """The attack cannot run on this model or update (e.g. analytic recovery without a linear first layer)."""
+
+
+CancelEvent = threading.Event | None

@@ -1,0 +1,22 @@
+"""PNG grids of ground truth (top row) over reconstruction (bottom row)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import save_image
+
+#: Small images are enlarged (nearest neighbour) to at least this many pixels per side.
+MIN_SIDE = 64
+
+
+def save_grid(path: Path, truth: torch.Tensor, reconstruction: torch.Tensor) -> None:
+    """Write ``truth`` ``[B, C, H, W]`` above ``reconstruction`` (same shape) as one PNG."""
+    rows = torch.cat([truth, reconstruction]).float().clamp(0, 1)
+    scale = max(1, MIN_SIDE // rows.shape[-1])
+    if scale > 1:
+        rows = F.interpolate(rows, scale_factor=scale, mode="nearest")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(rows, str(path), nrow=len(truth), padding=2, pad_value=1.0)

@@ -1,0 +1,173 @@
+"""The attacker as a server plugin: collects each round's updates, attacks them, judges, logs.
+
+Per attacked client and round it writes an ``attack`` event (method, iterations, seconds,
+device, label accuracy, per-image MSE/PSNR/SSIM, success) and a PNG grid under
+``reconstructions/round-<r>/``; per round an ``attack-round`` event with the attack success
+rate over images and over clients. A failing attack (an exception, an out-of-memory error, an
+attack that does not apply to the model) is logged as ``attack-error`` and never reaches the
+federated run.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
+from attacker.engine import AttackCancelled
+from attacker.images import save_grid
+from attacker.judge import Verdict, judge
+from attacker.observation import Observation
+from attacker.victim import Victim
+from attacker.worker import BackgroundWorker, wait_seconds
+from fl_sim import protocol
+from fl_sim.config import RunConfig
+from fl_sim.data import ImageData
+from fl_sim.errors import ConfigError
+from fl_sim.results import ResultsWriter
+from fl_sim.training import derive_seed
+from strategies.plugins import InterceptedUpdate, ServerPlugin
+
+logger = logging.getLogger(__name__)
+
+#: Given the data-set positions a client reported training on, return those images (simulator only).
+GroundTruth = Callable[[Sequence[int]], ImageData]
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for ``cuda`` without one is a user error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'attack.device' is cuda but no CUDA GPU is visible; "
+                          "set attack.device=auto or cpu")
+    return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class RoundJob:
+    """The updates of one round to attack, each with its simulation-only audit (for the judge only)."""
+
+    server_round: int
+    observations: list[Observation]
+    audits: list[Mapping[str, Any]]
+
+
+class AttackerPlugin(ServerPlugin):
+    """Runs ``attack.method`` on intercepted updates and logs, per client and round, whether it leaked."""
+
+    name = "attacker"
+
+    def __init__(self, config: RunConfig, writer: ResultsWriter, ground_truth: GroundTruth | None,
+                 input_shape: tuple[int, int, int], num_classes: int) -> None:
+        self.config = config
+        self.attack = config.attack
+        self.writer = writer
+        self.ground_truth = ground_truth
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.device = resolve_device(self.attack.device)
+        self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
+        self.summaries: list[dict[str, Any]] = []
+        self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
+        self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
+
+    @property
+    def pending(self) -> int:
+        """Rounds queued or being attacked in the background."""
+        return self._worker.pending if self._worker else 0
+
+    def on_update(self, update: InterceptedUpdate) -> None:
+        """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
+        if (update.server_round - 1) % self.attack.every == 0:
+            self._collected.append((Observation.from_update(update), dict(update.audit)))
+
+    def on_round_end(self, server_round: int) -> None:
+        """Attack the round's updates, inline (``attack.blocking``) or in the background."""
+        chosen = self._sample(server_round, self._collected)
+        self._collected = []
+        if not chosen:
+            return
+        job = RoundJob(server_round, [obs for obs, _ in chosen], [audit for _, audit in chosen])
+        if self._worker is None:
+            self._attack_round(job, threading.Event())
+        else:
+            self._worker.submit(job)
+
+    def close(self) -> None:
+        """Let pending attacks finish (or cut them at ``attack.end-budget-seconds``) and log the cut ones."""
+        if self._worker is None:
+            return
+        for job in self._worker.close(self.attack.end_budget_seconds):
+            self.writer.event("attack-cut", round=job.server_round, clients=len(job.observations),
+                              reason=f"end-of-run budget of {self.attack.end_budget_seconds} s spent")
+
+    def _sample(self, server_round: int, collected: list) -> list:
+        limit = self.attack.max_clients
+        if not limit or len(collected) <= limit:
+            return collected
+        rng = np.random.default_rng(derive_seed(self.config.seed, server_round, 1))
+        return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
+
+    def _attack_round(self, job: RoundJob, cancel: threading.Event) -> None:
+        start = time.perf_counter()
+        try:
+            victim = Victim.from_arrays(self.config.model, self.input_shape, self.num_classes,
+                                        job.observations[0].global_arrays, self.device)
+            reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, cancel)
+        except AttackCancelled:
+            raise
+        except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
+            logger.error("round %d: attack %s failed: %s", job.server_round, self.settings.method, err)
+            self.writer.event("attack-error", round=job.server_round, method=self.settings.method,
+                              clients=len(job.observations), error=f"{type(err).__name__}: {err}")
+            return
+        verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
+        self._summarise(job.server_round, verdicts, wait_seconds(start))
+
+    def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
+        obs = rec.observation
+        verdict, image_path = None, None
+        indices = audit.get(protocol.AUDIT_SAMPLES)
+        if self.ground_truth is not None and indices:
+            unique = np.array(list(dict.fromkeys(int(i) for i in indices)))
+            truth = self.ground_truth(unique)
+            images, labels = truth.tensors()
+            verdict = judge(rec.images, rec.labels, images, labels, self.attack.success_ssim)
+            if self.attack.save_images:
+                matched = images[[v.match for v in verdict.images]]
+                image_path = f"reconstructions/round-{obs.server_round}/client-{obs.partition_id}.png"
+                save_grid(self.writer.directory / image_path, matched, rec.images)
+        self.writer.event(
+            "attack", round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
+            method=self.settings.method, iterations=rec.iterations, seconds=round(rec.seconds, 3),
+            device=str(self.device), images=len(rec.images), labels=rec.labels.tolist(), loss=rec.loss,
+            label_accuracy=verdict.label_accuracy if verdict else None,
+            per_image=[{"mse": v.scores.mse, "psnr": v.scores.psnr, "ssim": v.scores.ssim, "leaked": v.leaked}
+                       for v in verdict.images] if verdict else None,
+            success=verdict.leaked if verdict else None, image=image_path, notes=rec.notes)
+        return verdict
+
+    def _summarise(self, server_round: int, verdicts: list[Verdict | None], seconds: float) -> None:
+        judged = [v for v in verdicts if v is not None]
+        images = [image for v in judged for image in v.images]
+        ssims = [image.scores.ssim for image in images]
+        summary = {
+            "round": server_round, "method": self.settings.method, "clients": len(verdicts),
+            "clients_judged": len(judged), "clients_leaked": sum(v.leaked for v in judged),
+            "client_success_rate": sum(v.leaked for v in judged) / len(judged) if judged else None,
+            "images": len(images), "images_leaked": sum(i.leaked for i in images),
+            "image_success_rate": sum(i.leaked for i in images) / len(images) if images else None,
+            "label_accuracy": statistics.mean(v.label_accuracy for v in judged) if judged else None,
+            "best_ssim": max(ssims, default=None), "median_ssim": statistics.median(ssims) if ssims else None,
+            "median_psnr": statistics.median(i.scores.psnr for i in images) if images else None,
+            "seconds": seconds, "device": str(self.device), "queue": self.pending,
+        }
+        self.summaries.append(summary)
+        self.writer.event("attack-round", **summary)
