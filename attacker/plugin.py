@@ -116,20 +116,20 @@ class AttackerPlugin(ServerPlugin):
         return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
 
     def _attack_round(self, job: RoundJob, cancel: threading.Event) -> None:
+        """Attack, judge and log one round; any failure is logged as ``attack-error`` and swallowed."""
         start = time.perf_counter()
         try:
             victim = Victim.from_arrays(self.config.model, self.input_shape, self.num_classes,
                                         job.observations[0].global_arrays, self.device)
             reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, cancel)
+            verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
+            self._summarise(job.server_round, verdicts, wait_seconds(start))
         except AttackCancelled:
             raise
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
             logger.error("round %d: attack %s failed: %s", job.server_round, self.settings.method, err)
             self.writer.event("attack-error", round=job.server_round, method=self.settings.method,
                               clients=len(job.observations), error=f"{type(err).__name__}: {err}")
-            return
-        verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
-        self._summarise(job.server_round, verdicts, wait_seconds(start))
 
     def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
         obs = rec.observation

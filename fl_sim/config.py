@@ -102,7 +102,8 @@ class AttackConfig:
                                   "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps)", min=0)
     lr: float = _setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
     tv: float = _setting(0.1, "ig: total-variation weight", min=0)
-    restarts: int = _setting(1, "ig: random restarts per attacked update (best final loss is kept)", min=1)
+    restarts: int = _setting(1, "random restarts per attacked update, lowest final cost kept "
+                                "(dlg/idlg restart only while above their stop cost)", min=1)
     multistep: Literal["approx", "unroll"] = _setting(
         "approx", "updates of several local steps: gradient = -update/(lr*steps), or ig unrolls the steps")
     device: Literal["auto", "cpu", "cuda"] = _setting("auto", "where attacks run; auto = cuda when present")

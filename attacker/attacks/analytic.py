@@ -36,7 +36,7 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
         x = (d_weight * d_bias[:, None]).sum(dim=0) / denominator
         notes = [] if obs.batch_size == 1 and obs.local_steps == 1 else [
             f"a batch of {obs.batch_size} over {obs.local_steps} steps: the recovered image is a mixture"]
-        labels = recover_labels(obs.gradient_estimate(victim.param_names), 1)
+        labels = recover_labels(obs.gradient_estimate(victim.param_names), 1, victim)
         results.append(Reconstruction(observation=obs, images=x.float().reshape(1, *victim.input_shape).clamp(0, 1),
                                       labels=labels.cpu(), loss=0.0, iterations=1,
                                       seconds=time.perf_counter() - start, notes=notes))

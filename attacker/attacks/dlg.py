@@ -6,6 +6,11 @@ does. DLG optimises a soft dummy label (randn logits, softmax) jointly with the 
 first recovers the label analytically and keeps it fixed, stopping once the cost is below
 1e-6. L-BFGS couples all its variables (shared line search and curvature), so these attacks
 run one update at a time; the vmap-batched engine serves the Adam-based attacks.
+
+From a randn start, L-BFGS sometimes stalls in a poor local minimum (saturated sigmoids) within
+a few steps. ``attack.restarts`` > 1 starts again from a new random image when a try ends above
+the stop threshold, and keeps the try with the lowest cost (the reference code has no restarts;
+the default of 1 keeps it faithful).
 """
 
 from __future__ import annotations
@@ -45,11 +50,29 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
     start = time.perf_counter()
     gradient = obs.gradient_estimate(victim.param_names)
     target = {n: g.to(victim.device) for n, g in gradient.items()}
-    num_images = obs.batch_size
-    generator = torch.Generator().manual_seed(derive_seed(settings.seed, obs.server_round, obs.node_id % 2**31))
+    labels = recover_labels(gradient, obs.batch_size, victim).to(victim.device) if recover else None
+    best, total_iterations = None, 0
+    for restart in range(settings.restarts):
+        seed = derive_seed(settings.seed, obs.server_round, obs.node_id % 2**31, restart)
+        loss, image, found_labels, iterations = _lbfgs_try(victim, target, obs.batch_size, labels, settings,
+                                                           torch.Generator().manual_seed(seed), cancel)
+        total_iterations += iterations
+        if best is None or loss < best[0]:
+            best = (loss, image, found_labels)
+        if best[0] < STOP_LOSS:
+            break
+    loss, image, found_labels = best
+    notes = [] if obs.exact_gradient else [f"approximate gradient: {obs.local_steps} local steps of "
+                                           f"{obs.train.optimizer}"]
+    return Reconstruction(observation=obs, images=image.clamp(0, 1).cpu(), labels=found_labels.cpu(),
+                          loss=loss, iterations=total_iterations, seconds=time.perf_counter() - start, notes=notes)
+
+
+def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], num_images: int, labels: torch.Tensor | None,
+               settings: AttackSettings, generator: torch.Generator, cancel: CancelEvent):
+    """One L-BFGS run from a random start; returns (best cost, its image, its labels, iterations)."""
     x = torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device).requires_grad_(True)
-    if recover:
-        labels = recover_labels(gradient, num_images).to(victim.device)
+    if labels is not None:
         variables = [x]
 
         def cost(image):
@@ -81,10 +104,7 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
             break  # diverged: keep the best image so far
         if loss < best_loss:
             best_loss, best_x = loss, x.detach().clone()
-        if recover and loss < STOP_LOSS:
+        if labels is not None and loss < STOP_LOSS:
             break
-    final_labels = labels if recover else logits.detach().argmax(dim=-1)
-    notes = [] if obs.exact_gradient else [f"approximate gradient: {obs.local_steps} local steps of "
-                                           f"{obs.train.optimizer}"]
-    return Reconstruction(observation=obs, images=best_x.clamp(0, 1).cpu(), labels=final_labels.cpu(),
-                          loss=best_loss, iterations=iterations, seconds=time.perf_counter() - start, notes=notes)
+    found = labels if labels is not None else logits.detach().argmax(dim=-1)
+    return best_loss, best_x, found, iterations

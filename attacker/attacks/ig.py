@@ -56,7 +56,7 @@ def _plan(victim: Victim, obs: Observation, settings: AttackSettings) -> dict:
         notes.append(f"approximate gradient: {obs.local_steps} local steps of {obs.train.optimizer}")
     target = {n: obs.update[n].to(victim.device) for n in victim.param_names} if unroll else \
         {n: g.to(victim.device) for n, g in gradient.items()}
-    labels = recover_labels(gradient, num_images).to(victim.device)
+    labels = recover_labels(gradient, num_images, victim).to(victim.device)
     return {"obs": obs, "num_images": num_images, "steps": steps, "target": target, "labels": labels,
             "notes": notes}
 
