@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -23,12 +22,9 @@ from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
-from fl_sim.models import build_model
-from fl_sim.protocol import train_config_record
+from fl_sim.offline import intercepted_updates
 from fl_sim.results import read_events
-from fl_sim.training import train_local
 from local_grid import LocalGrid
-from strategies.plugins import InterceptedUpdate
 from strategies.server_app import run_federation
 
 #: One plain-SGD step on one image: the FedSGD setting in which -update/lr is the exact gradient.
@@ -36,24 +32,10 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
 
 
 def _observe(config: RunConfig, samples: list[list[int]], seed: int = 0):
-    """Observations of clients that each trained the same global model on the given samples."""
+    """The victim model, the server's observations and each client's data, for clients of ``samples``."""
+    updates, truths = intercepted_updates(config, samples, seed=seed)
+    observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
-    global_model = build_model(config.model, dataset.input_shape, dataset.num_classes, seed=seed)
-    global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_model.state_dict().items()})
-    observations, truths = [], []
-    for client, indices in enumerate(samples):
-        model = build_model(config.model, dataset.input_shape, dataset.num_classes)
-        model.load_state_dict(global_model.state_dict())
-        data = dataset.train.subset(np.array(indices))
-        result = train_local(model, data, config.train, seed=client)
-        update = InterceptedUpdate(
-            server_round=1, node_id=100 + client, partition_id=client, global_arrays=global_arrays,
-            client_arrays=MappingProxyType({k: v.numpy() for k, v in model.state_dict().items()}),
-            metrics=MappingProxyType({"num-examples": len(indices), "local-steps": result.steps}),
-            train_config=MappingProxyType({**train_config_record(config.train), "server-round": 1}),
-            audit=MappingProxyType({"audit-sample-indices": list(indices)}))
-        observations.append(Observation.from_update(update))
-        truths.append(data)
     victim = Victim.from_arrays(config.model, dataset.input_shape, dataset.num_classes,
                                 observations[0].global_arrays, torch.device("cpu"))
     return victim, observations, truths

@@ -64,13 +64,19 @@ def _check_results(run_dir: Path, rounds: int, clients: int) -> list[dict]:
     return events
 
 
-def test_simulation_on_ray_intercepts_every_update(tiny_config):
+def test_simulation_on_ray_intercepts_and_attacks_every_update(tiny_config):
     recorder = Recorder()
-    run_dir = simulate(tiny_config, plugins=lambda config, writer: [Exploder(), recorder])
+    config = tiny_config.with_overrides({"attack.enabled": True, "attack.iterations": 30})
+    run_dir = simulate(config, plugins=lambda config, writer: [Exploder(), recorder])
     events = _check_results(run_dir, rounds=2, clients=3)
-    assert sorted(recorder.seen) == [(r, p) for r in (1, 2) for p in range(3)]
+    every_update = [(r, p) for r in (1, 2) for p in range(3)]
+    assert sorted(recorder.seen) == every_update
     assert [e["round"] for e in events if e["event"] == "plugin-error"] == [1, 2]
     assert json.loads((run_dir / "config.json").read_text())["simulation.num-clients"] == 3
+    attacks = [e for e in events if e["event"] == "attack"]
+    assert sorted((e["round"], e["partition_id"]) for e in attacks) == every_update
+    assert all(e["per_image"] and (run_dir / e["image"]).is_file() for e in attacks)
+    assert [e["round"] for e in events if e["event"] == "attack-round"] == [1, 2]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

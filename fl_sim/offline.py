@@ -1,0 +1,45 @@
+"""Intercepted updates made offline, for attack experiments and tests without a Flower run.
+
+Each "client" trains a copy of one global model on chosen samples of the training split with
+the configured local training, and its result is packaged exactly as the intercepting
+strategy hands it to plugins (round 1, node ids 100, 101, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import MappingProxyType
+
+import numpy as np
+
+from fl_sim import protocol
+from fl_sim.config import RunConfig
+from fl_sim.data import ImageData, load_dataset
+from fl_sim.models import build_model
+from fl_sim.training import train_local
+from strategies.plugins import InterceptedUpdate
+
+FIRST_NODE_ID = 100
+
+
+def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]],
+                        seed: int = 0) -> tuple[list[InterceptedUpdate], list[ImageData]]:
+    """One update per entry of ``samples`` (positions in the training split), and each client's data."""
+    dataset = load_dataset(config.data)
+    global_model = build_model(config.model, dataset.input_shape, dataset.num_classes, seed=seed)
+    global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_model.state_dict().items()})
+    train_record = MappingProxyType({**protocol.train_config_record(config.train), protocol.SERVER_ROUND: 1})
+    updates, data = [], []
+    for client, indices in enumerate(samples):
+        model = build_model(config.model, dataset.input_shape, dataset.num_classes)
+        model.load_state_dict(global_model.state_dict())
+        local = dataset.train.subset(np.asarray(indices))
+        result = train_local(model, local, config.train, seed=client)
+        updates.append(InterceptedUpdate(
+            server_round=1, node_id=FIRST_NODE_ID + client, partition_id=client, global_arrays=global_arrays,
+            client_arrays=MappingProxyType({k: v.numpy() for k, v in model.state_dict().items()}),
+            metrics=MappingProxyType({protocol.NUM_EXAMPLES: len(local), "local-steps": result.steps}),
+            train_config=train_record,
+            audit=MappingProxyType({protocol.AUDIT_SAMPLES: [int(i) for i in indices]})))
+        data.append(local)
+    return updates, data
