@@ -205,3 +205,14 @@ def test_analytic_not_applicable_is_logged(tiny_config):
     _, events = _attacked_run(tiny_config, method="analytic", blocking=True)
     assert all("linear first layer" in e["error"] for e in events if e["event"] == "attack-error")
     assert len([e for e in events if e["event"] == "attack-error"]) == 2
+
+
+def test_analytic_fails_only_the_client_whose_bias_did_not_move():
+    config = RunConfig.from_flat({**FEDSGD, "model.name": "mlp", "model.width": 64})
+    victim, observations, truths = _observe(config, [[5], [6]])
+    frozen = dataclasses.replace(observations[0], update={
+        name: torch.zeros_like(value) if name.endswith("bias") else value
+        for name, value in observations[0].update.items()})
+    first, second = ATTACKS["analytic"](victim, [frozen, observations[1]], _settings(config))
+    assert "nothing recovered" in first.notes[-1] and not _ssim_psnr(first, truths[0])[2].leaked
+    assert _ssim_psnr(second, truths[1])[1] >= 60

@@ -31,11 +31,13 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
         start = time.perf_counter()
         d_weight, d_bias = obs.update[weight].double(), obs.update[bias].double()
         denominator = (d_bias ** 2).sum()
-        if denominator == 0:
-            raise NotApplicable("the first layer's bias did not change; nothing to recover")
-        x = (d_weight * d_bias[:, None]).sum(dim=0) / denominator
         notes = [] if obs.batch_size == 1 and obs.local_steps == 1 else [
             f"a batch of {obs.batch_size} over {obs.local_steps} steps: the recovered image is a mixture"]
+        if denominator > 0:
+            x = (d_weight * d_bias[:, None]).sum(dim=0) / denominator
+        else:  # this client's update leaves the layer's bias unchanged: nothing to divide by
+            x = torch.zeros(d_weight.shape[1], dtype=torch.float64)
+            notes.append("the first layer's bias did not change; nothing recovered")
         labels = recover_labels(obs.gradient_estimate(victim.param_names), 1, victim)
         results.append(Reconstruction(observation=obs, images=x.float().reshape(1, *victim.input_shape).clamp(0, 1),
                                       labels=labels.cpu(), loss=0.0, iterations=1,
