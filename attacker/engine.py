@@ -46,7 +46,8 @@ def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor, args: tup
     """
     step = grad_and_value(objective)
     if batched:
-        return _adam(vmap(step), x0, args, schedule, cancel)
+        # "different": each attack draws its own noise (PRECODE samples on every forward pass)
+        return _adam(vmap(step, randomness="different"), x0, args, schedule, cancel)
     results = [_adam(step, x0[k], _index(args, k), schedule, cancel) for k in range(x0.shape[0])]
     return torch.stack([x for x, _ in results]), torch.stack([loss for _, loss in results])
 

@@ -119,7 +119,7 @@ class AttackerPlugin(ServerPlugin):
         """Attack, judge and log one round; any failure is logged as ``attack-error`` and swallowed."""
         start = time.perf_counter()
         try:
-            victim = Victim.from_arrays(self.config.model, self.input_shape, self.num_classes,
+            victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes,
                                         job.observations[0].global_arrays, self.device)
             reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, cancel)
             verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]

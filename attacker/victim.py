@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad
 
-from fl_sim.config import ModelConfig
-from fl_sim.models import build_model
+from fl_sim.config import RunConfig
+from fl_sim.models import build_run_model
 
 
 @dataclass
@@ -30,10 +30,10 @@ class Victim:
     device: torch.device
 
     @classmethod
-    def from_arrays(cls, config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,
+    def from_arrays(cls, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
                     arrays: Mapping[str, torch.Tensor], device: torch.device) -> Victim:
-        """Build the architecture of ``config`` and load the global ``arrays`` into it on ``device``."""
-        model = build_model(config, input_shape, num_classes).to(device)
+        """Build the run's architecture (PRECODE included) and load the global ``arrays`` on ``device``."""
+        model = build_run_model(config, input_shape, num_classes).to(device)
         model.load_state_dict({k: v.to(device) for k, v in arrays.items()})
         model.train()  # the mode the client trained in
         params = {k: v.detach() for k, v in model.named_parameters()}
@@ -50,11 +50,16 @@ class Victim:
         return functional_call(self.model, ({**params}, self.buffers), (x,))
 
     def loss(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy; ``target`` is class indices ``[B]`` or class probabilities ``[B, C]``."""
+        """The client's training loss: mean cross-entropy plus the model's penalty (PRECODE's KL).
+
+        ``target`` is class indices ``[B]`` or class probabilities ``[B, C]``.
+        """
         logits = self.logits(params, x)
         if target.dtype == torch.long:
-            return F.cross_entropy(logits, target)
-        return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+            loss = F.cross_entropy(logits, target)
+        else:
+            loss = -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+        return loss + self.model.penalty()
 
     def gradient(self, x: torch.Tensor, target: torch.Tensor,
                  params: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

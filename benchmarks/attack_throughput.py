@@ -40,7 +40,7 @@ def measure(k: int, iterations: int, batched: bool, device: torch.device) -> dic
     updates, truths = intercepted_updates(config, [[7 * i] for i in range(k)])
     observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config.model, dataset.input_shape, dataset.num_classes,
+    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
                                 observations[0].global_arrays, device)
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0),
                                    iterations=iterations, batched=batched)

@@ -80,6 +80,19 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class PrecodeConfig:
+    """PRECODE's variational bottleneck (Scheliga et al., 2022), added to the model of model.name."""
+
+    enabled: bool = _setting(False, "extend the model with PRECODE's variational bottleneck")
+    k: int = _setting(256, "bottleneck size K (paper: 256)", min=1)
+    beta: float = _setting(1e-3, "weight of the KL term in the loss (paper: 1e-3)", min=0)
+    position: Literal["head", "early"] = _setting(
+        "head", "before the classifier (paper) or after the first block (CVB follow-up; lenet, mlp, resnet18)")
+    eval_sampling: Literal["sample", "mean"] = _setting(
+        "sample", "at evaluation sample z as the official code does, or use its mean")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Local training each client runs on its partition; the server sends it every round."""
 
@@ -144,6 +157,7 @@ class RunConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    precode: PrecodeConfig = field(default_factory=PrecodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)

@@ -15,7 +15,7 @@ import numpy as np
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
-from fl_sim.models import build_model
+from fl_sim.models import build_run_model
 from fl_sim.training import train_local
 from strategies.plugins import InterceptedUpdate
 
@@ -26,12 +26,12 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]],
                         seed: int = 0) -> tuple[list[InterceptedUpdate], list[ImageData]]:
     """One update per entry of ``samples`` (positions in the training split), and each client's data."""
     dataset = load_dataset(config.data)
-    global_model = build_model(config.model, dataset.input_shape, dataset.num_classes, seed=seed)
+    global_model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=seed)
     global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_model.state_dict().items()})
     train_record = MappingProxyType({**protocol.train_config_record(config.train), protocol.SERVER_ROUND: 1})
     updates, data = [], []
     for client, indices in enumerate(samples):
-        model = build_model(config.model, dataset.input_shape, dataset.num_classes)
+        model = build_run_model(config, dataset.input_shape, dataset.num_classes)
         model.load_state_dict(global_model.state_dict())
         local = dataset.train.subset(np.asarray(indices))
         result = train_local(model, local, config.train, seed=client)

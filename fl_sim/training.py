@@ -83,7 +83,7 @@ def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: in
         x, y = images[indices].to(device), labels[indices].to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = criterion(logits, y)
+        loss = criterion(logits, y) + model.penalty()
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(y)

@@ -12,7 +12,7 @@ from attacker.plugin import AttackerPlugin
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
-from fl_sim.models import build_model
+from fl_sim.models import build_run_model
 from fl_sim.results import ResultsWriter
 from strategies.intercepting_fedavg import InterceptingFedAvg
 from strategies.plugins import ServerPlugin
@@ -38,7 +38,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     """Train ``config.num_server_rounds`` rounds of intercepted FedAvg; return the results directory."""
     writer = ResultsWriter.create(config)
     dataset = load_dataset(config.data)
-    model = build_model(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed)
+    model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=config.seed)
     recorder = RunRecorder(writer, model, dataset.test, config.num_server_rounds)
     extra = list(plugins(config, writer)) if plugins else []
     if config.attack.enabled:

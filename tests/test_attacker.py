@@ -36,7 +36,7 @@ def _observe(config: RunConfig, samples: list[list[int]], seed: int = 0):
     updates, truths = intercepted_updates(config, samples, seed=seed)
     observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config.model, dataset.input_shape, dataset.num_classes,
+    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
                                 observations[0].global_arrays, torch.device("cpu"))
     return victim, observations, truths
 

@@ -5,14 +5,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fl_sim.config import ModelConfig
+from fl_sim.config import ModelConfig, RunConfig
 from fl_sim.models.base import FeatureClassifier
 from fl_sim.models.convnet import convnet
 from fl_sim.models.lenet import lenet
 from fl_sim.models.mlp import mlp
+from fl_sim.models.precode import VariationalBottleneck, extend_with_precode
 from fl_sim.models.resnet import resnet18
 
-__all__ = ["FeatureClassifier", "build_model", "convnet", "lenet", "mlp", "resnet18"]
+__all__ = ["FeatureClassifier", "VariationalBottleneck", "build_model", "build_run_model", "convnet", "lenet",
+           "mlp", "resnet18"]
+
+
+def build_run_model(config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
+                    seed: int | None = None) -> FeatureClassifier:
+    """The model a run trains: ``model.*``, extended with PRECODE when ``precode.enabled``."""
+    model = build_model(config.model, input_shape, num_classes, seed=seed)
+    precode = config.precode
+    if precode.enabled:
+        model = extend_with_precode(model, input_shape, precode.k, precode.beta, precode.position,
+                                    precode.eval_sampling)
+    return model
 
 
 def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,

@@ -23,6 +23,11 @@ class FeatureClassifier(nn.Module):
         """Class logits for a batch of images ``[N, C, H, W]``."""
         return self.classifier(self.features(x))
 
+    def penalty(self) -> torch.Tensor:
+        """Extra training loss of the last forward pass (PRECODE's ``beta * KL``); 0 for plain models."""
+        terms = [m.penalty() for m in self.modules() if m is not self and hasattr(m, "penalty")]
+        return sum(terms, torch.zeros(()))
+
 
 def flat_feature_dim(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Size of ``features``' flattened output for one input of ``input_shape`` (found by a dry run)."""
