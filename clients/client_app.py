@@ -11,11 +11,16 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.defenses import defend_weights
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
 from fl_sim.models import build_run_model
 from fl_sim.training import derive_seed, evaluate, train_local
+
+
+#: Key of the DGP error-feedback residual in the node's persistent context state.
+RESIDUAL = "defense-residual"
 
 
 def create_client_app(config: RunConfig | None = None) -> ClientApp:
@@ -28,20 +33,29 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         run, partition_id, data, model, device = _prepare(msg, context, config)
         settings = protocol.train_config_from_record(msg.content[protocol.CONFIG])
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
+        global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
                              device=device)
+        residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
+        upload, defended = defend_weights(global_state, model.cpu().state_dict(), run.defense, residual,
+                                          torch.Generator().manual_seed(derive_seed(run.seed, server_round,
+                                                                                    partition_id, 2)))
+        if defended.residual is not None:  # error feedback survives across rounds in the node's state
+            context.state[RESIDUAL] = ArrayRecord(defended.residual)
         metrics = MetricRecord({
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             protocol.NUM_EXAMPLES: result.num_examples,
             "local-steps": result.steps,
             "train-seconds": result.seconds,
+            "upload-bytes": defended.upload_bytes,
+            "dense-bytes": defended.dense_bytes,
         })
         info = {protocol.PARTITION_ID: partition_id}
         if run.attack.enabled:  # simulation-only ground truth for the attack's judge
             info[protocol.AUDIT_SAMPLES] = data.train_indices[result.sample_indices].tolist()
         content = RecordDict({
-            protocol.ARRAYS: ArrayRecord(model.cpu().state_dict()),
+            protocol.ARRAYS: ArrayRecord(upload),
             protocol.METRICS: metrics,
             protocol.CLIENT_INFO: ConfigRecord(info),
         })

@@ -106,6 +106,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DefenseConfig:
+    """How a client transforms its update before upload (combines with precode.*)."""
+
+    name: Literal["none", "noise", "dp", "topk", "dgp"] = _setting("none", "update defense")
+    noise_std: float = _setting(1e-3, "noise: std of the Gaussian noise added to every update entry", min=0)
+    dp_clip: float = _setting(1.0, "dp: L2 norm the whole update is clipped to", min=0, min_exclusive=True)
+    dp_noise_multiplier: float = _setting(1.0, "dp: Gaussian noise std = multiplier x clip", min=0)
+    topk_prune_ratio: float = _setting(0.9, "topk: share of each layer's smallest-magnitude entries dropped",
+                                       min=0, max=1)
+    dgp_top_ratio: float = _setting(0.1, "dgp: share of each layer's largest-magnitude entries dropped", min=0, max=1)
+    dgp_bottom_ratio: float = _setting(0.8, "dgp: share of each layer's smallest-magnitude entries dropped",
+                                       min=0, max=1)
+    error_feedback: bool = _setting(True, "dgp: keep what was pruned and add it to the next round's update")
+
+
+@dataclass(frozen=True)
 class AttackConfig:
     """The honest-but-curious server: which gradient inversion it runs on intercepted updates."""
 
@@ -159,6 +175,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     precode: PrecodeConfig = field(default_factory=PrecodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -308,6 +325,10 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError(
             f"config key 'server.min-available-nodes' ({server.min_available_nodes}) exceeds "
             f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
+    if config.defense.dgp_top_ratio + config.defense.dgp_bottom_ratio > 1:
+        raise ConfigError(f"config keys 'defense.dgp-top-ratio' + 'defense.dgp-bottom-ratio' "
+                          f"({config.defense.dgp_top_ratio} + {config.defense.dgp_bottom_ratio}) exceed 1; "
+                          f"lower them so that something is uploaded")
     if config.data.val_fraction == 0 and server.fraction_evaluate > 0:
         raise ConfigError("config key 'data.val-fraction' is 0, so clients have nothing to evaluate on; "
                           "set server.fraction-evaluate=0 or a val-fraction above 0")

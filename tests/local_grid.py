@@ -27,6 +27,7 @@ class LocalGrid(Grid):
         self.run_config = run_config or {}
         self.fail = fail or (lambda node_id, message: False)
         self.sent: list[Message] = []
+        self.contexts: dict[int, Context] = {}
         # Messages take their run and sender from the process's task identity, which a
         # SuperLink would set for a real ServerApp process.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
@@ -40,6 +41,16 @@ class LocalGrid(Grid):
 
     def create_message(self, *args, **kwargs) -> Message:  # noqa: D102
         raise NotImplementedError
+
+    def _context(self, node_id: int) -> Context:
+        """The node's context, created once and kept across rounds (as a SuperNode keeps its state)."""
+        if node_id not in self.contexts:
+            partition_id = self.node_ids.index(node_id)
+            self.contexts[node_id] = Context(
+                run_id=1, node_id=node_id,
+                node_config={"partition-id": partition_id, "num-partitions": len(self.node_ids)},
+                state=RecordDict(), run_config=dict(self.run_config))
+        return self.contexts[node_id]
 
     def get_node_ids(self) -> Iterable[int]:
         """Every node is always connected."""
@@ -63,9 +74,5 @@ class LocalGrid(Grid):
             if self.fail(node_id, message):
                 replies.append(Message(Error(code=0, reason="injected failure"), reply_to=message))
                 continue
-            partition_id = self.node_ids.index(node_id)
-            context = Context(run_id=1, node_id=node_id,
-                              node_config={"partition-id": partition_id, "num-partitions": len(self.node_ids)},
-                              state=RecordDict(), run_config=dict(self.run_config))
-            replies.append(self.client_app(message, context))
+            replies.append(self.client_app(message, self._context(node_id)))
         return replies

@@ -1,0 +1,100 @@
+"""Update defenses: exact pruning per layer, error feedback conserving mass, bytes, wiring through the client."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clients.client_app import RESIDUAL, create_client_app
+from clients.defenses import defend, defend_weights, prune_by_magnitude
+from fl_sim.config import DefenseConfig, RunConfig
+from fl_sim.errors import ConfigError
+from fl_sim.results import read_events
+from local_grid import LocalGrid
+from strategies.server_app import run_federation
+
+
+def _update(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"conv.weight": torch.randn(12, 3, 5, 5, generator=g), "fc.bias": torch.randn(10, generator=g)}
+
+
+def test_dual_pruning_drops_exact_shares_per_layer():
+    values = torch.randn(1000, generator=torch.Generator().manual_seed(1))
+    kept = prune_by_magnitude(values, drop_top=0.1, drop_bottom=0.8)
+    survivors = kept != 0
+    assert int(survivors.sum()) == 100
+    magnitude = values.abs()
+    assert magnitude[survivors].max() <= magnitude.sort().values[899]  # the top 100 are gone
+    assert magnitude[survivors].min() >= magnitude.sort().values[800]  # the bottom 800 are gone
+    assert torch.equal(kept[survivors], values[survivors])
+
+
+def test_dgp_per_layer_counts_and_error_feedback_conserve_the_mass():
+    config = DefenseConfig(name="dgp", dgp_top_ratio=0.2, dgp_bottom_ratio=0.5)
+    rounds = [_update(seed) for seed in range(3)]
+    residual, uploaded = None, {k: torch.zeros_like(v) for k, v in rounds[0].items()}
+    for update in rounds:
+        result = defend(update, config, residual, torch.Generator())
+        for name, value in result.update.items():
+            assert int((value != 0).sum()) == value.numel() - round(0.2 * value.numel()) - round(0.5 * value.numel())
+            uploaded[name] += value
+        residual = result.residual
+    for name in uploaded:  # everything computed was either uploaded or is still held back
+        assert torch.allclose(uploaded[name] + residual[name], sum(r[name] for r in rounds), atol=1e-5)
+
+
+def test_bytes_dense_vs_sparse():
+    update = _update()
+    entries = sum(v.numel() for v in update.values())
+    plain = defend(update, DefenseConfig(name="none"), None, torch.Generator())
+    assert plain.upload_bytes == plain.dense_bytes == 4 * entries
+    sparse = defend(update, DefenseConfig(name="topk", topk_prune_ratio=0.9), None, torch.Generator())
+    kept = sum(int((v != 0).sum()) for v in sparse.update.values())
+    assert sparse.upload_bytes == 8 * kept and kept == 90 + 1  # 900 -> 90, 10 -> 1
+    assert sparse.upload_bytes < plain.dense_bytes / 4
+
+
+def test_dp_clips_then_adds_noise_and_noise_adds_noise():
+    update = {"w": torch.full((10000,), 0.1)}  # norm 10
+    clipped = defend(update, DefenseConfig(name="dp", dp_clip=1.0, dp_noise_multiplier=0.0), None, torch.Generator())
+    assert torch.linalg.norm(clipped.update["w"]).item() == pytest.approx(1.0, rel=1e-5)
+    noisy = defend(update, DefenseConfig(name="dp", dp_clip=1.0, dp_noise_multiplier=0.5), None, torch.Generator())
+    assert (noisy.update["w"] - clipped.update["w"]).std().item() == pytest.approx(0.5, rel=0.05)
+    plain_noise = defend(update, DefenseConfig(name="noise", noise_std=0.01), None, torch.Generator())
+    assert (plain_noise.update["w"] - update["w"]).std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_defend_weights_adds_the_defended_update_to_the_global_weights():
+    global_state = {"w": torch.zeros(100), "steps": torch.tensor(3)}
+    local_state = {"w": torch.arange(100.0), "steps": torch.tensor(4)}
+    upload, result = defend_weights(global_state, local_state, DefenseConfig(name="topk", topk_prune_ratio=0.5),
+                                    None, torch.Generator())
+    assert torch.equal(upload["w"][50:], torch.arange(50.0, 100.0)) and upload["w"][:50].abs().sum() == 0
+    assert upload["steps"].item() == 4 and set(result.update) == {"w"}
+
+
+def test_dgp_ratios_must_leave_something_to_upload():
+    with pytest.raises(ConfigError, match="exceed 1"):
+        RunConfig.from_flat({"defense.dgp-top-ratio": 0.5, "defense.dgp-bottom-ratio": 0.6})
+
+
+@pytest.mark.parametrize("name", ["noise", "dp", "topk", "dgp"])
+def test_each_defense_runs_through_the_client(tiny_config, name):
+    config = tiny_config.with_overrides({"defense.name": name})
+    grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
+    run_dir = run_federation(grid, config)
+    train = [e for e in read_events(run_dir) if e["event"] == "client-train"]
+    assert len(train) == 6
+    sparse = name in ("topk", "dgp")
+    assert all((e["upload_bytes"] < e["dense_bytes"] / 4) == sparse for e in train)
+    assert read_events(run_dir)[-1]["status"] == "completed"
+
+
+def test_dgp_residual_persists_in_the_node_state(tiny_config):
+    config = tiny_config.with_overrides({"defense.name": "dgp"})
+    grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
+    run_federation(grid, config)
+    assert len(grid.contexts) == 3
+    residuals = [context.state[RESIDUAL].to_torch_state_dict() for context in grid.contexts.values()]
+    assert all(sum(v.abs().sum() for v in residual.values()) > 0 for residual in residuals)
