@@ -98,3 +98,24 @@ def test_dgp_residual_persists_in_the_node_state(tiny_config):
     assert len(grid.contexts) == 3
     residuals = [context.state[RESIDUAL].to_torch_state_dict() for context in grid.contexts.values()]
     assert all(sum(v.abs().sum() for v in residual.values()) > 0 for residual in residuals)
+
+
+#: One SGD step on one image per client, attacked with iDLG inside the round: the papers' setting.
+TINY_PRIVACY = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
+                "num-server-rounds": 1, "attack.enabled": True, "attack.method": "idlg",
+                "attack.iterations": 60, "attack.blocking": True}
+
+
+@pytest.mark.parametrize("defense, leaks", [
+    ({}, True),
+    ({"precode.enabled": True}, False),
+    ({"defense.name": "dgp"}, False),
+    ({"defense.name": "topk", "defense.topk-prune-ratio": 0.9}, False),
+    ({"defense.name": "noise", "defense.noise-std": 0.1}, False),
+])
+def test_tiny_privacy_check_per_defense(tiny_config, defense, leaks):
+    config = tiny_config.with_overrides({**TINY_PRIVACY, **defense})
+    run_dir = run_federation(LocalGrid(create_client_app(config), config.simulation.num_clients), config)
+    rounds = [e for e in read_events(run_dir) if e["event"] == "attack-round"]
+    assert len(rounds) == 1 and rounds[0]["clients"] == 3
+    assert (rounds[0]["client_success_rate"] >= 2 / 3) if leaks else (rounds[0]["client_success_rate"] == 0)
