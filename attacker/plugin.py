@@ -27,7 +27,7 @@ from attacker.images import save_grid
 from attacker.judge import Verdict, judge
 from attacker.observation import Observation
 from attacker.victim import Victim
-from attacker.worker import BackgroundWorker, wait_seconds
+from attacker.worker import BackgroundWorker
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData
@@ -123,7 +123,7 @@ class AttackerPlugin(ServerPlugin):
                                         job.observations[0].global_arrays, self.device)
             reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, cancel)
             verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
-            self._summarise(job.server_round, verdicts, wait_seconds(start))
+            self._summarise(job.server_round, verdicts, round(time.perf_counter() - start, 3))
         except AttackCancelled:
             raise
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run

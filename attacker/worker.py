@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,8 +67,3 @@ class BackgroundWorker:
             finally:
                 with self._lock:
                     self._pending -= 1
-
-
-def wait_seconds(start: float) -> float:
-    """Seconds since ``start`` (``time.perf_counter``), rounded for logs."""
-    return round(time.perf_counter() - start, 3)

@@ -26,7 +26,6 @@ class LocalGrid(Grid):
         self.node_ids = [FIRST_NODE_ID + i for i in range(num_nodes)]
         self.run_config = run_config or {}
         self.fail = fail or (lambda node_id, message: False)
-        self.sent: list[Message] = []
         self.contexts: dict[int, Context] = {}
         # Messages take their run and sender from the process's task identity, which a
         # SuperLink would set for a real ServerApp process.
@@ -69,7 +68,6 @@ class LocalGrid(Grid):
         """Run each message through the ClientApp of its destination node and return the replies."""
         replies = []
         for message in messages:
-            self.sent.append(message)
             node_id = message.metadata.dst_node_id
             if self.fail(node_id, message):
                 replies.append(Message(Error(code=0, reason="injected failure"), reply_to=message))
