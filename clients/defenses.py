@@ -18,8 +18,10 @@ to upload and, where it keeps one, a residual for the next round (error feedback
   the top 10% and the bottom 80%, upload 10%) are ours; both are settings. ADGP (aligned
   positions across clients, needing a trusted broadcaster) is not implemented.
 
-Bytes: a dense upload costs 4 bytes per float32 entry; a sparse one 8 bytes per kept entry
-(a float32 value and an int32 index).
+Bytes: a dense upload costs 4 bytes per float32 entry; a sparse one is what
+:func:`encode_sparse` makes of it: the kept entries' int32 positions and float32 values, 8 bytes
+per kept entry. (The Flower message itself still carries dense arrays; the saving is measured
+on the encoding, not yet realised on the wire.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from fl_sim.config import DefenseConfig
 Arrays = dict[str, torch.Tensor]
 
 DENSE_BYTES_PER_ENTRY = 4
-SPARSE_BYTES_PER_ENTRY = 8
 
 
 @dataclass
@@ -85,8 +86,23 @@ def prune_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float
     return torch.where(keep, flat, torch.zeros_like(flat)).view_as(values)
 
 
+def encode_sparse(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero entries of ``values`` as (int32 flat positions, float32 values)."""
+    flat = values.flatten()
+    positions = torch.nonzero(flat, as_tuple=True)[0]
+    return positions.to(torch.int32), flat[positions].to(torch.float32)
+
+
+def decode_sparse(positions: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`encode_sparse`: a dense float32 tensor of ``shape``."""
+    dense = torch.zeros(shape.numel(), dtype=torch.float32)
+    dense[positions.long()] = values
+    return dense.view(shape)
+
+
 def _sparse_bytes(kept: Mapping[str, torch.Tensor]) -> int:
-    return sum(int((v != 0).sum()) for v in kept.values()) * SPARSE_BYTES_PER_ENTRY
+    encoded = [encode_sparse(v) for v in kept.values()]
+    return sum(p.numel() * p.element_size() + v.numel() * v.element_size() for p, v in encoded)
 
 
 def defend_weights(global_state: Mapping[str, torch.Tensor], local_state: Mapping[str, torch.Tensor],

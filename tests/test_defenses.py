@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clients.client_app import RESIDUAL, create_client_app
-from clients.defenses import defend, defend_weights, prune_by_magnitude
+from clients.defenses import decode_sparse, defend, defend_weights, encode_sparse, prune_by_magnitude
 from fl_sim.config import DefenseConfig, RunConfig
 from fl_sim.errors import ConfigError
 from fl_sim.results import read_events
