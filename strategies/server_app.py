@@ -17,6 +17,7 @@ from fl_sim.results import ResultsWriter
 from strategies.intercepting_fedavg import InterceptingFedAvg
 from strategies.plugins import ServerPlugin
 from strategies.run_recorder import RunRecorder
+from strategies.validation import UpdateValidator
 
 #: Builds extra plugins for a run from its config and results writer (e.g. the attacker).
 PluginFactory = Callable[[RunConfig, ResultsWriter], Sequence[ServerPlugin]]
@@ -48,7 +49,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
                                     input_shape=dataset.input_shape, num_classes=dataset.num_classes))
     server = config.server
     strategy = InterceptingFedAvg(
-        plugins=[recorder, *extra],
+        plugins=[UpdateValidator(writer), recorder, *extra],
         on_plugin_error=recorder.plugin_failed,
         seed=config.seed,
         fraction_train=server.fraction_train,

@@ -1,0 +1,78 @@
+"""Malformed and poisoned updates are rejected before aggregation and before any attack."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from flwr.app import ArrayRecord
+
+from clients.client_app import create_client_app
+from fl_sim.results import read_events
+from local_grid import FIRST_NODE_ID, LocalGrid
+from strategies import ServerPlugin
+from strategies.server_app import run_federation
+
+
+class Spy(ServerPlugin):
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.partitions: list[int] = []
+
+    def on_update(self, update):
+        self.partitions.append(update.partition_id)
+
+
+def _poison(kind: str):
+    """Corrupt the reply of the first node, the way ``kind`` says."""
+    def corrupt(state: dict) -> dict:
+        name = "classifier.weight"
+        if kind == "nan":
+            state[name] = state[name].clone().fill_(float("nan"))
+        elif kind == "inf":
+            state[name] = state[name].clone().fill_(float("inf"))
+        elif kind == "shape":
+            state[name] = state[name][:, :-1].clone()
+        elif kind == "dtype":
+            state[name] = state[name].double()
+        elif kind == "missing":
+            del state[name]
+        elif kind == "extra":
+            state["backdoor.weight"] = torch.zeros(3)
+        return state
+    return corrupt
+
+
+class PoisoningGrid(LocalGrid):
+    """Node 101's train replies are corrupted on their way to the server."""
+
+    def __init__(self, *args, corrupt, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.corrupt = corrupt
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = list(super().send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            if reply.metadata.src_node_id == FIRST_NODE_ID and "arrays" in reply.content.array_records:
+                state = reply.content["arrays"].to_torch_state_dict()
+                reply.content["arrays"] = ArrayRecord(self.corrupt(state))
+        return replies
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("nan", "holds NaN or Inf"), ("inf", "holds NaN or Inf"), ("shape", "has shape"),
+    ("dtype", "has dtype float64"), ("missing", "missing ['classifier.weight']"),
+    ("extra", "unexpected ['backdoor.weight']"),
+])
+def test_bad_updates_are_rejected_and_logged(tiny_config, kind, reason):
+    spy = Spy()
+    grid = PoisoningGrid(create_client_app(tiny_config), 3, corrupt=_poison(kind))
+    run_dir = run_federation(grid, tiny_config, plugins=lambda config, writer: [spy])
+    events = read_events(run_dir)
+    rejected = [e for e in events if e["event"] == "update-rejected"]
+    assert [(e["round"], e["partition_id"]) for e in rejected] == [(1, 0), (2, 0)]
+    assert reason in rejected[0]["reason"]
+    assert 0 not in spy.partitions and len(spy.partitions) == 4  # no plugin (no attack) saw it
+    model = torch.load(run_dir / "model.pt")
+    assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point())
+    assert events[-1]["status"] == "completed"
