@@ -67,7 +67,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"Inverting Gradients, DLG LeNet, digits 32x32, 1 image per update, {args.iterations} iterations, "
           f"device {name}")
-    header = f"{'K':>3} {'mode':>10} {'seconds':>9} {'attack it/s':>12} {'SSIM>=0.6':>10} {'s/success':>10} {'speed-up':>9}"
+    header = (f"{'K':>3} {'mode':>10} {'seconds':>9} {'attack it/s':>12} {'SSIM>=0.6':>10} {'s/success':>10} "
+              f"{'speed-up':>9}")
     print(header)
     print("-" * len(header))
     measure(1, 5, True, device)  # warm-up (allocations, kernels)

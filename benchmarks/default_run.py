@@ -3,7 +3,8 @@
 Prints rounds, wall time, final test accuracy, and the peak memory of the whole process tree
 (the fl-sim driver plus Ray's GCS, raylet and worker processes, sampled every 0.2 s) as the
 sum of their PSS (proportional set size: shared pages are split among the processes sharing
-them, so the sum is the real footprint), next to the driver's own peak RSS. Extra arguments are passed to `fl-sim run`, e.g. `--set train.lr=0.01`.
+them, so the sum is the real footprint), next to the driver's own peak RSS. Extra arguments
+are passed to `fl-sim run`, e.g. `--set train.lr=0.01`.
 
     python benchmarks/default_run.py [fl-sim run args...]
 """
@@ -38,7 +39,8 @@ def _tree_memory(root: psutil.Process) -> tuple[int, int]:
 def main(extra: list[str]) -> None:
     """Run the default job once and print its figures."""
     out = Path(tempfile.mkdtemp(prefix="fl-sim-bench-"))
-    command = [str(Path(sys.executable).parent / "fl-sim"), "run", "--out", str(out), "--run-id", "bench", *extra]
+    fl_sim = str(Path(sys.executable).parent / "fl-sim")
+    command = [fl_sim, "run", "--out", str(out), "--run-id", "bench", *extra]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(process.pid)

@@ -56,7 +56,8 @@ def main() -> None:
     }
     print(f"default job, 10 clients, {args.rounds} rounds; IG {args.iterations} iterations; "
           f"end-of-run budget {args.budget:.0f} s")
-    print(f"{'variant':24} {'median round s':>15} {'max round s':>12} {'command s':>10} {'rounds attacked':>16} {'cut':>4}")
+    print(f"{'variant':24} {'median round s':>15} {'max round s':>12} {'command s':>10} "
+          f"{'rounds attacked':>16} {'cut':>4}")
     for name, extra in variants.items():
         r = run(out, name.replace(" ", "-").replace(",", ""), args.rounds, extra)
         print(f"{name:24} {r['median']:>15.2f} {r['max']:>12.2f} {r['wall']:>10.1f} {r['attacked_rounds']:>16} "

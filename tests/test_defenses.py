@@ -119,3 +119,13 @@ def test_tiny_privacy_check_per_defense(tiny_config, defense, leaks):
     rounds = [e for e in read_events(run_dir) if e["event"] == "attack-round"]
     assert len(rounds) == 1 and rounds[0]["clients"] == 3
     assert (rounds[0]["client_success_rate"] >= 2 / 3) if leaks else (rounds[0]["client_success_rate"] == 0)
+
+
+def test_sparse_encoding_round_trips_and_sizes_the_upload():
+    values = prune_by_magnitude(torch.randn(7, 9, generator=torch.Generator().manual_seed(3)), 0.2, 0.5)
+    positions, kept = encode_sparse(values)
+    assert positions.dtype == torch.int32 and kept.dtype == torch.float32
+    assert kept.numel() == 63 - round(0.2 * 63) - round(0.5 * 63)
+    assert torch.equal(decode_sparse(positions, kept, values.shape), values)
+    result = defend({"w": values}, DefenseConfig(name="topk", topk_prune_ratio=0.0), None, torch.Generator())
+    assert result.upload_bytes == positions.numel() * 4 + kept.numel() * 4
