@@ -13,6 +13,7 @@ Rows: none, noise (two strengths), topk (two ratios), precode, dgp, precode+dgp.
 row is appended to ``--csv`` at once, so an interrupted run keeps what it measured.
 
     python benchmarks/defense_table.py [--settings fedsgd multistep] [--attack-rounds 1] [--csv FILE]
+        [--utility-from EARLIER.csv]   # reuse the utility columns of an earlier table instead of rerunning
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SETTINGS = {
     "multistep": {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 5},
 }
 ATTACKS = {"ig": {}, "idlg": {}, "analytic": {"model.name": "mlp"}}
+UTILITY_FIELDS = ["final_accuracy", "upload_bytes_per_round", "dense_bytes_per_round"]
 FIELDS = ["setting", "defense", "attack", "success_rate", "mean_ssim", "label_accuracy", "final_accuracy",
           "upload_bytes_per_round", "dense_bytes_per_round", "attacked_images", "seconds"]
 
@@ -82,7 +84,13 @@ def main() -> None:
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
     parser.add_argument("--attack-rounds", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=Path("defense_table.csv"))
+    parser.add_argument("--utility-from", type=Path, help="CSV of an earlier run whose utility columns to reuse")
     args = parser.parse_args()
+    earlier = {}
+    if args.utility_from:
+        with open(args.utility_from, newline="") as handle:
+            earlier = {row["defense"]: {key: float(row[key]) for key in UTILITY_FIELDS}
+                       for row in csv.DictReader(handle)}
     out = Path(tempfile.mkdtemp(prefix="fl-sim-defenses-"))
     new_file = not args.csv.exists()
     with open(args.csv, "a", newline="") as handle:
@@ -92,7 +100,7 @@ def main() -> None:
         print(" | ".join(FIELDS))
         for name in args.defenses:
             start = time.perf_counter()
-            useful = utility(DEFENSES[name], out)
+            useful = earlier.get(name) or utility(DEFENSES[name], out)
             for setting in args.settings:
                 for attack in args.attacks:
                     row = {"setting": setting, "defense": name, "attack": attack, **useful,
