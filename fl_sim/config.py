@@ -148,6 +148,33 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class FaultsConfig:
+    """Injected client failures, to see how a run copes (simulation and local deployment alike)."""
+
+    partitions: str = _setting("", "comma-separated partition ids that fail, e.g. '0,3' (empty = none)")
+    rounds: str = _setting("", "comma-separated rounds in which they fail (empty = every round)")
+    mode: Literal["raise", "nan"] = _setting(
+        "raise", "raise: the client's training raises; nan: it returns an update full of NaN")
+
+    def fails(self, partition_id: int, server_round: int) -> bool:
+        """Whether ``partition_id`` is to fail in ``server_round``."""
+        rounds = parse_ids(self.rounds, "faults.rounds")
+        return partition_id in parse_ids(self.partitions, "faults.partitions") and (
+            not rounds or server_round in rounds)
+
+
+def parse_ids(text: str, key: str) -> set[int]:
+    """The non-negative integers of a comma-separated list such as ``"0, 3"``; '' is the empty set."""
+    ids = set()
+    for token in filter(None, (t.strip() for t in text.split(","))):
+        if not token.isdigit():
+            raise ConfigError(f"config key '{key}' must list whole numbers separated by commas, e.g. '0,3'; "
+                              f"got {text!r}")
+        ids.add(int(token))
+    return ids
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """Flower Simulation Engine (Ray) settings used by `fl-sim run`."""
 
@@ -177,6 +204,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -325,6 +353,11 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError(
             f"config key 'server.min-available-nodes' ({server.min_available_nodes}) exceeds "
             f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
+    failing = parse_ids(config.faults.partitions, "faults.partitions")
+    parse_ids(config.faults.rounds, "faults.rounds")
+    if failing and max(failing) >= config.simulation.num_clients:
+        raise ConfigError(f"config key 'faults.partitions' names partition {max(failing)} but there are only "
+                          f"{config.simulation.num_clients} clients (0..{config.simulation.num_clients - 1})")
     if config.defense.dgp_top_ratio + config.defense.dgp_bottom_ratio > 1:
         raise ConfigError(f"config keys 'defense.dgp-top-ratio' + 'defense.dgp-bottom-ratio' "
                           f"({config.defense.dgp_top_ratio} + {config.defense.dgp_bottom_ratio}) exceed 1; "

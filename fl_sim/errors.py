@@ -11,3 +11,11 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError):
     """A data set is missing, malformed, or cannot be split as asked."""
+
+
+class InjectedFault(RuntimeError):
+    """A failure injected on purpose by ``faults.*`` (not a bug)."""
+
+
+class FederationError(UserError):
+    """The federation cannot go on (e.g. too few clients returned a usable update)."""

@@ -23,6 +23,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fl_sim import protocol
+from fl_sim.errors import FederationError
 from fl_sim.training import derive_seed
 from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
 
@@ -78,10 +79,21 @@ class InterceptingFedAvg(FedAvg):
         floating-point sums of the aggregate are the same from run to run.
         """
         self._disabled = set()
-        kept = [reply for reply in _in_partition_order(replies)
-                if reply.has_error() or self._intercept(server_round, reply)]
+        replies = _in_partition_order(replies)
+        for reply in replies:
+            if reply.has_error():
+                for plugin in self._active():
+                    self._call(server_round, plugin, plugin.on_failure, server_round, reply.metadata.src_node_id,
+                               reply.error.reason)
+        kept = [reply for reply in replies if reply.has_error() or self._intercept(server_round, reply)]
+        usable = sum(not reply.has_error() for reply in kept)
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_round_end, server_round)
+        if usable < self.min_train_nodes:
+            raise FederationError(
+                f"round {server_round}: only {usable} of {len(replies)} clients returned a usable update, fewer "
+                f"than server.min-train-nodes={self.min_train_nodes}; see the client-failure and update-rejected "
+                f"events, fix those clients or lower server.min-train-nodes")
         return super().aggregate_train(server_round, kept)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:

@@ -64,6 +64,9 @@ class ServerPlugin:
                           metrics: Mapping[str, Any]) -> None:
         """Called once for every client's federated-evaluation reply."""
 
+    def on_failure(self, server_round: int, node_id: int, reason: str) -> None:
+        """Called once for every client whose training reply is an error (it raised, timed out, dropped out)."""
+
     def on_round_end(self, server_round: int) -> None:
         """Called after all updates of the round were seen, before aggregation (e.g. to batch work)."""
 

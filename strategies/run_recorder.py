@@ -53,6 +53,10 @@ class RunRecorder(ServerPlugin):
         self.writer.event("client-evaluate", round=server_round, node_id=node_id, partition_id=partition_id,
                           **_kebab_to_snake(metrics))
 
+    def on_failure(self, server_round: int, node_id: int, reason: str) -> None:
+        """Log a client whose training failed."""
+        self.writer.event("client-failure", round=server_round, node_id=node_id, reason=reason)
+
     def plugin_failed(self, server_round: int, plugin: str, error: BaseException) -> None:
         """Record that a plugin raised (the strategy disabled it for the round)."""
         self.writer.event("plugin-error", round=server_round, plugin=plugin, error=f"{type(error).__name__}: {error}")

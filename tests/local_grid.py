@@ -6,7 +6,7 @@ fraction of a second. Nodes are numbered 101, 102, ... and hold partitions 0, 1,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from flwr.app import Context, Message, RecordDict
 from flwr.app.error import Error
@@ -18,14 +18,15 @@ FIRST_NODE_ID = 101
 
 
 class LocalGrid(Grid):
-    """A Grid whose nodes are in-process calls of ``client_app``; ``fail`` makes chosen nodes reply with an error."""
+    """A Grid whose nodes are in-process calls of ``client_app``.
 
-    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None,
-                 fail: Callable[[int, Message], bool] | None = None) -> None:
+    As in Flower, a ClientApp that raises answers with an error reply carrying the exception.
+    """
+
+    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None) -> None:
         self.client_app = client_app
         self.node_ids = [FIRST_NODE_ID + i for i in range(num_nodes)]
         self.run_config = run_config or {}
-        self.fail = fail or (lambda node_id, message: False)
         self.contexts: dict[int, Context] = {}
         # Messages take their run and sender from the process's task identity, which a
         # SuperLink would set for a real ServerApp process.
@@ -68,9 +69,8 @@ class LocalGrid(Grid):
         """Run each message through the ClientApp of its destination node and return the replies."""
         replies = []
         for message in messages:
-            node_id = message.metadata.dst_node_id
-            if self.fail(node_id, message):
-                replies.append(Message(Error(code=0, reason="injected failure"), reply_to=message))
-                continue
-            replies.append(self.client_app(message, self._context(node_id)))
+            try:
+                replies.append(self.client_app(message, self._context(message.metadata.dst_node_id)))
+            except Exception as err:  # noqa: BLE001 - Flower turns a ClientApp exception into an error reply
+                replies.append(Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=message))
         return replies
