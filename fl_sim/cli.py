@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed (seed)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config key, e.g. --set train.lr=0.05 (repeatable)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run from its last completed round (other settings come "
+                          "from RUN_DIR/config.json)")
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's own logs")
 
     commands.add_parser("config", help="list every configuration key with its default")
@@ -63,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             for key, default, help_text in describe():
                 print(f"{key:32s} {default!s:12s} {help_text}")
             return 0
-        from fl_sim.simulation import simulate  # imports Flower and Ray: only when a run is asked for
+        # Flower and Ray are imported only when a run is asked for
+        from fl_sim.simulation import resume_config, simulate
 
-        run_dir = simulate(config_from_args(args), verbose=args.verbose)
+        resume = args.resume is not None
+        config = resume_config(args.resume) if resume else config_from_args(args)
+        run_dir = simulate(config, verbose=args.verbose, resume=resume, stop_on_signal=True)
     except UserError as err:
         print(f"fl-sim: error: {err}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 ``results/<run-id>/`` holds the resolved ``config.json``, an append-only ``events.jsonl``
 (one JSON object per line, flushed as it is written), ``metrics.csv`` (one row per round),
-the final global model ``model.pt`` and ``summary.json``. Whole files are written to a
+the final global model ``model.pt``, ``summary.json``, and ``checkpoint.pt`` (the global model
+after the last completed round, for ``fl-sim run --resume``). Whole files are written to a
 temporary name and renamed, so a reader never sees half a file.
 """
 
@@ -30,6 +31,7 @@ METRICS = "metrics.csv"
 CONFIG = "config.json"
 SUMMARY = "summary.json"
 MODEL = "model.pt"
+CHECKPOINT = "checkpoint.pt"
 
 
 def new_run_id() -> str:
@@ -42,6 +44,11 @@ def resolve_run_dir(config: RunConfig) -> RunConfig:
     run_id = config.output.run_id or new_run_id()
     return config.with_overrides({"output.dir": str(Path(config.output.dir).resolve()),
                                   "output.run-id": run_id})
+
+
+def run_directory(config: RunConfig) -> Path:
+    """``output.dir / output.run-id`` of a config whose run id is fixed."""
+    return Path(config.output.dir) / config.output.run_id
 
 
 class ResultsWriter:
@@ -59,13 +66,24 @@ class ResultsWriter:
         Refuses an existing non-empty directory, so a run never overwrites another's results.
         """
         config = resolve_run_dir(config)
-        directory = Path(config.output.dir) / config.output.run_id
+        directory = run_directory(config)
         if directory.exists() and any(directory.iterdir()):
             raise ConfigError(f"results directory '{directory}' already exists and is not empty; "
                               f"choose another output.run-id or remove it")
         directory.mkdir(parents=True, exist_ok=True)
         writer = cls(directory)
         writer.write_json(CONFIG, config.to_flat())
+        return writer
+
+    @classmethod
+    def reopen(cls, directory: Path) -> ResultsWriter:
+        """A writer that appends to an existing run's directory (to resume it)."""
+        if not (directory / CONFIG).is_file():
+            raise ConfigError(f"'{directory}' is not a results directory (no {CONFIG}); pass results/<run-id>")
+        writer = cls(directory)
+        if (directory / METRICS).is_file():
+            with open(directory / METRICS, newline="", encoding="utf-8") as handle:
+                writer._csv_fields = next(csv.reader(handle), None)
         return writer
 
     def event(self, kind: str, **fields: Any) -> None:
@@ -96,6 +114,10 @@ class ResultsWriter:
         """Save the global model's state dict atomically as ``model.pt``."""
         self._atomic(MODEL, lambda path: torch.save(dict(state_dict), path))
 
+    def save_checkpoint(self, server_round: int, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Save the global model after ``server_round`` atomically as ``checkpoint.pt``."""
+        self._atomic(CHECKPOINT, lambda path: torch.save({"round": server_round, "arrays": dict(state_dict)}, path))
+
     def _atomic(self, name: str, write) -> None:
         with self._lock:
             handle, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
@@ -107,6 +129,60 @@ class ResultsWriter:
             finally:
                 if os.path.exists(temp):
                     os.unlink(temp)
+
+
+def load_checkpoint(directory: Path) -> tuple[int, dict[str, torch.Tensor]]:
+    """(last completed round, global model state) of a run; a user error if there is none."""
+    path = Path(directory) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"'{directory}' has no {CHECKPOINT} to resume from; start a new run instead")
+    checkpoint = torch.load(path)
+    return int(checkpoint["round"]), checkpoint["arrays"]
+
+
+def read_metrics(directory: Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.csv`` with numbers parsed (empty cells become ``None``)."""
+    path = Path(directory) / METRICS
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def summarise(rows: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    """A run's summary from its per-round rows (round 0 is the initial model)."""
+    rounds = [row for row in rows if row["round"] > 0]
+    final = rows[-1] if rows else {}
+    return {
+        "status": status,
+        "rounds": len(rounds),
+        "last_completed_round": rounds[-1]["round"] if rounds else 0,
+        "final_test_accuracy": final.get("test_accuracy"),
+        "final_test_loss": final.get("test_loss"),
+        "best_test_accuracy": max((row["test_accuracy"] for row in rounds), default=None),
+    }
+
+
+def mark_interrupted(directory: Path) -> dict[str, Any]:
+    """Record that a run was stopped by a signal: ``summary.json`` and a ``run-end`` event say ``interrupted``."""
+    summary = summarise(read_metrics(directory), "interrupted")
+    writer = ResultsWriter.reopen(Path(directory))
+    writer.write_json(SUMMARY, summary)
+    writer.event("run-end", **summary)
+    return summary
+
+
+def read_summary(directory: Path) -> dict[str, Any]:
+    """A run's ``summary.json``, or ``{}`` if it has none yet."""
+    path = Path(directory) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _number(text: str) -> float | int | None:
+    if text == "":
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
 
 
 def read_events(directory: Path) -> list[dict[str, Any]]:

@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
+import ray
 from flwr.simulation import run_simulation
 
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data
 from fl_sim.errors import ConfigError
-from fl_sim.results import resolve_run_dir
+from fl_sim.results import CONFIG, mark_interrupted, resolve_run_dir, run_directory
 from strategies.server_app import PluginFactory, create_server_app
 
 
-def preflight(config: RunConfig) -> RunConfig:
+def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     """Check what a user can get wrong before any process starts; return the config with its run dir fixed.
 
     Loads the data set and the first client's partition (so a missing data root or an
-    impossible split fails here, in one line) and refuses an existing results directory.
+    impossible split fails here, in one line) and refuses an existing results directory
+    (unless the run is resumed).
     """
     config = resolve_run_dir(config)
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
-    run_dir = Path(config.output.dir) / config.output.run_id
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_dir = run_directory(config)
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"results directory '{run_dir}' already exists and is not empty; "
                           f"choose another output.run-id or remove it")
     return config
@@ -38,23 +44,70 @@ class _DropRunSimulationDeprecation(logging.Filter):
         return "`run_simulation` function is deprecated" not in record.getMessage()
 
 
-def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: bool = False) -> Path:
-    """Run the configured federation in simulation and return its results directory."""
-    config = preflight(config)
+def resume_config(run_dir: Path) -> RunConfig:
+    """The configuration of an earlier run, read back from its ``config.json``."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a results directory (no {CONFIG}); pass results/<run-id>")
+    return RunConfig.from_flat(json.loads(path.read_text()))
+
+
+def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: bool = False,
+             resume: bool = False, stop_on_signal: bool = False) -> Path:
+    """Run the configured federation in simulation (or, with ``resume``, the rest of it); return its directory.
+
+    With ``stop_on_signal`` (the CLI's choice), SIGINT and SIGTERM mark the run ``interrupted``
+    and end the process, see :func:`signals_stop_run`.
+    """
+    config = preflight(config, resume)
     sim = config.simulation
-    backend_config = {
-        "client_resources": {"num_cpus": sim.client_cpus, "num_gpus": sim.client_gpus},
-        "init_args": {"include_dashboard": False, "logging_level": logging.WARNING},
-    }
     flwr_logger = logging.getLogger("flwr")
     flwr_logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
+    _start_ray()
+    guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
+    with guard:
+        run_simulation(
+            server_app=create_server_app(config, plugins, resume),
+            client_app=create_client_app(config),
+            num_supernodes=sim.num_clients,
+            backend_config={"client_resources": {"num_cpus": sim.client_cpus, "num_gpus": sim.client_gpus}},
+            verbose_logging=verbose,
+        )
+    return run_directory(config)
+
+
+def _start_ray() -> None:
+    """Start Ray as Flower's Ray backend would (which then reuses it), so that our signal handlers come after
+    Ray's own: ``ray.init`` replaces the SIGTERM handler of the process."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    run_simulation(
-        server_app=create_server_app(config, plugins),
-        client_app=create_client_app(config),
-        num_supernodes=sim.num_clients,
-        backend_config=backend_config,
-        verbose_logging=verbose,
-    )
-    return Path(config.output.dir) / config.output.run_id
+    # Ray's C++ failure-signal handler would also take SIGTERM and kill the driver at once
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = pythonpath  # Ray's worker processes import this project's modules
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, include_dashboard=False,
+             logging_level=logging.WARNING)
+
+
+@contextlib.contextmanager
+def signals_stop_run(run_dir: Path):
+    """While inside, SIGINT and SIGTERM mark ``run_dir`` as ``interrupted`` and end the process (code 130).
+
+    Flower's simulation keeps its ServerApp in a thread that an exception cannot stop, so the
+    handler records what the run completed (events are already flushed, summary.json is
+    written atomically) and exits; ``fl-sim run --resume`` continues from the last checkpoint.
+    """
+    def stop(signum: int, frame) -> None:
+        last = mark_interrupted(run_dir)["last_completed_round"] if (run_dir / CONFIG).is_file() else 0
+        print(f"fl-sim: interrupted after round {last}; resume with: fl-sim run --resume {run_dir}",
+              file=sys.stderr, flush=True)
+        os._exit(130)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -49,14 +49,17 @@ class InterceptingFedAvg(FedAvg):
         plugins: observers and filters, called in this order for every update.
         on_plugin_error: called with (round, plugin name, exception) when a plugin raises.
         seed: makes client sampling reproducible (Flower samples with Python's ``random``).
+        round_offset: rounds already done before this start (a resumed run): Flower counts from 1,
+            clients, plugins and logs see ``round + round_offset``.
         **fedavg_kwargs: passed to Flower's FedAvg (fractions, minimum nodes, ...).
     """
 
     def __init__(self, plugins: Sequence[ServerPlugin] = (), on_plugin_error: PluginErrorCallback | None = None,
-                 seed: int = 0, **fedavg_kwargs: Any) -> None:
+                 seed: int = 0, round_offset: int = 0, **fedavg_kwargs: Any) -> None:
         super().__init__(**fedavg_kwargs)
         self.plugins = list(plugins)
         self.seed = seed
+        self.round_offset = round_offset
         self.on_plugin_error = on_plugin_error
         self._sent_arrays: MappingProxyType = MappingProxyType({})
         self._sent_config: MappingProxyType = MappingProxyType({})
@@ -65,11 +68,17 @@ class InterceptingFedAvg(FedAvg):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         """Sample clients as FedAvg does (seeded per round), remembering what was sent for the plugins."""
+        server_round += self.round_offset
         random.seed(derive_seed(self.seed, server_round, 0))
         messages = super().configure_train(server_round, arrays, config, grid)
         self._sent_arrays = frozen_numpy(arrays)
         self._sent_config = MappingProxyType(dict(config))
         return messages
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """FedAvg's evaluation round, numbered after the rounds already done."""
+        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -78,6 +87,7 @@ class InterceptingFedAvg(FedAvg):
         Replies are taken in partition order, whatever order they arrived in, so that the
         floating-point sums of the aggregate are the same from run to run.
         """
+        server_round += self.round_offset
         self._disabled = set()
         replies = _in_partition_order(replies)
         for reply in replies:
@@ -98,6 +108,7 @@ class InterceptingFedAvg(FedAvg):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Show each client's evaluation metrics to the plugins, then aggregate them with FedAvg."""
+        server_round += self.round_offset
         replies = _in_partition_order(replies)
         for reply in replies:
             if reply.has_error():

@@ -18,7 +18,7 @@ from flwr.app import ArrayRecord, MetricRecord
 from torch import nn
 
 from fl_sim.data import ImageData
-from fl_sim.results import SUMMARY, ResultsWriter
+from fl_sim.results import SUMMARY, ResultsWriter, summarise
 from fl_sim.training import evaluate
 from strategies.plugins import InterceptedUpdate, ServerPlugin
 
@@ -29,13 +29,15 @@ class RunRecorder(ServerPlugin):
     name = "recorder"
 
     def __init__(self, writer: ResultsWriter, model: nn.Module, test_data: ImageData, num_rounds: int,
-                 console: TextIO | None = sys.stdout) -> None:
+                 console: TextIO | None = sys.stdout, history: list[dict[str, Any]] | None = None,
+                 round_offset: int = 0) -> None:
         self.writer = writer
         self.model = model
         self.test_data = test_data
         self.num_rounds = num_rounds
         self.console = console
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = list(history or [])
+        self.round_offset = round_offset
         self._train: list[Mapping[str, Any]] = []
         self._eval: list[Mapping[str, Any]] = []
         self._started = self._round_started = time.perf_counter()
@@ -62,9 +64,17 @@ class RunRecorder(ServerPlugin):
         self.writer.event("plugin-error", round=server_round, plugin=plugin, error=f"{type(error).__name__}: {error}")
 
     def evaluate_global(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        """Flower's centralized evaluation: score the global model on the test split and log the round."""
-        self.model.load_state_dict(arrays.to_torch_state_dict())
+        """Flower's centralized evaluation: score the global model on the test split, log the round, checkpoint.
+
+        On a resumed run (``round_offset`` > 0) Flower's round numbers are shifted by the rounds
+        already done, and its evaluation of the starting model is not logged again.
+        """
+        state = arrays.to_torch_state_dict()
+        self.model.load_state_dict(state)
         test = evaluate(self.model, self.test_data)
+        if server_round == 0 and self.round_offset:
+            return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
+        server_round += self.round_offset
         now = time.perf_counter()
         row = {
             "round": server_round,
@@ -81,20 +91,15 @@ class RunRecorder(ServerPlugin):
         self.history.append(row)
         self.writer.event("round", **row)
         self.writer.metrics_row(row)
+        self.writer.save_checkpoint(server_round, state)
         self._print(row)
         self._train, self._eval, self._round_started = [], [], now
         return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
 
     def finish(self, status: str = "completed") -> dict[str, Any]:
         """Write ``summary.json`` and a final ``run-end`` event; return the summary."""
-        rounds = [row for row in self.history if row["round"] > 0]
-        final = self.history[-1] if self.history else {}
         summary = {
-            "status": status,
-            "rounds": len(rounds),
-            "final_test_accuracy": final.get("test_accuracy"),
-            "final_test_loss": final.get("test_loss"),
-            "best_test_accuracy": max((row["test_accuracy"] for row in rounds), default=None),
+            **summarise(self.history, status),
             "wall_seconds": round(time.perf_counter() - self._started, 3),
             "server_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }

@@ -13,7 +13,8 @@ from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.models import build_run_model
-from fl_sim.results import ResultsWriter
+from fl_sim.errors import ConfigError
+from fl_sim.results import ResultsWriter, load_checkpoint, read_metrics, run_directory
 from strategies.intercepting_fedavg import InterceptingFedAvg
 from strategies.plugins import ServerPlugin
 from strategies.run_recorder import RunRecorder
@@ -23,24 +24,41 @@ from strategies.validation import UpdateValidator
 PluginFactory = Callable[[RunConfig, ResultsWriter], Sequence[ServerPlugin]]
 
 
-def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | None = None) -> ServerApp:
+def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | None = None,
+                      resume: bool = False) -> ServerApp:
     """A ServerApp for ``config``; with ``None`` the context's run config is used (``flwr run``)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        """Run the whole federation and write its results."""
-        run_federation(grid, config or RunConfig.from_flat(context.run_config), plugins)
+        """Run the whole federation (or the rest of it, with ``resume``) and write its results."""
+        run_federation(grid, config or RunConfig.from_flat(context.run_config), plugins, resume)
 
     return app
 
 
-def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None = None) -> Path:
-    """Train ``config.num_server_rounds`` rounds of intercepted FedAvg; return the results directory."""
-    writer = ResultsWriter.create(config)
+def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None = None,
+                   resume: bool = False) -> Path:
+    """Train ``config.num_server_rounds`` rounds of intercepted FedAvg; return the results directory.
+
+    With ``resume`` the run continues in its existing results directory from the global model
+    of its last completed round (``checkpoint.pt``), numbering rounds on from there.
+    """
     dataset = load_dataset(config.data)
     model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=config.seed)
-    recorder = RunRecorder(writer, model, dataset.test, config.num_server_rounds)
+    done, history = 0, []
+    if resume:
+        writer = ResultsWriter.reopen(run_directory(config))
+        done, state = load_checkpoint(writer.directory)
+        if done >= config.num_server_rounds:
+            raise ConfigError(f"'{writer.directory}' already completed its {config.num_server_rounds} rounds; "
+                              f"nothing to resume")
+        model.load_state_dict(state)
+        history = [row for row in read_metrics(writer.directory) if row["round"] <= done]
+    else:
+        writer = ResultsWriter.create(config)
+    recorder = RunRecorder(writer, model, dataset.test, config.num_server_rounds, history=history,
+                           round_offset=done)
     extra = list(plugins(config, writer)) if plugins else []
     if config.attack.enabled:
         # The simulator, not the attacker, knows the clients' data: it lends the judge the
@@ -52,25 +70,30 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         plugins=[UpdateValidator(writer), recorder, *extra],
         on_plugin_error=recorder.plugin_failed,
         seed=config.seed,
+        round_offset=done,
         fraction_train=server.fraction_train,
         fraction_evaluate=server.fraction_evaluate,
         min_train_nodes=server.min_train_nodes,
         min_evaluate_nodes=server.min_evaluate_nodes,
         min_available_nodes=server.min_available_nodes,
     )
-    writer.event("run-start", run_dir=str(writer.directory), rounds=config.num_server_rounds)
+    writer.event("run-resumed" if resume else "run-start", run_dir=str(writer.directory),
+                 rounds=config.num_server_rounds, from_round=done)
     status = "failed"
     try:
         result = strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(model.state_dict()),
-            num_rounds=config.num_server_rounds,
+            num_rounds=config.num_server_rounds - done,
             timeout=server.round_timeout,
             train_config=ConfigRecord(protocol.train_config_record(config.train)),
             evaluate_fn=recorder.evaluate_global,
         )
         writer.save_model(result.arrays.to_torch_state_dict())
         status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:
         for plugin in extra:
             plugin.close()
