@@ -18,24 +18,13 @@ from fl_sim.results import read_events
 from fl_sim.simulation import simulate
 from strategies import ServerPlugin
 from conftest import TINY
+from spy import Spy
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.e2e
 #: The fixed port of the SuperLink that `flwr run` starts for local simulations.
 LOCAL_SUPERLINK_PORT = 39091
-
-
-class Recorder(ServerPlugin):
-    """Keeps (round, partition) of every update it is shown."""
-
-    name = "test-recorder"
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, int]] = []
-
-    def on_update(self, update):
-        self.seen.append((update.server_round, update.partition_id))
 
 
 class Exploder(ServerPlugin):
@@ -64,7 +53,7 @@ def _check_results(run_dir: Path, rounds: int, clients: int) -> list[dict]:
 
 
 def test_simulation_on_ray_intercepts_and_attacks_every_update(tiny_config):
-    recorder = Recorder()
+    recorder = Spy()
     config = tiny_config.with_overrides({"attack.enabled": True, "attack.iterations": 30})
     run_dir = simulate(config, plugins=lambda config, writer: [Exploder(), recorder])
     events = _check_results(run_dir, rounds=2, clients=3)

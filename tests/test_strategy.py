@@ -14,32 +14,9 @@ from fl_sim.models import build_model
 from fl_sim.data import load_dataset
 from fl_sim.results import read_events
 from local_grid import FIRST_NODE_ID, LocalGrid
-from strategies import InterceptedUpdate, ServerPlugin, UpdateFilter
+from spy import Spy
+from strategies import ServerPlugin, UpdateFilter
 from strategies.server_app import run_federation
-
-
-class Spy(ServerPlugin):
-    """Records everything it is shown."""
-
-    name = "spy"
-
-    def __init__(self) -> None:
-        self.updates: list[InterceptedUpdate] = []
-        self.evaluations: list[tuple[int, int]] = []
-        self.round_ends: list[int] = []
-        self.closed = False
-
-    def on_update(self, update):
-        self.updates.append(update)
-
-    def on_evaluate_reply(self, server_round, node_id, partition_id, metrics):
-        self.evaluations.append((server_round, partition_id))
-
-    def on_round_end(self, server_round):
-        self.round_ends.append(server_round)
-
-    def close(self):
-        self.closed = True
 
 
 class Vandal(ServerPlugin):

@@ -8,19 +8,9 @@ from flwr.app import ArrayRecord
 
 from clients.client_app import create_client_app
 from fl_sim.results import read_events
+from spy import Spy
 from local_grid import FIRST_NODE_ID, LocalGrid
-from strategies import ServerPlugin
 from strategies.server_app import run_federation
-
-
-class Spy(ServerPlugin):
-    name = "spy"
-
-    def __init__(self) -> None:
-        self.partitions: list[int] = []
-
-    def on_update(self, update):
-        self.partitions.append(update.partition_id)
 
 
 def _poison(kind: str):
@@ -72,7 +62,7 @@ def test_bad_updates_are_rejected_and_logged(tiny_config, kind, reason):
     rejected = [e for e in events if e["event"] == "update-rejected"]
     assert [(e["round"], e["partition_id"]) for e in rejected] == [(1, 0), (2, 0)]
     assert reason in rejected[0]["reason"]
-    assert 0 not in spy.partitions and len(spy.partitions) == 4  # no plugin (no attack) saw it
+    assert 0 not in [p for _, p in spy.seen] and len([p for _, p in spy.seen]) == 4  # no plugin (no attack) saw it
     model = torch.load(run_dir / "model.pt")
     assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point())
     assert events[-1]["status"] == "completed"

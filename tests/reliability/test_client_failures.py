@@ -11,19 +11,9 @@ from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError, FederationError
 from fl_sim.results import read_events
+from spy import Spy
 from local_grid import FIRST_NODE_ID, LocalGrid
-from strategies import ServerPlugin
 from strategies.server_app import run_federation
-
-
-class Spy(ServerPlugin):
-    name = "spy"
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, int]] = []
-
-    def on_update(self, update):
-        self.seen.append((update.server_round, update.partition_id))
 
 
 def _run(config: RunConfig, *plugins):
