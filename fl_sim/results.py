@@ -78,8 +78,7 @@ class ResultsWriter:
     @classmethod
     def reopen(cls, directory: Path) -> ResultsWriter:
         """A writer that appends to an existing run's directory (to resume it)."""
-        if not (directory / CONFIG).is_file():
-            raise ConfigError(f"'{directory}' is not a results directory (no {CONFIG}); pass results/<run-id>")
+        require_run_directory(directory)
         writer = cls(directory)
         if (directory / METRICS).is_file():
             with open(directory / METRICS, newline="", encoding="utf-8") as handle:
@@ -129,6 +128,14 @@ class ResultsWriter:
             finally:
                 if os.path.exists(temp):
                     os.unlink(temp)
+
+
+def require_run_directory(directory: Path) -> Path:
+    """``directory`` if it holds a run's ``config.json``; a one-line user error otherwise."""
+    path = Path(directory)
+    if not (path / CONFIG).is_file():
+        raise ConfigError(f"'{directory}' is not a results directory (no {CONFIG}); pass results/<run-id>")
+    return path
 
 
 def load_checkpoint(directory: Path) -> tuple[int, dict[str, torch.Tensor]]:

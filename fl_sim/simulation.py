@@ -17,7 +17,7 @@ from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data
 from fl_sim.errors import ConfigError
-from fl_sim.results import CONFIG, mark_interrupted, resolve_run_dir, run_directory
+from fl_sim.results import CONFIG, mark_interrupted, require_run_directory, resolve_run_dir, run_directory
 from strategies.server_app import PluginFactory, create_server_app
 
 
@@ -46,10 +46,7 @@ class _DropRunSimulationDeprecation(logging.Filter):
 
 def resume_config(run_dir: Path) -> RunConfig:
     """The configuration of an earlier run, read back from its ``config.json``."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise ConfigError(f"'{run_dir}' is not a results directory (no {CONFIG}); pass results/<run-id>")
-    return RunConfig.from_flat(json.loads(path.read_text()))
+    return RunConfig.from_flat(json.loads((require_run_directory(run_dir) / CONFIG).read_text()))
 
 
 def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: bool = False,
