@@ -6,11 +6,16 @@ vmap-batched optimisation or as K optimisations one after another (how other too
 Both do the same optimisation (the test suite checks that their results agree), so the
 success rates match and only the time differs.
 
-Printed per K and mode: wall seconds for all K reconstructions, attack iterations per second
-(K x iterations / seconds), the share of reconstructions with SSIM >= 0.6, seconds per
-successful reconstruction, and the batched speed-up.
+Printed per K, device and mode: wall seconds for all K reconstructions, attack iterations per
+second (K x iterations / seconds), the share of reconstructions with SSIM >= 0.6, seconds per
+successful reconstruction, and the speed-up over the first device's sequential run of that K
+(or over its first row, where sequential is not run).
 
-    python benchmarks/attack_throughput.py [--iterations 500] [--ks 1 4 16 64] [--device auto]
+    python benchmarks/attack_throughput.py [--iterations 500] [--ks 1 4 16 64] [--devices auto]
+        [--modes sequential batched]
+
+On a GPU machine, ``--devices cpu cuda`` puts both side by side; ``--modes batched`` skips the
+slow sequential runs at large K.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
 def measure(k: int, iterations: int, batched: bool, device: torch.device) -> dict:
     """Attack K one-image updates; return seconds, iterations/s and successes."""
     config = RunConfig.from_flat(FEDSGD)
-    updates, truths = intercepted_updates(config, [[7 * i] for i in range(k)])
+    train_size = len(load_dataset(config.data).train)
+    updates, truths = intercepted_updates(config, [[(7 * i) % train_size] for i in range(k)])
     observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
@@ -61,24 +67,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--devices", nargs="+", default=["auto"], choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--modes", nargs="+", default=["sequential", "batched"], choices=["sequential", "batched"])
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"Inverting Gradients, DLG LeNet, digits 32x32, 1 image per update, {args.iterations} iterations, "
-          f"device {name}")
-    header = (f"{'K':>3} {'mode':>10} {'seconds':>9} {'attack it/s':>12} {'SSIM>=0.6':>10} {'s/success':>10} "
-              f"{'speed-up':>9}")
+    devices = [resolve_device(requested) for requested in args.devices]
+    print(f"Inverting Gradients, DLG LeNet, digits 32x32, 1 image per update, {args.iterations} iterations")
+    for device in devices:
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"  {device.type}: {name}")
+    header = (f"{'K':>3} {'device':>6} {'mode':>10} {'seconds':>9} {'attack it/s':>12} {'SSIM>=0.6':>10} "
+              f"{'s/success':>10} {'speed-up':>9}")
     print(header)
     print("-" * len(header))
-    measure(1, 5, True, device)  # warm-up (allocations, kernels)
+    for device in devices:
+        measure(1, 5, True, device)  # warm-up (allocations, kernels)
     for k in args.ks:
-        results = {mode: measure(k, args.iterations, mode == "batched", device) for mode in ("sequential", "batched")}
-        for mode, r in results.items():
-            per_success = f"{r['seconds'] / r['successes']:.2f}" if r["successes"] else "-"
-            ratio = results["sequential"]["seconds"] / r["seconds"]
-            print(f"{k:>3} {mode:>10} {r['seconds']:>9.2f} {r['its_per_s']:>12.0f} "
-                  f"{r['successes']:>5}/{k:<4} {per_success:>10} {ratio:>8.2f}x")
+        baseline = None
+        for device in devices:
+            for mode in args.modes:
+                r = measure(k, args.iterations, mode == "batched", device)
+                baseline = baseline or r["seconds"]
+                per_success = f"{r['seconds'] / r['successes']:.2f}" if r["successes"] else "-"
+                print(f"{k:>3} {device.type:>6} {mode:>10} {r['seconds']:>9.2f} {r['its_per_s']:>12.0f} "
+                      f"{r['successes']:>5}/{k:<4} {per_success:>10} {baseline / r['seconds']:>8.2f}x", flush=True)
 
 
 if __name__ == "__main__":
