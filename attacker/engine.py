@@ -10,16 +10,23 @@ path runs the K optimisations one after the other, as other tools do; both share
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch.func import grad_and_value, vmap
 
 
+class StopSignal(Protocol):
+    """What a running optimisation polls to know it must stop (a ``threading.Event`` is one)."""
+
+    def is_set(self) -> bool:
+        """Whether to stop now."""
+
+
 class AttackCancelled(RuntimeError):
-    """Raised inside an optimisation when its cancel event is set (end-of-run budget spent)."""
+    """Raised inside an optimisation when told to stop (end-of-run budget or the attack's time budget spent)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ CANCEL_CHECK_EVERY = 25
 
 
 def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor, args: tuple, schedule: AdamSchedule,
-             batched: bool = True, cancel: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             batched: bool = True, cancel: StopSignal | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise ``objective(x_k, *args_k)`` for every attack k; return final images and losses ``[K]``.
 
     ``x0`` and every leaf of ``args`` have the attacks along their first dimension.
@@ -53,7 +60,7 @@ def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor, args: tup
 
 
 def _adam(step, x0: torch.Tensor, args: tuple, schedule: AdamSchedule,
-          cancel: threading.Event | None) -> tuple[torch.Tensor, torch.Tensor]:
+          cancel: StopSignal | None) -> tuple[torch.Tensor, torch.Tensor]:
     x = x0.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=schedule.lr)
     its = schedule.iterations

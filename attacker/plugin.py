@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
+from attacker.attacks.base import AttackStop
 from attacker.engine import AttackCancelled
 from attacker.images import save_grid
 from attacker.judge import Verdict, judge
@@ -31,7 +32,7 @@ from attacker.worker import BackgroundWorker
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData
-from fl_sim.errors import ConfigError
+from fl_sim.devices import resolve_device
 from fl_sim.results import ResultsWriter
 from fl_sim.training import derive_seed
 from strategies.plugins import InterceptedUpdate, ServerPlugin
@@ -41,13 +42,8 @@ logger = logging.getLogger(__name__)
 #: Given the data-set positions a client reported training on, return those images (simulator only).
 GroundTruth = Callable[[Sequence[int]], ImageData]
 
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for ``cuda`` without one is a user error."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key 'attack.device' is cuda but no CUDA GPU is visible; "
-                          "set attack.device=auto or cpu")
-    return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
+_OUT_OF_MEMORY_HINT = ("; lower attack.max-clients (fewer attacks batched together), "
+                       "set attack.batched=false, or attack.device=cpu")
 
 
 @dataclass
@@ -116,20 +112,33 @@ class AttackerPlugin(ServerPlugin):
         return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
 
     def _attack_round(self, job: RoundJob, cancel: threading.Event) -> None:
-        """Attack, judge and log one round; any failure is logged as ``attack-error`` and swallowed."""
+        """Attack, judge and log one round; a failure or a spent ``attack.timeout-seconds`` is logged and
+        the round skipped (``attack-error``, ``attack-timeout``), so that the run always goes on."""
         start = time.perf_counter()
+        stop = AttackStop(cancel, self.attack.timeout_seconds)
         try:
             victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes,
                                         job.observations[0].global_arrays, self.device)
-            reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, cancel)
+            reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, stop)
             verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
             self._summarise(job.server_round, verdicts, round(time.perf_counter() - start, 3))
-        except AttackCancelled:
-            raise
+        except AttackCancelled as stopped:
+            if not stop.timed_out:
+                raise  # the end-of-run budget: the worker logs the round as cut
+            logger.error("round %d: attack %s exceeded attack.timeout-seconds=%s", job.server_round,
+                         self.settings.method, self.attack.timeout_seconds)
+            self.writer.event("attack-timeout", round=job.server_round, method=self.settings.method,
+                              clients=len(job.observations), seconds=round(time.perf_counter() - start, 3),
+                              error=f"{stopped}; attack.timeout-seconds={self.attack.timeout_seconds} spent "
+                                    f"(raise it, or lower attack.iterations or attack.max-clients)")
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
-            logger.error("round %d: attack %s failed: %s", job.server_round, self.settings.method, err)
+            hint = _OUT_OF_MEMORY_HINT if isinstance(err, torch.OutOfMemoryError) else ""
+            logger.error("round %d: attack %s failed: %s%s", job.server_round, self.settings.method, err, hint)
             self.writer.event("attack-error", round=job.server_round, method=self.settings.method,
-                              clients=len(job.observations), error=f"{type(err).__name__}: {err}")
+                              clients=len(job.observations), error=f"{type(err).__name__}: {err}{hint}")
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()  # what a failed attack held must not starve the next
 
     def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
         obs = rec.observation

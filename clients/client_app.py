@@ -11,11 +11,11 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients import faults
 from clients.defenses import defend_weights
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
-from fl_sim.errors import InjectedFault
 from fl_sim.models import build_run_model
 from fl_sim.training import derive_seed, evaluate, train_local
 
@@ -34,9 +34,7 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         run, partition_id, data, model, device = _prepare(msg, context, config)
         settings = protocol.train_config_from_record(msg.content[protocol.CONFIG])
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
-        fails = run.faults.fails(partition_id, server_round)
-        if fails and run.faults.mode == "raise":
-            raise InjectedFault(f"faults.partitions: partition {partition_id} fails in round {server_round}")
+        faults.before_training(run.faults, partition_id, server_round)
         global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
                              device=device)
@@ -55,8 +53,7 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
             "upload-bytes": defended.upload_bytes,
             "dense-bytes": defended.dense_bytes,
         })
-        if fails:  # faults.mode == "nan": a poisoned update
-            upload = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in upload.items()}
+        upload = faults.before_upload(run.faults, partition_id, server_round, upload)
         info = {protocol.PARTITION_ID: partition_id}
         if run.attack.enabled:  # simulation-only ground truth for the attack's judge
             info[protocol.AUDIT_SAMPLES] = data.train_indices[result.sample_indices].tolist()

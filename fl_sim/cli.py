@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import typing
 import sys
 from pathlib import Path
 
@@ -22,9 +23,17 @@ SHORTCUTS = {
 }
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (with where to look), exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print ``<prog>: error: <message>`` and a pointer to ``--help``; exit with code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fl-sim`` and its sub-commands."""
-    parser = argparse.ArgumentParser(prog="fl-sim", description="Federated-learning privacy lab on Flower.")
+    parser = _OneLineParser(prog="fl-sim", description="Federated-learning privacy lab on Flower.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a federated simulation (Flower Simulation Engine, Ray backend)",

@@ -141,6 +141,8 @@ class AttackConfig:
     queue_size: int = _setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)
     end_budget_seconds: float = _setting(0.0, "at the end of a run, seconds to let pending attacks finish; "
                                               "0 = wait for all", min=0)
+    timeout_seconds: float = _setting(0.0, "time budget of one round's attack; past it the attack is stopped, "
+                                           "logged as attack-timeout and skipped (0 = none)", min=0)
     success_ssim: float = _setting(0.6, "a reconstruction leaks when its SSIM reaches this", min=0, max=1)
     max_clients: int = _setting(0, "attack at most this many clients per round (0 = all)", min=0)
     every: int = _setting(1, "attack every n-th round", min=1)
@@ -153,8 +155,11 @@ class FaultsConfig:
 
     partitions: str = _setting("", "comma-separated partition ids that fail, e.g. '0,3' (empty = none)")
     rounds: str = _setting("", "comma-separated rounds in which they fail (empty = every round)")
-    mode: Literal["raise", "nan"] = _setting(
-        "raise", "raise: the client's training raises; nan: it returns an update full of NaN")
+    mode: Literal["raise", "nan", "timeout", "drop"] = _setting(
+        "raise", "raise: training raises; nan: the update is all NaN; timeout: the client sleeps "
+                 "faults.delay-seconds before training (set it above server.round-timeout to miss the "
+                 "round); drop: the client process exits after training, before uploading")
+    delay_seconds: float = _setting(0.0, "timeout: how long the failing client stalls", min=0)
 
     def fails(self, partition_id: int, server_round: int) -> bool:
         """Whether ``partition_id`` is to fail in ``server_round``."""
@@ -308,6 +313,8 @@ def _coerce(key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Scalar:
             raise ConfigError(f"config key '{key}' must be true or false; got {value!r}")
         return value
     if tp is str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # `--set faults.partitions=1` and `--run-config` parse a lone number as one
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' must be a string; got {value!r}")
         return value
@@ -358,6 +365,9 @@ def _check_combinations(config: RunConfig) -> None:
     if failing and max(failing) >= config.simulation.num_clients:
         raise ConfigError(f"config key 'faults.partitions' names partition {max(failing)} but there are only "
                           f"{config.simulation.num_clients} clients (0..{config.simulation.num_clients - 1})")
+    if config.faults.mode == "timeout" and config.faults.delay_seconds == 0:
+        raise ConfigError("config key 'faults.mode' is timeout but 'faults.delay-seconds' is 0; set it above "
+                          f"server.round-timeout ({server.round_timeout}) to make the client miss the round")
     if config.defense.dgp_top_ratio + config.defense.dgp_bottom_ratio > 1:
         raise ConfigError(f"config keys 'defense.dgp-top-ratio' + 'defense.dgp-bottom-ratio' "
                           f"({config.defense.dgp_top_ratio} + {config.defense.dgp_bottom_ratio}) exceed 1; "

@@ -16,6 +16,7 @@ from flwr.simulation import run_simulation
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data
+from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
 from fl_sim.results import CONFIG, mark_interrupted, require_run_directory, resolve_run_dir, run_directory
 from strategies.server_app import PluginFactory, create_server_app
@@ -25,11 +26,13 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     """Check what a user can get wrong before any process starts; return the config with its run dir fixed.
 
     Loads the data set and the first client's partition (so a missing data root or an
-    impossible split fails here, in one line) and refuses an existing results directory
-    (unless the run is resumed).
+    impossible split fails here, in one line), checks that an asked-for GPU is there, and
+    refuses an existing results directory (unless the run is resumed).
     """
     config = resolve_run_dir(config)
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
+    if config.attack.enabled:
+        resolve_device(config.attack.device)
     run_dir = run_directory(config)
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"results directory '{run_dir}' already exists and is not empty; "

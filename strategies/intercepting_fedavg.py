@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 PluginErrorCallback = Callable[[int, str, BaseException], None]
 
 
+#: The failure reason of a client whose reply never came (it timed out, or dropped out mid-round).
+NO_REPLY = ("no reply before the round's timeout (server.round-timeout): the client timed out or dropped out "
+            "mid-round")
+
+
 def frozen_numpy(record: ArrayRecord) -> MappingProxyType:
     """Read-only NumPy copies of an ArrayRecord's arrays: plugins can look but not touch."""
     arrays = {}
@@ -63,6 +68,7 @@ class InterceptingFedAvg(FedAvg):
         self.on_plugin_error = on_plugin_error
         self._sent_arrays: MappingProxyType = MappingProxyType({})
         self._sent_config: MappingProxyType = MappingProxyType({})
+        self._sent_nodes: list[int] = []
         self._disabled: set[int] = set()
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -70,7 +76,8 @@ class InterceptingFedAvg(FedAvg):
         """Sample clients as FedAvg does (seeded per round), remembering what was sent for the plugins."""
         server_round += self.round_offset
         random.seed(derive_seed(self.seed, server_round, 0))
-        messages = super().configure_train(server_round, arrays, config, grid)
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._sent_nodes = [message.metadata.dst_node_id for message in messages]
         self._sent_arrays = frozen_numpy(arrays)
         self._sent_config = MappingProxyType(dict(config))
         return messages
@@ -90,18 +97,19 @@ class InterceptingFedAvg(FedAvg):
         server_round += self.round_offset
         self._disabled = set()
         replies = _in_partition_order(replies)
-        for reply in replies:
-            if reply.has_error():
-                for plugin in self._active():
-                    self._call(server_round, plugin, plugin.on_failure, server_round, reply.metadata.src_node_id,
-                               reply.error.reason)
+        failures = [(reply.metadata.src_node_id, reply.error.reason) for reply in replies if reply.has_error()]
+        answered = {reply.metadata.src_node_id for reply in replies}
+        failures += [(node_id, NO_REPLY) for node_id in self._sent_nodes if node_id not in answered]
+        for node_id, reason in failures:
+            for plugin in self._active():
+                self._call(server_round, plugin, plugin.on_failure, server_round, node_id, reason)
         kept = [reply for reply in replies if reply.has_error() or self._intercept(server_round, reply)]
         usable = sum(not reply.has_error() for reply in kept)
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_round_end, server_round)
         if usable < self.min_train_nodes:
             raise FederationError(
-                f"round {server_round}: only {usable} of {len(replies)} clients returned a usable update, fewer "
+                f"round {server_round}: only {usable} of {len(self._sent_nodes)} clients returned a usable update, fewer "
                 f"than server.min-train-nodes={self.min_train_nodes}; see the client-failure and update-rejected "
                 f"events, fix those clients or lower server.min-train-nodes")
         return super().aggregate_train(server_round, kept)

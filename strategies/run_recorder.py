@@ -8,6 +8,7 @@ Flower calls after each round: that is where the round's line is written to ``ev
 
 from __future__ import annotations
 
+import re
 import resource
 import sys
 import time
@@ -21,6 +22,27 @@ from fl_sim.data import ImageData
 from fl_sim.results import SUMMARY, ResultsWriter, summarise
 from fl_sim.training import evaluate
 from strategies.plugins import InterceptedUpdate, ServerPlugin
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FLOWER_ERROR = re.compile(r"^<class '(?:[\w.]+\.)?(\w+)(?:\([\w.]+\))?'>:<'(.*)'>$", re.DOTALL)
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Z]\w*): (.+)$", re.MULTILINE)
+
+
+def failure_cause(reason: str) -> tuple[str, str]:
+    """The root cause of a client failure as one line (``Type: message``), and the cleaned full text.
+
+    Flower reports a client's exception as ``<class 'T'>:<'text'>``; under Ray the text is a
+    colour-coded chain of tracebacks whose first exception line is the client's own error.
+    """
+    detail = _ANSI.sub("", reason).strip()
+    flower = _FLOWER_ERROR.match(detail)
+    text = flower.group(2) if flower else detail
+    root = _EXCEPTION_LINE.search(text)
+    if root:
+        return f"{root.group(1)}: {root.group(2).strip()}", detail
+    first_line = text.strip().splitlines()[0] if text.strip() else detail
+    return (f"{flower.group(1)}: {first_line}" if flower else first_line), detail
 
 
 class RunRecorder(ServerPlugin):
@@ -56,8 +78,10 @@ class RunRecorder(ServerPlugin):
                           **_kebab_to_snake(metrics))
 
     def on_failure(self, server_round: int, node_id: int, reason: str) -> None:
-        """Log a client whose training failed."""
-        self.writer.event("client-failure", round=server_round, node_id=node_id, reason=reason)
+        """Log a client whose training failed: the root cause in one line, and the whole text if longer."""
+        cause, detail = failure_cause(reason)
+        self.writer.event("client-failure", round=server_round, node_id=node_id, reason=cause,
+                          **({"detail": detail} if detail != cause else {}))
 
     def plugin_failed(self, server_round: int, plugin: str, error: BaseException) -> None:
         """Record that a plugin raised (the strategy disabled it for the round)."""

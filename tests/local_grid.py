@@ -6,6 +6,7 @@ fraction of a second. Nodes are numbered 101, 102, ... and hold partitions 0, 1,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from flwr.app import Context, Message, RecordDict
@@ -13,6 +14,10 @@ from flwr.app.error import Error
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
+
+from clients.client_app import create_client_app
+from fl_sim.config import RunConfig
+from strategies.server_app import run_federation
 
 FIRST_NODE_ID = 101
 
@@ -66,11 +71,25 @@ class LocalGrid(Grid):
         raise NotImplementedError
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        """Run each message through the ClientApp of its destination node and return the replies."""
+        """Run each message through the ClientApp of its destination node and return the replies.
+
+        A node that takes longer than ``timeout`` has its reply left out, as a real Grid stops
+        waiting for it (the nodes run one after the other here, so each gets the whole timeout).
+        """
         replies = []
         for message in messages:
+            start = time.monotonic()
             try:
-                replies.append(self.client_app(message, self._context(message.metadata.dst_node_id)))
+                reply = self.client_app(message, self._context(message.metadata.dst_node_id))
             except Exception as err:  # noqa: BLE001 - Flower turns a ClientApp exception into an error reply
-                replies.append(Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=message))
+                reply = Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=message)
+            if timeout is None or time.monotonic() - start <= timeout:
+                replies.append(reply)
         return replies
+
+
+def run_locally(config: RunConfig, *plugins, grid: Grid | None = None, resume: bool = False):
+    """Run the real ServerApp logic of ``config`` on a LocalGrid (or ``grid``) with extra ``plugins``;
+    return the results directory."""
+    grid = grid or LocalGrid(create_client_app(config), config.simulation.num_clients)
+    return run_federation(grid, config, plugins=lambda cfg, writer: list(plugins), resume=resume)

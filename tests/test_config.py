@@ -35,6 +35,12 @@ def test_numbers_from_strings_and_ints(value, expected):
     assert RunConfig.from_flat({"train.lr": value}).train.lr == expected
 
 
+def test_a_lone_number_for_a_text_key_is_taken_as_text():
+    """`--set faults.partitions=1` and `--run-config "output.run-id=42"` parse the value as a number."""
+    config = RunConfig.from_flat({"faults.partitions": 1, "output.run-id": 42})
+    assert (config.faults.partitions, config.output.run_id) == ("1", "42")
+
+
 @pytest.mark.parametrize("flat, message", [
     ({"train.lrr": 0.1}, "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
     ({"bogus": 1}, "unknown config key 'bogus'"),
@@ -50,7 +56,7 @@ def test_numbers_from_strings_and_ints(value, expected):
     ({"data.channels": 2}, "config key 'data.channels' must be one of 1, 3; got 2"),
     ({"data.dirichlet-alpha": 0.0}, "config key 'data.dirichlet-alpha' must be > 0"),
     ({"server.fraction-train": 1.5}, "config key 'server.fraction-train' must be <= 1"),
-    ({"data.root": 3}, "config key 'data.root' must be a string; got 3"),
+    ({"data.root": [3]}, "config key 'data.root' must be a string; got [3]"),
     ({"server.min-available-nodes": 5, "simulation.num-clients": 3},
      "'server.min-available-nodes' (5) exceeds 'simulation.num-clients' (3)"),
     ({"data.val-fraction": 0.0}, "set server.fraction-evaluate=0 or a val-fraction above 0"),
@@ -99,3 +105,9 @@ def test_describe_covers_every_key_with_help():
     assert [key for key, _, _ in rows] == all_keys()
     assert all(help_text for _, _, help_text in rows)
     assert dict((k, d) for k, d, _ in rows)["model.name"] == "lenet"
+
+
+def test_readme_configuration_table_lists_every_key_with_its_default():
+    rows = [line for line in (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+            if line.startswith("| `") and "` | `" in line]
+    assert [row.split("`")[1] for row in rows] == [key for key, _, _ in describe()]

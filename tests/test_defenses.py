@@ -10,8 +10,7 @@ from clients.defenses import decode_sparse, defend, defend_weights, encode_spars
 from fl_sim.config import DefenseConfig, RunConfig
 from fl_sim.errors import ConfigError
 from fl_sim.results import read_events
-from local_grid import LocalGrid
-from strategies.server_app import run_federation
+from local_grid import LocalGrid, run_locally
 
 
 def _update(seed=0):
@@ -82,8 +81,7 @@ def test_dgp_ratios_must_leave_something_to_upload():
 @pytest.mark.parametrize("name", ["noise", "dp", "topk", "dgp"])
 def test_each_defense_runs_through_the_client(tiny_config, name):
     config = tiny_config.with_overrides({"defense.name": name})
-    grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
-    run_dir = run_federation(grid, config)
+    run_dir = run_locally(config)
     train = [e for e in read_events(run_dir) if e["event"] == "client-train"]
     assert len(train) == 6
     sparse = name in ("topk", "dgp")
@@ -94,7 +92,7 @@ def test_each_defense_runs_through_the_client(tiny_config, name):
 def test_dgp_residual_persists_in_the_node_state(tiny_config):
     config = tiny_config.with_overrides({"defense.name": "dgp"})
     grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
-    run_federation(grid, config)
+    run_locally(config, grid=grid)
     assert len(grid.contexts) == 3
     residuals = [context.state[RESIDUAL].to_torch_state_dict() for context in grid.contexts.values()]
     assert all(sum(v.abs().sum() for v in residual.values()) > 0 for residual in residuals)
@@ -115,7 +113,7 @@ TINY_PRIVACY = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1
 ])
 def test_tiny_privacy_check_per_defense(tiny_config, defense, leaks):
     config = tiny_config.with_overrides({**TINY_PRIVACY, **defense})
-    run_dir = run_federation(LocalGrid(create_client_app(config), config.simulation.num_clients), config)
+    run_dir = run_locally(config)
     rounds = [e for e in read_events(run_dir) if e["event"] == "attack-round"]
     assert len(rounds) == 1 and rounds[0]["clients"] == 3
     assert (rounds[0]["client_success_rate"] >= 2 / 3) if leaks else (rounds[0]["client_success_rate"] == 0)

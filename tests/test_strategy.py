@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from clients.client_app import create_client_app
-from fl_sim.models import build_model
 from fl_sim.data import load_dataset
+from fl_sim.models import build_model
 from fl_sim.results import read_events
-from local_grid import FIRST_NODE_ID, LocalGrid
-from spy import Spy
 from strategies import ServerPlugin, UpdateFilter
-from strategies.server_app import run_federation
+from local_grid import FIRST_NODE_ID, run_locally
+from spy import Spy
 
 
 class Vandal(ServerPlugin):
@@ -47,8 +45,7 @@ class CrashOnce(ServerPlugin):
 
 
 def _run(config, *plugins):
-    grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
-    run_dir = run_federation(grid, config, plugins=lambda cfg, writer: list(plugins))
+    run_dir = run_locally(config, *plugins)
     return run_dir, torch.load(run_dir / "model.pt")
 
 

@@ -10,6 +10,7 @@ pixel values in [0, 1], the range in which reconstructions are judged.
 from __future__ import annotations
 
 import functools
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,11 @@ def _missing(name: str, root: Path, expected: str) -> DataError:
         f"and copy the folder here, or set data.root")
 
 
+#: What torchvision's readers raise on files of the wrong format (its MNIST reader asserts on the
+#: header; its CIFAR reader unpickles).
+_UNREADABLE = (RuntimeError, AssertionError, ValueError, OSError, EOFError, KeyError, pickle.UnpicklingError)
+
+
 def _torchvision_loader(name: str) -> Loader:
     """A loader for one of torchvision's classic data sets, read from ``root`` without downloading."""
 
@@ -138,8 +144,9 @@ def _torchvision_loader(name: str) -> Loader:
         cls = getattr(tvd, tv_class)
         try:
             splits = [cls(str(root), train=train, download=False) for train in (True, False)]
-        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-            raise DataError(f"{name} under '{root}' is incomplete or corrupted ({err}); "
+        except _UNREADABLE as err:  # "Dataset not found or corrupted", or a parser choking on bad bytes
+            detail = f"{type(err).__name__}: {err}" if str(err) else f"{type(err).__name__} while parsing its files"
+            raise DataError(f"{name} under '{root}' is incomplete or corrupted ({detail}); "
                             f"re-copy it or set data.root") from err
         out = []
         for split in splits:

@@ -8,9 +8,8 @@ from flwr.app import ArrayRecord
 
 from clients.client_app import create_client_app
 from fl_sim.results import read_events
+from local_grid import FIRST_NODE_ID, LocalGrid, run_locally
 from spy import Spy
-from local_grid import FIRST_NODE_ID, LocalGrid
-from strategies.server_app import run_federation
 
 
 def _poison(kind: str):
@@ -57,7 +56,7 @@ class PoisoningGrid(LocalGrid):
 def test_bad_updates_are_rejected_and_logged(tiny_config, kind, reason):
     spy = Spy()
     grid = PoisoningGrid(create_client_app(tiny_config), 3, corrupt=_poison(kind))
-    run_dir = run_federation(grid, tiny_config, plugins=lambda config, writer: [spy])
+    run_dir = run_locally(tiny_config, spy, grid=grid)
     events = read_events(run_dir)
     rejected = [e for e in events if e["event"] == "update-rejected"]
     assert [(e["round"], e["partition_id"]) for e in rejected] == [(1, 0), (2, 0)]

@@ -7,23 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError, FederationError
 from fl_sim.results import read_events
+from fl_sim.simulation import simulate
+from strategies.run_recorder import failure_cause
+from local_grid import FIRST_NODE_ID, run_locally
 from spy import Spy
-from local_grid import FIRST_NODE_ID, LocalGrid
-from strategies.server_app import run_federation
-
-
-def _run(config: RunConfig, *plugins):
-    grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
-    return run_federation(grid, config, plugins=lambda cfg, writer: list(plugins))
 
 
 def test_a_raising_client_is_recorded_and_the_round_aggregates_the_rest(tiny_config):
     spy = Spy()
-    run_dir = _run(tiny_config.with_overrides({"faults.partitions": "0", "faults.rounds": "2"}), spy)
+    run_dir = run_locally(tiny_config.with_overrides({"faults.partitions": "0", "faults.rounds": "2"}), spy)
     events = read_events(run_dir)
     failures = [e for e in events if e["event"] == "client-failure"]
     assert [(e["round"], e["node_id"]) for e in failures] == [(2, FIRST_NODE_ID)]
@@ -33,8 +28,21 @@ def test_a_raising_client_is_recorded_and_the_round_aggregates_the_rest(tiny_con
     assert events[-1]["status"] == "completed"
 
 
+def test_a_client_that_misses_the_round_timeout_is_recorded_as_no_reply(tiny_config):
+    spy = Spy()
+    config = tiny_config.with_overrides({"faults.partitions": "2", "faults.rounds": "1", "faults.mode": "timeout",
+                                         "faults.delay-seconds": 1.5, "server.round-timeout": 1.0})
+    run_dir = run_locally(config, spy)
+    events = read_events(run_dir)
+    failures = [e for e in events if e["event"] == "client-failure"]
+    assert [(e["round"], e["node_id"]) for e in failures] == [(1, FIRST_NODE_ID + 2)]
+    assert "no reply before the round's timeout" in failures[0]["reason"]
+    assert sorted(spy.seen) == [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]
+    assert events[-1]["status"] == "completed"
+
+
 def test_a_client_returning_nan_is_rejected_and_the_model_stays_finite(tiny_config):
-    run_dir = _run(tiny_config.with_overrides({"faults.partitions": "1", "faults.mode": "nan"}))
+    run_dir = run_locally(tiny_config.with_overrides({"faults.partitions": "1", "faults.mode": "nan"}))
     events = read_events(run_dir)
     rejected = [e for e in events if e["event"] == "update-rejected"]
     assert [(e["round"], e["partition_id"]) for e in rejected] == [(1, 1), (2, 1)]
@@ -47,7 +55,7 @@ def test_too_few_usable_updates_stop_the_run_with_a_clear_message(tiny_config):
                                          "server.min-train-nodes": 2})
     with pytest.raises(FederationError, match=r"round 2: only 1 of 3 clients returned a usable update, fewer "
                                               r"than server.min-train-nodes=2"):
-        _run(config)
+        run_locally(config)
     run_dir = next(Path(tiny_config.output.dir).iterdir())
     events = read_events(run_dir)
     assert [e["round"] for e in events if e["event"] == "client-failure"] == [2, 2]
@@ -58,7 +66,37 @@ def test_too_few_usable_updates_stop_the_run_with_a_clear_message(tiny_config):
     ({"faults.partitions": "0,x"}, "config key 'faults.partitions' must list whole numbers"),
     ({"faults.rounds": "-1"}, "config key 'faults.rounds' must list whole numbers"),
     ({"faults.partitions": "7", "simulation.num-clients": 3}, "names partition 7 but there are only 3 clients"),
+    ({"faults.mode": "timeout"}, "'faults.mode' is timeout but 'faults.delay-seconds' is 0"),
+    ({"faults.mode": "hang"}, "config key 'faults.mode' must be one of"),
 ])
 def test_bad_fault_settings_name_the_key(flat, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_flat(flat)
+
+
+@pytest.mark.e2e
+def test_a_client_dropping_out_on_ray_is_recorded_and_later_rounds_keep_every_client(tiny_config):
+    config = tiny_config.with_overrides({"faults.partitions": "1", "faults.rounds": "1", "faults.mode": "drop"})
+    events = read_events(simulate(config))
+    failures = [e for e in events if e["event"] == "client-failure"]
+    assert [e["round"] for e in failures] == [1]
+    assert failures[0]["reason"] == ("ClientDroppedOut: faults.partitions: partition 1 dropped out of round 1 "
+                                     "after training, before uploading")
+    assert "Traceback" in failures[0]["detail"] or "File " in failures[0]["detail"]
+    assert [e["clients"] for e in events if e["event"] == "round" and e["round"] > 0] == [2, 3]
+    assert events[-1]["status"] == "completed"
+
+
+@pytest.mark.parametrize("reason, cause", [
+    ("InjectedFault: partition 0 fails", "InjectedFault: partition 0 fails"),
+    ("<class 'ray.exceptions.ActorDiedError'>:<'The actor died unexpectedly.\n\tclass_name: ClientAppActor'>",
+     "ActorDiedError: The actor died unexpectedly."),
+    ("<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'\x1b[36mray::ClientAppActor.run()\x1b[39m\n"
+     "  File \"client_app.py\", line 56, in train\nclients.faults.ClientDroppedOut: partition 1 dropped out\n\n"
+     "The above exception was the direct cause of the following exception:\n"
+     "flwr.clientapp.client_app.ClientAppException: \nException ClientAppException occurred.'>",
+     "ClientDroppedOut: partition 1 dropped out"),
+])
+def test_failure_reasons_are_cut_to_their_root_cause(reason, cause):
+    assert failure_cause(reason)[0] == cause
+    assert "\x1b" not in failure_cause(reason)[1]

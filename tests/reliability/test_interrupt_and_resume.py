@@ -13,12 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from clients.client_app import create_client_app
 from fl_sim.errors import ConfigError
 from fl_sim.results import load_checkpoint, read_events, read_metrics, read_summary
-from local_grid import LocalGrid
 from strategies import ServerPlugin
-from strategies.server_app import run_federation
+from local_grid import run_locally
 
 BIN = Path(sys.executable).parent
 
@@ -36,24 +34,19 @@ class StopInRound(ServerPlugin):
             raise KeyboardInterrupt
 
 
-def _run(config, *plugins, resume=False):
-    grid = LocalGrid(create_client_app(config), config.simulation.num_clients)
-    return run_federation(grid, config, plugins=lambda cfg, writer: list(plugins), resume=resume)
-
-
 def test_resume_continues_exactly_where_the_run_stopped(tiny_config, tmp_path):
     full = tiny_config.with_overrides({"num-server-rounds": 3, "output.dir": str(tmp_path / "full")})
-    reference = torch.load(_run(full) / "model.pt")
+    reference = torch.load(run_locally(full) / "model.pt")
 
     config = tiny_config.with_overrides({"num-server-rounds": 3, "output.run-id": "cut"})
     with pytest.raises(KeyboardInterrupt):
-        _run(config, StopInRound(at=2))
+        run_locally(config, StopInRound(at=2))
     run_dir = Path(config.output.dir) / "cut"
     assert read_summary(run_dir)["status"] == "interrupted"
     assert read_summary(run_dir)["last_completed_round"] == 1
     assert load_checkpoint(run_dir)[0] == 1 and not (run_dir / "model.pt").exists()
 
-    _run(config, resume=True)
+    run_locally(config, resume=True)
     resumed = torch.load(run_dir / "model.pt")
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)  # bit-identical to the uninterrupted run
     assert [row["round"] for row in read_metrics(run_dir)] == [0, 1, 2, 3]
@@ -65,12 +58,12 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_config, tmp_path):
 
 
 def test_resume_refuses_what_it_cannot_continue(tiny_config, tmp_path):
-    done = _run(tiny_config.with_overrides({"output.run-id": "done"}))
+    done = run_locally(tiny_config.with_overrides({"output.run-id": "done"}))
     with pytest.raises(ConfigError, match="already completed its 2 rounds"):
-        _run(tiny_config.with_overrides({"output.run-id": "done"}), resume=True)
+        run_locally(tiny_config.with_overrides({"output.run-id": "done"}), resume=True)
     (done / "checkpoint.pt").unlink()
     with pytest.raises(ConfigError, match="has no checkpoint.pt to resume from"):
-        _run(tiny_config.with_overrides({"output.run-id": "done"}), resume=True)
+        run_locally(tiny_config.with_overrides({"output.run-id": "done"}), resume=True)
     cli = subprocess.run([str(BIN / "fl-sim"), "run", "--resume", str(tmp_path)], capture_output=True, text=True)
     assert cli.returncode == 2 and "is not a results directory" in cli.stderr
 

@@ -1,0 +1,55 @@
+"""An attack that raises, runs out of memory or out of time is logged and skipped; the run completes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from attacker import attacks as attack_registry
+from fl_sim.results import read_events
+from local_grid import run_locally
+
+
+def _attacked_run(config, **attack):
+    config = config.with_overrides({"attack.enabled": True, "attack.method": "ig",
+                                    **{f"attack.{k}": v for k, v in attack.items()}})
+    return read_events(run_locally(config))
+
+
+@pytest.mark.parametrize("error, hint", [
+    (RuntimeError("attack bug"), ""),
+    (torch.OutOfMemoryError("CUDA out of memory"), "lower attack.max-clients"),
+])
+def test_a_crashing_attack_is_logged_and_the_run_completes(tiny_config, monkeypatch, error, hint):
+    def explode(*args, **kwargs):
+        raise error
+    monkeypatch.setitem(attack_registry.ATTACKS, "ig", explode)
+    events = _attacked_run(tiny_config, blocking=True)
+    failures = [e for e in events if e["event"] == "attack-error"]
+    assert [e["round"] for e in failures] == [1, 2]
+    assert str(error) in failures[0]["error"] and hint in failures[0]["error"]
+    assert [e["round"] for e in events if e["event"] == "round"] == [0, 1, 2]
+    assert events[-1]["status"] == "completed"
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_an_attack_over_its_time_budget_is_stopped_logged_and_skipped(tiny_config, blocking):
+    start = time.perf_counter()
+    events = _attacked_run(tiny_config, iterations=1_000_000, blocking=blocking, **{"timeout-seconds": 1.0})
+    assert time.perf_counter() - start < 60  # a million iterations would take hours
+    timeouts = [e for e in events if e["event"] == "attack-timeout"]
+    assert [e["round"] for e in timeouts] == [1, 2]
+    assert all(1.0 <= e["seconds"] < 10 and "attack.timeout-seconds=1.0 spent" in e["error"] for e in timeouts)
+    assert not [e for e in events if e["event"] in ("attack", "attack-round", "attack-cut")]
+    assert events[-1]["status"] == "completed"
+
+
+def test_end_of_run_budget_cuts_pending_attacks(tiny_config):
+    start = time.perf_counter()
+    events = _attacked_run(tiny_config, iterations=1_000_000, **{"end-budget-seconds": 1.0})
+    assert time.perf_counter() - start < 60
+    cut = [e for e in events if e["event"] == "attack-cut"]
+    assert sorted(e["round"] for e in cut) == [1, 2]
+    assert events[-1]["status"] == "completed"
