@@ -175,8 +175,9 @@ class AttackerPlugin(ServerPlugin):
             "image_success_rate": sum(i.leaked for i in images) / len(images) if images else None,
             "label_accuracy": statistics.mean(v.label_accuracy for v in judged) if judged else None,
             "best_ssim": max(ssims, default=None), "median_ssim": statistics.median(ssims) if ssims else None,
+            "best_psnr": max((i.scores.psnr for i in images), default=None),
             "median_psnr": statistics.median(i.scores.psnr for i in images) if images else None,
-            "seconds": seconds, "device": str(self.device), "queue": self.pending,
+            "seconds": seconds, "device": str(self.device), "queue": max(self.pending - 1, 0),
         }
         self.summaries.append(summary)
         self.writer.event("attack-round", **summary)

@@ -1,10 +1,16 @@
-"""The ``fl-sim`` command line: ``fl-sim run`` launches a simulation, ``fl-sim config`` lists the keys."""
+"""The ``fl-sim`` command line.
+
+``fl-sim run`` launches a simulation, ``fl-sim watch`` follows a run from another terminal,
+``fl-sim report`` writes a run's report, ``fl-sim compare`` puts runs side by side, and
+``fl-sim config`` lists the configuration keys.
+"""
 
 from __future__ import annotations
 
 import argparse
-import typing
 import sys
+import threading
+import typing
 from pathlib import Path
 
 from fl_sim.config import RunConfig, describe, parse_assignment, read_toml
@@ -55,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "from RUN_DIR/config.json)")
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's own logs")
 
+    watch = commands.add_parser("watch", help="follow a running (or finished) run from its events")
+    watch.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    watch.add_argument("--plain", action="store_true", help="one line per round even on a terminal")
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html and RUN_DIR/plots/*.png")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+    compare = commands.add_parser("compare", help="put runs side by side: accuracy, attack success, bytes, time")
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--csv", type=Path, default=Path("compare.csv"), help="CSV written (default compare.csv)")
+    compare.add_argument("--plot", type=Path, default=Path("compare.png"),
+                         help="privacy-vs-utility plot written (default compare.png)")
+
     commands.add_parser("config", help="list every configuration key with its default")
     return parser
 
@@ -74,18 +93,52 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             for key, default, help_text in describe():
                 print(f"{key:32s} {default!s:12s} {help_text}")
-            return 0
-        # Flower and Ray are imported only when a run is asked for
-        from fl_sim.simulation import resume_config, simulate
+        elif args.command == "watch":
+            _watch(args.run_dir, live=sys.stdout.isatty() and not args.plain)
+        elif args.command == "report":
+            from fl_sim.reporting.report import write_report
 
-        resume = args.resume is not None
-        config = resume_config(args.resume) if resume else config_from_args(args)
-        run_dir = simulate(config, verbose=args.verbose, resume=resume, stop_on_signal=True)
+            print(f"report: {write_report(args.run_dir)}")
+        elif args.command == "compare":
+            _compare(args.run_dirs, args.csv, args.plot)
+        else:
+            _run(args)
     except UserError as err:
         print(f"fl-sim: error: {err}", file=sys.stderr)
         return 2
-    print(f"results: {run_dir}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    # Flower and Ray are imported only when a run is asked for
+    from fl_sim.simulation import resume_config, simulate
+
+    resume = args.resume is not None
+    config = resume_config(args.resume) if resume else config_from_args(args)
+    run_dir = simulate(config, verbose=args.verbose, resume=resume, stop_on_signal=True, console=sys.stdout,
+                       live=sys.stdout.isatty())
+    print(f"results: {run_dir}")
+
+
+def _watch(run_dir: Path, live: bool) -> None:
+    from fl_sim.reporting.console import follow
+    from fl_sim.results import require_run_directory
+
+    stop = threading.Event()
+    try:
+        progress = follow(require_run_directory(run_dir), sys.stdout, live, stop)
+    except KeyboardInterrupt:  # stops watching; the run itself goes on
+        return
+    print(f"{run_dir}: {progress.status} after {progress.done} of {progress.total_rounds} rounds")
+
+
+def _compare(run_dirs: list[Path], csv_path: Path, plot_path: Path) -> None:
+    from fl_sim.reporting.compare import format_table, plot_privacy_vs_utility, run_figures, write_csv
+
+    rows = [run_figures(run_dir) for run_dir in run_dirs]
+    print(format_table(rows))
+    print(f"csv: {write_csv(rows, csv_path)}")
+    print(f"plot: {plot_privacy_vs_utility(rows, plot_path)}")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,7 @@ class OutputConfig:
 
     dir: str = _setting("results", "parent directory of the run's results directory")
     run_id: str = _setting("", "name of the results directory; empty = a timestamped id")
+    report: bool = _setting(True, "write report.html and plots/ at the end of the run")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class ResultsWriter:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        #: Called with every event written (e.g. to echo it on the console); must not raise.
+        self.echo: Callable[[dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
         self._csv_fields: list[str] | None = None
 
@@ -87,11 +89,14 @@ class ResultsWriter:
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append one event line ``{"event": kind, "time": ..., **fields}`` and flush it to disk."""
-        line = json.dumps({"event": kind, "time": round(time.time(), 3), **_jsonable(fields)})
-        with self._lock, open(self.directory / EVENTS, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        event = {"event": kind, "time": round(time.time(), 3), **_jsonable(fields)}
+        with self._lock:
+            with open(self.directory / EVENTS, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            if self.echo is not None:
+                self.echo(event)
 
     def metrics_row(self, row: Mapping[str, Any]) -> None:
         """Append one row to ``metrics.csv`` (the first row fixes the columns)."""

@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import TextIO
 
 import ray
 from flwr.simulation import run_simulation
@@ -18,6 +20,7 @@ from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
+from fl_sim.reporting.console import follow
 from fl_sim.results import CONFIG, mark_interrupted, require_run_directory, resolve_run_dir, run_directory
 from strategies.server_app import PluginFactory, create_server_app
 
@@ -53,11 +56,13 @@ def resume_config(run_dir: Path) -> RunConfig:
 
 
 def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: bool = False,
-             resume: bool = False, stop_on_signal: bool = False) -> Path:
+             resume: bool = False, stop_on_signal: bool = False, console: TextIO | None = None,
+             live: bool = False) -> Path:
     """Run the configured federation in simulation (or, with ``resume``, the rest of it); return its directory.
 
-    With ``stop_on_signal`` (the CLI's choice), SIGINT and SIGTERM mark the run ``interrupted``
-    and end the process, see :func:`signals_stop_run`.
+    Progress goes to ``console``: the live display if ``live`` (a terminal), else one line per
+    round and attack result. With ``stop_on_signal`` (the CLI's choice), SIGINT and SIGTERM
+    mark the run ``interrupted`` and end the process, see :func:`signals_stop_run`.
     """
     config = preflight(config, resume)
     sim = config.simulation
@@ -66,15 +71,33 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
     _start_ray()
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
-    with guard:
+    display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()
+    with guard, display:
         run_simulation(
-            server_app=create_server_app(config, plugins, resume),
+            server_app=create_server_app(config, plugins, resume, console=None if live else console),
             client_app=create_client_app(config),
             num_supernodes=sim.num_clients,
             backend_config={"client_resources": {"num_cpus": sim.client_cpus, "num_gpus": sim.client_gpus}},
             verbose_logging=verbose,
         )
     return run_directory(config)
+
+
+class _LiveDisplay:
+    """The live console display of a run, following its events from a thread while the run goes on."""
+
+    def __init__(self, run_dir: Path, console: TextIO) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=follow, args=(run_dir, console, True, self._stop),
+                                        name="fl-sim-live", daemon=True)
+
+    def __enter__(self) -> _LiveDisplay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _start_ray() -> None:

@@ -2,18 +2,17 @@
 
 :class:`RunRecorder` is itself a server plugin (it observes every client update and every
 federated-evaluation reply) and provides the strategy's centralized ``evaluate_fn``, which
-Flower calls after each round: that is where the round's line is written to ``events.jsonl``,
-``metrics.csv`` and the console.
+Flower calls after each round: that is where the round's line is written to ``events.jsonl``
+and ``metrics.csv`` (the console shows what the events say, see ``fl_sim.reporting.console``).
 """
 
 from __future__ import annotations
 
 import re
 import resource
-import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import Any
 
 from flwr.app import ArrayRecord, MetricRecord
 from torch import nn
@@ -46,18 +45,16 @@ def failure_cause(reason: str) -> tuple[str, str]:
 
 
 class RunRecorder(ServerPlugin):
-    """Writes per-client and per-round events, metrics.csv, the console line and the summary."""
+    """Writes per-client and per-round events, metrics.csv, the checkpoint and the summary."""
 
     name = "recorder"
 
     def __init__(self, writer: ResultsWriter, model: nn.Module, test_data: ImageData, num_rounds: int,
-                 console: TextIO | None = sys.stdout, history: list[dict[str, Any]] | None = None,
-                 round_offset: int = 0) -> None:
+                 history: list[dict[str, Any]] | None = None, round_offset: int = 0) -> None:
         self.writer = writer
         self.model = model
         self.test_data = test_data
         self.num_rounds = num_rounds
-        self.console = console
         self.history: list[dict[str, Any]] = list(history or [])
         self.round_offset = round_offset
         self._train: list[Mapping[str, Any]] = []
@@ -116,7 +113,6 @@ class RunRecorder(ServerPlugin):
         self.writer.event("round", **row)
         self.writer.metrics_row(row)
         self.writer.save_checkpoint(server_round, state)
-        self._print(row)
         self._train, self._eval, self._round_started = [], [], now
         return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
 
@@ -130,19 +126,6 @@ class RunRecorder(ServerPlugin):
         self.writer.write_json(SUMMARY, summary)
         self.writer.event("run-end", **summary)
         return summary
-
-    def _print(self, row: Mapping[str, Any]) -> None:
-        if self.console is None:
-            return
-        if row["round"] == 0:
-            line = f"round  0/{self.num_rounds}  initial model: test_loss {row['test_loss']:.4f} " \
-                   f"test_acc {row['test_accuracy']:.4f}"
-        else:
-            line = (f"round {row['round']:2d}/{self.num_rounds}  clients {row['clients']:3d}  "
-                    f"train_loss {row['train_loss']:.4f}  train_acc {row['train_accuracy']:.4f}  "
-                    f"test_loss {row['test_loss']:.4f}  test_acc {row['test_accuracy']:.4f}  "
-                    f"{row['seconds']:.1f}s")
-        print(line, file=self.console, flush=True)
 
 
 def _weighted(records: list[Mapping[str, Any]], key: str) -> float | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
@@ -12,8 +14,10 @@ from attacker.plugin import AttackerPlugin
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
-from fl_sim.models import build_run_model
 from fl_sim.errors import ConfigError
+from fl_sim.models import build_run_model
+from fl_sim.reporting.console import PlainLines
+from fl_sim.reporting.report import write_report
 from fl_sim.results import ResultsWriter, load_checkpoint, read_metrics, run_directory
 from strategies.intercepting_fedavg import InterceptingFedAvg
 from strategies.plugins import ServerPlugin
@@ -25,24 +29,26 @@ PluginFactory = Callable[[RunConfig, ResultsWriter], Sequence[ServerPlugin]]
 
 
 def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | None = None,
-                      resume: bool = False) -> ServerApp:
+                      resume: bool = False, console: TextIO | None = sys.stdout) -> ServerApp:
     """A ServerApp for ``config``; with ``None`` the context's run config is used (``flwr run``)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         """Run the whole federation (or the rest of it, with ``resume``) and write its results."""
-        run_federation(grid, config or RunConfig.from_flat(context.run_config), plugins, resume)
+        run_federation(grid, config or RunConfig.from_flat(context.run_config), plugins, resume, console)
 
     return app
 
 
 def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None = None,
-                   resume: bool = False) -> Path:
+                   resume: bool = False, console: TextIO | None = None) -> Path:
     """Train ``config.num_server_rounds`` rounds of intercepted FedAvg; return the results directory.
 
     With ``resume`` the run continues in its existing results directory from the global model
-    of its last completed round (``checkpoint.pt``), numbering rounds on from there.
+    of its last completed round (``checkpoint.pt``), numbering rounds on from there. Rounds,
+    attack results and failures are echoed as lines to ``console``, if given; at the end the
+    run's report is written (``report.html`` and ``plots/``).
     """
     dataset = load_dataset(config.data)
     model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=config.seed)
@@ -57,6 +63,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         history = [row for row in read_metrics(writer.directory) if row["round"] <= done]
     else:
         writer = ResultsWriter.create(config)
+    writer.echo = PlainLines(console) if console else None
     recorder = RunRecorder(writer, model, dataset.test, config.num_server_rounds, history=history,
                            round_offset=done)
     extra = list(plugins(config, writer)) if plugins else []
@@ -98,7 +105,18 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         for plugin in extra:
             plugin.close()
         recorder.finish(status)
+        if config.output.report:
+            _write_report(writer)
     return writer.directory
+
+
+def _write_report(writer: ResultsWriter) -> None:
+    """Write the run's report; a failure to do so is logged as ``report-error``, never lost results."""
+    try:
+        write_report(writer.directory)
+    except Exception as err:  # noqa: BLE001 - the results are complete; only the report is missing
+        writer.event("report-error", error=f"{type(err).__name__}: {err}",
+                     fix=f"run: fl-sim report {writer.directory}")
 
 
 app = create_server_app()

@@ -1,0 +1,107 @@
+"""Runs side by side (e.g. no defense vs PRECODE vs DGP): privacy, utility and cost in one table and plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fl_sim.reporting.plots import plt
+from fl_sim.reporting.progress import RunProgress
+from fl_sim.results import CONFIG, read_events, require_run_directory
+
+COLUMNS = ("run", "defense", "attack", "rounds", "final_accuracy", "attack_success_rate", "mean_ssim",
+           "upload_bytes_per_round", "wall_seconds")
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """One run's row of the comparison."""
+
+    run: str
+    defense: str
+    attack: str
+    rounds: int
+    final_accuracy: float | None
+    attack_success_rate: float | None
+    mean_ssim: float | None
+    upload_bytes_per_round: float | None
+    wall_seconds: float | None
+
+
+def defense_label(config: dict) -> str:
+    """How a run defends its updates, in a few words (``precode+dgp``, ``noise 0.01``, ``none``)."""
+    parts = ["precode"] if config.get("precode.enabled") else []
+    name = config.get("defense.name", "none")
+    if name == "noise":
+        parts.append(f"noise {config['defense.noise-std']:g}")
+    elif name == "topk":
+        parts.append(f"topk {config['defense.topk-prune-ratio']:.0%}")
+    elif name != "none":
+        parts.append(name)
+    return "+".join(parts) or "none"
+
+
+def run_figures(run_dir: Path) -> RunFigures:
+    """The comparison row of one results directory."""
+    run_dir = require_run_directory(Path(run_dir))
+    config = json.loads((run_dir / CONFIG).read_text())
+    progress = RunProgress.from_events(read_events(run_dir), config)
+    last = progress.rounds[-1] if progress.rounds else {}
+    return RunFigures(
+        run=run_dir.name, defense=defense_label(config),
+        attack=config.get("attack.method", "-") if config.get("attack.enabled") else "off",
+        rounds=progress.done, final_accuracy=last.get("test_accuracy"),
+        attack_success_rate=progress.attack_success_rate(), mean_ssim=progress.mean_ssim(),
+        upload_bytes_per_round=progress.mean_upload_bytes(),
+        wall_seconds=(progress.end or {}).get("wall_seconds"))
+
+
+def format_table(rows: list[RunFigures]) -> str:
+    """The comparison as an aligned text table."""
+    cells = [["run", "defense", "attack", "rounds", "final acc", "attack success", "mean SSIM",
+              "bytes up/round", "wall s"]]
+    for r in rows:
+        cells.append([r.run, r.defense, r.attack, str(r.rounds), _fmt(r.final_accuracy, ".4f"),
+                      _fmt(r.attack_success_rate, ".1%"), _fmt(r.mean_ssim, ".3f"),
+                      _fmt(r.upload_bytes_per_round, ",.0f"), _fmt(r.wall_seconds, ".1f")])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_csv(rows: list[RunFigures], path: Path) -> Path:
+    """The comparison as CSV (empty cells where a run has no figure, e.g. no attack)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in asdict(row).items()})
+    return path
+
+
+def plot_privacy_vs_utility(rows: list[RunFigures], path: Path) -> Path:
+    """Final accuracy against attack success rate, one labelled point per run (runs without an attack
+    are left out: they have no privacy figure)."""
+    figure, axes = plt.subplots(figsize=(6, 4.2))
+    for row in rows:
+        if row.attack_success_rate is None or row.final_accuracy is None:
+            continue
+        axes.scatter(row.attack_success_rate, row.final_accuracy, s=50)
+        axes.annotate(f"{row.run} ({row.defense})", (row.attack_success_rate, row.final_accuracy),
+                      textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axes.set_xlim(-0.05, 1.05)
+    axes.set_xlabel("attack success rate (share of attacked clients leaked; lower is more private)")
+    axes.set_ylabel("final test accuracy")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,176 @@
+"""A run on the console: a live rich display on a terminal, one plain line per round elsewhere.
+
+Both read the run's ``events.jsonl`` (through :class:`RunProgress`), so ``fl-sim watch`` from
+another terminal shows exactly what ``fl-sim run`` shows, and a log file (CI, ``flwr run
+--stream``) gets the same figures as lines.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from fl_sim.reporting.progress import AttackRound, RunProgress
+from fl_sim.results import CONFIG, EVENTS
+
+#: Attack rounds shown in the live table (the most recent ones).
+LIVE_ATTACK_ROWS = 12
+
+
+def _fmt(value: Any, spec: str = ".3f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def attack_line(attack: AttackRound) -> str:
+    """One round's attack result as a line of text."""
+    if attack.summary is None:
+        return f"attack round {attack.round}: {attack.ended_by}: {attack.reason}"
+    s = attack.summary
+    rate = s.get("client_success_rate")
+    leaked = f"{s['clients_leaked']}/{s['clients_judged']} clients leaked ({_fmt(rate, '.0%')})"
+    return (f"attack round {attack.round}: {s['method']} on {s['clients']} clients, {leaked}, "
+            f"SSIM best {_fmt(s.get('best_ssim'))} median {_fmt(s.get('median_ssim'))}, "
+            f"PSNR best {_fmt(s.get('best_psnr'), '.1f')} median {_fmt(s.get('median_psnr'), '.1f')} dB, "
+            f"{s['seconds']:.1f} s, queue {s.get('queue', 0)}")
+
+
+class PlainLines:
+    """Prints one line per round, per attack result and per client failure (for logs and pipes)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.progress = RunProgress()
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        """Take one event; print its line, if it has one."""
+        self.progress.add(event)
+        line = self._line(event)
+        if line:
+            print(line, file=self.stream, flush=True)
+
+    def _line(self, event: Mapping[str, Any]) -> str | None:
+        kind, total = event["event"], self.progress.total_rounds
+        if kind == "round" and event["round"] == 0:
+            return (f"round  0/{total}  initial model: test_loss {event['test_loss']:.4f} "
+                    f"test_acc {event['test_accuracy']:.4f}")
+        if kind == "round":
+            eta = self.progress.eta_seconds()
+            return (f"round {event['round']:2d}/{total}  clients {event['clients']:3d}  "
+                    f"train_loss {_fmt(event['train_loss'], '.4f')}  train_acc {_fmt(event['train_accuracy'], '.4f')}  "
+                    f"test_loss {event['test_loss']:.4f}  test_acc {event['test_accuracy']:.4f}  "
+                    f"{event['seconds']:.1f}s" + (f"  eta {_duration(eta)}" if eta else ""))
+        if kind in ("attack-round", "attack-error", "attack-timeout", "attack-cut"):
+            return attack_line(self.progress.attacks[event["round"]])
+        if kind == "client-failure":
+            return f"client failure, round {event['round']}, node {event['node_id']}: {event['reason']}"
+        if kind == "update-rejected":
+            return (f"update rejected, round {event['round']}, partition {event.get('partition_id')}: "
+                    f"{event.get('reason')}")
+        return None
+
+
+def live_view(progress: RunProgress, title: str) -> Group:
+    """The live display: progress with ETA, the current round's figures, and the per-round attack table."""
+    done, total = progress.done, progress.total_rounds
+    header = Text.assemble((f"{title}  ", "bold"), (progress.status, "green" if progress.status in
+                                                     ("running", "completed") else "red"))
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(Text(f"round {done}/{total}"), ProgressBar(total=max(total, 1), completed=done, width=40),
+                Text(f"ETA {_duration(progress.eta_seconds())}"))
+    last = progress.rounds[-1] if progress.rounds else {}
+    current = Text(
+        f"train loss {_fmt(last.get('train_loss'), '.4f')}  train acc {_fmt(last.get('train_accuracy'), '.4f')}  "
+        f"test acc {_fmt(last.get('test_accuracy'), '.4f')}  clients done this round "
+        f"{progress.clients_this_round}  failures {len(progress.failures)}")
+    parts = [header, bar, current]
+    if progress.attack_enabled or progress.attacks:
+        parts.append(_attack_table(progress))
+    return Group(*parts)
+
+
+def _attack_table(progress: RunProgress) -> Table:
+    table = Table(title=f"attacks (pending rounds: {progress.pending_attacks()})", title_justify="left")
+    for column in ("round", "clients", "success", "best SSIM", "median SSIM", "best PSNR", "median PSNR",
+                   "seconds", "queue"):
+        table.add_column(column, justify="right")
+    for attack in progress.attack_rows()[-LIVE_ATTACK_ROWS:]:
+        s = attack.summary
+        if s is None:
+            table.add_row(str(attack.round), "-", Text(attack.ended_by or "", style="red"), *["-"] * 6)
+            continue
+        table.add_row(str(attack.round), str(s["clients"]), _fmt(s.get("client_success_rate"), ".0%"),
+                      _fmt(s.get("best_ssim")), _fmt(s.get("median_ssim")), _fmt(s.get("best_psnr"), ".1f"),
+                      _fmt(s.get("median_psnr"), ".1f"), f"{s['seconds']:.1f}", str(s.get("queue", 0)))
+    return table
+
+
+class EventTail:
+    """Reads the events appended to a run's ``events.jsonl`` since the last call (whole lines only)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / EVENTS
+        self._offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        """The complete new events (a line still being written waits for the next call)."""
+        if not self.path.is_file():
+            return []
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def follow(run_dir: Path, stream: TextIO, live: bool, stop: threading.Event | None = None,
+           poll_seconds: float = 0.25) -> RunProgress:
+    """Show a run as it goes until it ends (or ``stop`` is set); return where it stands.
+
+    ``live`` renders the rich display in place (a terminal); otherwise one line per round.
+    """
+    stop = stop or threading.Event()
+    tail, plain, title = EventTail(run_dir), PlainLines(stream), Path(run_dir).name
+    progress = plain.progress
+
+    def step() -> bool:
+        """Take in the new events; whether to stop following."""
+        if not progress.attack_enabled and (Path(run_dir) / CONFIG).is_file():
+            progress.attack_enabled = bool(json.loads((Path(run_dir) / CONFIG).read_text()).get("attack.enabled"))
+        for event in tail.read():
+            if live:
+                progress.add(event)
+            else:
+                plain(event)
+        return progress.finished or stop.is_set()
+
+    if not live:
+        while not step():
+            time.sleep(poll_seconds)
+        return progress
+    with Live(live_view(progress, title), console=Console(file=stream, force_terminal=True),
+              auto_refresh=False) as display:
+        while True:
+            finished = step()
+            display.update(live_view(progress, title), refresh=True)
+            if finished:
+                return progress
+            time.sleep(poll_seconds)

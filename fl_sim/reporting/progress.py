@@ -1,0 +1,129 @@
+"""Where a run stands, folded from its ``events.jsonl``: the one model behind every view of a run.
+
+The live display, ``fl-sim watch``, the report and ``fl-sim compare`` all read a run through
+:class:`RunProgress`, so that they agree, and so that a finished run, a running one and one
+read from another machine's copy look the same.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Events that end a round's attack without an ``attack-round`` summary.
+ATTACK_ENDS_WITHOUT_SUMMARY = ("attack-error", "attack-timeout", "attack-cut")
+
+
+@dataclass
+class AttackRound:
+    """One round's attack: its summary (if it finished) or how it ended, and its per-client events."""
+
+    round: int
+    summary: dict[str, Any] | None = None
+    ended_by: str | None = None  # attack-error / attack-timeout / attack-cut
+    reason: str | None = None
+    clients: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunProgress:
+    """A run as its events describe it; :meth:`add` takes events one at a time, as they are written."""
+
+    total_rounds: int = 0
+    started: float | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # "round" events, round 0 first
+    attacks: dict[int, AttackRound] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # client-failure, update-rejected
+    upload_bytes: dict[int, int] = field(default_factory=dict)  # per round, summed over clients
+    clients_this_round: int = 0
+    end: dict[str, Any] | None = None
+    attack_enabled: bool = False
+
+    @classmethod
+    def from_events(cls, events: Iterable[Mapping[str, Any]], config: Mapping[str, Any] | None = None) -> RunProgress:
+        """Fold a whole event list (``config`` is the run's ``config.json``, for the attack settings)."""
+        progress = cls(attack_enabled=bool((config or {}).get("attack.enabled", False)))
+        for event in events:
+            progress.add(event)
+        return progress
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Take one event into account."""
+        kind, event = event["event"], dict(event)
+        if kind in ("run-start", "run-resumed"):
+            self.total_rounds = event["rounds"]
+            self.started = self.started or event["time"]
+            self.end = None
+        elif kind == "round":
+            self.rounds = [r for r in self.rounds if r["round"] < event["round"]] + [event]
+            self.clients_this_round = 0
+        elif kind == "client-train":
+            self.clients_this_round += 1
+            self.upload_bytes[event["round"]] = self.upload_bytes.get(event["round"], 0) + int(
+                event.get("upload_bytes") or 0)
+        elif kind in ("client-failure", "update-rejected"):
+            self.failures.append(event)
+        elif kind == "attack":
+            self._attack(event["round"]).clients.append(event)
+        elif kind == "attack-round":
+            self._attack(event["round"]).summary = event
+        elif kind in ATTACK_ENDS_WITHOUT_SUMMARY:
+            attack = self._attack(event["round"])
+            attack.ended_by, attack.reason = kind, event.get("error") or event.get("reason")
+        elif kind == "run-end":
+            self.end = event
+
+    def _attack(self, server_round: int) -> AttackRound:
+        return self.attacks.setdefault(server_round, AttackRound(server_round))
+
+    @property
+    def done(self) -> int:
+        """Rounds completed (the initial evaluation, round 0, does not count)."""
+        return max((r["round"] for r in self.rounds), default=0)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended (completed, failed or interrupted)."""
+        return self.end is not None
+
+    @property
+    def status(self) -> str:
+        """running, or how the run ended."""
+        return self.end["status"] if self.end else "running"
+
+    def eta_seconds(self) -> float | None:
+        """Time left at the median pace of the rounds so far (None before the first round ends)."""
+        seconds = [r["seconds"] for r in self.rounds if r["round"] > 0 and r.get("seconds") is not None]
+        if self.finished or not seconds:
+            return None
+        return statistics.median(seconds) * max(self.total_rounds - self.done, 0)
+
+    def pending_attacks(self) -> int:
+        """Completed rounds whose attack has not reported yet (queued or running in the background)."""
+        if not self.attack_enabled or self.finished:
+            return 0
+        return sum(1 for r in self.rounds if r["round"] > 0 and r["round"] not in self.attacks)
+
+    def attack_rows(self) -> list[AttackRound]:
+        """Every round's attack, in round order."""
+        return [self.attacks[r] for r in sorted(self.attacks)]
+
+    def attack_success_rate(self) -> float | None:
+        """Share of judged attacked clients whose data leaked, over the whole run."""
+        judged = [c["success"] for a in self.attacks.values() for c in a.clients if c.get("success") is not None]
+        return sum(judged) / len(judged) if judged else None
+
+    def image_scores(self) -> list[dict[str, Any]]:
+        """Every judged reconstructed image's scores (mse, psnr, ssim, leaked), over the whole run."""
+        return [image for a in self.attacks.values() for c in a.clients for image in (c.get("per_image") or [])]
+
+    def mean_ssim(self) -> float | None:
+        """Mean SSIM over every judged reconstructed image."""
+        ssims = [image["ssim"] for image in self.image_scores()]
+        return statistics.fmean(ssims) if ssims else None
+
+    def mean_upload_bytes(self) -> float | None:
+        """Bytes uploaded per round (summed over the round's clients), averaged over rounds."""
+        return statistics.fmean(self.upload_bytes.values()) if self.upload_bytes else None

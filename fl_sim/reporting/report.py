@@ -1,0 +1,128 @@
+"""``report.html``: one self-contained page per run (no network; images are files beside it).
+
+It holds the configuration, accuracy and loss per round, the attack success rate per round,
+the SSIM/PSNR distributions, and, per round, ground truth over reconstruction for every
+attacked client, with the plots also written as PNG files under ``plots/``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from fl_sim.reporting import plots
+from fl_sim.reporting.progress import AttackRound, RunProgress
+from fl_sim.results import CONFIG, read_events, require_run_directory
+
+REPORT = "report.html"
+PLOTS = "plots"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+td, th { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td.key { text-align: left; font-family: monospace; }
+.plots img { max-width: 49%; } .plots img.wide { max-width: 98%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; } figcaption { font-size: 0.8em; text-align: center; }
+.leaked { color: #b00020; font-weight: bold; } .safe { color: #1b7f3b; }
+.status-completed { color: #1b7f3b; } .status-failed, .status-interrupted { color: #b00020; }
+"""
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _table(header: list[str] | None, rows: list[list[str]], left: int = 0) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td{' class=key' if i < left else ''}>{html.escape(str(c))}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``report.html`` and ``plots/*.png`` into ``run_dir`` (a finished or running run); return the page."""
+    run_dir = require_run_directory(Path(run_dir))
+    config = json.loads((run_dir / CONFIG).read_text())
+    progress = RunProgress.from_events(read_events(run_dir), config)
+    figures = plots.plot_run(progress, config.get("attack.success-ssim", 0.6), run_dir / PLOTS)
+    sections = [_overview(run_dir, progress),
+                '<h2>Plots</h2><div class="plots">' + "".join(
+                    f'<img src="{PLOTS}/{p.name}" alt="{p.stem}"{" class=wide" if p.name == plots.SIMILARITY else ""}>'
+                    for p in figures) + "</div>",
+                _rounds(progress)]
+    if progress.attacks:
+        sections.append(_attacks(progress))
+    if progress.failures:
+        sections.append("<h2>Client failures and rejected updates</h2>" + _table(
+            ["round", "event", "node", "reason"],
+            [[f["round"], f["event"], f.get("node_id", "-"), f.get("reason", "-")] for f in progress.failures]))
+    sections.append("<h2>Configuration</h2>" + _table(["key", "value"], [[k, v] for k, v in config.items()], left=1))
+    page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>fl-sim report: "
+            f"{html.escape(run_dir.name)}</title><style>{_STYLE}</style></head><body>{''.join(sections)}"
+            f"</body></html>\n")
+    path = run_dir / REPORT
+    temp = path.with_suffix(".html.tmp")
+    temp.write_text(page, encoding="utf-8")
+    temp.replace(path)
+    return path
+
+
+def _overview(run_dir: Path, progress: RunProgress) -> str:
+    last = progress.rounds[-1] if progress.rounds else {}
+    end = progress.end or {}
+    rows = [["status", progress.status], ["rounds", f"{progress.done} of {progress.total_rounds}"],
+            ["final test accuracy", _fmt(last.get("test_accuracy"), ".4f")],
+            ["best test accuracy", _fmt(end.get("best_test_accuracy"), ".4f")],
+            ["wall time", f"{_fmt(end.get('wall_seconds'), '.1f')} s"],
+            ["upload per round (all clients)", f"{_fmt(progress.mean_upload_bytes(), ',.0f')} bytes"],
+            ["client failures / rejected updates", str(len(progress.failures))]]
+    if progress.attacks:
+        rows += [["attack success rate (clients)", _fmt(progress.attack_success_rate(), ".1%")],
+                 ["mean SSIM of reconstructions", _fmt(progress.mean_ssim())]]
+    return (f"<h1>fl-sim run {html.escape(run_dir.name)} "
+            f"<span class=status-{html.escape(progress.status)}>({html.escape(progress.status)})</span></h1>"
+            + _table(None, rows, left=1))
+
+
+def _rounds(progress: RunProgress) -> str:
+    return "<h2>Rounds</h2>" + _table(
+        ["round", "clients", "train loss", "train acc", "eval acc", "test loss", "test acc", "seconds"],
+        [[r["round"], r["clients"], _fmt(r.get("train_loss"), ".4f"), _fmt(r.get("train_accuracy"), ".4f"),
+          _fmt(r.get("eval_accuracy"), ".4f"), _fmt(r.get("test_loss"), ".4f"), _fmt(r.get("test_accuracy"), ".4f"),
+          _fmt(r.get("seconds"), ".1f")] for r in progress.rounds])
+
+
+def _attacks(progress: RunProgress) -> str:
+    parts = ["<h2>Attacks</h2>", _table(
+        ["round", "method", "clients", "leaked", "success", "best SSIM", "median SSIM", "median PSNR", "seconds"],
+        [[a.round, a.summary["method"], a.summary["clients"], a.summary["clients_leaked"],
+          _fmt(a.summary.get("client_success_rate"), ".0%"), _fmt(a.summary.get("best_ssim")),
+          _fmt(a.summary.get("median_ssim")), _fmt(a.summary.get("median_psnr"), ".1f"),
+          _fmt(a.summary.get("seconds"), ".1f")] if a.summary else
+         [a.round, a.ended_by, "-", "-", "-", "-", "-", "-", "-"] for a in progress.attack_rows()])]
+    for attack in progress.attack_rows():
+        parts.append(_attack_round(attack))
+    return "".join(parts)
+
+
+def _attack_round(attack: AttackRound) -> str:
+    if attack.summary is None:
+        return f"<h3>Round {attack.round}: {html.escape(attack.ended_by or '')}</h3><p>{html.escape(attack.reason or '')}</p>"
+    figures = []
+    for client in sorted(attack.clients, key=lambda c: c.get("partition_id") or 0):
+        images = client.get("per_image") or []
+        verdict = ("<span class=leaked>leaked</span>" if client.get("success") else "<span class=safe>safe</span>") \
+            if client.get("success") is not None else "not judged"
+        scores = (f"SSIM {statistics.fmean(i['ssim'] for i in images):.3f}, "
+                  f"PSNR {statistics.fmean(min(i['psnr'], 100.0) for i in images):.1f} dB, ") if images else ""
+        picture = (f'<img src="{html.escape(client["image"])}" alt="client {client.get("partition_id")}">'
+                   if client.get("image") else "<p>(no image saved)</p>")
+        figures.append(f"<figure>{picture}<figcaption>client {client.get('partition_id')}: {scores}"
+                       f"{verdict}</figcaption></figure>")
+    return (f"<h3>Round {attack.round}: ground truth (top) over reconstruction (bottom)</h3>"
+            f"<div class=grid>{''.join(figures)}</div>")
