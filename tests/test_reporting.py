@@ -1,0 +1,210 @@
+"""Observing runs: the event-folded progress, plain and live console views, the report, comparisons."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fl_sim import cli
+from fl_sim.reporting.console import PlainLines
+from fl_sim.reporting.progress import RunProgress
+from fl_sim.reporting.report import write_report
+from local_grid import run_locally
+
+BIN = Path(sys.executable).parent
+#: One SGD step on one image per client, attacked inside the round with a short IG: leaks in seconds.
+ATTACKED = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
+            "attack.enabled": True, "attack.method": "ig", "attack.iterations": 150, "attack.blocking": True}
+
+
+def _events():
+    """A two-of-three-rounds run with an attack reported for round 1 only and one failing client."""
+    return [
+        {"event": "run-start", "time": 100.0, "rounds": 3},
+        {"event": "round", "round": 0, "clients": 0, "test_loss": 2.3, "test_accuracy": 0.1, "seconds": 0.0},
+        {"event": "client-train", "round": 1, "upload_bytes": 1000},
+        {"event": "client-train", "round": 1, "upload_bytes": 1000},
+        {"event": "attack", "round": 1, "partition_id": 0, "success": True,
+         "per_image": [{"ssim": 0.9, "psnr": 25.0, "mse": 0.01, "leaked": True}]},
+        {"event": "attack", "round": 1, "partition_id": 1, "success": False,
+         "per_image": [{"ssim": 0.3, "psnr": 12.0, "mse": 0.1, "leaked": False}]},
+        {"event": "round", "round": 1, "clients": 2, "train_loss": 2.0, "train_accuracy": 0.3, "test_loss": 1.9,
+         "test_accuracy": 0.4, "seconds": 4.0},
+        {"event": "attack-round", "round": 1, "method": "ig", "clients": 2, "clients_judged": 2,
+         "clients_leaked": 1, "client_success_rate": 0.5, "best_ssim": 0.9, "median_ssim": 0.6,
+         "best_psnr": 25.0, "median_psnr": 18.5, "seconds": 3.2, "queue": 0},
+        {"event": "client-failure", "round": 2, "node_id": 7, "reason": "InjectedFault: boom"},
+        {"event": "client-train", "round": 2, "upload_bytes": 3000},
+        {"event": "round", "round": 2, "clients": 1, "train_loss": 1.5, "train_accuracy": 0.5, "test_loss": 1.4,
+         "test_accuracy": 0.6, "seconds": 6.0},
+    ]
+
+
+def test_progress_is_folded_from_events():
+    progress = RunProgress.from_events(_events(), {"attack.enabled": True})
+    assert (progress.done, progress.total_rounds, progress.status) == (2, 3, "running")
+    assert progress.eta_seconds() == pytest.approx(5.0)  # median of 4 s and 6 s, one round left
+    assert progress.pending_attacks() == 1  # round 2 not reported yet
+    assert progress.attack_success_rate() == 0.5
+    assert progress.mean_ssim() == pytest.approx(0.6)
+    assert progress.mean_upload_bytes() == pytest.approx(2500.0)
+    assert [f["node_id"] for f in progress.failures] == [7]
+    progress.add({"event": "run-end", "status": "completed"})
+    assert progress.finished and progress.eta_seconds() is None and progress.pending_attacks() == 0
+
+
+def test_plain_lines_print_rounds_attacks_and_failures():
+    stream = io.StringIO()
+    echo = PlainLines(stream)
+    for event in _events():
+        echo(event)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "round  0/3  initial model: test_loss 2.3000 test_acc 0.1000"
+    assert lines[1].startswith("round  1/3  clients   2  train_loss 2.0000") and lines[1].endswith("eta 0:00:08")
+    assert lines[2] == ("attack round 1: ig on 2 clients, 1/2 clients leaked (50%), SSIM best 0.900 median 0.600, "
+                        "PSNR best 25.0 median 18.5 dB, 3.2 s, queue 0")
+    assert lines[3] == "client failure, round 2, node 7: InjectedFault: boom"
+    assert lines[4].startswith("round  2/3") and len(lines) == 5
+
+
+@pytest.fixture(scope="module")
+def attacked_runs(tmp_path_factory):
+    """Two finished runs on 3 clients x 2 rounds with every update attacked: undefended and DGP."""
+    from fl_sim.config import RunConfig
+    from conftest import TINY
+
+    out = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for run_id, defense in (("none", {}), ("dgp", {"defense.name": "dgp"})):
+        config = RunConfig.from_flat({**TINY, **ATTACKED, **defense, "output.report": True,
+                                      "output.dir": str(out), "output.run-id": run_id})
+        runs[run_id] = run_locally(config)
+    return runs
+
+
+def test_a_run_writes_its_report_with_plots_and_every_reconstruction(attacked_runs):
+    run_dir = attacked_runs["none"]
+    page = (run_dir / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert {"plots/accuracy.png", "plots/loss.png", "plots/attack_success.png", "plots/similarity.png"} <= set(sources)
+    reconstructions = [s for s in sources if s.startswith("reconstructions/")]
+    assert sorted(reconstructions) == [f"reconstructions/round-{r}/client-{c}.png" for r in (1, 2) for c in range(3)]
+    assert all((run_dir / s).read_bytes().startswith(b"\x89PNG") for s in sources)
+    assert "http" not in page  # nothing from the network
+    assert "attack success rate (clients)" in page and "Configuration" in page
+    assert write_report(run_dir) == run_dir / "report.html"  # `fl-sim report` rewrites it
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium and chromedriver are not installed (.ci/run installs them)")
+def test_report_renders_in_headless_chromium_with_every_image_and_no_console_error(attacked_runs, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
+                 "--disable-sync", "--no-first-run", "--window-size=1200,2400"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get((attacked_runs["none"] / "report.html").as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        screenshot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    assert len(images) >= 4 + 6
+    assert all(complete and width > 0 for _, complete, width in images), images
+    assert errors == []
+    assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 20_000
+
+
+def _in_pty(args: list[str], timeout: float) -> str:
+    """Run ``args`` with a pseudo-terminal as stdout (so it sees a terminal); return what it drew."""
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50"}
+    process = subprocess.Popen(args, stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True)
+    os.close(terminal)
+    output, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the process closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    process.kill()
+    process.wait()
+    os.close(controller)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+
+
+def test_watch_draws_the_live_round_table_on_a_terminal(attacked_runs):
+    drawn = _in_pty([str(BIN / "fl-sim"), "watch", str(attacked_runs["none"])], timeout=60)
+    assert "round 2/2" in drawn and "completed" in drawn
+    assert re.search(r"round\s+.\s+clients\s+.\s+success\s+.\s+best SSIM\s+.\s+median SSIM", drawn), drawn
+    assert re.search(r"\s2\s+.\s+3\s+.\s+\d+%", drawn), drawn  # the row of round 2: 3 clients attacked
+
+
+def test_watch_prints_plain_lines_when_not_on_a_terminal(attacked_runs):
+    done = subprocess.run([str(BIN / "fl-sim"), "watch", str(attacked_runs["none"])], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("attack round")] == [
+        "attack round 1", "attack round 2"]
+    assert done.stdout.splitlines()[-1].endswith("completed after 2 of 2 rounds")
+
+
+def test_compare_prints_the_table_and_writes_the_csv_and_the_plot(attacked_runs, tmp_path, capsys):
+    csv_path, plot_path = tmp_path / "cmp.csv", tmp_path / "cmp.png"
+    assert cli.main(["compare", str(attacked_runs["none"]), str(attacked_runs["dgp"]), "--csv", str(csv_path),
+                     "--plot", str(plot_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["run", "defense", "attack", "rounds"]
+    assert table[2].split()[:4] == ["none", "none", "ig", "2"] and table[3].split()[:4] == ["dgp", "dgp", "ig", "2"]
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["run"], r["defense"]) for r in rows] == [("none", "none"), ("dgp", "dgp")]
+    none, dgp = rows
+    assert float(dgp["upload_bytes_per_round"]) < float(none["upload_bytes_per_round"]) / 2  # DGP sends sparse
+    assert float(dgp["mean_ssim"]) < float(none["mean_ssim"])
+    assert all(0 <= float(r["final_accuracy"]) <= 1 and float(r["wall_seconds"]) > 0 for r in rows)
+    assert plot_path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.e2e
+def test_fl_sim_run_on_a_terminal_shows_the_live_attack_table(tmp_path):
+    overrides = [f"--set={k}={v}" for k, v in {**ATTACKED, "data.image-size": 16, "attack.blocking": False}.items()]
+    drawn = _in_pty([str(BIN / "fl-sim"), "run", "--clients", "3", "--rounds", "2", "--out", str(tmp_path),
+                     "--run-id", "live", *overrides], timeout=300)
+    assert "results: " in drawn, drawn[-3000:]
+    assert re.search(r"round 2/2.*ETA", drawn) and "attacks (pending rounds:" in drawn
+    assert re.search(r"best SSIM\s+.\s+median SSIM\s+.\s+best PSNR", drawn)
+    assert (tmp_path / "live" / "report.html").is_file()
