@@ -186,6 +186,9 @@ class SimulationConfig:
     num_clients: int = _setting(10, "virtual clients (SuperNodes), one data partition each", min=1)
     client_cpus: float = _setting(1.0, "CPU cores reserved per client actor", min=0, min_exclusive=True)
     client_gpus: float = _setting(0.0, "GPU share per client actor (0 = CPU only)", min=0)
+    ray_address: str = _setting("", "Ray cluster to run the clients on: '' starts a private local Ray, 'auto' "
+                                    "joins the cluster of this machine, 'host:port' or 'ray://host:port' a "
+                                    "remote one (fl-sim must be installed on every node)")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -36,11 +37,25 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
     if config.attack.enabled:
         resolve_device(config.attack.device)
+    _probe_ray_address(config.simulation.ray_address)
     run_dir = run_directory(config)
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"results directory '{run_dir}' already exists and is not empty; "
                           f"choose another output.run-id or remove it")
     return config
+
+
+def _probe_ray_address(address: str) -> None:
+    """Fail in one line, at once, when nothing listens at a ``host:port`` Ray address (``ray.init`` would
+    retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not address or address == "auto" or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+    except OSError as err:
+        raise ConfigError(f"config key 'simulation.ray-address' is {address!r} but nothing answers there ({err}); "
+                          f"start the cluster with `ray start --head`, or set it to '' for a private local Ray") from err
 
 
 class _DropRunSimulationDeprecation(logging.Filter):
@@ -69,7 +84,7 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     flwr_logger = logging.getLogger("flwr")
     flwr_logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
-    _start_ray()
+    _start_ray(sim.ray_address)
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
     display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()
     with guard, display:
@@ -100,9 +115,12 @@ class _LiveDisplay:
         self._thread.join(timeout=5)
 
 
-def _start_ray() -> None:
-    """Start Ray as Flower's Ray backend would (which then reuses it), so that our signal handlers come after
-    Ray's own: ``ray.init`` replaces the SIGTERM handler of the process."""
+def _start_ray(address: str) -> None:
+    """Start Ray, or join the cluster at ``address``, as Flower's Ray backend would (which then reuses it).
+
+    Done here so that our signal handlers come after Ray's own: ``ray.init`` replaces the
+    SIGTERM handler of the process.
+    """
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     # Ray's C++ failure-signal handler would also take SIGTERM and kill the driver at once
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
@@ -110,8 +128,17 @@ def _start_ray() -> None:
         return
     pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
     os.environ["PYTHONPATH"] = pythonpath  # Ray's worker processes import this project's modules
-    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, include_dashboard=False,
-             logging_level=logging.WARNING)
+    runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
+    if not address:
+        ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
+        return
+    try:
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"config key 'simulation.ray-address' is {address!r} but no Ray cluster answers there "
+                          f"({str(err).splitlines()[0]}); start one with `ray start --head` or set it to ''") from err
+    print(f"fl-sim: clients run on the Ray cluster at {context.address_info['gcs_address']} "
+          f"({ray.cluster_resources().get('CPU', 0):g} CPUs)", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
