@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup flwr-run bench clean
+.PHONY: run test setup flwr-run deploy-local bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: $(STAMP)
 
 flwr-run: $(STAMP)
 	$(BIN)/flwr run . --stream --federation-config "num-supernodes=10"
+
+deploy-local: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/local_deployment.sh $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
