@@ -170,7 +170,7 @@ def test_plugin_attacks_every_client_of_every_round(tiny_config):
     run_dir, events = _attacked_run(tiny_config, method="ig", iterations=40, blocking=False)
     attacks = [e for e in events if e["event"] == "attack"]
     assert sorted((e["round"], e["partition_id"]) for e in attacks) == [(r, p) for r in (1, 2) for p in range(3)]
-    assert all(e["device"] == "cpu" and e["iterations"] == 40 and len(e["per_image"]) == 1 for e in attacks)
+    assert all(e["device"] == str(resolve_device("auto")) and e["iterations"] == 40 and len(e["per_image"]) == 1 for e in attacks)
     assert all((run_dir / e["image"]).is_file() for e in attacks)
     rounds = [e for e in events if e["event"] == "attack-round"]
     assert [e["round"] for e in rounds] == [1, 2] and all(e["clients"] == 3 for e in rounds)
