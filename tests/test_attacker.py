@@ -109,12 +109,13 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations):
     assert verdict.label_accuracy == 1.0
 
 
-def test_dlg_lowers_its_cost_and_sometimes_locks_onto_a_wrong_label():
-    """DLG's soft label can settle on a wrong class and stall: the failure iDLG was written to fix.
+def test_dlg_lowers_its_cost_but_can_stall_where_it_succeeds_elsewhere():
+    """DLG optimises image and soft label together and can stall: the failure iDLG was written to fix.
 
     On these two images DLG lowers its matching cost both times; it reconstructs the second
-    (SSIM ~1, label right) while on the first it stalls with a wrong label. (Over five images
-    with 300 L-BFGS steps it succeeded once; iDLG, with the label recovered, succeeds on them.)
+    (SSIM ~1, label right) while on the first it stalls. Here it stalls with a wrong label; with
+    torch 2.11 on another CPU it stalled with the right label, so only the stall is asserted.
+    (Over five images with 300 L-BFGS steps it succeeded once; iDLG succeeds on them.)
     """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "dlg"})
     victim, observations, truths = _observe(config, [[3], [40]])
@@ -123,7 +124,7 @@ def test_dlg_lowers_its_cost_and_sometimes_locks_onto_a_wrong_label():
     assert all(b.loss < a.loss for a, b in zip(first, final))
     stalled, leaked = [_ssim_psnr(rec, truth)[2] for rec, truth in zip(final, truths)]
     assert leaked.leaked and leaked.label_accuracy == 1.0
-    assert not stalled.leaked and stalled.label_accuracy == 0.0
+    assert not stalled.leaked
 
 
 def test_batched_engine_equals_sequential():
@@ -170,7 +171,8 @@ def test_plugin_attacks_every_client_of_every_round(tiny_config):
     run_dir, events = _attacked_run(tiny_config, method="ig", iterations=40, blocking=False)
     attacks = [e for e in events if e["event"] == "attack"]
     assert sorted((e["round"], e["partition_id"]) for e in attacks) == [(r, p) for r in (1, 2) for p in range(3)]
-    assert all(e["device"] == str(resolve_device("auto")) and e["iterations"] == 40 and len(e["per_image"]) == 1 for e in attacks)
+    assert all(e["device"] == str(resolve_device("auto")) and e["iterations"] == 40 for e in attacks)
+    assert all(len(e["per_image"]) == 1 for e in attacks)
     assert all((run_dir / e["image"]).is_file() for e in attacks)
     rounds = [e for e in events if e["event"] == "attack-round"]
     assert [e["round"] for e in rounds] == [1, 2] and all(e["clients"] == 3 for e in rounds)
