@@ -126,8 +126,8 @@ def _start_ray(address: str) -> None:
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if ray.is_initialized():
         return
+    # Ray's worker processes import this project's modules: they get this process's import path
     pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
-    os.environ["PYTHONPATH"] = pythonpath  # Ray's worker processes import this project's modules
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
     if not address:
         ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)

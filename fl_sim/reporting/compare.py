@@ -95,8 +95,10 @@ def plot_privacy_vs_utility(rows: list[RunFigures], path: Path) -> Path:
         if row.attack_success_rate is None or row.final_accuracy is None:
             continue
         axes.scatter(row.attack_success_rate, row.final_accuracy, s=50)
+        right = row.attack_success_rate > 0.7  # label to the left of points near the right edge
         axes.annotate(f"{row.run} ({row.defense})", (row.attack_success_rate, row.final_accuracy),
-                      textcoords="offset points", xytext=(5, 5), fontsize=8)
+                      textcoords="offset points", xytext=(-5 if right else 5, 5), ha="right" if right else "left",
+                      fontsize=8)
     axes.set_xlim(-0.05, 1.05)
     axes.set_xlabel("attack success rate (share of attacked clients leaked; lower is more private)")
     axes.set_ylabel("final test accuracy")
