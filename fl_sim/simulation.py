@@ -54,8 +54,9 @@ def _probe_ray_address(address: str) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
     except OSError as err:
-        raise ConfigError(f"config key 'simulation.ray-address' is {address!r} but nothing answers there ({err}); "
-                          f"start the cluster with `ray start --head`, or set it to '' for a private local Ray") from err
+        raise ConfigError(f"config key 'simulation.ray-address' is {address!r} but nothing answers there "
+                          f"({err}); start the cluster with `ray start --head`, or set it to '' for a private "
+                          f"local Ray") from err
 
 
 class _DropRunSimulationDeprecation(logging.Filter):

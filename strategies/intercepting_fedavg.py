@@ -109,9 +109,9 @@ class InterceptingFedAvg(FedAvg):
             self._call(server_round, plugin, plugin.on_round_end, server_round)
         if usable < self.min_train_nodes:
             raise FederationError(
-                f"round {server_round}: only {usable} of {len(self._sent_nodes)} clients returned a usable update, fewer "
-                f"than server.min-train-nodes={self.min_train_nodes}; see the client-failure and update-rejected "
-                f"events, fix those clients or lower server.min-train-nodes")
+                f"round {server_round}: only {usable} of {len(self._sent_nodes)} clients returned a usable update, "
+                f"fewer than server.min-train-nodes={self.min_train_nodes}; see the client-failure and "
+                f"update-rejected events, fix those clients or lower server.min-train-nodes")
         return super().aggregate_train(server_round, kept)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:

@@ -112,7 +112,8 @@ def _attacks(progress: RunProgress) -> str:
 
 def _attack_round(attack: AttackRound) -> str:
     if attack.summary is None:
-        return f"<h3>Round {attack.round}: {html.escape(attack.ended_by or '')}</h3><p>{html.escape(attack.reason or '')}</p>"
+        return (f"<h3>Round {attack.round}: {html.escape(attack.ended_by or '')}</h3>"
+                f"<p>{html.escape(attack.reason or '')}</p>")
     figures = []
     for client in sorted(attack.clients, key=lambda c: c.get("partition_id") or 0):
         images = client.get("per_image") or []
