@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fl_sim.reporting.formatting import fmt
 from fl_sim.reporting.plots import plt
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.results import CONFIG, read_events, require_run_directory
@@ -63,18 +64,14 @@ def format_table(rows: list[RunFigures]) -> str:
     cells = [["run", "defense", "attack", "rounds", "final acc", "attack success", "mean SSIM",
               "bytes up/round", "wall s"]]
     for r in rows:
-        cells.append([r.run, r.defense, r.attack, str(r.rounds), _fmt(r.final_accuracy, ".4f"),
-                      _fmt(r.attack_success_rate, ".1%"), _fmt(r.mean_ssim, ".3f"),
-                      _fmt(r.upload_bytes_per_round, ",.0f"), _fmt(r.wall_seconds, ".1f")])
+        cells.append([r.run, r.defense, r.attack, str(r.rounds), fmt(r.final_accuracy, ".4f"),
+                      fmt(r.attack_success_rate, ".1%"), fmt(r.mean_ssim, ".3f"),
+                      fmt(r.upload_bytes_per_round, ",.0f"), fmt(r.wall_seconds, ".1f")])
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in cells]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def write_csv(rows: list[RunFigures], path: Path) -> Path:

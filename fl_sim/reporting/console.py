@@ -20,23 +20,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from fl_sim.reporting.formatting import duration, fmt
 from fl_sim.reporting.progress import AttackRound, RunProgress
 from fl_sim.results import CONFIG, EVENTS
 
 #: Attack rounds shown in the live table (the most recent ones).
 LIVE_ATTACK_ROWS = 12
-
-
-def _fmt(value: Any, spec: str = ".3f", missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def attack_line(attack: AttackRound) -> str:
@@ -45,10 +34,10 @@ def attack_line(attack: AttackRound) -> str:
         return f"attack round {attack.round}: {attack.ended_by}: {attack.reason}"
     s = attack.summary
     rate = s.get("client_success_rate")
-    leaked = f"{s['clients_leaked']}/{s['clients_judged']} clients leaked ({_fmt(rate, '.0%')})"
+    leaked = f"{s['clients_leaked']}/{s['clients_judged']} clients leaked ({fmt(rate, '.0%')})"
     return (f"attack round {attack.round}: {s['method']} on {s['clients']} clients, {leaked}, "
-            f"SSIM best {_fmt(s.get('best_ssim'))} median {_fmt(s.get('median_ssim'))}, "
-            f"PSNR best {_fmt(s.get('best_psnr'), '.1f')} median {_fmt(s.get('median_psnr'), '.1f')} dB, "
+            f"SSIM best {fmt(s.get('best_ssim'))} median {fmt(s.get('median_ssim'))}, "
+            f"PSNR best {fmt(s.get('best_psnr'), '.1f')} median {fmt(s.get('median_psnr'), '.1f')} dB, "
             f"{s['seconds']:.1f} s, queue {s.get('queue', 0)}")
 
 
@@ -74,9 +63,9 @@ class PlainLines:
         if kind == "round":
             eta = self.progress.eta_seconds()
             return (f"round {event['round']:2d}/{total}  clients {event['clients']:3d}  "
-                    f"train_loss {_fmt(event['train_loss'], '.4f')}  train_acc {_fmt(event['train_accuracy'], '.4f')}  "
+                    f"train_loss {fmt(event['train_loss'], '.4f')}  train_acc {fmt(event['train_accuracy'], '.4f')}  "
                     f"test_loss {event['test_loss']:.4f}  test_acc {event['test_accuracy']:.4f}  "
-                    f"{event['seconds']:.1f}s" + (f"  eta {_duration(eta)}" if eta else ""))
+                    f"{event['seconds']:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
         if kind in ("attack-round", "attack-error", "attack-timeout", "attack-cut"):
             return attack_line(self.progress.attacks[event["round"]])
         if kind == "client-failure":
@@ -94,11 +83,11 @@ def live_view(progress: RunProgress, title: str) -> Group:
                                                      ("running", "completed") else "red"))
     bar = Table.grid(padding=(0, 1))
     bar.add_row(Text(f"round {done}/{total}"), ProgressBar(total=max(total, 1), completed=done, width=40),
-                Text(f"ETA {_duration(progress.eta_seconds())}"))
+                Text(f"ETA {duration(progress.eta_seconds())}"))
     last = progress.rounds[-1] if progress.rounds else {}
     current = Text(
-        f"train loss {_fmt(last.get('train_loss'), '.4f')}  train acc {_fmt(last.get('train_accuracy'), '.4f')}  "
-        f"test acc {_fmt(last.get('test_accuracy'), '.4f')}  clients done this round "
+        f"train loss {fmt(last.get('train_loss'), '.4f')}  train acc {fmt(last.get('train_accuracy'), '.4f')}  "
+        f"test acc {fmt(last.get('test_accuracy'), '.4f')}  clients done this round "
         f"{progress.clients_this_round}  failures {len(progress.failures)}")
     parts = [header, bar, current]
     if progress.attack_enabled or progress.attacks:
@@ -116,9 +105,9 @@ def _attack_table(progress: RunProgress) -> Table:
         if s is None:
             table.add_row(str(attack.round), "-", Text(attack.ended_by or "", style="red"), *["-"] * 6)
             continue
-        table.add_row(str(attack.round), str(s["clients"]), _fmt(s.get("client_success_rate"), ".0%"),
-                      _fmt(s.get("best_ssim")), _fmt(s.get("median_ssim")), _fmt(s.get("best_psnr"), ".1f"),
-                      _fmt(s.get("median_psnr"), ".1f"), f"{s['seconds']:.1f}", str(s.get("queue", 0)))
+        table.add_row(str(attack.round), str(s["clients"]), fmt(s.get("client_success_rate"), ".0%"),
+                      fmt(s.get("best_ssim")), fmt(s.get("median_ssim")), fmt(s.get("best_psnr"), ".1f"),
+                      fmt(s.get("median_psnr"), ".1f"), f"{s['seconds']:.1f}", str(s.get("queue", 0)))
     return table
 
 

@@ -11,9 +11,9 @@ import html
 import json
 import statistics
 from pathlib import Path
-from typing import Any
 
 from fl_sim.reporting import plots
+from fl_sim.reporting.formatting import fmt
 from fl_sim.reporting.progress import AttackRound, RunProgress
 from fl_sim.results import CONFIG, read_events, require_run_directory
 
@@ -31,10 +31,6 @@ figure { margin: 0; } figcaption { font-size: 0.8em; text-align: center; }
 .leaked { color: #b00020; font-weight: bold; } .safe { color: #1b7f3b; }
 .status-completed { color: #1b7f3b; } .status-failed, .status-interrupted { color: #b00020; }
 """
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def _table(header: list[str] | None, rows: list[list[str]], left: int = 0) -> str:
@@ -76,14 +72,14 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
     last = progress.rounds[-1] if progress.rounds else {}
     end = progress.end or {}
     rows = [["status", progress.status], ["rounds", f"{progress.done} of {progress.total_rounds}"],
-            ["final test accuracy", _fmt(last.get("test_accuracy"), ".4f")],
-            ["best test accuracy", _fmt(end.get("best_test_accuracy"), ".4f")],
-            ["wall time", f"{_fmt(end.get('wall_seconds'), '.1f')} s"],
-            ["upload per round (all clients)", f"{_fmt(progress.mean_upload_bytes(), ',.0f')} bytes"],
+            ["final test accuracy", fmt(last.get("test_accuracy"), ".4f")],
+            ["best test accuracy", fmt(end.get("best_test_accuracy"), ".4f")],
+            ["wall time", f"{fmt(end.get('wall_seconds'), '.1f')} s"],
+            ["upload per round (all clients)", f"{fmt(progress.mean_upload_bytes(), ',.0f')} bytes"],
             ["client failures / rejected updates", str(len(progress.failures))]]
     if progress.attacks:
-        rows += [["attack success rate (clients)", _fmt(progress.attack_success_rate(), ".1%")],
-                 ["mean SSIM of reconstructions", _fmt(progress.mean_ssim())]]
+        rows += [["attack success rate (clients)", fmt(progress.attack_success_rate(), ".1%")],
+                 ["mean SSIM of reconstructions", fmt(progress.mean_ssim())]]
     return (f"<h1>fl-sim run {html.escape(run_dir.name)} "
             f"<span class=status-{html.escape(progress.status)}>({html.escape(progress.status)})</span></h1>"
             + _table(None, rows, left=1))
@@ -92,18 +88,18 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
 def _rounds(progress: RunProgress) -> str:
     return "<h2>Rounds</h2>" + _table(
         ["round", "clients", "train loss", "train acc", "eval acc", "test loss", "test acc", "seconds"],
-        [[r["round"], r["clients"], _fmt(r.get("train_loss"), ".4f"), _fmt(r.get("train_accuracy"), ".4f"),
-          _fmt(r.get("eval_accuracy"), ".4f"), _fmt(r.get("test_loss"), ".4f"), _fmt(r.get("test_accuracy"), ".4f"),
-          _fmt(r.get("seconds"), ".1f")] for r in progress.rounds])
+        [[r["round"], r["clients"], fmt(r.get("train_loss"), ".4f"), fmt(r.get("train_accuracy"), ".4f"),
+          fmt(r.get("eval_accuracy"), ".4f"), fmt(r.get("test_loss"), ".4f"), fmt(r.get("test_accuracy"), ".4f"),
+          fmt(r.get("seconds"), ".1f")] for r in progress.rounds])
 
 
 def _attacks(progress: RunProgress) -> str:
     parts = ["<h2>Attacks</h2>", _table(
         ["round", "method", "clients", "leaked", "success", "best SSIM", "median SSIM", "median PSNR", "seconds"],
         [[a.round, a.summary["method"], a.summary["clients"], a.summary["clients_leaked"],
-          _fmt(a.summary.get("client_success_rate"), ".0%"), _fmt(a.summary.get("best_ssim")),
-          _fmt(a.summary.get("median_ssim")), _fmt(a.summary.get("median_psnr"), ".1f"),
-          _fmt(a.summary.get("seconds"), ".1f")] if a.summary else
+          fmt(a.summary.get("client_success_rate"), ".0%"), fmt(a.summary.get("best_ssim")),
+          fmt(a.summary.get("median_ssim")), fmt(a.summary.get("median_psnr"), ".1f"),
+          fmt(a.summary.get("seconds"), ".1f")] if a.summary else
          [a.round, a.ended_by, "-", "-", "-", "-", "-", "-", "-"] for a in progress.attack_rows()])]
     for attack in progress.attack_rows():
         parts.append(_attack_round(attack))
