@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fl_sim.reporting.formatting import duration, fmt
-from fl_sim.reporting.progress import AttackRound, RunProgress
+from fl_sim.reporting.progress import ATTACK_ENDS_WITHOUT_SUMMARY, AttackRound, RunProgress
 from fl_sim.results import CONFIG, EVENTS
 
 #: Attack rounds shown in the live table (the most recent ones).
@@ -66,7 +66,7 @@ class PlainLines:
                     f"train_loss {fmt(event['train_loss'], '.4f')}  train_acc {fmt(event['train_accuracy'], '.4f')}  "
                     f"test_loss {event['test_loss']:.4f}  test_acc {event['test_accuracy']:.4f}  "
                     f"{event['seconds']:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
-        if kind in ("attack-round", "attack-error", "attack-timeout", "attack-cut"):
+        if kind in ("attack-round", *ATTACK_ENDS_WITHOUT_SUMMARY):
             return attack_line(self.progress.attacks[event["round"]])
         if kind == "client-failure":
             return f"client failure, round {event['round']}, node {event['node_id']}: {event['reason']}"
