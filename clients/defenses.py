@@ -18,10 +18,9 @@ to upload and, where it keeps one, a residual for the next round (error feedback
   the top 10% and the bottom 80%, upload 10%) are ours; both are settings. ADGP (aligned
   positions across clients, needing a trusted broadcaster) is not implemented.
 
-Bytes: a dense upload costs 4 bytes per float32 entry; a sparse one is what
-:func:`encode_sparse` makes of it: the kept entries' int32 positions and float32 values, 8 bytes
-per kept entry. (The Flower message itself still carries dense arrays; the saving is measured
-on the encoding, not yet realised on the wire.)
+Bytes: a dense upload costs 4 bytes per float32 entry; a sparse one (``topk``, ``dgp``) travels
+as the kept entries' int32 positions and float32 values, 8 bytes per kept entry, in the Flower
+message itself (see :mod:`fl_sim.sparse`).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fl_sim import sparse
 from fl_sim.config import DefenseConfig
 
 Arrays = dict[str, torch.Tensor]
@@ -46,6 +46,11 @@ class DefendedUpdate:
     residual: Arrays | None
     upload_bytes: int
     dense_bytes: int
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the update travels sparse: pruned enough that positions and values cost less."""
+        return self.upload_bytes < self.dense_bytes
 
 
 def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
@@ -65,11 +70,11 @@ def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: 
         return DefendedUpdate(private, None, dense, dense)
     if config.name == "topk":
         kept = {k: prune_by_magnitude(v, drop_top=0.0, drop_bottom=config.topk_prune_ratio) for k, v in update.items()}
-        return DefendedUpdate(kept, None, _sparse_bytes(kept), dense)
+        return DefendedUpdate(kept, None, min(_sparse_bytes(kept), dense), dense)
     carried = {k: v + residual[k] for k, v in update.items()} if residual and config.error_feedback else dict(update)
     kept = {k: prune_by_magnitude(v, config.dgp_top_ratio, config.dgp_bottom_ratio) for k, v in carried.items()}
     new_residual = {k: carried[k] - kept[k] for k in carried} if config.error_feedback else None
-    return DefendedUpdate(kept, new_residual, _sparse_bytes(kept), dense)
+    return DefendedUpdate(kept, new_residual, min(_sparse_bytes(kept), dense), dense)
 
 
 def prune_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float) -> torch.Tensor:
@@ -86,30 +91,22 @@ def prune_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float
     return torch.where(keep, flat, torch.zeros_like(flat)).view_as(values)
 
 
-def encode_sparse(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The non-zero entries of ``values`` as (int32 flat positions, float32 values)."""
-    flat = values.flatten()
-    positions = torch.nonzero(flat, as_tuple=True)[0]
-    return positions.to(torch.int32), flat[positions].to(torch.float32)
-
-
-def decode_sparse(positions: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Inverse of :func:`encode_sparse`: a dense float32 tensor of ``shape``."""
-    dense = torch.zeros(shape.numel(), dtype=torch.float32)
-    dense[positions.long()] = values
-    return dense.view(shape)
-
-
 def _sparse_bytes(kept: Mapping[str, torch.Tensor]) -> int:
-    encoded = [encode_sparse(v) for v in kept.values()]
+    encoded = [sparse.encode(v) for v in kept.values()]
     return sum(p.numel() * p.element_size() + v.numel() * v.element_size() for p, v in encoded)
 
 
 def defend_weights(global_state: Mapping[str, torch.Tensor], local_state: Mapping[str, torch.Tensor],
                    config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
                    generator: torch.Generator) -> tuple[Arrays, DefendedUpdate]:
-    """The weights to upload (``global + defended update``; non-float buffers as trained) and the defense's result."""
+    """The arrays to upload and the defense's result.
+
+    Dense: ``global + defended update`` for float arrays, other buffers as trained. Pruned: the
+    update's kept entries (:func:`fl_sim.sparse.pack`), which the server adds to ``global``.
+    """
     floats = [k for k, v in global_state.items() if v.is_floating_point()]
     result = defend({k: local_state[k] - global_state[k] for k in floats}, config, residual, generator)
+    if result.sparse:
+        return sparse.pack(result.update, {k: v for k, v in local_state.items() if k not in result.update}), result
     upload = {k: global_state[k] + result.update[k] if k in result.update else v for k, v in local_state.items()}
     return upload, result

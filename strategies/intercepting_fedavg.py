@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -22,7 +22,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from fl_sim import protocol
+from fl_sim import protocol, sparse
 from fl_sim.errors import FederationError
 from fl_sim.training import derive_seed
 from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
@@ -97,6 +97,9 @@ class InterceptingFedAvg(FedAvg):
         server_round += self.round_offset
         self._disabled = set()
         replies = _in_partition_order(replies)
+        for reply in replies:
+            if not reply.has_error():
+                self._densify(reply)
         failures = [(reply.metadata.src_node_id, reply.error.reason) for reply in replies if reply.has_error()]
         answered = {reply.metadata.src_node_id for reply in replies}
         failures += [(node_id, NO_REPLY) for node_id in self._sent_nodes if node_id not in answered]
@@ -150,13 +153,24 @@ class InterceptingFedAvg(FedAvg):
                 logger.info("round %d: %s dropped the update of node %d", server_round, plugin.name, update.node_id)
                 return False
             if result.client_arrays is not update.client_arrays:
-                content.array_records[self.arrayrecord_key] = ArrayRecord(
-                    {name: Array(np.asarray(value)) for name, value in result.client_arrays.items()})
+                content.array_records[self.arrayrecord_key] = _array_record(result.client_arrays)
                 update = dataclasses.replace(
                     update, client_arrays=frozen_numpy(content.array_records[self.arrayrecord_key]))
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_update, update)
         return True
+
+    def _densify(self, reply: Message) -> None:
+        """Turn a sparse update (:mod:`fl_sim.sparse`) back into dense weights, ``global + update``, in place.
+
+        A malformed one is left as it came, and the validator rejects it for its array names.
+        """
+        record = reply.content.array_records.get(self.arrayrecord_key)
+        if record is None or not any(name.endswith(sparse.POSITIONS) for name in record):
+            return
+        dense = sparse.unpack(frozen_numpy(record), self._sent_arrays)
+        if dense is not None:
+            reply.content.array_records[self.arrayrecord_key] = _array_record(dense)
 
     def _active(self) -> list[ServerPlugin]:
         return [plugin for plugin in self.plugins if id(plugin) not in self._disabled]
@@ -172,6 +186,10 @@ class InterceptingFedAvg(FedAvg):
             if self.on_plugin_error is not None:
                 self.on_plugin_error(server_round, plugin.name, err)
             return False, None
+
+
+def _array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({name: Array(np.asarray(value)) for name, value in arrays.items()})
 
 
 def _in_partition_order(replies: Iterable[Message]) -> list[Message]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from clients.client_app import RESIDUAL, create_client_app
-from clients.defenses import decode_sparse, defend, defend_weights, encode_sparse, prune_by_magnitude
+from clients.defenses import defend, defend_weights, prune_by_magnitude
+from fl_sim import sparse
 from fl_sim.config import DefenseConfig, RunConfig
 from fl_sim.errors import ConfigError
 from fl_sim.results import read_events
 from local_grid import LocalGrid, run_locally
+from spy import Spy
 
 
 def _update(seed=0):
@@ -48,10 +51,12 @@ def test_bytes_dense_vs_sparse():
     entries = sum(v.numel() for v in update.values())
     plain = defend(update, DefenseConfig(name="none"), None, torch.Generator())
     assert plain.upload_bytes == plain.dense_bytes == 4 * entries
-    sparse = defend(update, DefenseConfig(name="topk", topk_prune_ratio=0.9), None, torch.Generator())
-    kept = sum(int((v != 0).sum()) for v in sparse.update.values())
-    assert sparse.upload_bytes == 8 * kept and kept == 90 + 1  # 900 -> 90, 10 -> 1
-    assert sparse.upload_bytes < plain.dense_bytes / 4
+    pruned = defend(update, DefenseConfig(name="topk", topk_prune_ratio=0.9), None, torch.Generator())
+    kept = sum(int((v != 0).sum()) for v in pruned.update.values())
+    assert pruned.upload_bytes == 8 * kept and kept == 90 + 1  # 900 -> 90, 10 -> 1
+    assert pruned.upload_bytes < plain.dense_bytes / 4 and pruned.sparse and not plain.sparse
+    half = defend(update, DefenseConfig(name="topk", topk_prune_ratio=0.5), None, torch.Generator())
+    assert half.upload_bytes == half.dense_bytes and not half.sparse  # 8 bytes x half = 4 bytes x all: dense
 
 
 def test_dp_clips_then_adds_noise_and_noise_adds_noise():
@@ -71,6 +76,66 @@ def test_defend_weights_adds_the_defended_update_to_the_global_weights():
                                     None, torch.Generator())
     assert torch.equal(upload["w"][50:], torch.arange(50.0, 100.0)) and upload["w"][:50].abs().sum() == 0
     assert upload["steps"].item() == 4 and set(result.update) == {"w"}
+
+
+def test_a_pruned_upload_is_positions_and_values_that_the_server_adds_to_the_global_weights():
+    global_state = {"w": torch.randn(200, generator=torch.Generator().manual_seed(0)), "steps": torch.tensor(3)}
+    local_state = {"w": global_state["w"] + torch.randn(200, generator=torch.Generator().manual_seed(1)),
+                   "steps": torch.tensor(4)}
+    config = DefenseConfig(name="topk", topk_prune_ratio=0.9)
+    upload, result = defend_weights(global_state, local_state, config, None, torch.Generator())
+    assert set(upload) == {"w@positions", "w@values", "steps"} and upload["w@values"].numel() == 20
+    arrays = {name: value.numpy() for name, value in upload.items()}
+    globals_ = {name: value.numpy() for name, value in global_state.items()}
+    dense = sparse.unpack(arrays, globals_)
+    assert np.array_equal(dense["w"], (global_state["w"] + result.update["w"]).numpy()) and dense["steps"] == 4
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda a: {**a, "w@positions": a["w@positions"] + 500},  # out of range
+    lambda a: {**a, "w@values": a["w@values"][:-1]},  # lengths differ
+    lambda a: {**a, "w@values": a["w@values"].astype(np.float64)},  # wrong dtype
+    lambda a: {k: v for k, v in a.items() if k != "steps"},  # a dense array missing
+    lambda a: {**a, "backdoor@positions": a["w@positions"]},  # an array the model does not have
+])
+def test_malformed_sparse_uploads_are_not_unpacked(corrupt):
+    upload = sparse.pack({"w": prune_by_magnitude(torch.randn(100), 0.0, 0.9)}, {"steps": torch.tensor(4)})
+    arrays = {name: value.numpy() for name, value in upload.items()}
+    assert sparse.unpack(arrays, {"w": np.zeros(100, np.float32), "steps": np.array(3)}) is not None
+    assert sparse.unpack(corrupt(arrays), {"w": np.zeros(100, np.float32), "steps": np.array(3)}) is None
+
+
+class _WireGrid(LocalGrid):
+    """Records the array names and bytes of every training reply as it leaves the clients."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wire: list[tuple[set[str], int]] = []
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = super().send_and_receive(messages, timeout=timeout)
+        for reply in replies:
+            if not reply.has_error() and "arrays" in reply.content.array_records:
+                record = reply.content.array_records["arrays"]
+                self.wire.append((set(record), sum(array.numpy().nbytes for array in record.values())))
+        return replies
+
+
+@pytest.mark.parametrize("name", ["none", "dgp"])
+def test_dgp_updates_travel_sparse_and_plugins_see_dense_weights(tiny_config, name):
+    config = tiny_config.with_overrides({"defense.name": name})
+    grid, spy = _WireGrid(create_client_app(config), 3), Spy()
+    run_locally(config, spy, grid=grid)
+    assert len(grid.wire) == 6 and len(spy.updates) == 6
+    dense_bytes = sum(value.nbytes for value in spy.updates[0].global_arrays.values())
+    for names, nbytes in grid.wire:
+        assert any(n.endswith("@positions") for n in names) == (name == "dgp")
+        assert (nbytes < dense_bytes / 4) if name == "dgp" else nbytes == dense_bytes
+    for update in spy.updates:  # what the plugins get: global + update, with DGP's 10% of entries changed
+        assert set(update.client_arrays) == set(update.global_arrays)
+        changed = sum(int((update.client_arrays[k] != update.global_arrays[k]).sum()) for k in update.global_arrays)
+        total = sum(v.size for v in update.global_arrays.values())
+        assert (changed <= 0.11 * total) if name == "dgp" else (changed > 0.5 * total)
 
 
 def test_dgp_ratios_must_leave_something_to_upload():
@@ -121,9 +186,9 @@ def test_tiny_privacy_check_per_defense(tiny_config, defense, leaks):
 
 def test_sparse_encoding_round_trips_and_sizes_the_upload():
     values = prune_by_magnitude(torch.randn(7, 9, generator=torch.Generator().manual_seed(3)), 0.2, 0.5)
-    positions, kept = encode_sparse(values)
+    positions, kept = sparse.encode(values)
     assert positions.dtype == torch.int32 and kept.dtype == torch.float32
     assert kept.numel() == 63 - round(0.2 * 63) - round(0.5 * 63)
-    assert torch.equal(decode_sparse(positions, kept, values.shape), values)
+    assert torch.equal(sparse.decode(positions, kept, values.shape), values)
     result = defend({"w": values}, DefenseConfig(name="topk", topk_prune_ratio=0.0), None, torch.Generator())
     assert result.upload_bytes == positions.numel() * 4 + kept.numel() * 4

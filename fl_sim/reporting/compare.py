@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,14 +89,17 @@ def plot_privacy_vs_utility(rows: list[RunFigures], path: Path) -> Path:
     """Final accuracy against attack success rate, one labelled point per run (runs without an attack
     are left out: they have no privacy figure)."""
     figure, axes = plt.subplots(figsize=(6, 4.2))
+    labelled: Counter = Counter()  # runs already labelled at (about) the same point
     for row in rows:
         if row.attack_success_rate is None or row.final_accuracy is None:
             continue
-        axes.scatter(row.attack_success_rate, row.final_accuracy, s=50)
+        point = (row.attack_success_rate, row.final_accuracy)
+        axes.scatter(*point, s=50)
         right = row.attack_success_rate > 0.7  # label to the left of points near the right edge
-        axes.annotate(f"{row.run} ({row.defense})", (row.attack_success_rate, row.final_accuracy),
-                      textcoords="offset points", xytext=(-5 if right else 5, 5), ha="right" if right else "left",
-                      fontsize=8)
+        stacked = labelled[(round(point[0], 2), round(point[1], 3))]
+        labelled[(round(point[0], 2), round(point[1], 3))] += 1
+        axes.annotate(f"{row.run} ({row.defense})", point, textcoords="offset points",
+                      xytext=(-5 if right else 5, 5 + 11 * stacked), ha="right" if right else "left", fontsize=8)
     axes.set_xlim(-0.05, 1.05)
     axes.set_xlabel("attack success rate (share of attacked clients leaked; lower is more private)")
     axes.set_ylabel("final test accuracy")
