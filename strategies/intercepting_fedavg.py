@@ -2,7 +2,8 @@
 
 The strategy subclasses Flower's message-based :class:`flwr.serverapp.strategy.FedAvg`. It
 remembers the global arrays and train config it sent in :meth:`configure_train`, and in
-:meth:`aggregate_train` builds one :class:`InterceptedUpdate` per successful reply, runs the
+:meth:`aggregate_train` restores sparse uploads to dense weights, records clients that failed
+or never replied, builds one :class:`InterceptedUpdate` per successful reply, runs the
 declared filters (which may replace or drop the update), shows the result to every plugin,
 and only then aggregates with FedAvg. A plugin that raises is logged, reported to the
 ``on_plugin_error`` callback and skipped for the rest of the round; training goes on.
@@ -91,7 +92,8 @@ class InterceptingFedAvg(FedAvg):
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Show every reply to the plugins (filters first), then aggregate the kept ones with FedAvg.
 
-        Replies are taken in partition order, whatever order they arrived in, so that the
+        Sparse uploads are first made dense (``global + update``), and failed or missing
+        replies are reported to the plugins' ``on_failure``. Replies are taken in partition order, whatever order they arrived in, so that the
         floating-point sums of the aggregate are the same from run to run.
         """
         server_round += self.round_offset
