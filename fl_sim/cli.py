@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import typing
 from pathlib import Path
 
@@ -124,9 +123,8 @@ def _watch(run_dir: Path, live: bool) -> None:
     from fl_sim.reporting.console import follow
     from fl_sim.results import require_run_directory
 
-    stop = threading.Event()
     try:
-        progress = follow(require_run_directory(run_dir), sys.stdout, live, stop)
+        progress = follow(require_run_directory(run_dir), sys.stdout, live)
     except KeyboardInterrupt:  # stops watching; the run itself goes on
         return
     print(f"{run_dir}: {progress.status} after {progress.done} of {progress.total_rounds} rounds")

@@ -93,8 +93,9 @@ class InterceptingFedAvg(FedAvg):
         """Show every reply to the plugins (filters first), then aggregate the kept ones with FedAvg.
 
         Sparse uploads are first made dense (``global + update``), and failed or missing
-        replies are reported to the plugins' ``on_failure``. Replies are taken in partition order, whatever order they arrived in, so that the
-        floating-point sums of the aggregate are the same from run to run.
+        replies are reported to the plugins' ``on_failure``. Replies are taken in partition
+        order, whatever order they arrived in, so that the floating-point sums of the aggregate
+        are the same from run to run.
         """
         server_round += self.round_offset
         self._disabled = set()

@@ -49,12 +49,11 @@ class RunRecorder(ServerPlugin):
 
     name = "recorder"
 
-    def __init__(self, writer: ResultsWriter, model: nn.Module, test_data: ImageData, num_rounds: int,
+    def __init__(self, writer: ResultsWriter, model: nn.Module, test_data: ImageData,
                  history: list[dict[str, Any]] | None = None, round_offset: int = 0) -> None:
         self.writer = writer
         self.model = model
         self.test_data = test_data
-        self.num_rounds = num_rounds
         self.history: list[dict[str, Any]] = list(history or [])
         self.round_offset = round_offset
         self._train: list[Mapping[str, Any]] = []

@@ -64,8 +64,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     else:
         writer = ResultsWriter.create(config)
     writer.echo = PlainLines(console) if console else None
-    recorder = RunRecorder(writer, model, dataset.test, config.num_server_rounds, history=history,
-                           round_offset=done)
+    recorder = RunRecorder(writer, model, dataset.test, history=history, round_offset=done)
     extra = list(plugins(config, writer)) if plugins else []
     if config.attack.enabled:
         # The simulator, not the attacker, knows the clients' data: it lends the judge the

@@ -140,11 +140,16 @@ def follow(run_dir: Path, stream: TextIO, live: bool, stop: threading.Event | No
     tail, plain, title = EventTail(run_dir), PlainLines(stream), Path(run_dir).name
     progress = plain.progress
 
+    config_read = False
+
     def step() -> bool:
         """Take in the new events; whether to stop following."""
-        if not progress.attack_enabled and (Path(run_dir) / CONFIG).is_file():
+        nonlocal config_read
+        events = tail.read()
+        if events and not config_read:  # config.json is written before the first event: read it once
             progress.attack_enabled = bool(json.loads((Path(run_dir) / CONFIG).read_text()).get("attack.enabled"))
-        for event in tail.read():
+            config_read = True
+        for event in events:
             if live:
                 progress.add(event)
             else:
