@@ -42,10 +42,9 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
 def measure(k: int, iterations: int, batched: bool, device: torch.device) -> dict:
     """Attack K one-image updates; return seconds, iterations/s and successes."""
     config = RunConfig.from_flat(FEDSGD)
-    train_size = len(load_dataset(config.data).train)
-    updates, truths = intercepted_updates(config, [[(7 * i) % train_size] for i in range(k)])
-    observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
+    updates, truths = intercepted_updates(config, [[(7 * i) % len(dataset.train)] for i in range(k)])
+    observations = [Observation.from_update(update) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
                                 observations[0].global_arrays, device)
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0),
