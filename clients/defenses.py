@@ -36,6 +36,7 @@ from fl_sim.config import DefenseConfig
 Arrays = dict[str, torch.Tensor]
 
 DENSE_BYTES_PER_ENTRY = 4
+SPARSE_BYTES_PER_ENTRY = 8
 
 
 @dataclass
@@ -92,8 +93,8 @@ def prune_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float
 
 
 def _sparse_bytes(kept: Mapping[str, torch.Tensor]) -> int:
-    encoded = [sparse.encode(v) for v in kept.values()]
-    return sum(p.numel() * p.element_size() + v.numel() * v.element_size() for p, v in encoded)
+    """What :func:`fl_sim.sparse.pack` will send: an int32 position and a float32 value per kept entry."""
+    return sum(int(torch.count_nonzero(v)) for v in kept.values()) * SPARSE_BYTES_PER_ENTRY
 
 
 def defend_weights(global_state: Mapping[str, torch.Tensor], local_state: Mapping[str, torch.Tensor],
