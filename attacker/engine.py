@@ -1,11 +1,15 @@
 """Adam-based reconstruction of many attacks at once: one ``vmap``-batched problem or K loops.
 
 All updates intercepted in a round were computed from the same global weights, so their
-attacks differ only in their dummy images, labels and target gradients. The batched path
-evaluates ``grad_and_value(objective)`` for all K attacks with one ``torch.func.vmap`` call
-(double backward included) and steps one Adam over the stacked images; since Adam is
-element-wise, that is the same optimisation as K separate Adams, only faster. The sequential
-path runs the K optimisations one after the other, as other tools do; both share this loop.
+attacks differ only in their dummy variables, labels, targets and weights (a TV weight, a mask
+of the coordinates that travelled). The batched path evaluates ``grad_and_value(objective)``
+for all K attacks with one ``torch.func.vmap`` call (double backward included) and steps one
+Adam over the stacked variables; since Adam is element-wise, that is the same optimisation as K
+separate Adams, only faster. The sequential path runs the K optimisations one after the other,
+as other tools do; both share this loop.
+
+An attack optimises one or more variables: the dummy images first (boxed to the pixel range),
+then any others unboxed (the bottleneck noise of the noise-restoring attack on PRECODE).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class AttackCancelled(RuntimeError):
 @dataclass(frozen=True)
 class AdamSchedule:
     """Inverting Gradients' optimiser: Adam, step decay x0.1 at 3/8, 5/8 and 7/8 of the iterations,
-    signed image gradients and a boxed pixel range (inversefed ``DEFAULT_CONFIG`` with its
+    signed gradients and a boxed pixel range (inversefed ``DEFAULT_CONFIG`` with its
     experiments' ``signed=True``; breaching's ``invertinggradients.yaml``)."""
 
     iterations: int
@@ -44,40 +48,48 @@ class AdamSchedule:
 #: How often (in iterations) a running optimisation looks at its cancel event.
 CANCEL_CHECK_EVERY = 25
 
+Variables = tuple[torch.Tensor, ...]
 
-def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor, args: tuple, schedule: AdamSchedule,
-             batched: bool = True, cancel: StopSignal | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise ``objective(x_k, *args_k)`` for every attack k; return final images and losses ``[K]``.
 
-    ``x0`` and every leaf of ``args`` have the attacks along their first dimension.
+def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variables, args: tuple,
+             schedule: AdamSchedule, batched: bool = True,
+             cancel: StopSignal | None = None) -> tuple[Variables, torch.Tensor]:
+    """Minimise ``objective(*variables_k, *args_k)`` for every attack k; return final variables and losses ``[K]``.
+
+    ``x0`` is the images ``[K, ...]`` or a tuple (images, other variables ...); every variable and
+    every leaf of ``args`` has the attacks along its first dimension. The images are boxed.
     """
-    step = grad_and_value(objective)
+    variables = x0 if isinstance(x0, tuple) else (x0,)
+    step = grad_and_value(objective, argnums=tuple(range(len(variables))))
     if batched:
         # "different": each attack draws its own noise (PRECODE samples on every forward pass)
-        return _adam(vmap(step, randomness="different"), x0, args, schedule, cancel)
-    results = [_adam(step, x0[k], _index(args, k), schedule, cancel) for k in range(x0.shape[0])]
-    return torch.stack([x for x, _ in results]), torch.stack([loss for _, loss in results])
+        return _adam(vmap(step, randomness="different"), variables, args, schedule, cancel)
+    results = [_adam(step, tuple(v[k] for v in variables), _index(args, k), schedule, cancel)
+               for k in range(variables[0].shape[0])]
+    stacked = tuple(torch.stack([found[i] for found, _ in results]) for i in range(len(variables)))
+    return stacked, torch.stack([loss for _, loss in results])
 
 
-def _adam(step, x0: torch.Tensor, args: tuple, schedule: AdamSchedule,
-          cancel: StopSignal | None) -> tuple[torch.Tensor, torch.Tensor]:
-    x = x0.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=schedule.lr)
+def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule,
+          cancel: StopSignal | None) -> tuple[Variables, torch.Tensor]:
+    variables = [v.detach().clone().requires_grad_(True) for v in x0]
+    optimizer = torch.optim.Adam(variables, lr=schedule.lr)
     its = schedule.iterations
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=[int(its * 3 / 8), int(its * 5 / 8), int(its * 7 / 8)], gamma=0.1)
     for iteration in range(its):
         if cancel is not None and iteration % CANCEL_CHECK_EVERY == 0 and cancel.is_set():
             raise AttackCancelled(f"cancelled after {iteration} of {its} iterations")
-        gradient, _ = step(x.detach(), *args)
-        x.grad = gradient.sign() if schedule.signed else gradient
+        gradients, _ = step(*(v.detach() for v in variables), *args)
+        for variable, gradient in zip(variables, gradients):
+            variable.grad = gradient.sign() if schedule.signed else gradient
         optimizer.step()
         scheduler.step()
         if schedule.box is not None:
             with torch.no_grad():
-                x.clamp_(*schedule.box)
-    _, loss = step(x.detach(), *args)
-    return x.detach(), loss.detach()
+                variables[0].clamp_(*schedule.box)
+    _, loss = step(*(v.detach() for v in variables), *args)
+    return tuple(v.detach() for v in variables), loss.detach()
 
 
 def _index(args: tuple, k: int) -> tuple:

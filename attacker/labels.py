@@ -12,7 +12,11 @@ number of images of class c. The server does not know the batch, but it knows it
 it estimates ``pbar`` as the model's mean softmax on uniform-noise images, sets
 ``n_c = B (pbar_c - dL/db_c)`` and rounds the counts to B labels by largest remainder. On
 DLG's LeNet with digits this recovered all labels of 40 random batches of 4 (the sign-only
-rule, "classes with a negative bias gradient", got 84%).
+rule, "classes with a negative bias gradient", got 84%). Every class whose weight-gradient row
+sums to a negative value (iDLG's sign, which holds per image) is given at least one image when
+there are enough: over several local steps the model moves and the noise-probe estimate of
+``pbar`` drifts, while the sign of a present class's row stays. Non-finite counts (an update of
+huge values) are clipped, so the rounding always ends.
 """
 
 from __future__ import annotations
@@ -29,18 +33,23 @@ NOISE_PROBES = 64
 
 def recover_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim) -> torch.Tensor:
     """Labels of the ``num_images`` images behind ``gradient`` (iDLG for one, count estimation for more)."""
+    row_sums = gradient[CLASSIFIER_WEIGHT].sum(dim=-1)
     if num_images == 1:
-        return gradient[CLASSIFIER_WEIGHT].sum(dim=-1).argmin().reshape(1)
+        return row_sums.argmin().reshape(1)
     counts = num_images * (_mean_prediction(victim) - gradient[CLASSIFIER_BIAS].to(victim.device))
-    whole = counts.clamp(min=0).floor()
-    while whole.sum() > num_images:
-        whole[whole.argmax()] -= 1
+    counts = torch.nan_to_num(counts, nan=0.0, posinf=num_images, neginf=0.0).clamp(0, num_images)
+    present = (row_sums < 0).to(victim.device)
+    floor = present.long() if int(present.sum()) <= num_images else torch.zeros_like(present, dtype=torch.long)
+    whole = torch.maximum(counts.floor().long(), floor)
+    while int(whole.sum()) > num_images:  # at most num_classes * num_images turns: each removes one
+        excess = torch.where(whole > floor, whole - counts, torch.full_like(counts, -float("inf")))
+        whole[excess.argmax()] -= 1
     remainder = counts - whole
-    while whole.sum() < num_images:
+    while int(whole.sum()) < num_images:
         best = remainder.argmax()
         whole[best] += 1
         remainder[best] -= 1
-    return torch.repeat_interleave(torch.arange(len(whole), device=whole.device), whole.long())
+    return torch.repeat_interleave(torch.arange(len(whole), device=whole.device), whole)
 
 
 def _mean_prediction(victim: Victim) -> torch.Tensor:

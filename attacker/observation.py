@@ -8,8 +8,13 @@ import numpy as np
 import torch
 
 from fl_sim.config import TrainConfig
+from fl_sim import protocol
 from fl_sim.protocol import train_config_from_record
 from strategies.plugins import InterceptedUpdate
+
+
+#: Defenses whose upload is a subset of the coordinates; the rest never reach the server.
+PRUNING_DEFENSES = ("topk", "dgp")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class Observation:
         train: the training settings the server sent for the round.
         num_examples: the local data size the client reported.
         local_steps: the optimizer steps the client reported.
+        defense: the update defense the protocol makes every client run (``defense.name``): the
+            server knows it, as it knows the training settings (Kerckhoffs).
     """
 
     server_round: int
@@ -33,9 +40,10 @@ class Observation:
     train: TrainConfig
     num_examples: int
     local_steps: int
+    defense: str = "none"
 
     @classmethod
-    def from_update(cls, update: InterceptedUpdate) -> Observation:
+    def from_update(cls, update: InterceptedUpdate, defense: str = "none") -> Observation:
         """Keep what a real server has; the simulation-only ``audit`` is deliberately left behind."""
         return cls(
             server_round=update.server_round,
@@ -45,7 +53,8 @@ class Observation:
             update={k: torch.from_numpy(np.array(v)) for k, v in update.delta().items()},
             train=train_config_from_record(update.train_config),
             num_examples=update.num_examples,
-            local_steps=int(update.metrics.get("local-steps", 1)),
+            local_steps=int(update.metrics.get(protocol.LOCAL_STEPS, 1)),
+            defense=defense,
         )
 
     @property
@@ -58,6 +67,19 @@ class Observation:
         """True when ``-update / lr`` is exactly the gradient of one batch (one plain SGD step)."""
         plain_sgd = self.train.optimizer == "sgd" and self.train.momentum == 0 and self.train.weight_decay == 0
         return plain_sgd and self.local_steps == 1
+
+    @property
+    def pruned(self) -> bool:
+        """Whether the protocol's defense uploads only some coordinates (``topk``, ``dgp``)."""
+        return self.defense in PRUNING_DEFENSES
+
+    def travelled(self, names: list[str]) -> dict[str, torch.Tensor] | None:
+        """For a pruned upload, which coordinates travelled (bool masks by name); ``None`` for a dense one.
+
+        A sparse upload carries exactly the positions of its non-zero entries
+        (:func:`fl_sim.sparse.encode`), so the mask is where the update is non-zero.
+        """
+        return {name: self.update[name] != 0 for name in names} if self.pruned else None
 
     def gradient_estimate(self, names: list[str]) -> dict[str, torch.Tensor]:
         """The standard approximation of the batch gradient: ``-update / (lr * local steps)``.

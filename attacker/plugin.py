@@ -25,7 +25,7 @@ from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
 from attacker.attacks.base import AttackStop
 from attacker.engine import AttackCancelled
 from attacker.images import save_grid
-from attacker.judge import Verdict, judge
+from attacker.judge import Verdict, judge, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
@@ -82,7 +82,7 @@ class AttackerPlugin(ServerPlugin):
     def on_update(self, update: InterceptedUpdate) -> None:
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
         if (update.server_round - 1) % self.attack.every == 0:
-            self._collected.append((Observation.from_update(update), dict(update.audit)))
+            self._collected.append((Observation.from_update(update, self.config.defense.name), dict(update.audit)))
 
     def on_round_end(self, server_round: int) -> None:
         """Attack the round's updates, inline (``attack.blocking``) or in the background."""
@@ -141,26 +141,34 @@ class AttackerPlugin(ServerPlugin):
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
 
     def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
+        """Judge the reconstruction (for ``auto``, every attack of the portfolio, keeping the worst case),
+        save its grid and log the ``attack`` event."""
         obs = rec.observation
-        verdict, image_path = None, None
+        candidates = rec.candidates or [rec]
+        verdicts: list[Verdict | None] = [None] * len(candidates)
+        chosen, image_path = 0, None
         indices = audit.get(protocol.AUDIT_SAMPLES)
         if self.ground_truth is not None and indices:
             unique = np.array(list(dict.fromkeys(int(i) for i in indices)))
-            truth = self.ground_truth(unique)
-            images, labels = truth.tensors()
-            verdict = judge(rec.images, rec.labels, images, labels, self.attack.success_ssim)
+            images, labels = self.ground_truth(unique).tensors()
+            verdicts = [judge(c.images, c.labels, images, labels, self.attack.success_ssim) for c in candidates]
+            chosen = worst_case(verdicts)
             if self.attack.save_images:
-                matched = images[[v.match for v in verdict.images]]
+                matched = images[[v.match for v in verdicts[chosen].images]]
                 image_path = f"reconstructions/round-{obs.server_round}/client-{obs.partition_id}.png"
-                save_grid(self.writer.directory / image_path, matched, rec.images)
+                save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
+        best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
         self.writer.event(
             "attack", round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
-            method=self.settings.method, iterations=rec.iterations, seconds=round(rec.seconds, 3),
-            device=str(self.device), images=len(rec.images), labels=rec.labels.tolist(), loss=rec.loss,
+            method=self.settings.method, attack=best.attack, iterations=best.iterations,
+            seconds=round(rec.seconds, 3), device=str(self.device), images=len(best.images),
+            labels=best.labels.tolist(), loss=best.loss,
             label_accuracy=verdict.label_accuracy if verdict else None,
             per_image=[{"mse": v.scores.mse, "psnr": v.scores.psnr, "ssim": v.scores.ssim, "leaked": v.leaked}
                        for v in verdict.images] if verdict else None,
-            success=verdict.leaked if verdict else None, image=image_path, notes=rec.notes)
+            success=verdict.leaked if verdict else None, image=image_path,
+            notes=best.notes if best is rec else best.notes + rec.notes,
+            portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None)
         return verdict
 
     def _summarise(self, server_round: int, verdicts: list[Verdict | None], seconds: float) -> None:
@@ -181,3 +189,12 @@ class AttackerPlugin(ServerPlugin):
         }
         self.summaries.append(summary)
         self.writer.event("attack-round", **summary)
+
+
+def _portfolio_entry(rec: Reconstruction, verdict: Verdict | None) -> dict[str, Any]:
+    """One attack of ``auto``'s portfolio as the event lists it."""
+    entry = {"attack": rec.attack, "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "loss": rec.loss}
+    if verdict is not None:
+        entry.update(success=verdict.leaked, images_leaked=verdict.images_leaked, best_ssim=verdict.best_ssim,
+                     mean_ssim=verdict.mean_ssim, label_accuracy=verdict.label_accuracy)
+    return entry

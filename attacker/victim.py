@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,15 @@ from torch import nn
 from torch.func import functional_call, grad
 
 from fl_sim.config import RunConfig
-from fl_sim.models import build_run_model
+from fl_sim.models import VariationalBottleneck, build_run_model
+
+
+class _Captured(Exception):
+    """Carries a layer's input out of a forward pass that need not go further."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
 
 
 @dataclass
@@ -65,3 +74,43 @@ class Victim:
                  params: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The parameter gradient a client would compute on ``(x, target)``; differentiable in ``x``."""
         return grad(self.loss)(dict(params or self.params), x, target)
+
+    @property
+    def bottleneck(self) -> VariationalBottleneck | None:
+        """PRECODE's bottleneck module, if the model has one."""
+        return next((m for m in self.model.modules() if isinstance(m, VariationalBottleneck)), None)
+
+    def stochastic_param_names(self) -> list[str]:
+        """Parameters whose gradient depends on the bottleneck's sampled noise: the bottleneck's own and
+        every later layer's (what the omit-gradient attack leaves out); empty without PRECODE."""
+        bottleneck = self.bottleneck
+        if bottleneck is None:
+            return []
+        first = next(name for name, p in self.model.named_parameters() if p is bottleneck.encoder.weight)
+        names = self.param_names
+        return names[names.index(first):]
+
+    @contextmanager
+    def fixed_noise(self, eps: torch.Tensor) -> Iterator[None]:
+        """Within the block, the bottleneck uses ``eps`` ``[B, K]`` instead of drawing its noise."""
+        bottleneck = self.bottleneck
+        bottleneck.noise = eps
+        try:
+            yield
+        finally:
+            bottleneck.noise = None
+
+    def input_of(self, module_name: str, x: torch.Tensor) -> torch.Tensor:
+        """What the module ``module_name`` receives when the model runs on ``x`` (the pass stops there)."""
+        module = self.model.get_submodule(module_name)
+
+        def capture(_module, inputs):
+            raise _Captured(inputs[0])
+        handle = module.register_forward_pre_hook(capture)
+        try:
+            self.logits(self.params, x)
+        except _Captured as captured:
+            return captured.value
+        finally:
+            handle.remove()
+        raise RuntimeError(f"the forward pass never reached {module_name!r}")

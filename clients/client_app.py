@@ -48,7 +48,7 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             protocol.NUM_EXAMPLES: result.num_examples,
-            "local-steps": result.steps,
+            protocol.LOCAL_STEPS: result.steps,
             "train-seconds": result.seconds,
             "upload-bytes": defended.upload_bytes,
             "dense-bytes": defended.dense_bytes,

@@ -126,15 +126,23 @@ class AttackConfig:
     """The honest-but-curious server: which gradient inversion it runs on intercepted updates."""
 
     enabled: bool = _setting(False, "run the attacker plugin on every intercepted update")
-    method: Literal["ig", "idlg", "dlg", "analytic"] = _setting("ig", "gradient-inversion attack")
+    method: Literal["auto", "ig", "idlg", "dlg", "analytic"] = _setting(
+        "auto", "gradient-inversion attack; auto = every applicable attack of a portfolio, the worst case kept")
     iterations: int = _setting(0, "optimisation steps; 0 = the method's published default "
-                                  "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps)", min=0)
+                                  "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps, analytic's feature "
+                                  "inversion 2000; auto: each attack its own)", min=0)
     lr: float = _setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
-    tv: float = _setting(0.1, "ig: total-variation weight", min=0)
+    tv: float = _setting(0.1, "ig: total-variation weight (auto tries 0.1, 0.01 and 0.001)", min=0)
     restarts: int = _setting(1, "random restarts per attacked update, lowest final cost kept "
                                 "(dlg/idlg restart only while above their stop cost)", min=1)
-    multistep: Literal["approx", "unroll"] = _setting(
-        "approx", "updates of several local steps: gradient = -update/(lr*steps), or ig unrolls the steps")
+    multistep: Literal["replay", "approx"] = _setting(
+        "replay", "ig on updates other than one plain SGD step: replay the client's local training "
+                  "(optimizer, epochs, batches) on dummy images, or approx: gradient = -update/(lr*steps)")
+    max_images: int = _setting(32, "replay: at most this many dummy images per epoch (a client with more "
+                                   "is modelled with this many, and the event says so)", min=1)
+    stochastic: Literal["sample", "omit", "restore"] = _setting(
+        "sample", "ig/idlg against PRECODE: sample the bottleneck's noise, omit the bottleneck's and later "
+                  "gradients from the matching, or restore (optimise) the noise with the image (ig)")
     device: Literal["auto", "cpu", "cuda"] = _setting("auto", "where attacks run; auto = cuda when present")
     batched: bool = _setting(True, "ig: optimise all attacks of a round as one vmap-batched problem")
     blocking: bool = _setting(False, "run attacks inside the round (deterministic) instead of a background worker")

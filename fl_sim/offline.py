@@ -1,8 +1,9 @@
 """Intercepted updates made offline, for attack experiments and tests without a Flower run.
 
 Each "client" trains a copy of one global model on chosen samples of the training split with
-the configured local training, and its result is packaged exactly as the intercepting
-strategy hands it to plugins (round 1, node ids 100, 101, ...).
+the configured local training, applies the configured update defense (``defense.*``, first
+round: no error-feedback residual yet), and its result is packaged exactly as the intercepting
+strategy hands it to plugins after restoring a sparse upload (round 1, node ids 100, 101, ...).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Sequence
 from types import MappingProxyType
 
 import numpy as np
+import torch
 
+from clients.defenses import defend
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
@@ -27,18 +30,25 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]],
     """One update per entry of ``samples`` (positions in the training split), and each client's data."""
     dataset = load_dataset(config.data)
     global_model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=seed)
-    global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_model.state_dict().items()})
+    global_state = global_model.state_dict()
+    global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_state.items()})
     train_record = MappingProxyType({**protocol.train_config_record(config.train), protocol.SERVER_ROUND: 1})
     updates, data = [], []
     for client, indices in enumerate(samples):
         model = build_run_model(config, dataset.input_shape, dataset.num_classes)
-        model.load_state_dict(global_model.state_dict())
+        model.load_state_dict(global_state)
         local = dataset.train.subset(np.asarray(indices))
         result = train_local(model, local, config.train, seed=client)
+        local_state = model.state_dict()
+        floats = [k for k, v in local_state.items() if v.is_floating_point()]
+        defended = defend({k: local_state[k] - global_state[k] for k in floats}, config.defense, None,
+                          torch.Generator().manual_seed(client)).update
+        client_arrays = {k: (global_state[k] + defended[k] if k in defended else v).numpy()
+                         for k, v in local_state.items()}
         updates.append(InterceptedUpdate(
             server_round=1, node_id=FIRST_NODE_ID + client, partition_id=client, global_arrays=global_arrays,
-            client_arrays=MappingProxyType({k: v.numpy() for k, v in model.state_dict().items()}),
-            metrics=MappingProxyType({protocol.NUM_EXAMPLES: len(local), "local-steps": result.steps}),
+            client_arrays=MappingProxyType(client_arrays),
+            metrics=MappingProxyType({protocol.NUM_EXAMPLES: len(local), protocol.LOCAL_STEPS: result.steps}),
             train_config=train_record,
             audit=MappingProxyType({protocol.AUDIT_SAMPLES: [int(i) for i in indices]})))
         data.append(local)

@@ -22,6 +22,8 @@ PARTITION_ID = "partition-id"
 #: trained on this round, in order. Only the judge of an attack reads it, never an attack.
 AUDIT_SAMPLES = "audit-sample-indices"
 NUM_EXAMPLES = "num-examples"
+#: The optimizer steps a client took this round (a metric of every training reply).
+LOCAL_STEPS = "local-steps"
 SERVER_ROUND = "server-round"
 
 

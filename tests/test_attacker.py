@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from attacker.attacks import ATTACKS, AttackSettings, NotApplicable
+from attacker.attacks import ATTACKS, AttackSettings
 from attacker.judge import judge
 from attacker.labels import recover_labels
 from attacker.metrics import similarity
@@ -37,8 +37,9 @@ def _observe(config: RunConfig, samples: list[list[int]], seed: int = 0):
     return victim, observations, truths
 
 
-def _settings(config: RunConfig, **changes) -> AttackSettings:
-    return dataclasses.replace(AttackSettings.from_config(config.attack, seed=0), **changes)
+def _settings(config: RunConfig, method: str | None = None, **changes) -> AttackSettings:
+    """The run's attack settings for ``method`` (default: the config's), with ``changes``."""
+    return AttackSettings.from_config(config.attack, seed=0).for_method(method or config.attack.method, **changes)
 
 
 def _ssim_psnr(reconstruction, truth):
@@ -85,16 +86,9 @@ def test_labels_recovered_for_one_image_and_for_a_batch():
 def test_analytic_recovers_one_image_exactly_from_an_mlp():
     config = RunConfig.from_flat({**FEDSGD, "model.name": "mlp", "model.width": 128})
     victim, observations, truths = _observe(config, [[5]])
-    rec = ATTACKS["analytic"](victim, observations, _settings(config))[0]
+    rec = ATTACKS["analytic"](victim, observations, _settings(config, "analytic"))[0]
     ssim, psnr, verdict = _ssim_psnr(rec, truths[0])
     assert psnr >= 60 and ssim > 0.999 and verdict.label_accuracy == 1.0
-
-
-def test_analytic_refuses_a_model_without_a_linear_first_layer():
-    config = RunConfig.from_flat(FEDSGD)
-    victim, observations, _ = _observe(config, [[5]])
-    with pytest.raises(NotApplicable, match="linear first layer"):
-        ATTACKS["analytic"](victim, observations, _settings(config))
 
 
 @pytest.mark.parametrize("method, iterations", [("idlg", 60), ("ig", 1000)])
@@ -109,22 +103,15 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations):
     assert verdict.label_accuracy == 1.0
 
 
-def test_dlg_lowers_its_cost_but_can_stall_where_it_succeeds_elsewhere():
-    """DLG optimises image and soft label together and can stall: the failure iDLG was written to fix.
-
-    On these two images DLG lowers its matching cost both times; it reconstructs the second
-    (SSIM ~1, label right) while on the first it stalls. Here it stalls with a wrong label; with
-    torch 2.11 on another CPU it stalled with the right label, so only the stall is asserted.
-    (Over five images with 300 L-BFGS steps it succeeded once; iDLG succeeds on them.)
-    """
+def test_dlg_lowers_its_cost_from_a_joint_image_and_label_start():
+    """DLG optimises image and soft label together; 300 L-BFGS steps lower its matching cost far below
+    the first step's (whether it then leaks depends on the start: L-BFGS can stall, which is what
+    iDLG's fixed label and ``attack.restarts`` address)."""
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "dlg"})
-    victim, observations, truths = _observe(config, [[3], [40]])
+    victim, observations, _ = _observe(config, [[3], [40]])
     first = ATTACKS["dlg"](victim, observations, _settings(config, iterations=1))
     final = ATTACKS["dlg"](victim, observations, _settings(config, iterations=300))
-    assert all(b.loss < a.loss for a, b in zip(first, final))
-    stalled, leaked = [_ssim_psnr(rec, truth)[2] for rec, truth in zip(final, truths)]
-    assert leaked.leaked and leaked.label_accuracy == 1.0
-    assert not stalled.leaked
+    assert all(b.loss < a.loss / 10 for a, b in zip(first, final))
 
 
 def test_batched_engine_equals_sequential():
@@ -138,13 +125,13 @@ def test_batched_engine_equals_sequential():
         assert a.loss == pytest.approx(b.loss, abs=1e-5)
 
 
-def test_unrolled_local_steps_reduce_the_matching_cost():
-    config = RunConfig.from_flat({**FEDSGD, "train.local-steps": 3, "attack.multistep": "unroll"})
+def test_replayed_local_steps_reduce_the_matching_cost():
+    config = RunConfig.from_flat({**FEDSGD, "train.local-steps": 3, "attack.method": "ig"})
     victim, observations, truths = _observe(config, [[4, 9, 13]])
     assert observations[0].local_steps == 3 and not observations[0].exact_gradient
     short = ATTACKS["ig"](victim, observations, _settings(config, iterations=1))[0]
     longer = ATTACKS["ig"](victim, observations, _settings(config, iterations=150))[0]
-    assert longer.images.shape == (3, 1, 32, 32)
+    assert longer.images.shape == (3, 1, 32, 32) and "replay" in longer.attack
     assert longer.loss < short.loss
 
 
@@ -179,10 +166,11 @@ def test_plugin_attacks_every_client_of_every_round(tiny_config):
     assert events[-1]["event"] == "run-end"  # pending attacks finished before the summary
 
 
-def test_analytic_not_applicable_is_logged(tiny_config):
-    _, events = _attacked_run(tiny_config, method="analytic", blocking=True)
-    assert all("linear first layer" in e["error"] for e in events if e["event"] == "attack-error")
-    assert len([e for e in events if e["event"] == "attack-error"]) == 2
+def test_analytic_on_a_lenet_inverts_its_classifier_inputs(tiny_config):
+    _, events = _attacked_run(tiny_config, method="analytic", iterations=50, blocking=True)
+    attacks = [e for e in events if e["event"] == "attack"]
+    assert len(attacks) == 6 and not [e for e in events if e["event"] == "attack-error"]
+    assert all("inputs of 'classifier' recovered analytically" in " ".join(e["notes"]) for e in attacks)
 
 
 def test_analytic_fails_only_the_client_whose_bias_did_not_move():
@@ -191,6 +179,6 @@ def test_analytic_fails_only_the_client_whose_bias_did_not_move():
     frozen = dataclasses.replace(observations[0], update={
         name: torch.zeros_like(value) if name.endswith("bias") else value
         for name, value in observations[0].update.items()})
-    first, second = ATTACKS["analytic"](victim, [frozen, observations[1]], _settings(config))
+    first, second = ATTACKS["analytic"](victim, [frozen, observations[1]], _settings(config, "analytic"))
     assert "nothing recovered" in first.notes[-1] and not _ssim_psnr(first, truths[0])[2].leaked
     assert _ssim_psnr(second, truths[1])[1] >= 60

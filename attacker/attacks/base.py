@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ from fl_sim.config import AttackConfig
 
 #: Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py), iDLG the same
 #: (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam steps
-#: at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG).
-DEFAULT_ITERATIONS = {"dlg": 300, "idlg": 300, "ig": 4800, "analytic": 1}
-DEFAULT_LR = {"dlg": 1.0, "idlg": 1.0, "ig": 0.1, "analytic": 0.0}
+#: at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
+#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours).
+#: ``auto`` leaves 0: each attack of its portfolio takes its own default.
+DEFAULT_ITERATIONS = {"dlg": 300, "idlg": 300, "ig": 4800, "analytic": 2000, "auto": 0}
+DEFAULT_LR = {"dlg": 1.0, "idlg": 1.0, "ig": 0.1, "analytic": 0.1, "auto": 0.0}
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class AttackSettings:
     tv: float
     restarts: int
     multistep: str
+    stochastic: str
+    max_images: int
     batched: bool
     seed: int
 
@@ -39,7 +44,14 @@ class AttackSettings:
                    iterations=config.iterations or DEFAULT_ITERATIONS[config.method],
                    lr=config.lr or DEFAULT_LR[config.method],
                    tv=config.tv, restarts=config.restarts, multistep=config.multistep,
-                   batched=config.batched, seed=seed)
+                   stochastic=config.stochastic, max_images=config.max_images, batched=config.batched, seed=seed)
+
+    def for_method(self, method: str, **changes) -> AttackSettings:
+        """These settings for ``method`` (an attack of ``auto``'s portfolio): unset iterations and lr
+        take that method's default."""
+        resolved = dataclasses.replace(self, method=method, iterations=self.iterations or DEFAULT_ITERATIONS[method],
+                                       lr=self.lr or DEFAULT_LR[method])
+        return dataclasses.replace(resolved, **changes)
 
 
 @dataclass
@@ -53,6 +65,10 @@ class Reconstruction:
     iterations: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    #: which attack and settings made it, e.g. ``ig tv=0.01 replay``
+    attack: str = ""
+    #: ``auto``: every attack of the portfolio on this update, for the judge to take the worst case
+    candidates: list[Reconstruction] = field(default_factory=list)
 
 
 class NotApplicable(ValueError):

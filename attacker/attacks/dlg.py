@@ -11,11 +11,22 @@ From a randn start, L-BFGS sometimes stalls in a poor local minimum (saturated s
 a few steps. ``attack.restarts`` > 1 starts again from a new random image when a try ends above
 the stop threshold, and keeps the try with the lowest cost (the reference code has no restarts;
 the default of 1 keeps it faithful).
+
+Bookkeeping: ``optimizer.step(closure)`` returns the cost at the point the step started from,
+so every cost is kept with the image (and, for DLG, the label) of that point, and the end
+point of the last step is scored too: the reported cost is the cost of the returned image. The
+image is returned unboxed, as optimised; the judge clips it to the pixel range.
+
+Defense-aware (:mod:`attacker.matching`): a pruned upload is matched only where it travelled;
+``attack.stochastic=omit`` leaves PRECODE's bottleneck and later gradients out.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +34,7 @@ from torch.func import grad_and_value
 
 from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled
 from attacker.labels import recover_labels
+from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
@@ -48,35 +60,52 @@ def run_idlg(victim: Victim, observations: list[Observation], settings: AttackSe
 def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, recover: bool,
                   cancel: CancelEvent) -> Reconstruction:
     start = time.perf_counter()
-    gradient = obs.gradient_estimate(victim.param_names)
-    target = {n: g.to(victim.device) for n, g in gradient.items()}
-    labels = recover_labels(gradient, obs.batch_size, victim).to(victim.device) if recover else None
+    matching = matching_for(victim, obs, omit_stochastic=settings.stochastic == "omit")
+    target = restrict({n: g.to(victim.device) for n, g in obs.gradient_estimate(matching.names).items()},
+                      matching.names, matching.mask)
+    labels = recover_labels(obs.gradient_estimate(victim.param_names), obs.batch_size, victim).to(victim.device) \
+        if recover else None
     best, total_iterations = None, 0
     for restart in range(settings.restarts):
         seed = derive_seed(settings.seed, obs.server_round, obs.node_id % 2**31, restart)
-        loss, image, found_labels, iterations = _lbfgs_try(victim, target, obs.batch_size, labels, settings,
-                                                           torch.Generator().manual_seed(seed), cancel)
-        total_iterations += iterations
-        if best is None or loss < best[0]:
-            best = (loss, image, found_labels)
-        if best[0] < STOP_LOSS:
+        found = _lbfgs_try(victim, target, matching, obs.batch_size, labels, settings,
+                           torch.Generator().manual_seed(seed), cancel)
+        total_iterations += found.iterations
+        if best is None or found.loss < best.loss:
+            best = found
+        if best.loss < STOP_LOSS:
             break
-    loss, image, found_labels = best
-    notes = [] if obs.exact_gradient else [f"approximate gradient: {obs.local_steps} local steps of "
-                                           f"{obs.train.optimizer}"]
-    return Reconstruction(observation=obs, images=image.clamp(0, 1).cpu(), labels=found_labels.cpu(),
-                          loss=loss, iterations=total_iterations, seconds=time.perf_counter() - start, notes=notes)
+    notes = matching.notes + ([] if obs.exact_gradient else [f"approximate gradient: {obs.local_steps} local steps "
+                                                             f"of {obs.train.optimizer}"])
+    return Reconstruction(observation=obs, images=best.image.cpu(), labels=best.labels.cpu(),
+                          loss=best.loss, iterations=total_iterations, seconds=time.perf_counter() - start,
+                          notes=notes, attack=settings.method)
 
 
-def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], num_images: int, labels: torch.Tensor | None,
-               settings: AttackSettings, generator: torch.Generator, cancel: CancelEvent):
-    """One L-BFGS run from a random start; returns (best cost, its image, its labels, iterations)."""
+@dataclass(frozen=True)
+class _Point:
+    """An evaluated point of an L-BFGS run: the cost, the image and labels it was computed at."""
+
+    loss: float
+    image: torch.Tensor
+    labels: torch.Tensor
+    iterations: int = 0
+
+
+def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matching, num_images: int,
+               labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
+               cancel: CancelEvent) -> _Point:
+    """One L-BFGS run from a random start; returns its lowest-cost point.
+
+    ``optimizer.step(closure)`` returns the cost at the point the step *started* from, so each
+    cost is kept together with a copy of that point, taken before the step moves it.
+    """
     x = torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device).requires_grad_(True)
     if labels is not None:
         variables = [x]
 
         def cost(image):
-            return l2_distance(victim.gradient(image, labels), target)
+            return l2_distance(restrict(victim.gradient(image, labels), matching.names, matching.mask), target)
         value_and_grads = grad_and_value(cost)
     else:
         logits = torch.randn((num_images, victim.num_classes), generator=generator).to(victim.device)
@@ -84,7 +113,8 @@ def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], num_images: int,
         variables = [x, logits]
 
         def cost(image, label_logits):
-            return l2_distance(victim.gradient(image, F.softmax(label_logits, dim=-1)), target)
+            trial = victim.gradient(image, F.softmax(label_logits, dim=-1))
+            return l2_distance(restrict(trial, matching.names, matching.mask), target)
         value_and_grads = grad_and_value(cost, argnums=(0, 1))
 
     optimizer = torch.optim.LBFGS(variables, lr=settings.lr)
@@ -95,16 +125,24 @@ def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], num_images: int,
             variable.grad = g
         return value
 
-    best_loss, best_x, iterations = float("inf"), x.detach().clone(), 0
+    def here() -> tuple[torch.Tensor, torch.Tensor]:
+        found = labels if labels is not None else logits.detach().argmax(dim=-1)
+        return x.detach().clone(), found
+
+    best, iterations = _Point(float("inf"), *here()), 0
     for iterations in range(1, settings.iterations + 1):
         if cancel is not None and iterations % CANCEL_CHECK_EVERY == 0 and cancel.is_set():
             raise AttackCancelled(f"cancelled after {iterations} of {settings.iterations} iterations")
+        start = here()
         loss = float(optimizer.step(closure))
-        if not torch.isfinite(torch.tensor(loss)) or not torch.isfinite(x).all():
-            break  # diverged: keep the best image so far
-        if loss < best_loss:
-            best_loss, best_x = loss, x.detach().clone()
+        if not math.isfinite(loss):
+            break  # diverged: keep the best point so far
+        if loss < best.loss:
+            best = _Point(loss, *start)
         if labels is not None and loss < STOP_LOSS:
             break
-    found = labels if labels is not None else logits.detach().argmax(dim=-1)
-    return best_loss, best_x, found, iterations
+    if torch.isfinite(x).all():  # the last step's end point has not been scored yet
+        final = float(closure())
+        if final < best.loss:
+            best = _Point(final, *here())
+    return dataclasses.replace(best, iterations=iterations)

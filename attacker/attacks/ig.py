@@ -1,108 +1,219 @@
-"""Inverting Gradients (Geiping et al., NeurIPS 2020), batched over every update of a round.
+"""Inverting Gradients (Geiping et al., NeurIPS 2020), batched over every update and variant of a round.
 
-Cost: ``1 - cos(grad(x), target)`` plus ``tv * TV(x)``; Adam on signed image gradients with
-step decay and a boxed [0, 1] pixel range; randn initialisation; ``restarts`` tries per
-update, the lowest final cost kept (inversefed's ``scoring_choice='loss'``). Labels are
-recovered first (:mod:`attacker.labels`).
+Cost: ``1 - cos(trial, target)`` plus ``tv * TV(x)``; Adam on signed gradients with step decay
+and a boxed [0, 1] pixel range; randn initialisation; ``restarts`` tries per update, the lowest
+final cost kept (inversefed's ``scoring_choice='loss'``). Labels are recovered first
+(:mod:`attacker.labels`).
 
-Several local steps: with ``attack.multistep=approx`` the target is ``-update / (lr*steps)``;
-with ``unroll`` the attack replays the client's plain-SGD steps differentiably on dummy data
-(one dummy batch per step, as breaching's ``fedavg`` user) and matches the simulated update
-with the observed one. Unlike breaching we do not hand the attacker the per-step labels: all
-steps share the labels recovered from the whole update.
+What is matched uses all the server knows (:class:`Variant`):
+- one update of several local steps, or of any optimizer other than plain SGD: with
+  ``replay`` the attack redoes the client's local training on dummy images
+  (:mod:`attacker.replay`) and matches the simulated update with the observed one; with
+  ``approx`` the target is ``-update / (lr * steps)``, matched as the gradient of one batch of
+  every image the steps touched (at most ``attack.max-images``);
+- a pruned upload: only the coordinates that travelled (:mod:`attacker.matching`);
+- PRECODE: ``sample`` draws the attacker's own bottleneck noise (what a naive attack does),
+  ``omit`` leaves the bottleneck's and later gradients out, ``restore`` optimises the
+  bottleneck's noise jointly with the image ("noise-restoring", as ChellyFan/Exp3; for one-step
+  updates, where one noise draw produced the gradient).
+
+Attacks of the same shape (images, schedule, matched arrays) run as one ``vmap``-batched problem,
+whatever their update, TV weight or mask: the portfolio of ``auto`` and all clients of a round
+share one optimisation.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 
+from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
 from attacker.engine import AdamSchedule, minimize
 from attacker.labels import recover_labels
+from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
-from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
+from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, order_labels, replay_schedule,
+                             simulate_update)
 from attacker.victim import Victim
 from fl_sim.training import derive_seed
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One configuration of the attack: TV weight, multi-step handling, PRECODE handling."""
+
+    tv: float
+    multistep: str = "replay"
+    stochastic: str = "sample"
+
+    @classmethod
+    def from_settings(cls, settings: AttackSettings) -> Variant:
+        """The variant ``attack.*`` asks for."""
+        return cls(tv=settings.tv, multistep=settings.multistep, stochastic=settings.stochastic)
+
+
+
+@dataclass
+class Plan:
+    """One attack on one update, ready for the engine."""
+
+    obs: Observation
+    variant: Variant
+    stochastic: str
+    labels: torch.Tensor
+    target: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    schedule: ReplaySchedule | None
+    noise_shape: tuple[int, ...] | None
+    slots: int
+    images: int
+    notes: list[str]
+
+    @property
+    def name(self) -> str:
+        """What was run, for events: e.g. ``ig tv=0.01 replay omit`` (nothing said of one exact gradient)."""
+        multistep = "" if self.obs.exact_gradient else (" replay" if self.schedule else " approx")
+        return f"ig tv={self.variant.tv:g}{multistep}" + ("" if self.stochastic == "sample" else f" {self.stochastic}")
+
+    @property
+    def shape_key(self) -> tuple:
+        """Plans with equal keys are optimised as one batched problem."""
+        return (self.slots, self.schedule, self.obs.train, tuple(self.target), bool(self.mask), self.noise_shape)
+
+
 def run_ig(victim: Victim, observations: list[Observation], settings: AttackSettings,
            cancel: CancelEvent = None) -> list[Reconstruction]:
-    """Reconstruct every observed update; updates of the same shape are attacked together."""
+    """Reconstruct every observed update with the variant ``attack.*`` asks for."""
+    variant = Variant.from_settings(settings)
+    return run_plans(victim, [plan_attack(victim, obs, variant, settings) for obs in observations], settings, cancel)
+
+
+def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: AttackSettings,
+                label_cache: dict | None = None) -> Plan:
+    """Decide, for one update and variant, the dummy images, labels, target and what is matched.
+
+    Plans of one update that differ only in their TV weight share their labels through ``label_cache``
+    (the replay's label-order search is worth doing once).
+    """
+    bottleneck = victim.bottleneck
+    stochastic = variant.stochastic if bottleneck is not None else "sample"
+    matching = matching_for(victim, obs, omit_stochastic=stochastic == "omit")
+    notes = list(matching.notes)
+    replay = variant.multistep == "replay" and not obs.exact_gradient
+    schedule = replay_schedule(obs.num_examples, obs.batch_size, obs.local_steps, settings.max_images) \
+        if replay else None
+    if replay:
+        images, slots = schedule.images, schedule.slots
+        target = {n: obs.update[n].to(victim.device) for n in matching.names}
+        notes.append(f"replay: {obs.local_steps} local steps of {obs.train.optimizer} on {images} dummy images"
+                     + (f" x {schedule.copies} epoch copies" if schedule.copies > 1 else ""))
+        if images < min(obs.num_examples, obs.local_steps * obs.batch_size):
+            notes.append(f"the client trained on {obs.num_examples} images; the replay models {images} "
+                         f"(attack.max-images)")
+    else:  # every image the client's steps touched, as one batch at the global weights
+        images = slots = min(obs.num_examples, obs.local_steps * obs.batch_size, settings.max_images)
+        gradient = obs.gradient_estimate(matching.names)
+        target = {n: g.to(victim.device) for n, g in gradient.items()}
+        if not obs.exact_gradient:
+            notes.append(f"approximate gradient: {obs.local_steps} local steps of {obs.train.optimizer} as one "
+                         f"batch of {images} images")
+    noise_shape = None
+    if stochastic == "restore" and replay:
+        notes.append("restore: the noise of several local steps is not modelled; sampled instead")
+        stochastic = "sample"
+    elif stochastic == "restore":
+        noise_shape = (obs.batch_size, bottleneck.k)
+    target = restrict(target, matching.names, matching.mask)
+    key = (id(obs), schedule, tuple(matching.names))
+    labels = (label_cache or {}).get(key)
+    if labels is None:
+        labels = recover_labels(obs.gradient_estimate(victim.param_names), images, victim).to(victim.device)
+        if schedule is not None:
+            labels = _order_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching)
+        if label_cache is not None:
+            label_cache[key] = labels
+    return Plan(obs=obs, variant=variant, stochastic=stochastic, labels=labels, target=target, mask=matching.mask or {},
+                schedule=schedule, noise_shape=noise_shape, slots=slots, images=images, notes=notes)
+
+
+def _order_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
+                  target: dict[str, torch.Tensor], matching: Matching) -> torch.Tensor:
+    """The replay's per-slot labels, their order between steps searched on neutral grey images."""
+    grey = torch.full((schedule.slots, *victim.input_shape), 0.5, device=victim.device)
+
+    def cost(trial_labels: torch.Tensor) -> float:
+        update = simulate_update(victim, grey, trial_labels, obs.train, schedule.batches)
+        return float(cosine_distance(restrict(update, matching.names, matching.mask), target))
+    return order_labels(cost, labels, schedule)
+
+
+def run_plans(victim: Victim, plans: list[Plan], settings: AttackSettings,
+              cancel: CancelEvent = None) -> list[Reconstruction]:
+    """Run every plan; plans of the same shape are optimised together. Results come in plan order."""
     groups: dict[tuple, list[int]] = defaultdict(list)
-    plans = [_plan(victim, obs, settings) for obs in observations]
     for index, plan in enumerate(plans):
-        groups[(plan["num_images"], plan["steps"])].append(index)
-    results: list[Reconstruction | None] = [None] * len(observations)
+        groups[plan.shape_key].append(index)
+    results: list[Reconstruction | None] = [None] * len(plans)
     for members in groups.values():
         for index, rec in zip(members, _attack_group(victim, [plans[i] for i in members], settings, cancel)):
             results[index] = rec
     return results  # type: ignore[return-value]
 
 
-def _plan(victim: Victim, obs: Observation, settings: AttackSettings) -> dict:
-    """Decide, for one update, the number of images, the target and the labels."""
-    gradient = obs.gradient_estimate(victim.param_names)
-    unroll = settings.multistep == "unroll" and obs.local_steps > 1
-    notes = []
-    if unroll and obs.train.optimizer != "sgd":
-        notes.append(f"unroll assumes plain SGD, the client used {obs.train.optimizer}; used approx")
-        unroll = False
-    steps = obs.local_steps if unroll else 1
-    num_images = min(obs.batch_size * steps, obs.num_examples) if unroll else obs.batch_size
-    if not obs.exact_gradient and not unroll:
-        notes.append(f"approximate gradient: {obs.local_steps} local steps of {obs.train.optimizer}")
-    target = {n: obs.update[n].to(victim.device) for n in victim.param_names} if unroll else \
-        {n: g.to(victim.device) for n, g in gradient.items()}
-    labels = recover_labels(gradient, num_images, victim).to(victim.device)
-    return {"obs": obs, "num_images": num_images, "steps": steps, "target": target, "labels": labels,
-            "notes": notes}
-
-
-def _attack_group(victim: Victim, plans: list[dict], settings: AttackSettings,
+def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
                   cancel: CancelEvent) -> list[Reconstruction]:
     start = time.perf_counter()
     restarts = settings.restarts
-    num_images, steps = plans[0]["num_images"], plans[0]["steps"]
-    lr_local = plans[0]["obs"].train.lr
-    x0 = torch.stack([_init(victim, plan["obs"], restart, num_images, settings.seed)
-                      for plan in plans for restart in range(restarts)])
-    labels = torch.stack([plan["labels"] for plan in plans for _ in range(restarts)])
-    targets = {name: torch.stack([plan["target"][name] for plan in plans for _ in range(restarts)])
-               for name in victim.param_names}
+    first = plans[0]
+    tries = [(plan, restart) for plan in plans for restart in range(restarts)]
+    x0 = torch.stack([_init(victim, plan.obs, restart, (plan.slots, *victim.input_shape), settings.seed)
+                      for plan, restart in tries])
+    variables = (x0,) if first.noise_shape is None else (
+        x0, torch.stack([_init(victim, plan.obs, restart + restarts, plan.noise_shape, settings.seed)
+                         for plan, restart in tries]))
+    labels = torch.stack([plan.labels for plan, _ in tries])
+    targets = {n: torch.stack([plan.target[n] for plan, _ in tries]) for n in first.target}
+    masks = {n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask}
+    tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
+    names = list(first.target)
+    train, schedule = first.obs.train, first.schedule
 
-    def objective(x, y, target):
-        trial = _unrolled_update(victim, x, y, steps, lr_local) if steps > 1 else victim.gradient(x, y)
-        return cosine_distance(trial, target) + settings.tv * total_variation(x)
+    def cost(x, labels, target, mask, tv):
+        if schedule is None:
+            trial = victim.gradient(x, labels)
+            prior = total_variation(x)
+        else:
+            trial = simulate_update(victim, x, labels, train, schedule.batches)
+            prior = total_variation(x) + epoch_prior(x, labels, schedule, victim.num_classes)
+        return cosine_distance(restrict(trial, names, mask), target) + tv * prior
 
-    schedule = AdamSchedule(iterations=settings.iterations, lr=settings.lr)
-    images, losses = minimize(objective, x0, (labels, targets), schedule, batched=settings.batched, cancel=cancel)
+    def cost_with_noise(x, noise, labels, target, mask, tv):
+        with victim.fixed_noise(noise):
+            return cost(x, labels, target, mask, tv)
+
+    objective = cost if first.noise_shape is None else cost_with_noise
+    found, losses = minimize(objective, variables, (labels, targets, masks, tvs),
+                             AdamSchedule(iterations=settings.iterations, lr=settings.lr),
+                             batched=settings.batched, cancel=cancel)
+    images = found[0]
     seconds = time.perf_counter() - start
     results = []
     for i, plan in enumerate(plans):
-        tries = slice(i * restarts, (i + 1) * restarts)
-        best = int(losses[tries].argmin())
+        own = slice(i * restarts, (i + 1) * restarts)
+        best = int(losses[own].argmin())
+        x, labels = images[own][best].cpu(), plan.labels.cpu()
+        if plan.schedule is not None:
+            x, labels = merge_copies(x, labels, plan.schedule)
         results.append(Reconstruction(
-            observation=plan["obs"], images=images[tries][best].cpu(), labels=plan["labels"].cpu(),
-            loss=float(losses[tries][best]), iterations=settings.iterations, seconds=seconds / len(plans),
-            notes=plan["notes"]))
+            observation=plan.obs, images=x, labels=labels, loss=float(losses[own][best]),
+            iterations=settings.iterations, seconds=seconds / len(plans), notes=plan.notes, attack=plan.name))
     return results
 
 
-def _unrolled_update(victim: Victim, x: torch.Tensor, labels: torch.Tensor, steps: int,
-                     lr: float) -> dict[str, torch.Tensor]:
-    """``params_after - params_before`` of ``steps`` plain-SGD steps, each on its own slice of ``x``."""
-    params = dict(victim.params)
-    per_step = max(1, x.shape[0] // steps)
-    for step in range(steps):
-        rows = torch.arange(step * per_step, (step + 1) * per_step) % x.shape[0]
-        grads = victim.gradient(x[rows], labels[rows], params)
-        params = {n: p - lr * grads[n] for n, p in params.items()}
-    return {n: params[n] - victim.params[n] for n in victim.param_names}
-
-
-def _init(victim: Victim, obs: Observation, restart: int, num_images: int, seed: int) -> torch.Tensor:
+def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(derive_seed(seed, obs.server_round, obs.node_id % 2**31, restart))
-    return torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device)
+    return torch.randn(shape, generator=generator).to(victim.device)

@@ -12,6 +12,9 @@ Sampling at evaluation: the official module samples on every forward pass, in ev
 (``eval_sampling="sample"``, our default, faithful); ``"mean"`` uses ``z = mu`` in eval mode,
 a deterministic variant for evaluation only (training always samples).
 
+Attacks that model the sampling (the noise-restoring attack) set ``noise`` on the module: while
+it is not ``None`` it replaces the fresh draw of ``eps``. Training never sets it.
+
 Placement: ``head`` puts the bottleneck right before the final classifier, as the paper;
 ``early`` puts it after the first block (first activation of the feature extractor), as the
 follow-up CVB work recommends; that placement is beyond the original paper, and uses the same
@@ -50,13 +53,16 @@ class VariationalBottleneck(nn.Module):
         self.encoder = nn.Linear(in_features, 2 * k)
         self.decoder = nn.Linear(k, in_features)
         self._kl: torch.Tensor | None = None
+        #: ``eps`` to use instead of a fresh draw (set by attacks that optimise the noise), or None.
+        self.noise: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode, sample ``z``, decode back to ``x``'s shape."""
         stats = self.encoder(x.flatten(1))
         mu, sigma = stats[:, : self.k], F.softplus(stats[:, self.k:])
         sample = self.training or self.eval_sampling == "sample"
-        z = mu + torch.randn_like(sigma) * sigma if sample else mu
+        eps = self.noise if self.noise is not None else torch.randn_like(sigma)
+        z = mu + eps * sigma if sample else mu
         self._kl = kl_to_standard_normal_bits(mu, sigma)
         return self.decoder(z).view(x.shape)
 

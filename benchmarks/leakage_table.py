@@ -1,0 +1,137 @@
+"""Leakage against local training: the attack's ``approx`` vs ``replay`` handling of multi-step updates.
+
+Every cell trains K clients on disjoint images with plain SGD (lr 0.1) for ``epochs`` local
+epochs of ``steps`` batches of ``batch`` images each (so N = steps x batch images per client),
+as fl-sim's clients do, then attacks each update with Inverting Gradients (``--iterations``
+Adam steps, TV ``--tv``), once matching ``-update/(lr x steps)`` as one batch (``approx``) and
+once replaying the local training (``replay``). One step of one image is FedSGD, where both are
+the same attack. ``--default-job`` adds the default job's training (Adam lr 0.005, 2 epochs of
+batch 16 on 128 images; the replay models 32 images per epoch, the default ``attack.max-images``;
+the other cells model every image, up to ``--max-images``).
+
+Data: digits at 32x32 (1 channel), and, with ``--victims FILE``, PRECODE's 128 CIFAR-10 victim
+images (3 channels, converted to a temporary image folder; never committed). Model: DLG's LeNet.
+
+    python benchmarks/leakage_table.py [--datasets digits victims] [--victims FILE] [--clients 8]
+        [--iterations 1000] [--steps 1 2 5 10] [--batches 1 4] [--epochs 1 2] [--default-job] [--csv FILE]
+
+Each finished row is appended to ``--csv`` at once and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from attacker.attacks import AttackSettings
+from attacker.attacks.ig import Variant, plan_attack, run_plans
+from attacker.judge import judge
+from attacker.observation import Observation
+from attacker.victim import Victim
+from fl_sim.config import RunConfig
+from fl_sim.data import load_dataset
+from fl_sim.data.convert import load_tensor_images, write_image_folder
+from fl_sim.offline import intercepted_updates
+
+FIELDS = ["dataset", "optimizer", "steps", "batch", "epochs", "mode", "clients_leaked", "clients", "images_leaked",
+          "images", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]
+SGD = {"train.optimizer": "sgd", "train.lr": 0.1}
+DEFAULT_JOB = {"train.optimizer": "adam", "train.lr": 0.005, "train.batch-size": 16, "train.local-epochs": 2}
+
+
+def data_settings(name: str, victims: Path | None, workdir: Path) -> dict | None:
+    """The ``data.*`` settings of ``name``; ``None`` (with a line on stderr) where its file is absent."""
+    if name == "digits":
+        return {"data.dataset": "digits"}
+    if victims is None or not victims.is_file():
+        print(f"skipped victims: {victims} not found (pass --victims ../shared/data/precode-victims/"
+              f"128CIF_RECDATA.dict)", file=sys.stderr)
+        return None
+    folder = workdir / "victims"
+    if not folder.exists():
+        write_image_folder(*load_tensor_images(victims), folder)
+    return {"data.dataset": "imagefolder", "data.root": str(folder), "data.channels": 3, "data.test-fraction": 0.05}
+
+
+def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], iterations: int,
+            tv: float) -> list[dict]:
+    """Attack ``clients`` updates of the training in ``flat`` once per mode; one row per mode."""
+    config = RunConfig.from_flat(flat)
+    dataset = load_dataset(config.data)
+    available = len(dataset.train)  # clients hold disjoint images while there are enough
+    samples = [[(c * images_per_client + i) % available for i in range(images_per_client)] for c in range(clients)]
+    updates, truths = intercepted_updates(config, samples)
+    observations = [Observation.from_update(update, config.defense.name) for update in updates]
+    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
+                                torch.device("cpu"))
+    settings = AttackSettings.from_config(config.attack, seed=0).for_method("ig", iterations=iterations)
+    rows = []
+    for mode in modes:
+        start = time.perf_counter()
+        plans = [plan_attack(victim, obs, Variant(tv=tv, multistep=mode), settings) for obs in observations]
+        planned = time.perf_counter() - start
+        verdicts = [judge(rec.images, rec.labels, *truth.tensors(), threshold=config.attack.success_ssim)
+                    for rec, truth in zip(run_plans(victim, plans, settings), truths)]
+        images = [image for verdict in verdicts for image in verdict.images]
+        rows.append({"mode": mode, "clients_leaked": sum(v.leaked for v in verdicts), "clients": len(verdicts),
+                     "images_leaked": sum(i.leaked for i in images), "images": len(images),
+                     "mean_ssim": round(statistics.mean(i.scores.ssim for i in images), 3),
+                     "label_accuracy": round(statistics.mean(v.label_accuracy for v in verdicts), 3),
+                     "plan_seconds": round(planned, 1), "seconds": round(time.perf_counter() - start, 1)})
+    return rows
+
+
+def main() -> None:
+    """Measure every cell and print the table as it grows."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "victims"], choices=["digits", "victims"])
+    parser.add_argument("--victims", type=Path, default=Path("../shared/data/precode-victims/128CIF_RECDATA.dict"))
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--tv", type=float, default=0.01)
+    parser.add_argument("--max-images", type=int, default=64, help="attack.max-images (the default job's cell "
+                                                                   "uses 32, the default)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 10])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--default-job", action="store_true", help="add the default job's training (Adam)")
+    parser.add_argument("--csv", type=Path, default=Path("leakage_table.csv"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    workdir = Path(tempfile.mkdtemp(prefix="fl-sim-leakage-"))
+    new_file = not args.csv.exists()
+    with open(args.csv, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+        print(" | ".join(FIELDS), flush=True)
+        for name in args.datasets:
+            data = data_settings(name, args.victims, workdir)
+            if data is None:
+                continue
+            cells = [(SGD, steps, batch, epochs) for epochs in args.epochs for batch in args.batches
+                     for steps in args.steps]
+            if args.default_job:
+                cells.append(({**DEFAULT_JOB, "attack.max-images": 32}, 8, 16, 2))
+            for training, steps, batch, epochs in cells:
+                flat = {**data, "attack.max-images": args.max_images, **training, "train.batch-size": batch,
+                        "train.local-steps": 0, "train.local-epochs": epochs}
+                fedsgd = steps == epochs == 1 and batch == 1 and training is SGD
+                for row in measure(flat, steps * batch, args.clients, ["approx"] if fedsgd else ["approx", "replay"],
+                                   args.iterations, args.tv):
+                    row.update(dataset=name, optimizer=flat["train.optimizer"], steps=steps, batch=batch,
+                               epochs=epochs)
+                    writer.writerow(row)
+                    handle.flush()
+                    print(" | ".join(str(row[f]) for f in FIELDS), flush=True)
+
+
+if __name__ == "__main__":
+    main()
