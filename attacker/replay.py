@@ -20,9 +20,9 @@ not its exact one.
 
 Labels are counted from the update (:mod:`attacker.labels`), but which step trained on which
 label matters as much as the images (the classifier's update is mostly the labels'): before the
-images are optimised, :func:`order_labels` swaps labels between steps while that lowers the
-matching cost of a replay on neutral grey images (a greedy search; its cost is a few hundred
-replays without double backward).
+images are optimised, :func:`search_labels` swaps labels between steps, and changes single
+labels, while that lowers the matching cost of a replay on neutral grey images (a greedy
+search; its cost is at most a few hundred replays without double backward).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 #: Weight of the epoch-order-invariant prior (squared distance of per-label mean images, per pixel).
 EPOCH_PRIOR_WEIGHT = 0.1
-#: Passes of the greedy label-order search over all pairs of steps, and its budget of replays.
-LABEL_ORDER_PASSES = 2
-LABEL_ORDER_EVALUATIONS = 256
+#: Passes of the greedy label search, and its budget of replays.
+LABEL_SEARCH_PASSES = 2
+LABEL_SEARCH_EVALUATIONS = 256
 
 Arrays = dict[str, torch.Tensor]
 
@@ -127,34 +127,63 @@ def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, v, torch.ones_like(v)).sqrt() * positive
 
 
-def order_labels(cost: Callable[[torch.Tensor], float], labels: torch.Tensor,
-                 schedule: ReplaySchedule) -> torch.Tensor:
-    """Per-slot labels (each epoch copy its own order) after greedy swaps between steps that lower ``cost``.
+def search_labels(cost: Callable[[torch.Tensor], float], labels: torch.Tensor, schedule: ReplaySchedule,
+                  num_classes: int) -> torch.Tensor:
+    """Per-slot labels (each epoch copy its own order) after greedy moves that lower ``cost``.
 
-    ``cost(labels)`` is the matching cost of a replay with those labels. Swaps stay within a copy
-    and move a label to another step; a swap whose (step, label) pairs were tried already, or that
-    stays within one batch, is skipped. At most :data:`LABEL_ORDER_EVALUATIONS` replays are run.
+    ``cost(labels)`` is the matching cost of a replay with those labels. Moves: swap two labels
+    between steps within a copy (the order), and, with one copy, change one slot's label to
+    another class (the counts, which the bias-gradient estimate can get wrong when the model
+    moves between steps). Moves that change nothing or were tried are skipped; at most
+    :data:`LABEL_SEARCH_EVALUATIONS` replays are run.
     """
     step_of = {slot: step for step, rows in enumerate(schedule.batches) for slot in rows}
-    best_labels, best, budget = labels.clone(), cost(labels), LABEL_ORDER_EVALUATIONS
-    for _ in range(LABEL_ORDER_PASSES):
+    best_labels, best = labels.clone(), cost(labels)
+    budget = LABEL_SEARCH_EVALUATIONS
+
+    def consider(trial: torch.Tensor) -> bool:
+        nonlocal best_labels, best, budget
+        budget -= 1
+        value = cost(trial)
+        if value < best:
+            best_labels, best = trial, value
+            return True
+        return False
+
+    for _ in range(LABEL_SEARCH_PASSES):
         improved, tried = False, set()
         for copy in range(schedule.copies):
             slots = [s for s in range(copy * schedule.images, (copy + 1) * schedule.images) if s in step_of]
             for i, a in enumerate(slots):
                 for b in slots[i + 1:]:
                     key = (step_of[a], int(best_labels[a]), step_of[b], int(best_labels[b]))
-                    if step_of[a] == step_of[b] or key[1] == key[3] or key in tried or budget == 0:
+                    if step_of[a] == step_of[b] or key[1] == key[3] or key in tried or budget <= 0:
                         continue
                     tried.add(key)
                     trial = best_labels.clone()
                     trial[[a, b]] = best_labels[[b, a]]
-                    value, budget = cost(trial), budget - 1
-                    if value < best:
-                        best_labels, best, improved = trial, value, True
+                    improved |= consider(trial)
+        for slot in range(schedule.images):
+            for label in range(num_classes):
+                key = (slot, int(best_labels[slot]), label)
+                if label == key[1] or key in tried or budget <= 0:
+                    continue
+                tried.add(key)
+                improved |= consider(_relabelled(best_labels, slot, label, schedule))
         if not improved:
             break
     return best_labels
+
+
+def _relabelled(labels: torch.Tensor, slot: int, label: int, schedule: ReplaySchedule) -> torch.Tensor:
+    """``labels`` with slot ``slot`` of the first copy set to ``label``, and in every later copy the first slot
+    that held the same old label, so that every copy keeps the same multiset of labels."""
+    trial, old = labels.clone(), int(labels[slot])
+    trial[slot] = label
+    for copy in range(1, schedule.copies):
+        own = trial[copy * schedule.images:(copy + 1) * schedule.images]
+        own[int((own == old).nonzero()[0])] = label
+    return trial
 
 
 def epoch_prior(x: torch.Tensor, labels: torch.Tensor, schedule: ReplaySchedule, num_classes: int) -> torch.Tensor:

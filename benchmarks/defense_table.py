@@ -6,13 +6,15 @@ For each defense row:
   per round;
 - privacy: the attack setting, 10 clients on Ray, plain SGD (lr 0.1), batch size 1, with one
   local step (``fedsgd``, the papers' setting) or several (``multistep``), every update
-  attacked (blocking) with ig, idlg and analytic (analytic on the MLP, whose first layer is
-  linear: the known hole in PRECODE); success = SSIM >= 0.6.
+  attacked (blocking) with ig, idlg and analytic on the MLP (whose first layer is linear: the
+  known hole in PRECODE), and with ``auto``, the worst case of the defense-aware portfolio (on
+  the LeNet); success = SSIM >= 0.6. ``--iterations`` sets the Adam steps of ig and auto.
 
 Rows: none, noise (two strengths), topk (two ratios), precode, dgp, precode+dgp. Each finished
 row is appended to ``--csv`` at once, so an interrupted run keeps what it measured.
 
     python benchmarks/defense_table.py [--settings fedsgd multistep] [--attack-rounds 1] [--csv FILE]
+        [--attacks ig idlg analytic-mlp auto] [--iterations N]
         [--utility-from EARLIER.csv]   # reuse the utility columns of an earlier table instead of rerunning
 """
 
@@ -23,6 +25,7 @@ import csv
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from fl_sim.config import RunConfig
@@ -43,10 +46,10 @@ SETTINGS = {
     "fedsgd": {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1},
     "multistep": {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 5},
 }
-ATTACKS = {"ig": {}, "idlg": {}, "analytic": {"model.name": "mlp"}}
+ATTACKS = {"ig": {}, "idlg": {}, "analytic-mlp": {"model.name": "mlp", "attack.method": "analytic"}, "auto": {}}
 UTILITY_FIELDS = ["final_accuracy", "upload_bytes_per_round", "dense_bytes_per_round"]
 FIELDS = ["setting", "defense", "attack", "success_rate", "mean_ssim", "label_accuracy", "final_accuracy",
-          "upload_bytes_per_round", "dense_bytes_per_round", "attacked_images", "seconds"]
+          "upload_bytes_per_round", "dense_bytes_per_round", "attacked_images", "leaked_by", "seconds"]
 
 
 def _run(flat: dict, out: Path) -> list[dict]:
@@ -64,16 +67,18 @@ def utility(defense: dict, out: Path) -> dict:
             "dense_bytes_per_round": statistics.mean(e["dense_bytes"] for e in train)}
 
 
-def privacy(setting: dict, defense: dict, attack: str, rounds: int, out: Path) -> dict:
+def privacy(setting: dict, defense: dict, attack: str, rounds: int, iterations: int, out: Path) -> dict:
     """Attack success rate, mean SSIM and label accuracy of ``attack`` on every update of the runs."""
-    flat = {**setting, **defense, **ATTACKS[attack], "num-server-rounds": rounds, "attack.enabled": True,
-            "attack.method": attack, "attack.blocking": True, "server.fraction-evaluate": 0.0}
+    flat = {**setting, **defense, "attack.method": attack, **ATTACKS[attack], "num-server-rounds": rounds,
+            "attack.enabled": True, "attack.blocking": True, "server.fraction-evaluate": 0.0,
+            "attack.iterations": iterations}
     attacks = [e for e in _run(flat, out) if e["event"] == "attack"]
     images = [image for e in attacks for image in e["per_image"]]
+    winners = Counter(e["attack"] for e in attacks if e["success"])
     return {"success_rate": sum(i["leaked"] for i in images) / len(images),
             "mean_ssim": statistics.mean(i["ssim"] for i in images),
             "label_accuracy": statistics.mean(e["label_accuracy"] for e in attacks),
-            "attacked_images": len(images)}
+            "attacked_images": len(images), "leaked_by": " ".join(f"{k}:{n}" for k, n in winners.most_common())}
 
 
 def main() -> None:
@@ -83,6 +88,7 @@ def main() -> None:
     parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=list(DEFENSES))
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
     parser.add_argument("--attack-rounds", type=int, default=1)
+    parser.add_argument("--iterations", type=int, default=0, help="attack.iterations (0 = published defaults)")
     parser.add_argument("--csv", type=Path, default=Path("defense_table.csv"))
     parser.add_argument("--utility-from", type=Path, help="CSV of an earlier run whose utility columns to reuse")
     args = parser.parse_args()
@@ -104,7 +110,8 @@ def main() -> None:
             for setting in args.settings:
                 for attack in args.attacks:
                     row = {"setting": setting, "defense": name, "attack": attack, **useful,
-                           **privacy(SETTINGS[setting], DEFENSES[name], attack, args.attack_rounds, out),
+                           **privacy(SETTINGS[setting], DEFENSES[name], attack, args.attack_rounds,
+                                   args.iterations, out),
                            "seconds": round(time.perf_counter() - start, 1)}
                     writer.writerow(row)
                     handle.flush()

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from attacker.attacks import AttackSettings
@@ -65,8 +66,9 @@ def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], 
     """Attack ``clients`` updates of the training in ``flat`` once per mode; one row per mode."""
     config = RunConfig.from_flat(flat)
     dataset = load_dataset(config.data)
-    available = len(dataset.train)  # clients hold disjoint images while there are enough
-    samples = [[(c * images_per_client + i) % available for i in range(images_per_client)] for c in range(clients)]
+    order = np.random.default_rng(0).permutation(len(dataset.train))  # classes mixed, as an IID partition
+    samples = [[int(order[(c * images_per_client + i) % len(order)]) for i in range(images_per_client)]
+               for c in range(clients)]  # disjoint while there are enough images
     updates, truths = intercepted_updates(config, samples)
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,

@@ -36,7 +36,7 @@ from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
-from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, order_labels, replay_schedule,
+from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels,
                              simulate_update)
 from attacker.victim import Victim
 from fl_sim.training import derive_seed
@@ -133,22 +133,22 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
     if labels is None:
         labels = recover_labels(obs.gradient_estimate(victim.param_names), images, victim).to(victim.device)
         if schedule is not None:
-            labels = _order_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching)
+            labels = _search_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching)
         if label_cache is not None:
             label_cache[key] = labels
     return Plan(obs=obs, variant=variant, stochastic=stochastic, labels=labels, target=target, mask=matching.mask or {},
                 schedule=schedule, noise_shape=noise_shape, slots=slots, images=images, notes=notes)
 
 
-def _order_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
-                  target: dict[str, torch.Tensor], matching: Matching) -> torch.Tensor:
-    """The replay's per-slot labels, their order between steps searched on neutral grey images."""
+def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
+                   target: dict[str, torch.Tensor], matching: Matching) -> torch.Tensor:
+    """The replay's per-slot labels, searched (order between steps, and values) on neutral grey images."""
     grey = torch.full((schedule.slots, *victim.input_shape), 0.5, device=victim.device)
 
     def cost(trial_labels: torch.Tensor) -> float:
         update = simulate_update(victim, grey, trial_labels, obs.train, schedule.batches)
         return float(cosine_distance(restrict(update, matching.names, matching.mask), target))
-    return order_labels(cost, labels, schedule)
+    return search_labels(cost, labels, schedule, victim.num_classes)
 
 
 def run_plans(victim: Victim, plans: list[Plan], settings: AttackSettings,
