@@ -130,7 +130,7 @@ class AttackConfig:
         "auto", "gradient-inversion attack; auto = every applicable attack of a portfolio, the worst case kept")
     iterations: int = _setting(0, "optimisation steps; 0 = the method's published default "
                                   "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps, analytic's feature "
-                                  "inversion 2000; auto: each attack its own)", min=0)
+                                  "inversion 2000; for auto it sets the Adam attacks', iDLG keeps 300)", min=0)
     lr: float = _setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
     tv: float = _setting(0.1, "ig: total-variation weight (auto tries 0.1, 0.01 and 0.001)", min=0)
     restarts: int = _setting(1, "random restarts per attacked update, lowest final cost kept "
