@@ -4,7 +4,7 @@ For each defense row:
 - utility: the default job (digits, 10 IID clients, DLG LeNet, Adam, 2 local epochs, 20
   rounds) with the defense applied: final test accuracy and mean bytes uploaded per client
   per round;
-- privacy: the attack setting, 10 clients on Ray, plain SGD (lr 0.1), batch size 1, with one
+- privacy: the attack setting, ``--clients`` (10) clients on Ray, plain SGD (lr 0.1), batch size 1, with one
   local step (``fedsgd``, the papers' setting) or several (``multistep``), every update
   attacked (blocking) with ig, idlg and analytic on the MLP (whose first layer is linear: the
   known hole in PRECODE), and with ``auto``, the worst case of the defense-aware portfolio (on
@@ -67,11 +67,12 @@ def utility(defense: dict, out: Path) -> dict:
             "dense_bytes_per_round": statistics.mean(e["dense_bytes"] for e in train)}
 
 
-def privacy(setting: dict, defense: dict, attack: str, rounds: int, iterations: int, out: Path) -> dict:
+def privacy(setting: dict, defense: dict, attack: str, rounds: int, iterations: int, clients: int,
+            out: Path) -> dict:
     """Attack success rate, mean SSIM and label accuracy of ``attack`` on every update of the runs."""
     flat = {**setting, **defense, "attack.method": attack, **ATTACKS[attack], "num-server-rounds": rounds,
             "attack.enabled": True, "attack.blocking": True, "server.fraction-evaluate": 0.0,
-            "attack.iterations": iterations}
+            "attack.iterations": iterations, "simulation.num-clients": clients}
     attacks = [e for e in _run(flat, out) if e["event"] == "attack"]
     images = [image for e in attacks for image in e["per_image"]]
     winners = Counter(e["attack"] for e in attacks if e["success"])
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
     parser.add_argument("--attack-rounds", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=0, help="attack.iterations (0 = published defaults)")
+    parser.add_argument("--clients", type=int, default=10, help="clients of the attacked runs")
     parser.add_argument("--csv", type=Path, default=Path("defense_table.csv"))
     parser.add_argument("--utility-from", type=Path, help="CSV of an earlier run whose utility columns to reuse")
     args = parser.parse_args()
@@ -111,7 +113,7 @@ def main() -> None:
                 for attack in args.attacks:
                     row = {"setting": setting, "defense": name, "attack": attack, **useful,
                            **privacy(SETTINGS[setting], DEFENSES[name], attack, args.attack_rounds,
-                                   args.iterations, out),
+                                   args.iterations, args.clients, out),
                            "seconds": round(time.perf_counter() - start, 1)}
                     writer.writerow(row)
                     handle.flush()

@@ -64,8 +64,8 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
             for index, rec in stage():
                 candidates[index].append(rec)
         except AttackCancelled:
-            if not getattr(cancel, "timed_out", False) or not any(candidates):
-                raise
+            if not getattr(cancel, "timed_out", False) or not all(candidates):
+                raise  # the run's end, or nothing to judge for some update: the round is cut or timed out
             notes.append(f"attack.timeout-seconds ran out: {', '.join(list(stages)[list(stages).index(name):])} "
                          f"did not run")
             break

@@ -56,7 +56,6 @@ class Variant:
         return cls(tv=settings.tv, multistep=settings.multistep, stochastic=settings.stochastic)
 
 
-
 @dataclass
 class Plan:
     """One attack on one update, ready for the engine."""
@@ -97,7 +96,7 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
     """Decide, for one update and variant, the dummy images, labels, target and what is matched.
 
     Plans of one update that differ only in their TV weight share their labels through ``label_cache``
-    (the replay's label-order search is worth doing once).
+    (the replay's label search is worth doing once).
     """
     bottleneck = victim.bottleneck
     stochastic = variant.stochastic if bottleneck is not None else "sample"
@@ -129,7 +128,7 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
         noise_shape = (obs.batch_size, bottleneck.k)
     target = restrict(target, matching.names, matching.mask)
     key = (id(obs), schedule, tuple(matching.names))
-    labels = (label_cache or {}).get(key)
+    labels = label_cache.get(key) if label_cache is not None else None
     if labels is None:
         labels = recover_labels(obs.gradient_estimate(victim.param_names), images, victim).to(victim.device)
         if schedule is not None:
