@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from csv_rows import RowLog
 from fl_sim.config import RunConfig
 from fl_sim.results import read_events
 from fl_sim.simulation import simulate
@@ -100,12 +101,7 @@ def main() -> None:
             earlier = {row["defense"]: {key: float(row[key]) for key in UTILITY_FIELDS}
                        for row in csv.DictReader(handle)}
     out = Path(tempfile.mkdtemp(prefix="fl-sim-defenses-"))
-    new_file = not args.csv.exists()
-    with open(args.csv, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
-        print(" | ".join(FIELDS))
+    with RowLog(args.csv, FIELDS) as table:
         for name in args.defenses:
             start = time.perf_counter()
             useful = earlier.get(name) or utility(DEFENSES[name], out)
@@ -115,10 +111,7 @@ def main() -> None:
                            **privacy(SETTINGS[setting], DEFENSES[name], attack, args.attack_rounds,
                                    args.iterations, args.clients, out),
                            "seconds": round(time.perf_counter() - start, 1)}
-                    writer.writerow(row)
-                    handle.flush()
-                    print(" | ".join(f"{row[f]:.4g}" if isinstance(row[f], float) else str(row[f]) for f in FIELDS),
-                          flush=True)
+                    table.add(row)
 
 
 if __name__ == "__main__":

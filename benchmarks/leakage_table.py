@@ -21,7 +21,6 @@ Each finished row is appended to ``--csv`` at once and printed.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from attacker.attacks.ig import Variant, plan_attack, run_plans
 from attacker.judge import judge
 from attacker.observation import Observation
 from attacker.victim import Victim
+from csv_rows import RowLog
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.data.convert import load_tensor_images, write_image_folder
@@ -108,12 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     workdir = Path(tempfile.mkdtemp(prefix="fl-sim-leakage-"))
-    new_file = not args.csv.exists()
-    with open(args.csv, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
-        print(" | ".join(FIELDS), flush=True)
+    with RowLog(args.csv, FIELDS) as table:
         for name in args.datasets:
             data = data_settings(name, args.victims, workdir)
             if data is None:
@@ -130,9 +125,7 @@ def main() -> None:
                                    args.iterations, args.tv):
                     row.update(dataset=name, optimizer=flat["train.optimizer"], steps=steps, batch=batch,
                                epochs=epochs)
-                    writer.writerow(row)
-                    handle.flush()
-                    print(" | ".join(str(row[f]) for f in FIELDS), flush=True)
+                    table.add(row)
 
 
 if __name__ == "__main__":
