@@ -22,7 +22,7 @@ Labels are counted from the update (:mod:`attacker.labels`), but which step trai
 label matters as much as the images (the classifier's update is mostly the labels'): before the
 images are optimised, :func:`search_labels` swaps labels between steps, and changes single
 labels, while that lowers the matching cost of a replay on neutral grey images (a greedy
-search; its cost is at most a few hundred replays without double backward).
+search; at most 256 replays without double backward, fewer for long local training).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 #: Weight of the epoch-order-invariant prior (squared distance of per-label mean images, per pixel).
 EPOCH_PRIOR_WEIGHT = 0.1
-#: Passes of the greedy label search, and its budget of replays.
+#: Passes of the greedy label search, and its budget in replayed local steps (256 replays of 20 steps).
 LABEL_SEARCH_PASSES = 2
-LABEL_SEARCH_EVALUATIONS = 256
+LABEL_SEARCH_STEPS = 5120
 
 Arrays = dict[str, torch.Tensor]
 
@@ -135,11 +135,11 @@ def search_labels(cost: Callable[[torch.Tensor], float], labels: torch.Tensor, s
     between steps within a copy (the order), and, with one copy, change one slot's label to
     another class (the counts, which the bias-gradient estimate can get wrong when the model
     moves between steps). Moves that change nothing or were tried are skipped; at most
-    :data:`LABEL_SEARCH_EVALUATIONS` replays are run.
+    :data:`LABEL_SEARCH_STEPS` local steps are replayed in all (16 to 256 replays).
     """
     step_of = {slot: step for step, rows in enumerate(schedule.batches) for slot in rows}
     best_labels, best = labels.clone(), cost(labels)
-    budget = LABEL_SEARCH_EVALUATIONS
+    budget = min(256, max(16, LABEL_SEARCH_STEPS // len(schedule.batches)))
 
     def consider(trial: torch.Tensor) -> bool:
         nonlocal best_labels, best, budget
