@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fl_sim.config import TrainConfig
 from fl_sim import protocol
+from fl_sim.config import TrainConfig
 from fl_sim.protocol import train_config_from_record
 from strategies.plugins import InterceptedUpdate
 

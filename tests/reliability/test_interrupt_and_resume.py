@@ -71,7 +71,8 @@ def test_resume_refuses_what_it_cannot_continue(tiny_config, tmp_path):
 @pytest.mark.e2e
 def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
     """A real `fl-sim run` on Ray, stopped by SIGTERM in round 2, then resumed to the end."""
-    slow_rounds = ["--set", "attack.enabled=true", "--set", "attack.blocking=true", "--set", "attack.iterations=200"]
+    slow_rounds = ["--set", "attack.enabled=true", "--set", "attack.method=ig", "--set", "attack.blocking=true",
+                   "--set", "attack.iterations=200"]
     command = [str(BIN / "fl-sim"), "run", "--clients", "3", "--rounds", "4", "--out", str(tmp_path), "--run-id",
                "r", "--set", "data.image-size=16", "--set", "train.local-steps=2", *slow_rounds]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
