@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,9 @@ from typing import Any, Literal
 from fl_sim.errors import ConfigError
 
 Scalar = bool | int | float | str
+
+#: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
+MAX_SEED = 2**32 - 1
 
 
 def _setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -204,15 +209,38 @@ class OutputConfig:
     """Where a run writes its results."""
 
     dir: str = _setting("results", "parent directory of the run's results directory")
-    run_id: str = _setting("", "name of the results directory; empty = a timestamped id")
+    run_id: str = _setting("", "name of the results directory (one path component); empty = a timestamped id")
     report: bool = _setting(True, "write report.html and plots/ at the end of the run")
+
+    def __post_init__(self) -> None:
+        check_path_component(self.run_id, "output.run-id")
+
+
+def check_path_component(name: str, key: str) -> None:
+    """Refuse a name that is not one plain path component, so that results stay inside ``output.dir``.
+
+    No separators, no ``.`` or ``..``, no leading or trailing blanks, no control characters;
+    the empty name is allowed (it means "pick one").
+    """
+    problem = None
+    if any(sep in name for sep in ("/", "\\")):
+        problem = "contains a path separator"
+    elif name in (".", ".."):
+        problem = "names a directory, not a new one"
+    elif name != name.strip():
+        problem = "starts or ends with a blank"
+    elif any(unicodedata.category(char) == "Cc" for char in name):
+        problem = "contains a control character"
+    if problem:
+        raise ConfigError(f"config key '{key}' must be one folder name such as 'my-run' ({problem}); "
+                          f"got {name!r}")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one federated run needs. Build it with :meth:`from_flat`."""
 
-    seed: int = _setting(42, "seed for data partitioning, model init and local training")
+    seed: int = _setting(42, "seed for data partitioning, model init and local training (0 to 2^32-1)", min=0, max=MAX_SEED)
     num_server_rounds: int = _setting(20, "federated rounds", min=1)
     server: ServerConfig = field(default_factory=ServerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -333,6 +361,8 @@ def _coerce(key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Scalar:
     converted = _to_number(value, tp)
     if converted is None:
         raise ConfigError(f"config key '{key}' must be {'an integer' if tp is int else 'a number'}; got {value!r}")
+    if not math.isfinite(converted):
+        raise ConfigError(f"config key '{key}' must be a finite number; got {converted}")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and (converted < lo or (meta.get("min_exclusive") and converted == lo)):
         op = ">" if meta.get("min_exclusive") else ">="

@@ -17,7 +17,7 @@ import ray
 from flwr.simulation import run_simulation
 
 from clients.client_app import create_client_app
-from fl_sim.config import RunConfig
+from fl_sim.config import RunConfig, SimulationConfig
 from fl_sim.data import load_client_data
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
@@ -86,6 +86,7 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     flwr_logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
     _start_ray(sim.ray_address)
+    _check_client_resources(sim)
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
     display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()
     with guard, display:
@@ -140,6 +141,18 @@ def _start_ray(address: str) -> None:
                           f"({str(err).splitlines()[0]}); start one with `ray start --head` or set it to ''") from err
     print(f"fl-sim: clients run on the Ray cluster at {context.address_info['gcs_address']} "
           f"({ray.cluster_resources().get('CPU', 0):g} CPUs)", file=sys.stderr, flush=True)
+
+
+def _check_client_resources(sim: SimulationConfig) -> None:
+    """Refuse client resources that no node of the Ray cluster has: Flower would wait for them forever."""
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    for key, resource, asked in (("simulation.client-cpus", "CPU", sim.client_cpus),
+                                 ("simulation.client-gpus", "GPU", sim.client_gpus)):
+        largest = max((node.get(resource, 0.0) for node in nodes), default=0.0)
+        if asked > largest:
+            where = "this machine" if not sim.ray_address else "the largest node of the Ray cluster"
+            raise ConfigError(f"config key '{key}' is {asked:g} but {where} has {largest:g} {resource}s; "
+                              f"set it to at most {largest:g}")
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ directory that already holds a finished results directory, which must come out u
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,27 @@ BAD_INPUTS = [
     (("[train\nlr = 0.1\n", []), "is not valid TOML"),
     (("data = 3\n", []), "config key 'data' is a section"),
     (("[attack]\nenabled = 'maybe'\n", []), "config key 'attack.enabled' must be true or false; got 'maybe'"),
+    (("[train]\nlr = nan\n", []), "config key 'train.lr' must be a finite number; got nan"),
+    # numbers that are not numbers, seeds out of range
+    ((None, ["--set", "server.fraction-train=nan"]), "config key 'server.fraction-train' must be a finite number"),
+    ((None, ["--set", "data.val-fraction=nan"]), "config key 'data.val-fraction' must be a finite number"),
+    ((None, ["--set", "train.lr=nan"]), "config key 'train.lr' must be a finite number; got nan"),
+    ((None, ["--set", "server.round-timeout=nan"]), "config key 'server.round-timeout' must be a finite number"),
+    ((None, ["--set", "attack.success-ssim=nan"]), "config key 'attack.success-ssim' must be a finite number"),
+    ((None, ["--set", "simulation.client-cpus=inf"]), "config key 'simulation.client-cpus' must be a finite number"),
+    ((None, ["--set", "defense.noise-std=-inf"]), "config key 'defense.noise-std' must be a finite number"),
+    ((None, ["--seed", "-1"]), "config key 'seed' must be >= 0; got -1"),
+    ((None, ["--seed", "99999999999999999999"]), "config key 'seed' must be <= 4294967295"),
+    # resources no node has (the check starts this process's private Ray)
+    ((None, ["--set", f"simulation.client-cpus={os.cpu_count() + 1}"]),
+     f"config key 'simulation.client-cpus' is {os.cpu_count() + 1} but this machine has"),
+    # run ids that would leave output.dir or name no folder
+    ((None, ["--run-id", "../escaped"]), "config key 'output.run-id' must be one folder name"),
+    ((None, ["--run-id", "/abs/path"]), "(contains a path separator); got '/abs/path'"),
+    ((None, ["--run-id", ".."]), "config key 'output.run-id' must be one folder name"),
+    ((None, ["--run-id", "  "]), "(starts or ends with a blank); got '  '"),
+    ((None, ["--run-id", "a\nb"]), "(contains a control character); got 'a\\nb'"),
+    ((None, ["--set", "=1"]), "override '=1' must look like key=value"),
     # impossible combinations
     ((None, ["--clients", "2000"]), "2000 clients need at least 4000 training samples"),
     ((None, ["--set", "data.partitioner=dirichlet", "--set", "data.dirichlet-alpha=0"]),
