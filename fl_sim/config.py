@@ -56,8 +56,9 @@ class ServerConfig:
 class DataConfig:
     """Which data set is used and how it is split among clients."""
 
-    dataset: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"] = _setting(
-        "digits", "data set; digits is embedded, the others load from data.root")
+    dataset: Literal["digits", "faces", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"] = _setting(
+        "digits", "data set; digits and faces (LFW subset: face / non-face) are embedded, fashion-mnist also "
+                  "comes from Debian's dataset-fashion-mnist, the others load from data.root")
     root: str = _setting("data", "directory holding torchvision data sets or an image folder")
     image_size: int = _setting(32, "images are resized to image-size x image-size", min=8)
     channels: Literal[1, 3] = _setting(1, "channels served to the model (gray images are repeated to 3)")
@@ -69,7 +70,7 @@ class DataConfig:
     val_fraction: float = _setting(0.1, "share of each client's partition held out for its evaluation",
                                    min=0, max=0.9)
     test_fraction: float = _setting(0.2, "test share for data sets without their own test split "
-                                         "(digits, imagefolder)", min=0.05, max=0.9)
+                                         "(digits, faces, imagefolder)", min=0.05, max=0.9)
 
 
 @dataclass(frozen=True)

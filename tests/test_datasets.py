@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import struct
@@ -13,7 +14,7 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from fl_sim.config import DataConfig
-from fl_sim.data import load_dataset
+from fl_sim.data import datasets, load_dataset
 from fl_sim.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -105,10 +106,60 @@ def test_image_folder_loads_class_subfolders(tmp_path):
     assert images.shape[1:] == (3, 24, 24) and red > 0.99
 
 
-@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"])
-def test_missing_root_says_how_to_get_the_data(tmp_path, name):
+@pytest.mark.parametrize("name, hint", [("mnist", "download=True"), ("fashion-mnist", "apt-get install dataset-"),
+                                        ("cifar10", "download=True"), ("cifar100", "download=True"),
+                                        ("imagefolder", "sub-folder")])
+def test_missing_root_says_how_to_get_the_data(tmp_path, monkeypatch, name, hint):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
     with pytest.raises(DataError) as raised:
         load_dataset(DataConfig(dataset=name, root=str(tmp_path / "nowhere")))
     message = str(raised.value)
     assert "\n" not in message
-    assert ("download=True" in message) if name != "imagefolder" else ("sub-folder" in message)
+    assert hint in message
+
+
+def _write_fashion_idx(folder: Path, compress: bool) -> None:
+    for prefix, count in (("train", 12), ("t10k", 4)):
+        for kind, array in (("images-idx3-ubyte", RNG.integers(0, 256, (count, 28, 28))),
+                            ("labels-idx1-ubyte", np.arange(count) % 10)):
+            path = folder / f"{prefix}-{kind}"
+            _write_idx(path, array)
+            if compress:
+                path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+                path.unlink()
+
+
+def test_fashion_mnist_found_where_debian_installs_it(tmp_path, monkeypatch):
+    package = tmp_path / "usr-share-datasets-fashion-mnist"
+    _write_fashion_idx(package, compress=True)
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", package)
+    data = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path / "empty-root"), image_size=28))
+    assert (len(data.train), len(data.test), data.num_classes, data.input_shape) == (12, 4, 10, (1, 28, 28))
+    assert data.train.labels.tolist() == [i % 10 for i in range(12)]
+
+
+def test_fashion_mnist_idx_files_under_the_root_come_first(tmp_path, monkeypatch):
+    _write_fashion_idx(tmp_path / "fashion-mnist", compress=False)
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    data = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), image_size=32, channels=3))
+    assert (len(data.train), len(data.test), data.input_shape) == (12, 4, (3, 32, 32))
+
+
+@pytest.mark.parametrize("damage", [lambda raw: raw[:-5], lambda raw: b"\x00\x00\x0d" + raw[3:], lambda raw: b""])
+def test_damaged_idx_file_is_one_line_naming_it(tmp_path, monkeypatch, damage):
+    _write_fashion_idx(tmp_path, compress=False)
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte") as raised:
+        load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), image_size=16))
+    assert "\n" not in str(raised.value)
+
+
+def test_faces_are_embedded_with_their_two_classes():
+    data = load_dataset(DataConfig(dataset="faces", image_size=32, test_fraction=0.2))
+    assert (len(data.train), len(data.test), data.num_classes, data.input_shape) == (160, 40, 2, (1, 32, 32))
+    labels = np.concatenate([data.train.labels.numpy(), data.test.labels.numpy()])
+    assert np.bincount(labels).tolist() == [100, 100]
+    images, _ = data.train.tensors()
+    assert images.std() > 0.1

@@ -1,9 +1,11 @@
 """Image data sets, loaded whole into memory as uint8 tensors of one size and channel count.
 
 The embedded default is scikit-learn's ``digits`` (1,797 real 8x8 handwritten digits), which
-needs no download. MNIST, Fashion-MNIST, CIFAR-10/100 and a user's ``ImageFolder`` load
-through torchvision from a local root (``download`` is never attempted: these machines may
-have no internet). Every data set is served at ``data.image-size`` and ``data.channels`` with
+needs no download; ``faces`` is scikit-image's subset of Labeled Faces in the Wild (100 faces
+and 100 non-faces, 25x25 gray), embedded as well. MNIST, Fashion-MNIST, CIFAR-10/100 and a
+user's ``ImageFolder`` load through torchvision from a local root (``download`` is never
+attempted: these machines may have no internet); Fashion-MNIST is also found where Debian's
+``dataset-fashion-mnist`` package installs it. Every data set is served at ``data.image-size`` and ``data.channels`` with
 pixel values in [0, 1], the range in which reconstructions are judged.
 """
 
@@ -20,10 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from fl_sim.config import DataConfig
+from fl_sim.data.idx import find_idx, read_idx
 from fl_sim.errors import DataError
 
 #: The train/test split of data sets without their own split is fixed, whatever the run seed.
 SPLIT_SEED = 0
+
+#: Where Debian's ``dataset-fashion-mnist`` package (MIT) installs Fashion-MNIST's gzipped IDX files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 _TORCHVISION_LAYOUT = {
     "mnist": ("MNIST", "MNIST/raw/train-images-idx3-ubyte"),
@@ -119,6 +125,41 @@ def _load_digits(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays,
     return (images[train], labels[train]), (images[test], labels[test]), 10
 
 
+def _load_faces(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+    """scikit-image's Labeled Faces in the Wild subset: 200 25x25 gray images, class 0 face (the first 100),
+    class 1 non-face (the other 100, patches of natural images)."""
+    from skimage.data import lfw_subset
+
+    images = torch.as_tensor(lfw_subset(), dtype=torch.float32).unsqueeze(1)
+    labels = (np.arange(len(images)) >= len(images) // 2).astype(np.int64)
+    train, test = _fixed_split(len(labels), test_fraction)
+    return (images[train], labels[train]), (images[test], labels[test]), 2
+
+
+def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
+    """Fashion-MNIST from torchvision's layout under ``root``, else from IDX files (plain or ``.gz``) in
+    ``root``, ``root/fashion-mnist`` or Debian's package folder."""
+    if (root / _TORCHVISION_LAYOUT["fashion-mnist"][1]).exists():
+        return _torchvision_loader("fashion-mnist")(root, test_fraction, size)
+    folder = next((d for d in (root, root / "fashion-mnist", DEBIAN_FASHION_MNIST)
+                   if find_idx(d, "train-images-idx3-ubyte")), None)
+    if folder is None:
+        raise DataError(f"fashion-mnist not found under '{root}' nor in {DEBIAN_FASHION_MNIST}; install it with "
+                        f"`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put torchvision's "
+                        f"FashionMNIST folder or the four IDX files under data.root")
+    splits = []
+    for prefix in ("train", "t10k"):
+        paths = [find_idx(folder, f"{prefix}-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+        if None in paths:
+            raise DataError(f"fashion-mnist under '{folder}' is incomplete: {prefix}-images-idx3-ubyte and "
+                            f"{prefix}-labels-idx1-ubyte (or .gz) are both needed")
+        images, labels = (read_idx(path) for path in paths)
+        if len(images) != len(labels):
+            raise DataError(f"fashion-mnist under '{folder}': {len(images)} {prefix} images but {len(labels)} labels")
+        splits.append((torch.as_tensor(images.copy()).unsqueeze(1), labels.astype(np.int64)))
+    return splits[0], splits[1], 10
+
+
 def _missing(name: str, root: Path, expected: str) -> DataError:
     tv_class = _TORCHVISION_LAYOUT[name][0]
     return DataError(
@@ -185,7 +226,8 @@ def _load_image_folder(root: Path, test_fraction: float, size: int) -> tuple[Arr
 _LOADERS: dict[str, Loader] = {
     "digits": _load_digits,
     "mnist": _torchvision_loader("mnist"),
-    "fashion-mnist": _torchvision_loader("fashion-mnist"),
+    "fashion-mnist": _load_fashion_mnist,
+    "faces": _load_faces,
     "cifar10": _torchvision_loader("cifar10"),
     "cifar100": _torchvision_loader("cifar100"),
     "imagefolder": _load_image_folder,
