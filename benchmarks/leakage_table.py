@@ -31,13 +31,15 @@ import numpy as np
 import torch
 
 from attacker.attacks import AttackSettings
+from attacker.attacks.base import Reconstruction
 from attacker.attacks.ig import Variant, plan_attack, run_plans
-from attacker.judge import judge
+from attacker.judge import Verdict, judge
 from attacker.observation import Observation
 from attacker.victim import Victim
 from csv_rows import RowLog
+from figures import Row, matched, save_rows
 from fl_sim.config import RunConfig
-from fl_sim.data import load_dataset
+from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images, write_image_folder
 from fl_sim.offline import intercepted_updates
 
@@ -49,8 +51,8 @@ DEFAULT_JOB = {"train.optimizer": "adam", "train.lr": 0.005, "train.batch-size":
 
 def data_settings(name: str, victims: Path | None, workdir: Path) -> dict | None:
     """The ``data.*`` settings of ``name``; ``None`` (with a line on stderr) where its file is absent."""
-    if name == "digits":
-        return {"data.dataset": "digits"}
+    if name in ("digits", "faces"):  # embedded: nothing to find
+        return {"data.dataset": name}
     if victims is None or not victims.is_file():
         print(f"skipped victims: {victims} not found (pass --victims ../shared/data/precode-victims/"
               f"128CIF_RECDATA.dict)", file=sys.stderr)
@@ -62,8 +64,12 @@ def data_settings(name: str, victims: Path | None, workdir: Path) -> dict | None
 
 
 def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], iterations: int,
-            tv: float) -> list[dict]:
-    """Attack ``clients`` updates of the training in ``flat`` once per mode; one row per mode."""
+            tv: float, figure: list[Row] | None = None) -> list[dict]:
+    """Attack ``clients`` updates of the training in ``flat`` once per mode; one row per mode.
+
+    With ``figure``, the first client's images (once) and each mode's reconstructions of them,
+    under the image each was matched to, are appended to it.
+    """
     config = RunConfig.from_flat(flat)
     dataset = load_dataset(config.data)
     order = np.random.default_rng(0).permutation(len(dataset.train))  # classes mixed, as an IID partition
@@ -79,9 +85,12 @@ def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], 
         start = time.perf_counter()
         plans = [plan_attack(victim, obs, Variant(tv=tv, multistep=mode), settings) for obs in observations]
         planned = time.perf_counter() - start
+        recs = run_plans(victim, plans, settings)
         verdicts = [judge(rec.images, rec.labels, *truth.tensors(), threshold=config.attack.success_ssim)
-                    for rec, truth in zip(run_plans(victim, plans, settings), truths)]
+                    for rec, truth in zip(recs, truths)]
         images = [image for verdict in verdicts for image in verdict.images]
+        if figure is not None:
+            _add_to_figure(figure, flat, mode, truths[0], recs[0], verdicts[0], with_truth=mode == modes[0])
         rows.append({"mode": mode, "clients_leaked": sum(v.leaked for v in verdicts), "clients": len(verdicts),
                      "images_leaked": sum(i.leaked for i in images), "images": len(images),
                      "mean_ssim": round(statistics.mean(i.scores.ssim for i in images), 3),
@@ -90,10 +99,24 @@ def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], 
     return rows
 
 
+def _add_to_figure(figure: list[Row], flat: dict, mode: str, truth: ImageData, rec: Reconstruction,
+                   verdict: Verdict, with_truth: bool) -> None:
+    images = truth.tensors()[0]
+    if with_truth:
+        steps = f"{len(images) // flat['train.batch-size']} steps x batch {flat['train.batch-size']}"
+        figure.append((f"{flat['train.local-epochs']} ep, {steps}", images, None))
+    shown, slots = matched(rec.images, [image.match for image in verdict.images], len(images))
+    scores = [0.0] * len(images)
+    for image in verdict.images:
+        if image.match in slots:
+            scores[image.match] = image.scores.ssim
+    figure.append((f"{flat['train.optimizer']} {mode}", shown, scores))
+
+
 def main() -> None:
     """Measure every cell and print the table as it grows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "victims"], choices=["digits", "victims"])
+    parser.add_argument("--datasets", nargs="+", default=["digits", "victims"], choices=["digits", "faces", "victims"])
     parser.add_argument("--victims", type=Path, default=Path("../shared/data/precode-victims/128CIF_RECDATA.dict"))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=1000)
@@ -105,7 +128,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--default-job", action="store_true", help="add the default job's training (Adam)")
     parser.add_argument("--csv", type=Path, default=Path("leakage_table.csv"))
+    parser.add_argument("--figure", type=Path, help="also write a PNG: the first client's images over each "
+                                                    "cell's reconstructions")
     args = parser.parse_args()
+    figure: list[Row] | None = [] if args.figure else None
     torch.set_num_threads(1)
     workdir = Path(tempfile.mkdtemp(prefix="fl-sim-leakage-"))
     with RowLog(args.csv, FIELDS) as table:
@@ -122,10 +148,13 @@ def main() -> None:
                         "train.local-steps": 0, "train.local-epochs": epochs}
                 fedsgd = steps == epochs == 1 and batch == 1 and training is SGD
                 for row in measure(flat, steps * batch, args.clients, ["approx"] if fedsgd else ["approx", "replay"],
-                                   args.iterations, args.tv):
+                                   args.iterations, args.tv, figure):
                     row.update(dataset=name, optimizer=flat["train.optimizer"], steps=steps, batch=batch,
                                epochs=epochs)
                     table.add(row)
+    if figure:
+        title = f"IG (TV {args.tv:g}, {args.iterations} steps) against local training\nfirst client, SSIM under each image"
+        print(f"figure: {save_rows(args.figure, figure, title)}")
 
 
 if __name__ == "__main__":

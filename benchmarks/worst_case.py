@@ -20,24 +20,38 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from attacker.attacks import ATTACKS, AttackSettings
-from attacker.judge import judge, worst_case
+from attacker.attacks.base import Reconstruction
+from attacker.judge import Verdict, judge, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig, parse_assignment
-from fl_sim.data import load_dataset
+from fl_sim.data import ImageData, load_dataset
 from fl_sim.offline import intercepted_updates
 from leakage_table import data_settings
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 
 
-def attack_all(flat: dict, clients: int, iterations: int) -> None:
-    """Run auto and ig alone on ``clients`` FedSGD updates; print the per-attack table and the timings."""
+@dataclass
+class WorstCase:
+    """``auto`` on every update: each portfolio attack's verdicts, the per-update worst case, and timings."""
+
+    truths: list[ImageData]
+    best: list[Reconstruction]
+    best_verdicts: list[Verdict]
+    per_attack: dict[str, list[Verdict]]
+    auto_seconds: float
+    ig_seconds: float | None
+
+
+def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool = True) -> WorstCase:
+    """Run ``auto`` (and, with ``time_ig``, ``ig`` alone, for its cost) on ``clients`` FedSGD updates."""
     config = RunConfig.from_flat(flat)
     dataset = load_dataset(config.data)
     stride = max(1, len(dataset.train) // clients)
@@ -49,28 +63,38 @@ def attack_all(flat: dict, clients: int, iterations: int) -> None:
     start = time.perf_counter()
     results = ATTACKS["auto"](victim, observations, settings.for_method("auto", iterations=iterations))
     auto_seconds = (time.perf_counter() - start) / clients
-    start = time.perf_counter()
-    ATTACKS["ig"](victim, observations, settings.for_method("ig", iterations=iterations or 0))
-    ig_seconds = (time.perf_counter() - start) / clients
-    per_attack: dict[str, list] = {}
-    best = []
+    ig_seconds = None
+    if time_ig:
+        start = time.perf_counter()
+        ATTACKS["ig"](victim, observations, settings.for_method("ig", iterations=iterations or 0))
+        ig_seconds = (time.perf_counter() - start) / clients
+    per_attack: dict[str, list[Verdict]] = {}
+    best, best_verdicts = [], []
     for rec, truth in zip(results, truths):
         verdicts = [judge(c.images, c.labels, *truth.tensors(), config.attack.success_ssim) for c in rec.candidates]
         for candidate, verdict in zip(rec.candidates, verdicts):
             per_attack.setdefault(candidate.attack, []).append(verdict)
-        best.append(verdicts[worst_case(verdicts)])
+        winner = worst_case(verdicts)
+        best.append(rec.candidates[winner])
+        best_verdicts.append(verdicts[winner])
+    return WorstCase(truths, best, best_verdicts, per_attack, auto_seconds, ig_seconds)
+
+
+def attack_all(flat: dict, clients: int, iterations: int) -> None:
+    """Run auto and ig alone on ``clients`` FedSGD updates; print the per-attack table and the timings."""
+    found = attack_worst_case(flat, clients, iterations)
     print(f"{'attack':<26} {'clients leaked':>15} {'mean SSIM':>10}")
-    for name, verdicts in [*per_attack.items(), ("auto (worst case)", best)]:
+    for name, verdicts in [*found.per_attack.items(), ("auto (worst case)", found.best_verdicts)]:
         leaked = sum(v.leaked for v in verdicts)
         print(f"{name:<26} {f'{leaked}/{len(verdicts)}':>15} {statistics.mean(v.mean_ssim for v in verdicts):>10.3f}")
-    print(f"seconds per update: auto {auto_seconds:.1f}, ig alone {ig_seconds:.1f} "
-          f"({auto_seconds / ig_seconds:.1f}x)", flush=True)
+    print(f"seconds per update: auto {found.auto_seconds:.1f}, ig alone {found.ig_seconds:.1f} "
+          f"({found.auto_seconds / found.ig_seconds:.1f}x)", flush=True)
 
 
 def main() -> None:
     """Measure each data set."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "victims"], choices=["digits", "victims"])
+    parser.add_argument("--datasets", nargs="+", default=["digits", "victims"], choices=["digits", "faces", "victims"])
     parser.add_argument("--victims", type=Path, default=Path("../shared/data/precode-victims/128CIF_RECDATA.dict"))
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=0, help="Adam steps of IG and feature inversion "

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import torchvision.datasets as tvd
 from PIL import Image
 
 from fl_sim.config import DataConfig
-from fl_sim.data import datasets, load_dataset
+from fl_sim.data import convert, datasets, load_dataset
 from fl_sim.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -163,3 +164,31 @@ def test_faces_are_embedded_with_their_two_classes():
     assert np.bincount(labels).tolist() == [100, 100]
     images, _ = data.train.tensors()
     assert images.std() > 0.1
+
+
+def test_converter_writes_a_tensor_file_as_an_image_folder_a_run_can_load(tmp_path, monkeypatch, capsys):
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    pixels = torch.rand(9, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2] * 3)
+    normalised = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.save({"images": normalised, "labels": labels}, tmp_path / "victims.dict")
+    monkeypatch.setattr("sys.argv", ["convert", str(tmp_path / "victims.dict"), str(tmp_path / "folder"),
+                                     "--mean", *map(str, mean), "--std", *map(str, std)])
+    convert.main()
+    assert "wrote 9 images" in capsys.readouterr().out
+    data = load_dataset(DataConfig(dataset="imagefolder", root=str(tmp_path / "folder"), image_size=8, channels=3,
+                                   test_fraction=0.2))
+    loaded = torch.cat([data.train.tensors()[0], data.test.tensors()[0]])
+    loaded_labels = torch.cat([data.train.labels, data.test.labels])
+    assert data.num_classes == 3 and len(loaded) == 9
+    for image, label in zip(loaded, loaded_labels):  # every image comes back, 8-bit exact, with its label
+        distance, nearest = (pixels - image).abs().flatten(1).max(dim=1).values.min(dim=0)
+        assert distance <= 0.5 / 255 + 1e-6 and labels[nearest] == label
+
+
+def test_converter_of_a_missing_file_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["convert", str(tmp_path / "absent.dict"), str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exited:
+        convert.main()
+    assert exited.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
