@@ -1,0 +1,41 @@
+"""A run's reconstructions as one picture: a row per attacked round, each client's ground truth over
+what the attacker recovered, with the SSIM the run logged (red: leaked).
+
+    python benchmarks/run_figure.py RUN_DIR [--out docs/run.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torchvision.io import ImageReadMode, read_image
+
+from figures import save_rows
+from fl_sim.results import read_events
+
+
+def main() -> None:
+    """Collect the run's reconstruction grids and its attack events into one PNG."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/run.png"))
+    args = parser.parse_args()
+    attacks = sorted((e for e in read_events(args.run_dir) if e["event"] == "attack"),
+                     key=lambda e: (e["round"], e["partition_id"]))
+    rows = []
+    for server_round in sorted({e["round"] for e in attacks}):
+        events = [e for e in attacks if e["round"] == server_round]
+        grids = [read_image(str(args.run_dir / "reconstructions" / f"round-{server_round}" /
+                                f"client-{e['partition_id']}.png"), ImageReadMode.RGB).float() / 255 for e in events]
+        height, width = min(g.shape[1] for g in grids), min(g.shape[2] for g in grids)
+        rows.append((f"round {server_round}", torch.stack([g[:, :height, :width] for g in grids]),
+                     [max(i["ssim"] for i in e["per_image"]) for e in events]))
+    winners = sorted({e["attack"] for e in attacks if e["success"]})
+    title = f"{args.run_dir.name}: each client's image (top) over the server's reconstruction\nleaked by {', '.join(winners)}"
+    print(f"figure: {save_rows(args.out, rows, title)}")
+
+
+if __name__ == "__main__":
+    main()
