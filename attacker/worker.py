@@ -4,7 +4,9 @@ Rounds to attack go through a bounded queue to one worker thread (PyTorch releas
 its kernels, so the attack computes while Ray's client processes train). When the queue is
 full, the server waits: memory stays bounded. At the end of a run, :meth:`close` lets pending
 attacks finish, or, past a time budget, cancels the running one and returns the jobs that
-were cut, so that they can be logged as such.
+were cut, so that they can be logged as such. Every wait is bounded: an attack that does not
+notice the cancel within :data:`CANCEL_GRACE_SECONDS` is abandoned (the thread is a daemon)
+and reported as cut with the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any
 
 from attacker.engine import AttackCancelled
 
-_STOP = object()
+#: After a cancel, how long :meth:`BackgroundWorker.close` waits for the running attack to stop.
+CANCEL_GRACE_SECONDS = 30.0
+#: How often the idle worker looks whether it is being closed.
+POLL_SECONDS = 0.1
 
 
 class BackgroundWorker:
@@ -27,6 +32,8 @@ class BackgroundWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.cancel = threading.Event()
         self._cut: list[Any] = []
+        self._closing = threading.Event()
+        self._current: Any = None
         self._pending = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="fl-sim-attacker", daemon=True)
@@ -43,27 +50,54 @@ class BackgroundWorker:
             self._pending += 1
         self._queue.put(job)
 
-    def close(self, budget_seconds: float = 0.0) -> list[Any]:
-        """Finish pending jobs (within ``budget_seconds`` if > 0, else all); return the jobs that were cut."""
-        self._queue.put(_STOP)
+    def close(self, budget_seconds: float = 0.0, grace_seconds: float = CANCEL_GRACE_SECONDS) -> list[Any]:
+        """Finish pending jobs (within ``budget_seconds`` if > 0, else all); return the jobs that were cut.
+
+        Past the budget the running job is cancelled; if it has not stopped ``grace_seconds`` later,
+        it and every queued job are given up as cut.
+        """
+        self._closing.set()
         self._thread.join(timeout=budget_seconds if budget_seconds > 0 else None)
         if self._thread.is_alive():
             self.cancel.set()
-            self._thread.join()
-        return self._cut
+            self._thread.join(timeout=grace_seconds)
+        with self._lock:
+            cut = list(self._cut)
+            if self._thread.is_alive():  # stuck in code that never polls the cancel event
+                cut += [job for job in [self._current, *self._drain()]
+                        if job is not None and all(job is not other for other in cut)]
+        return cut
+
+    def _record_cut(self, job: Any) -> None:
+        with self._lock:
+            self._cut.append(job)
+
+    def _drain(self) -> list[Any]:
+        jobs = []
+        while True:
+            try:
+                jobs.append(self._queue.get_nowait())
+            except queue.Empty:
+                return jobs
 
     def _loop(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is _STOP:
-                return
+            try:
+                job = self._queue.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if self._closing.is_set():
+                    return
+                continue
+            with self._lock:
+                self._current = job
             try:
                 if self.cancel.is_set():
-                    self._cut.append(job)
+                    self._record_cut(job)
                 else:
                     self._handle(job, self.cancel)
             except AttackCancelled:
-                self._cut.append(job)
+                self._record_cut(job)
             finally:
                 with self._lock:
                     self._pending -= 1
+                    self._current = None

@@ -78,6 +78,18 @@ def test_plain_lines_print_rounds_attacks_and_failures():
     assert lines[4].startswith("round  2/3") and len(lines) == 5
 
 
+def test_plain_lines_show_a_dash_for_a_loss_that_is_not_finite():
+    stream = io.StringIO()  # a diverged model's loss is logged as null (JSON has no inf)
+    echo = PlainLines(stream)
+    echo({"event": "run-start", "time": 0.0, "rounds": 1})
+    echo({"event": "round", "round": 0, "test_loss": None, "test_accuracy": 0.1})
+    echo({"event": "round", "round": 1, "clients": 2, "train_loss": None, "train_accuracy": 0.1, "test_loss": None,
+          "test_accuracy": None, "seconds": 1.0})
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "round  0/1  initial model: test_loss - test_acc 0.1000"
+    assert "test_loss -  test_acc -" in lines[1]
+
+
 @pytest.fixture(scope="module")
 def attacked_runs(tmp_path_factory):
     """Two finished runs on 3 clients x 2 rounds with every update attacked: undefended and DGP."""

@@ -58,13 +58,13 @@ class PlainLines:
     def _line(self, event: Mapping[str, Any]) -> str | None:
         kind, total = event["event"], self.progress.total_rounds
         if kind == "round" and event["round"] == 0:
-            return (f"round  0/{total}  initial model: test_loss {event['test_loss']:.4f} "
-                    f"test_acc {event['test_accuracy']:.4f}")
+            return (f"round  0/{total}  initial model: test_loss {fmt(event['test_loss'], '.4f')} "
+                    f"test_acc {fmt(event['test_accuracy'], '.4f')}")
         if kind == "round":
             eta = self.progress.eta_seconds()
             return (f"round {event['round']:2d}/{total}  clients {event['clients']:3d}  "
                     f"train_loss {fmt(event['train_loss'], '.4f')}  train_acc {fmt(event['train_accuracy'], '.4f')}  "
-                    f"test_loss {event['test_loss']:.4f}  test_acc {event['test_accuracy']:.4f}  "
+                    f"test_loss {fmt(event['test_loss'], '.4f')}  test_acc {fmt(event['test_accuracy'], '.4f')}  "
                     f"{event['seconds']:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
         if kind in ("attack-round", *ATTACK_ENDS_WITHOUT_SUMMARY):
             return attack_line(self.progress.attacks[event["round"]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -53,3 +54,25 @@ def test_end_of_run_budget_cuts_pending_attacks(tiny_config):
     cut = [e for e in events if e["event"] == "attack-cut"]
     assert sorted(e["round"] for e in cut) == [1, 2]
     assert events[-1]["status"] == "completed"
+
+
+def test_an_attack_that_ignores_the_cancel_is_abandoned_and_reported_cut():
+    from attacker.worker import BackgroundWorker
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(job, cancel):  # never polls ``cancel``, as a loop on absurd values would
+        started.set()
+        release.wait(timeout=30)
+
+    worker = BackgroundWorker(stuck, queue_size=4)
+    jobs = [object() for _ in range(3)]
+    for job in jobs:
+        worker.submit(job)
+    started.wait(timeout=5)
+    begin = time.perf_counter()
+    cut = worker.close(budget_seconds=0.2, grace_seconds=0.2)
+    assert time.perf_counter() - begin < 5
+    assert len(cut) == 3 and all(any(job is c for c in cut) for job in jobs)
+    release.set()
