@@ -1,7 +1,8 @@
-"""PNG grids of ground truth (top row) over reconstruction (bottom row)."""
+"""PNG grids of ground truth (top row) over reconstruction (bottom row), written atomically."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -19,4 +20,9 @@ def save_grid(path: Path, truth: torch.Tensor, reconstruction: torch.Tensor) -> 
     if scale > 1:
         rows = F.interpolate(rows, scale_factor=scale, mode="nearest")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(rows, str(path), nrow=len(truth), padding=2, pad_value=1.0)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix tells save_image the format
+    try:
+        save_image(rows, str(temporary), nrow=len(truth), padding=2, pad_value=1.0)
+        os.replace(temporary, path)  # a reader sees the whole PNG or none: no zero-byte files
+    finally:
+        temporary.unlink(missing_ok=True)

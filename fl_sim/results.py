@@ -4,12 +4,17 @@
 (one JSON object per line, flushed as it is written), ``metrics.csv`` (one row per round),
 the final global model ``model.pt``, ``summary.json``, and ``checkpoint.pt`` (the global model
 after the last completed round, for ``fl-sim run --resume``). Whole files are written to a
-temporary name and renamed, so a reader never sees half a file.
+temporary name and renamed, so a reader never sees half a file; an event line is whole or
+absent (a failed append is cut back, a torn tail left by a crash is cut on reopen).
+
+A run directory has one writer: :class:`ResultsWriter` holds an advisory lock on its
+``.lock`` file (``flock``), which the kernel releases when the process ends, however it ends.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
@@ -32,6 +37,7 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
 
 
 def new_run_id() -> str:
@@ -49,6 +55,49 @@ def resolve_run_dir(config: RunConfig) -> RunConfig:
 def run_directory(config: RunConfig) -> Path:
     """``output.dir / output.run-id`` of a config whose run id is fixed."""
     return Path(config.output.dir) / config.output.run_id
+
+
+class _DirectoryLocks:
+    """The run directories this process writes, each locked once with ``flock`` and shared by its writers."""
+
+    def __init__(self) -> None:
+        self._held: dict[Path, list[int]] = {}  # directory -> [file descriptor, writers]
+        self._guard = threading.Lock()
+
+    def acquire(self, directory: Path, exclusive: bool) -> None:
+        """Lock ``directory`` for this process; ``exclusive`` refuses one this process already writes."""
+        key = directory.resolve()
+        with self._guard:
+            if key in self._held:
+                if exclusive:
+                    raise ConfigError(f"results directory '{directory}' is being written by this process; "
+                                      f"choose another output.run-id")
+                self._held[key][1] += 1
+                return
+            fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigError(f"results directory '{directory}' is being written by another fl-sim process; "
+                                  f"wait for that run to end (or stop it) before resuming it, or choose another "
+                                  f"output.run-id") from None
+            self._held[key] = [fd, 1]
+
+    def release(self, directory: Path) -> None:
+        """One writer of ``directory`` is done; the last one unlocks it."""
+        key = directory.resolve()
+        with self._guard:
+            held = self._held.get(key)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] == 0:
+                os.close(held[0])  # closing the descriptor releases the flock
+                del self._held[key]
+
+
+_LOCKS = _DirectoryLocks()
 
 
 class ResultsWriter:
@@ -69,32 +118,58 @@ class ResultsWriter:
         """
         config = resolve_run_dir(config)
         directory = run_directory(config)
-        if directory.exists() and any(directory.iterdir()):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the results directory '{directory}' ({err.strerror}); "
+                              f"set output.dir to a writable directory") from err
+        _LOCKS.acquire(directory, exclusive=True)  # after the lock, so that two creators cannot both pass
+        if any(path.name != LOCK for path in directory.iterdir()):
+            _LOCKS.release(directory)
             raise ConfigError(f"results directory '{directory}' already exists and is not empty; "
                               f"choose another output.run-id or remove it")
-        directory.mkdir(parents=True, exist_ok=True)
         writer = cls(directory)
         writer.write_json(CONFIG, config.to_flat())
         return writer
 
     @classmethod
-    def reopen(cls, directory: Path) -> ResultsWriter:
-        """A writer that appends to an existing run's directory (to resume it)."""
+    def reopen(cls, directory: Path, last_round: int | None = None, exclusive: bool = True) -> ResultsWriter:
+        """A writer that appends to an existing run's directory (to resume it, or to mark its end).
+
+        A torn last event line (a crash mid-write) is cut. With ``last_round``, ``metrics.csv``
+        keeps only the rounds up to it: rows of rounds after the checkpoint are redone by the resumed
+        run. ``exclusive=False`` shares the directory with a writer of this same process.
+        """
         require_run_directory(directory)
-        writer = cls(directory)
-        if (directory / METRICS).is_file():
-            with open(directory / METRICS, newline="", encoding="utf-8") as handle:
-                writer._csv_fields = next(csv.reader(handle), None)
+        _LOCKS.acquire(Path(directory), exclusive=exclusive)
+        writer = cls(Path(directory))
+        _cut_torn_tail(writer.directory / EVENTS)
+        if (writer.directory / METRICS).is_file():
+            with open(writer.directory / METRICS, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+                writer._csv_fields = list(rows[0]) if rows else None
+            if last_round is not None and any(int(float(row["round"])) > last_round for row in rows):
+                kept = [row for row in rows if int(float(row["round"])) <= last_round]
+                writer._atomic(METRICS, lambda path: _write_csv(path, writer._csv_fields, kept))
         return writer
+
+    def close(self) -> None:
+        """Give up this writer's hold on the directory (the lock goes with the last writer)."""
+        _LOCKS.release(self.directory)
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append one event line ``{"event": kind, "time": ..., **fields}`` and flush it to disk."""
         event = {"event": kind, "time": round(time.time(), 3), **_jsonable(fields)}
         with self._lock:
             with open(self.directory / EVENTS, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(event) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+                start = handle.tell()
+                try:
+                    handle.write(json.dumps(event) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError:
+                    _truncate_quietly(handle, start)  # whole or absent: no torn line for the next event
+                    raise
             if self.echo is not None:
                 self.echo(event)
 
@@ -133,6 +208,37 @@ class ResultsWriter:
             finally:
                 if os.path.exists(temp):
                     os.unlink(temp)
+
+
+def _truncate_quietly(handle, size: int) -> None:
+    try:
+        handle.truncate(size)
+    except OSError:
+        pass  # the disk refuses even that; reopening cuts the torn tail
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Cut a last line that has no newline (an append that a crash interrupted)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _write_csv(path: Path, fields: list[str] | None, rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields or [])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def ensure_not_in_use(directory: Path) -> None:
+    """A one-line user error if another process (or a writer of this one) is writing ``directory``."""
+    if Path(directory).is_dir():
+        _LOCKS.acquire(Path(directory), exclusive=True)
+        _LOCKS.release(Path(directory))
 
 
 def require_run_directory(directory: Path) -> Path:
@@ -178,9 +284,12 @@ def summarise(rows: list[dict[str, Any]], status: str) -> dict[str, Any]:
 def mark_interrupted(directory: Path) -> dict[str, Any]:
     """Record that a run was stopped by a signal: ``summary.json`` and a ``run-end`` event say ``interrupted``."""
     summary = summarise(read_metrics(directory), "interrupted")
-    writer = ResultsWriter.reopen(Path(directory))
-    writer.write_json(SUMMARY, summary)
-    writer.event("run-end", **summary)
+    writer = ResultsWriter.reopen(Path(directory), exclusive=False)  # the run's own writer is still open
+    try:
+        writer.write_json(SUMMARY, summary)
+        writer.event("run-end", **summary)
+    finally:
+        writer.close()
     return summary
 
 

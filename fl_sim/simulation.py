@@ -22,7 +22,8 @@ from fl_sim.data import load_client_data
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
 from fl_sim.reporting.console import follow
-from fl_sim.results import CONFIG, mark_interrupted, require_run_directory, resolve_run_dir, run_directory
+from fl_sim.results import (CONFIG, LOCK, ensure_not_in_use, mark_interrupted, require_run_directory,
+                            resolve_run_dir, run_directory)
 from strategies.server_app import PluginFactory, create_server_app
 
 
@@ -39,10 +40,23 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
         resolve_device(config.attack.device)
     _probe_ray_address(config.simulation.ray_address)
     run_dir = run_directory(config)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+    _check_output_dir(Path(config.output.dir))
+    if resume:
+        ensure_not_in_use(run_dir)
+    elif run_dir.exists() and any(path.name != LOCK for path in run_dir.iterdir()):
         raise ConfigError(f"results directory '{run_dir}' already exists and is not empty; "
                           f"choose another output.run-id or remove it")
     return config
+
+
+def _check_output_dir(out: Path) -> None:
+    """``output.dir`` must be a directory this process can write (or be creatable as one)."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"config key 'output.dir' is '{out}', but '{existing}' is a file; set it to a directory")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"config key 'output.dir' is '{out}', but '{existing}' is not writable; "
+                          f"set it to a directory you can write")
 
 
 def _probe_ray_address(address: str) -> None:
@@ -67,8 +81,11 @@ class _DropRunSimulationDeprecation(logging.Filter):
 
 
 def resume_config(run_dir: Path) -> RunConfig:
-    """The configuration of an earlier run, read back from its ``config.json``."""
-    return RunConfig.from_flat(json.loads((require_run_directory(run_dir) / CONFIG).read_text()))
+    """The configuration of an earlier run, read back from its ``config.json``, writing to ``run_dir`` itself
+    (a copied or moved run directory resumes where it is, not where it was first written)."""
+    saved = json.loads((require_run_directory(run_dir) / CONFIG).read_text())
+    where = Path(run_dir).resolve()
+    return RunConfig.from_flat({**saved, "output.dir": str(where.parent), "output.run-id": where.name})
 
 
 def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: bool = False,

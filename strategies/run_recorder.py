@@ -109,9 +109,11 @@ class RunRecorder(ServerPlugin):
             "seconds": round(now - self._round_started, 3),
         }
         self.history.append(row)
-        self.writer.event("round", **row)
+        # metrics and checkpoint first: whoever sees the round's event (a watcher, a signal handler
+        # summarising the run) finds them on disk; a resume drops metrics rows past the checkpoint
         self.writer.metrics_row(row)
         self.writer.save_checkpoint(server_round, state)
+        self.writer.event("round", **row)
         self._train, self._eval, self._round_started = [], [], now
         return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
 

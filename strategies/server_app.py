@@ -54,13 +54,13 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=config.seed)
     done, history = 0, []
     if resume:
-        writer = ResultsWriter.reopen(run_directory(config))
-        done, state = load_checkpoint(writer.directory)
+        done, state = load_checkpoint(run_directory(config))
         if done >= config.num_server_rounds:
-            raise ConfigError(f"'{writer.directory}' already completed its {config.num_server_rounds} rounds; "
+            raise ConfigError(f"'{run_directory(config)}' already completed its {config.num_server_rounds} rounds; "
                               f"nothing to resume")
+        writer = ResultsWriter.reopen(run_directory(config), last_round=done)
         model.load_state_dict(state)
-        history = [row for row in read_metrics(writer.directory) if row["round"] <= done]
+        history = read_metrics(writer.directory)
     else:
         writer = ResultsWriter.create(config)
     writer.echo = PlainLines(console) if console else None
@@ -85,7 +85,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     )
     writer.event("run-resumed" if resume else "run-start", run_dir=str(writer.directory),
                  rounds=config.num_server_rounds, from_round=done)
-    status = "failed"
+    status, error = "failed", None
     try:
         result = strategy.start(
             grid=grid,
@@ -97,15 +97,24 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         )
         writer.save_model(result.arrays.to_torch_state_dict())
         status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
+    except BaseException as err:
+        status, error = ("interrupted" if isinstance(err, KeyboardInterrupt) else "failed"), err
         raise
     finally:
-        for plugin in extra:
-            plugin.close()
-        recorder.finish(status)
-        if config.output.report:
-            _write_report(writer)
+        try:
+            for plugin in extra:
+                plugin.close()
+            recorder.finish(status)
+            if config.output.report:
+                _write_report(writer)
+        except Exception as wrap_up:
+            if error is None:
+                raise
+            # the run's own error is what the user must see; this one only says what is missing
+            print(f"fl-sim: could not record the end of the run either ({type(wrap_up).__name__}: {wrap_up})",
+                  file=sys.stderr)
+        finally:
+            writer.close()
     return writer.directory
 
 
