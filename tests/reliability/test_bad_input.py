@@ -47,6 +47,9 @@ BAD_INPUTS = [
     ((None, ["--run-id", "  "]), "(starts or ends with a blank); got '  '"),
     ((None, ["--run-id", "a\nb"]), "(contains a control character); got 'a\\nb'"),
     ((None, ["--set", "=1"]), "override '=1' must look like key=value"),
+    # an output.dir that cannot hold results
+    ((None, ["--out", "a-file"]), "a-file' is a file; set it to a directory"),
+    ((None, ["--out", "a-file/runs"]), "a-file' is a file; set it to a directory"),
     # impossible combinations
     ((None, ["--clients", "2000"]), "2000 clients need at least 4000 training samples"),
     ((None, ["--set", "data.partitioner=dirichlet", "--set", "data.dirichlet-alpha=0"]),
@@ -97,6 +100,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
                  "t10k-labels-idx1-ubyte"):
         (raw / name).write_bytes(b"not an idx file")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "a-file").write_text("not a directory\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
