@@ -44,15 +44,9 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
                                                                                     partition_id, 2)))
         if defended.residual is not None:  # error feedback survives across rounds in the node's state
             context.state[RESIDUAL] = ArrayRecord(defended.residual)
-        metrics = MetricRecord({
-            "train-loss": result.loss,
-            "train-accuracy": result.accuracy,
-            protocol.NUM_EXAMPLES: result.num_examples,
-            protocol.LOCAL_STEPS: result.steps,
-            "train-seconds": result.seconds,
-            "upload-bytes": defended.upload_bytes,
-            "dense-bytes": defended.dense_bytes,
-        })
+        metrics = MetricRecord(dict(zip(protocol.TRAIN_METRICS, (
+            result.loss, result.accuracy, result.num_examples, result.steps, result.seconds,
+            defended.upload_bytes, defended.dense_bytes))))
         upload = faults.before_upload(run.faults, partition_id, server_round, upload)
         info = {protocol.PARTITION_ID: partition_id}
         if run.attack.enabled:  # simulation-only ground truth for the attack's judge

@@ -25,6 +25,9 @@ NUM_EXAMPLES = "num-examples"
 #: The optimizer steps a client took this round (a metric of every training reply).
 LOCAL_STEPS = "local-steps"
 SERVER_ROUND = "server-round"
+#: The metrics of every training reply, no more and no fewer: FedAvg aggregates them key by key.
+TRAIN_METRICS = ("train-loss", "train-accuracy", NUM_EXAMPLES, LOCAL_STEPS, "train-seconds", "upload-bytes",
+                 "dense-bytes")
 
 
 def train_config_record(config: TrainConfig) -> dict[str, Scalar]:

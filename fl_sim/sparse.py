@@ -64,4 +64,5 @@ def _well_formed(positions: np.ndarray | None, values: np.ndarray | None, refere
     return (positions is not None and values is not None and positions.ndim == values.ndim == 1
             and len(positions) == len(values) and np.issubdtype(positions.dtype, np.integer)
             and values.dtype == reference.dtype
-            and (len(positions) == 0 or (positions.min() >= 0 and positions.max() < reference.size)))
+            and (len(positions) == 0 or (positions.min() >= 0 and positions.max() < reference.size))
+            and len(np.unique(positions)) == len(positions))  # a repeated position would silently keep one value

@@ -206,10 +206,14 @@ def _in_partition_order(replies: Iterable[Message]) -> list[Message]:
 
 
 def _audit(reply: Message) -> MappingProxyType:
+    """The client's info record less a well-formed partition id (a malformed one stays, for the validator)."""
     info = reply.content.config_records.get(protocol.CLIENT_INFO, {})
-    return MappingProxyType({key: value for key, value in info.items() if key != protocol.PARTITION_ID})
+    return MappingProxyType({key: value for key, value in info.items()
+                             if key != protocol.PARTITION_ID or _partition_id(reply) is None})
 
 
 def _partition_id(reply: Message) -> int | None:
+    """The partition the client says it holds; ``None`` if it says none or something that is not one."""
     info = reply.content.config_records.get(protocol.CLIENT_INFO)
-    return int(info[protocol.PARTITION_ID]) if info and protocol.PARTITION_ID in info else None
+    value = info.get(protocol.PARTITION_ID) if info else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

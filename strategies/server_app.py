@@ -73,7 +73,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
                                     input_shape=dataset.input_shape, num_classes=dataset.num_classes))
     server = config.server
     strategy = InterceptingFedAvg(
-        plugins=[UpdateValidator(writer), recorder, *extra],
+        plugins=[UpdateValidator(writer, max_examples=len(dataset.train)), recorder, *extra],
         on_plugin_error=recorder.plugin_failed,
         seed=config.seed,
         round_offset=done,

@@ -134,3 +134,16 @@ def test_existing_results_directory_is_never_overwritten(tiny_config):
     with pytest.raises(Exception, match="already exists"):
         _run(config)
     assert (run_dir / "events.jsonl").read_bytes() == before
+
+
+def test_a_sparse_upload_with_a_repeated_position_is_not_unpacked():
+    import numpy as np
+
+    from fl_sim import sparse
+
+    reference = {"w": np.zeros(4, dtype=np.float32)}
+    upload = {"w" + sparse.POSITIONS: np.array([1, 1], dtype=np.int64),
+              "w" + sparse.VALUES: np.array([0.5, -0.5], dtype=np.float32)}
+    assert sparse.unpack(upload, reference) is None
+    upload["w" + sparse.POSITIONS] = np.array([1, 2], dtype=np.int64)
+    assert sparse.unpack(upload, reference)["w"].tolist() == [0.0, 0.5, -0.5, 0.0]

@@ -65,3 +65,42 @@ def test_bad_updates_are_rejected_and_logged(tiny_config, kind, reason):
     model = torch.load(run_dir / "model.pt")
     assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point())
     assert events[-1]["status"] == "completed"
+
+
+class MisreportingGrid(LocalGrid):
+    """Node 101's train replies carry the metrics or client info that ``corrupt`` writes into them."""
+
+    def __init__(self, *args, corrupt, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.corrupt = corrupt
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = list(super().send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            if reply.metadata.src_node_id == FIRST_NODE_ID and "arrays" in reply.content.array_records:
+                self.corrupt(reply.content.metric_records["metrics"], reply.content.config_records["client"])
+        return replies
+
+
+def _set(record_index: int, key: str, value):
+    def corrupt(metrics, info):
+        (metrics, info)[record_index][key] = value
+    return corrupt
+
+
+@pytest.mark.parametrize("corrupt, reason", [
+    (_set(0, "num-examples", float("nan")), "metric 'num-examples' is nan, not a finite number"),
+    (_set(0, "num-examples", -5), "metric 'num-examples' is -5, not a whole number >= 1"),
+    (_set(0, "num-examples", 10**15), "more than the"),
+    (_set(0, "local-steps", 1.5), "metric 'local-steps' is 1.5, not a whole number >= 0"),
+    (_set(0, "backdoor", 1.0), "unexpected ['backdoor']"),
+    (_set(1, "partition-id", "zero"), "partition id 'zero' is not a non-negative integer"),
+    (_set(1, "partition-id", 0.5), "partition id 0.5 is not a non-negative integer"),
+])
+def test_a_reply_with_bad_metrics_or_client_info_is_rejected_and_the_round_goes_on(tiny_config, corrupt, reason):
+    grid = MisreportingGrid(create_client_app(tiny_config), 3, corrupt=corrupt)
+    events = read_events(run_locally(tiny_config, grid=grid))
+    rejected = [e for e in events if e["event"] == "update-rejected"]
+    assert [e["round"] for e in rejected] == [1, 2]
+    assert reason in rejected[0]["reason"]
+    assert events[-1]["status"] == "completed"
