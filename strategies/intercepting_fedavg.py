@@ -131,7 +131,9 @@ class InterceptingFedAvg(FedAvg):
             for plugin in self._active():
                 self._call(server_round, plugin, plugin.on_evaluate_reply, server_round,
                            reply.metadata.src_node_id, _partition_id(reply), MappingProxyType(metrics))
-        return super().aggregate_evaluate(server_round, replies)
+        # a client with no validation sample has nothing to add, and FedAvg would divide by zero
+        weighed = [reply for reply in replies if reply.has_error() or _evaluated_examples(reply) > 0]
+        return super().aggregate_evaluate(server_round, weighed) if weighed else None
 
     def _intercept(self, server_round: int, reply: Message) -> bool:
         """Run filters and observers on one reply; return False if a filter dropped it."""
@@ -203,6 +205,11 @@ def _in_partition_order(replies: Iterable[Message]) -> list[Message]:
         partition = _partition_id(reply)
         return (0, -1 if partition is None else partition, reply.metadata.src_node_id)
     return sorted(replies, key=key)
+
+
+def _evaluated_examples(reply: Message) -> int:
+    metrics = reply.content.metric_records.get(protocol.METRICS, {})
+    return int(metrics.get(protocol.NUM_EXAMPLES, 0))
 
 
 def _audit(reply: Message) -> MappingProxyType:

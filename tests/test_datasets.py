@@ -107,6 +107,32 @@ def test_image_folder_loads_class_subfolders(tmp_path):
     assert images.shape[1:] == (3, 24, 24) and red > 0.99
 
 
+@pytest.mark.parametrize("damage", [lambda raw: b"", lambda raw: raw[: len(raw) // 2], lambda raw: b"GIF89a" + raw])
+def test_an_unreadable_file_in_an_image_folder_is_one_line_naming_it(tmp_path, damage):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.new("RGB", (16, 16), (i * 80, 0, 0)).save(tmp_path / label / f"{i}.png")
+    broken = tmp_path / "b" / "1.png"
+    broken.write_bytes(damage(broken.read_bytes()))
+    with pytest.raises(DataError, match="1.png' is not a readable image") as raised:
+        load_dataset(DataConfig(dataset="imagefolder", root=str(tmp_path), image_size=16, channels=3))
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("labels, message", [(np.array([0, 1, 12, 3] * 5), "a train label is 12, outside 0..9"),
+                                             (np.arange(19) % 10, "has 20 images but 19 labels")])
+def test_mnist_labels_that_do_not_fit_their_images_fail_before_any_run(tmp_path, labels, message):
+    raw = tmp_path / "MNIST" / "raw"
+    _write_idx(raw / "train-images-idx3-ubyte", RNG.integers(0, 256, (20, 28, 28)))
+    _write_idx(raw / "train-labels-idx1-ubyte", labels)
+    _write_idx(raw / "t10k-images-idx3-ubyte", RNG.integers(0, 256, (4, 28, 28)))
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(4))
+    with pytest.raises(DataError) as raised:
+        load_dataset(DataConfig(dataset="mnist", root=str(tmp_path)))
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
 @pytest.mark.parametrize("name, hint", [("mnist", "download=True"), ("fashion-mnist", "apt-get install dataset-"),
                                         ("cifar10", "download=True"), ("cifar100", "download=True"),
                                         ("imagefolder", "sub-folder")])

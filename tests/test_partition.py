@@ -78,3 +78,9 @@ def test_client_data_splits_its_partition_into_train_and_val():
     assert np.array_equal(np.sort(np.concatenate([client.train_indices, client.val_indices])), parts[2])
     assert len(client.val) == int(len(parts[2]) * config.val_fraction)
     assert client.train.images.shape[1:] == (1, 32, 32)
+
+
+def test_every_client_of_a_large_federation_has_a_validation_sample():
+    config = RunConfig().data  # 1,437 training digits over 200 clients: 7 each, and 10% of 7 rounds to 0
+    clients = [load_client_data(config, p, 200, seed=42) for p in (0, 99, 199)]
+    assert all(len(c.val) == 1 and len(c.train) >= 5 for c in clients)

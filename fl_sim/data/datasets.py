@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,12 +84,24 @@ def load_dataset(config: DataConfig) -> Dataset:
 def _load_cached(name: str, root: str, size: int, channels: int, test_fraction: float) -> Dataset:
     loader = _LOADERS[name]
     (train_x, train_y), (test_x, test_y), num_classes = loader(Path(root), test_fraction, size)
+    for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
+        _check_labels(name, root, split, len(images), np.asarray(labels), num_classes)
     return Dataset(
         name=name,
         train=ImageData(_conform(train_x, size, channels), torch.as_tensor(train_y, dtype=torch.long)),
         test=ImageData(_conform(test_x, size, channels), torch.as_tensor(test_y, dtype=torch.long)),
         num_classes=num_classes,
     )
+
+
+def _check_labels(name: str, root: str, split: str, num_images: int, labels: np.ndarray, num_classes: int) -> None:
+    """One line, before any run starts, for files whose images and labels do not go together."""
+    if num_images != len(labels):
+        raise DataError(f"{name} under '{root}': its {split} split has {num_images} images but {len(labels)} "
+                        f"labels; re-copy the data set or set data.root")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{name} under '{root}': a {split} label is {int(labels.max() if labels.max() >= num_classes else labels.min())}, "
+                        f"outside 0..{num_classes - 1}; re-copy the data set or set data.root")
 
 
 def _conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
@@ -214,13 +227,27 @@ def _load_image_folder(root: Path, test_fraction: float, size: int) -> tuple[Arr
                         f"sub-folder of data.root") from err
     images = []
     for path, _ in folder.samples:
-        picture = folder.loader(path).convert("RGB")
+        picture = _read_picture(folder.loader, path)
         images.append(F.interpolate(pil_to_tensor(picture).unsqueeze(0).float() / 255.0,
                                     size=(size, size), mode="bilinear", antialias=True))
     stacked = torch.cat(images)
     labels = np.asarray(folder.targets, dtype=np.int64)
     train, test = _fixed_split(len(labels), test_fraction)
     return (stacked[train], labels[train]), (stacked[test], labels[test]), len(folder.classes)
+
+
+def _read_picture(loader: Callable, path: str):
+    """An image file as RGB; a file that is not a readable image is a one-line user error naming it."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            picture = loader(path)
+            picture.load()
+        return picture.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"'{path}' is not a readable image ({type(err).__name__}: {err}); remove or replace it") from err
 
 
 _LOADERS: dict[str, Loader] = {

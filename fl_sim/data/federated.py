@@ -40,5 +40,7 @@ def _client_data_cached(config: DataConfig, partition_id: int, num_partitions: i
     own = parts[partition_id]
     shuffled = np.random.default_rng([seed, partition_id]).permutation(own)
     num_val = int(len(own) * config.val_fraction)
+    if config.val_fraction > 0 and num_val == 0 and len(own) > 1:
+        num_val = 1  # a small partition still has something to evaluate on (FedAvg weights by it)
     val_idx, train_idx = np.sort(shuffled[:num_val]), np.sort(shuffled[num_val:])
     return ClientData(dataset.train.subset(train_idx), dataset.train.subset(val_idx), train_idx, val_idx)
