@@ -33,6 +33,7 @@ from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData
 from fl_sim.devices import resolve_device
+from fl_sim.reporting.progress import ATTACK_ENDS_WITHOUT_SUMMARY
 from fl_sim.results import ResultsWriter
 from fl_sim.training import derive_seed
 from strategies.plugins import InterceptedUpdate, ServerPlugin
@@ -103,6 +104,20 @@ class AttackerPlugin(ServerPlugin):
         for job in self._worker.close(self.attack.end_budget_seconds):
             self.writer.event("attack-cut", round=job.server_round, clients=len(job.observations),
                               reason=f"end-of-run budget of {self.attack.end_budget_seconds} s spent")
+
+    def account_for_earlier_rounds(self, events: list[dict[str, Any]], done: int) -> list[int]:
+        """On resume: log ``attack-cut`` for each earlier round that was due an attack and has no outcome.
+
+        Those attacks were pending when the run stopped; the server keeps no updates, so they
+        cannot be redone, and the results must say so rather than look complete. Returns the rounds.
+        """
+        ended = {e["round"] for e in events if e["event"] in ("attack-round", *ATTACK_ENDS_WITHOUT_SUMMARY)}
+        lost = [r for r in range(1, done + 1) if (r - 1) % self.attack.every == 0 and r not in ended]
+        for server_round in lost:
+            self.writer.event("attack-cut", round=server_round, clients=None,
+                              reason="pending when the run stopped; its updates were not kept, so it cannot be "
+                                     "redone")
+        return lost
 
     def _sample(self, server_round: int, collected: list) -> list:
         limit = self.attack.max_clients

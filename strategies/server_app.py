@@ -18,7 +18,7 @@ from fl_sim.errors import ConfigError
 from fl_sim.models import build_run_model
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
-from fl_sim.results import ResultsWriter, load_checkpoint, read_metrics, run_directory
+from fl_sim.results import ResultsWriter, load_checkpoint, read_events, read_metrics, run_directory
 from strategies.intercepting_fedavg import InterceptingFedAvg
 from strategies.plugins import ServerPlugin
 from strategies.run_recorder import RunRecorder
@@ -69,8 +69,11 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     if config.attack.enabled:
         # The simulator, not the attacker, knows the clients' data: it lends the judge the
         # images a client reported training on, and nothing else.
-        extra.append(AttackerPlugin(config, writer, ground_truth=dataset.train.subset,
-                                    input_shape=dataset.input_shape, num_classes=dataset.num_classes))
+        attacker = AttackerPlugin(config, writer, ground_truth=dataset.train.subset,
+                                  input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+        if resume:
+            attacker.account_for_earlier_rounds(read_events(writer.directory), done)
+        extra.append(attacker)
     server = config.server
     strategy = InterceptingFedAvg(
         plugins=[UpdateValidator(writer, max_examples=len(dataset.train)), recorder, *extra],

@@ -95,3 +95,20 @@ def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
     assert [row["round"] for row in read_metrics(run_dir)] == [0, 1, 2, 3, 4]
     attacked = {(e["round"], e["partition_id"]) for e in read_events(run_dir) if e["event"] == "attack"}
     assert attacked == {(r, p) for r in range(1, 5) for p in range(3)}
+
+
+@pytest.mark.parametrize("every, lost", [(1, [2, 4]), (2, []), (3, [4])])
+def test_resume_records_the_attacks_the_stop_lost(tmp_path, every, lost):
+    from attacker.plugin import AttackerPlugin
+    from fl_sim.config import RunConfig
+    from fl_sim.results import ResultsWriter
+
+    config = RunConfig.from_flat({"attack.enabled": True, "attack.blocking": True, "attack.every": every,
+                                  "output.dir": str(tmp_path), "output.run-id": "r"})
+    writer = ResultsWriter.create(config)
+    earlier = [{"event": "attack-round", "round": 1}, {"event": "attack-timeout", "round": 3}]
+    plugin = AttackerPlugin(config, writer, ground_truth=None, input_shape=(1, 32, 32), num_classes=10)
+    assert plugin.account_for_earlier_rounds(earlier, done=4) == lost
+    cut = [e for e in read_events(writer.directory) if e["event"] == "attack-cut"]
+    assert [e["round"] for e in cut] == lost and all("cannot be redone" in e["reason"] for e in cut)
+    writer.close()
