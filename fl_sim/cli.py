@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import typing
 from pathlib import Path
@@ -26,6 +27,10 @@ SHORTCUTS = {
     "run_id": "output.run-id",
     "seed": "seed",
 }
+
+
+#: Faults of the machine's storage, not of the program: told in one line.
+_DISK_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.ENOENT, errno.EROFS, errno.EIO}
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -105,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"fl-sim: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in _DISK_FAULTS:
+            raise
+        where = f"'{err.filename}'" if err.filename else "the results"
+        print(f"fl-sim: error: could not write {where} ({err.strerror}): free disk space, or check that the "
+              f"results directory still exists; completed rounds are kept for `fl-sim run --resume`", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -123,3 +123,14 @@ def test_reconstruction_images_are_whole_or_absent(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_grid(tmp_path / "round-1" / "client-1.png", images, images)
     assert [p.name for p in (tmp_path / "round-1").iterdir()] == ["client-0.png"]
+
+
+def test_a_full_disk_during_a_run_is_one_line(monkeypatch, capsys):
+    from fl_sim import cli
+
+    def disk_full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "results/r/events.jsonl")
+    monkeypatch.setattr(cli, "_run", disk_full)
+    assert cli.main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'results/r/events.jsonl' (No space left on device)" in err
