@@ -19,9 +19,9 @@ Here: the same models from this project's zoo (``model.name=mlp``, ``model.init=
   its old scikit-image assumed for floats (2), the value clipped at 0.
 
 Then the worst case: the analytic attack (``attacker.attacks.analytic``) on every victim's
-FedSGD update, through the product's own path (intercepted update, server-side observation),
-and, with ``--zoo``, ``auto`` against the zoo's LeNet and ConvNet with and without PRECODE
-(see ``worst_case.py``).
+gradient, handed to it as the server observes it (one plain SGD step on one image), and, with
+``--zoo``, ``auto`` against the zoo's LeNet and ConvNet with and without PRECODE (see
+``worst_case.py``), on images in [0, 1] as fl-sim's clients train on them.
 
     python benchmarks/precode_paper.py [--victims FILE] [--images 128] [--batch 16] [--iterations 7000]
         [--time-k 16] [--zoo] [--zoo-clients 16] [--csv FILE]
