@@ -24,7 +24,7 @@ gradient, handed to it as the server observes it (one plain SGD step on one imag
 ``worst_case.py``), on images in [0, 1] as fl-sim's clients train on them.
 
     python benchmarks/precode_paper.py [--victims FILE] [--images 128] [--batch 16] [--iterations 7000]
-        [--time-k 16] [--zoo] [--zoo-clients 16] [--csv FILE]
+        [--start 0] [--time-k 16] [--zoo] [--zoo-clients 16] [--csv FILE]
 
 The victims file is never committed (nor a conversion of it); without it the script says so
 in one line and exits 0.
@@ -132,14 +132,15 @@ def run_protocol(images: torch.Tensor, labels: torch.Tensor, args, device: torch
         return (x.to(device) * std + mean).clamp(0, 1).cpu().numpy()
 
     def add_row(name: str, attack: str, rec: torch.Tensor, recovered: torch.Tensor, iterations: int, batch: int,
-                seconds: float) -> None:
-        truth = images[:len(rec)]
+                seconds: float, first: int = 0) -> None:
+        truth = images[first:first + len(rec)]
         ours = np.asarray([ssim(r, t) for r, t in zip(pixels(rec), pixels(truth))])
         theirs = [notebook_ssim(r, t) for r, t in zip(rec.numpy(), truth.numpy())]
         log.add({"model": name, "attack": attack, "images": len(rec), "iterations": iterations, "batch": batch,
                  "mean_ssim": float(ours.mean()), "mean_ssim_nb": statistics.mean(theirs),
                  "share_ssim_0.6": float((ours >= 0.6).mean()),
-                 "label_accuracy": float((recovered == labels[:len(rec)]).float().mean()), "seconds": seconds,
+                 "label_accuracy": float((recovered == labels[first:first + len(rec)]).float().mean()),
+                 "seconds": seconds,
                  "notebook_mean_ssim": NOTEBOOK[name] if attack.startswith("ig") else ""})
 
     for name, precode in (("mlp", False), ("vb-mlp", True)):
@@ -152,9 +153,10 @@ def run_protocol(images: torch.Tensor, labels: torch.Tensor, args, device: torch
         add_row(name, "analytic", torch.cat([r.images for r in results]), torch.cat([r.labels for r in results]),
                 1, len(results), time.perf_counter() - begin)
         if args.images:
-            rec, recovered, seconds = notebook_ig(victim, gradients[:args.images], args.iterations, args.batch,
-                                                  mean, std)
-            add_row(name, "ig (notebook)", rec, recovered, args.iterations, args.batch, seconds)
+            chosen = slice(args.start, args.start + args.images)
+            rec, recovered, seconds = notebook_ig(victim, gradients[chosen], args.iterations, args.batch, mean, std)
+            add_row(name, f"ig (notebook) from {args.start}", rec, recovered, args.iterations, args.batch, seconds,
+                    first=args.start)
 
 
 def time_batched_vs_one_by_one(images: torch.Tensor, k: int, iterations: int, device: torch.device) -> None:
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--victims", type=Path, default=DEFAULT_VICTIMS)
     parser.add_argument("--images", type=int, default=128, help="first N victims attacked with the notebook's IG "
                                                                "(0 = only the analytic attack, on all)")
+    parser.add_argument("--start", type=int, default=0, help="first victim of the IG attacks (to split a long run)")
     parser.add_argument("--batch", type=int, default=16, help="attacks per vmap-batched problem (1 = one by one)")
     parser.add_argument("--iterations", type=int, default=7000)
     parser.add_argument("--time-k", type=int, default=0, help="also time K attacks batched vs one by one")

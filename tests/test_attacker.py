@@ -104,13 +104,14 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations):
 
 
 def test_dlg_lowers_its_cost_from_a_joint_image_and_label_start():
-    """DLG optimises image and soft label together; 300 L-BFGS steps lower its matching cost far below
-    the first step's (whether it then leaks depends on the start: L-BFGS can stall, which is what
-    iDLG's fixed label and ``attack.restarts`` address)."""
+    """DLG optimises image and soft label together; 60 L-BFGS steps lower its matching cost far below
+    the first step's. L-BFGS can diverge from an unlucky start (it does from the first start of
+    image 3 with numpy 2.4 and scikit-learn 1.9: the start is then kept), which is what
+    ``attack.restarts`` addresses: the best of two tries is kept."""
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "dlg"})
     victim, observations, _ = _observe(config, [[3], [40]])
     first = ATTACKS["dlg"](victim, observations, _settings(config, iterations=1))
-    final = ATTACKS["dlg"](victim, observations, _settings(config, iterations=300))
+    final = ATTACKS["dlg"](victim, observations, _settings(config, iterations=60, restarts=2))
     assert all(b.loss < a.loss / 10 for a, b in zip(first, final))
 
 
