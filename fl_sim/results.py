@@ -123,7 +123,7 @@ class ResultsWriter:
         except OSError as err:
             raise ConfigError(f"cannot create the results directory '{directory}' ({err.strerror}); "
                               f"set output.dir to a writable directory") from err
-        _LOCKS.acquire(directory, exclusive=True)  # after the lock, so that two creators cannot both pass
+        _LOCKS.acquire(directory, exclusive=True)  # emptiness is checked under the lock: one creator wins
         if any(path.name != LOCK for path in directory.iterdir()):
             _LOCKS.release(directory)
             raise ConfigError(f"results directory '{directory}' already exists and is not empty; "
@@ -146,8 +146,9 @@ class ResultsWriter:
         _cut_torn_tail(writer.directory / EVENTS)
         if (writer.directory / METRICS).is_file():
             with open(writer.directory / METRICS, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-                writer._csv_fields = list(rows[0]) if rows else None
+                reader = csv.DictReader(handle)
+                rows = list(reader)
+                writer._csv_fields = list(reader.fieldnames) if reader.fieldnames else None
             if last_round is not None and any(int(float(row["round"])) > last_round for row in rows):
                 kept = [row for row in rows if int(float(row["round"])) <= last_round]
                 writer._atomic(METRICS, lambda path: _write_csv(path, writer._csv_fields, kept))
