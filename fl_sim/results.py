@@ -124,7 +124,7 @@ class ResultsWriter:
             raise ConfigError(f"cannot create the results directory '{directory}' ({err.strerror}); "
                               f"set output.dir to a writable directory") from err
         _LOCKS.acquire(directory, exclusive=True)  # emptiness is checked under the lock: one creator wins
-        if any(path.name != LOCK for path in directory.iterdir()):
+        if holds_results(directory):
             _LOCKS.release(directory)
             raise ConfigError(f"results directory '{directory}' already exists and is not empty; "
                               f"choose another output.run-id or remove it")
@@ -233,6 +233,11 @@ def _write_csv(path: Path, fields: list[str] | None, rows: list[dict[str, str]])
         writer = csv.DictWriter(handle, fieldnames=fields or [])
         writer.writeheader()
         writer.writerows(rows)
+
+
+def holds_results(directory: Path) -> bool:
+    """Whether ``directory`` exists with anything in it besides a run's lock file."""
+    return directory.is_dir() and any(path.name != LOCK for path in directory.iterdir())
 
 
 def ensure_not_in_use(directory: Path) -> None:

@@ -22,7 +22,7 @@ from fl_sim.data import load_client_data
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
 from fl_sim.reporting.console import follow
-from fl_sim.results import (CONFIG, LOCK, ensure_not_in_use, mark_interrupted, require_run_directory,
+from fl_sim.results import (CONFIG, ensure_not_in_use, holds_results, mark_interrupted, require_run_directory,
                             resolve_run_dir, run_directory)
 from strategies.server_app import PluginFactory, create_server_app
 
@@ -43,7 +43,7 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     _check_output_dir(Path(config.output.dir))
     if resume:
         ensure_not_in_use(run_dir)
-    elif run_dir.exists() and any(path.name != LOCK for path in run_dir.iterdir()):
+    elif holds_results(run_dir):
         raise ConfigError(f"results directory '{run_dir}' already exists and is not empty; "
                           f"choose another output.run-id or remove it")
     return config

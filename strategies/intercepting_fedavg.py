@@ -215,8 +215,9 @@ def _evaluated_examples(reply: Message) -> int:
 def _audit(reply: Message) -> MappingProxyType:
     """The client's info record less a well-formed partition id (a malformed one stays, for the validator)."""
     info = reply.content.config_records.get(protocol.CLIENT_INFO, {})
+    well_formed = _partition_id(reply) is not None
     return MappingProxyType({key: value for key, value in info.items()
-                             if key != protocol.PARTITION_ID or _partition_id(reply) is None})
+                             if not (key == protocol.PARTITION_ID and well_formed)})
 
 
 def _partition_id(reply: Message) -> int | None:

@@ -31,8 +31,7 @@ def _problem_with_reply(update: InterceptedUpdate, max_examples: int | None) -> 
         return f"partition id {update.audit[protocol.PARTITION_ID]!r} is not a non-negative integer"
     metrics = update.metrics
     if set(metrics) != set(protocol.TRAIN_METRICS):
-        missing, extra = sorted(set(protocol.TRAIN_METRICS) - set(metrics)), sorted(set(metrics) - set(protocol.TRAIN_METRICS))
-        return f"metrics differ from the protocol's (missing {missing[:3]}, unexpected {extra[:3]})"
+        return f"metrics differ from the protocol's ({_difference(set(protocol.TRAIN_METRICS), set(metrics))})"
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return f"metric '{key}' is {value!r}, not a finite number"
@@ -48,8 +47,7 @@ def _problem_with_reply(update: InterceptedUpdate, max_examples: int | None) -> 
 def _problem_with_arrays(update: InterceptedUpdate) -> str | None:
     expected, received = set(update.global_arrays), set(update.client_arrays)
     if expected != received:
-        missing, extra = sorted(expected - received), sorted(received - expected)
-        return f"array names differ from the global model (missing {missing[:3]}, unexpected {extra[:3]})"
+        return f"array names differ from the global model ({_difference(expected, received)})"
     for name, reference in update.global_arrays.items():
         value = update.client_arrays[name]
         if value.shape != reference.shape:
@@ -59,6 +57,11 @@ def _problem_with_arrays(update: InterceptedUpdate) -> str | None:
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             return f"'{name}' holds NaN or Inf"
     return None
+
+
+def _difference(expected: set[str], received: set[str]) -> str:
+    """What is missing from ``received`` and what it has beyond ``expected`` (three names of each at most)."""
+    return f"missing {sorted(expected - received)[:3]}, unexpected {sorted(received - expected)[:3]}"
 
 
 class UpdateValidator(UpdateFilter):

@@ -99,9 +99,10 @@ def _check_labels(name: str, root: str, split: str, num_images: int, labels: np.
     if num_images != len(labels):
         raise DataError(f"{name} under '{root}': its {split} split has {num_images} images but {len(labels)} "
                         f"labels; re-copy the data set or set data.root")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"{name} under '{root}': a {split} label is {int(labels.max() if labels.max() >= num_classes else labels.min())}, "
-                        f"outside 0..{num_classes - 1}; re-copy the data set or set data.root")
+    outside = labels[(labels < 0) | (labels >= num_classes)]
+    if len(outside):
+        raise DataError(f"{name} under '{root}': a {split} label is {int(outside[0])}, outside 0..{num_classes - 1}; "
+                        f"re-copy the data set or set data.root")
 
 
 def _conform(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
@@ -166,9 +167,7 @@ def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Ar
         if None in paths:
             raise DataError(f"fashion-mnist under '{folder}' is incomplete: {prefix}-images-idx3-ubyte and "
                             f"{prefix}-labels-idx1-ubyte (or .gz) are both needed")
-        images, labels = (read_idx(path) for path in paths)
-        if len(images) != len(labels):
-            raise DataError(f"fashion-mnist under '{folder}': {len(images)} {prefix} images but {len(labels)} labels")
+        images, labels = (read_idx(path) for path in paths)  # counts are checked with every loader's
         splits.append((torch.as_tensor(images.copy()).unsqueeze(1), labels.astype(np.int64)))
     return splits[0], splits[1], 10
 

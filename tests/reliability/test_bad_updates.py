@@ -32,20 +32,25 @@ def _poison(kind: str):
     return corrupt
 
 
-class PoisoningGrid(LocalGrid):
-    """Node 101's train replies are corrupted on their way to the server."""
+class TamperingGrid(LocalGrid):
+    """Node 101's train replies are changed by ``tamper(content)`` on their way to the server."""
 
-    def __init__(self, *args, corrupt, **kwargs) -> None:
+    def __init__(self, *args, tamper, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.corrupt = corrupt
+        self.tamper = tamper
 
     def send_and_receive(self, messages, *, timeout=None):
         replies = list(super().send_and_receive(messages, timeout=timeout))
         for reply in replies:
             if reply.metadata.src_node_id == FIRST_NODE_ID and "arrays" in reply.content.array_records:
-                state = reply.content["arrays"].to_torch_state_dict()
-                reply.content["arrays"] = ArrayRecord(self.corrupt(state))
+                self.tamper(reply.content)
         return replies
+
+
+def _corrupt_arrays(corrupt):
+    def tamper(content):
+        content["arrays"] = ArrayRecord(corrupt(content["arrays"].to_torch_state_dict()))
+    return tamper
 
 
 @pytest.mark.parametrize("kind, reason", [
@@ -55,7 +60,7 @@ class PoisoningGrid(LocalGrid):
 ])
 def test_bad_updates_are_rejected_and_logged(tiny_config, kind, reason):
     spy = Spy()
-    grid = PoisoningGrid(create_client_app(tiny_config), 3, corrupt=_poison(kind))
+    grid = TamperingGrid(create_client_app(tiny_config), 3, tamper=_corrupt_arrays(_poison(kind)))
     run_dir = run_locally(tiny_config, spy, grid=grid)
     events = read_events(run_dir)
     rejected = [e for e in events if e["event"] == "update-rejected"]
@@ -67,38 +72,25 @@ def test_bad_updates_are_rejected_and_logged(tiny_config, kind, reason):
     assert events[-1]["status"] == "completed"
 
 
-class MisreportingGrid(LocalGrid):
-    """Node 101's train replies carry the metrics or client info that ``corrupt`` writes into them."""
-
-    def __init__(self, *args, corrupt, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.corrupt = corrupt
-
-    def send_and_receive(self, messages, *, timeout=None):
-        replies = list(super().send_and_receive(messages, timeout=timeout))
-        for reply in replies:
-            if reply.metadata.src_node_id == FIRST_NODE_ID and "arrays" in reply.content.array_records:
-                self.corrupt(reply.content.metric_records["metrics"], reply.content.config_records["client"])
-        return replies
-
-
-def _set(record_index: int, key: str, value):
-    def corrupt(metrics, info):
-        (metrics, info)[record_index][key] = value
-    return corrupt
+def _set(record: str, key: str, value):
+    """Write ``value`` under ``key`` in the reply's metrics or its client info record."""
+    def tamper(content):
+        records = content.metric_records if record == "metrics" else content.config_records
+        records[record][key] = value
+    return tamper
 
 
 @pytest.mark.parametrize("corrupt, reason", [
-    (_set(0, "num-examples", float("nan")), "metric 'num-examples' is nan, not a finite number"),
-    (_set(0, "num-examples", -5), "metric 'num-examples' is -5, not a whole number >= 1"),
-    (_set(0, "num-examples", 10**15), "more than the"),
-    (_set(0, "local-steps", 1.5), "metric 'local-steps' is 1.5, not a whole number >= 0"),
-    (_set(0, "backdoor", 1.0), "unexpected ['backdoor']"),
-    (_set(1, "partition-id", "zero"), "partition id 'zero' is not a non-negative integer"),
-    (_set(1, "partition-id", 0.5), "partition id 0.5 is not a non-negative integer"),
+    (_set("metrics", "num-examples", float("nan")), "metric 'num-examples' is nan, not a finite number"),
+    (_set("metrics", "num-examples", -5), "metric 'num-examples' is -5, not a whole number >= 1"),
+    (_set("metrics", "num-examples", 10**15), "more than the"),
+    (_set("metrics", "local-steps", 1.5), "metric 'local-steps' is 1.5, not a whole number >= 0"),
+    (_set("metrics", "backdoor", 1.0), "unexpected ['backdoor']"),
+    (_set("client", "partition-id", "zero"), "partition id 'zero' is not a non-negative integer"),
+    (_set("client", "partition-id", 0.5), "partition id 0.5 is not a non-negative integer"),
 ])
 def test_a_reply_with_bad_metrics_or_client_info_is_rejected_and_the_round_goes_on(tiny_config, corrupt, reason):
-    grid = MisreportingGrid(create_client_app(tiny_config), 3, corrupt=corrupt)
+    grid = TamperingGrid(create_client_app(tiny_config), 3, tamper=corrupt)
     events = read_events(run_locally(tiny_config, grid=grid))
     rejected = [e for e in events if e["event"] == "update-rejected"]
     assert [e["round"] for e in rejected] == [1, 2]
