@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 
 from fl_sim.config import RunConfig, describe, parse_assignment, read_toml
-from fl_sim.errors import UserError
+from fl_sim.errors import EngineStopped, UserError
 
 #: Shortcut flags of ``fl-sim run`` and the config key each one sets.
 SHORTCUTS = {
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"fl-sim: error: {err}", file=sys.stderr)
         return 2
+    except EngineStopped as err:
+        print(f"fl-sim: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:
         if err.errno not in _DISK_FAULTS:
             raise

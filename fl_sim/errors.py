@@ -19,3 +19,7 @@ class InjectedFault(RuntimeError):
 
 class FederationError(UserError):
     """The federation cannot go on (e.g. too few clients returned a usable update)."""
+
+
+class EngineStopped(RuntimeError):
+    """Flower's Simulation Engine, which runs the clients, stopped before the run ended."""

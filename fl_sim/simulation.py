@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import typing
 from pathlib import Path
 from typing import TextIO
 
@@ -20,11 +21,12 @@ from clients.client_app import create_client_app
 from fl_sim.config import RunConfig, SimulationConfig
 from fl_sim.data import load_client_data
 from fl_sim.devices import resolve_device
-from fl_sim.errors import ConfigError
+from fl_sim.errors import ConfigError, EngineStopped
 from fl_sim.reporting.console import follow
 from fl_sim.results import (CONFIG, ensure_not_in_use, holds_results, mark_interrupted, require_run_directory,
                             resolve_run_dir, run_directory)
 from strategies.server_app import PluginFactory, create_server_app
+from strategies.watched_grid import EngineWatch
 
 
 def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
@@ -100,21 +102,46 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     config = preflight(config, resume)
     sim = config.simulation
     flwr_logger = logging.getLogger("flwr")
-    flwr_logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # fl-sim reports what Flower would log (client failures, the engine's end) as events and one-line
+    # messages; Flower's own log, tracebacks included, is for --verbose
+    flwr_logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
     _start_ray(sim.ray_address)
     _check_client_resources(sim)
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
     display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()
+    watch = EngineWatch()
     with guard, display:
-        run_simulation(
-            server_app=create_server_app(config, plugins, resume, console=None if live else console),
-            client_app=create_client_app(config),
-            num_supernodes=sim.num_clients,
-            backend_config={"client_resources": {"num_cpus": sim.client_cpus, "num_gpus": sim.client_gpus}},
-            verbose_logging=verbose,
-        )
+        try:
+            run_simulation(
+                server_app=create_server_app(config, plugins, resume, console=None if live else console, watch=watch),
+                client_app=create_client_app(config),
+                num_supernodes=sim.num_clients,
+                backend_config={"client_resources": {"num_cpus": sim.client_cpus, "num_gpus": sim.client_gpus}},
+                verbose_logging=verbose,
+            )
+        except Exception as err:
+            if watch.server_finished.is_set():
+                raise  # the ServerApp's own error, re-raised by Flower
+            _end_after_engine_stopped(watch, run_directory(config), err)
     return run_directory(config)
+
+
+#: How long the ServerApp may take to record the end of a run whose engine stopped (plugins close, report).
+SERVER_WRAP_UP_SECONDS = 60
+
+
+def _end_after_engine_stopped(watch: EngineWatch, run_dir: Path, err: Exception) -> typing.NoReturn:
+    """The Simulation Engine crashed while the ServerApp waited for replies: let the ServerApp record a
+    ``failed`` end at once (not after ``server.round-timeout``), then raise :class:`EngineStopped`."""
+    watch.engine_stopped.set()
+    watch.server_finished.wait(SERVER_WRAP_UP_SECONDS)
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    cause = f"{type(root).__name__}: {str(root).splitlines()[0] if str(root) else 'no message'}"
+    raise EngineStopped(f"Flower's Simulation Engine stopped ({cause}); the rounds completed are kept: "
+                        f"fix the cause, then fl-sim run --resume {run_dir}") from err
 
 
 class _LiveDisplay:

@@ -23,20 +23,31 @@ from strategies.intercepting_fedavg import InterceptingFedAvg
 from strategies.plugins import ServerPlugin
 from strategies.run_recorder import RunRecorder
 from strategies.validation import UpdateValidator
+from strategies.watched_grid import EngineWatch, WatchedGrid
 
 #: Builds extra plugins for a run from its config and results writer (e.g. the attacker).
 PluginFactory = Callable[[RunConfig, ResultsWriter], Sequence[ServerPlugin]]
 
 
 def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | None = None,
-                      resume: bool = False, console: TextIO | None = sys.stdout) -> ServerApp:
-    """A ServerApp for ``config``; with ``None`` the context's run config is used (``flwr run``)."""
+                      resume: bool = False, console: TextIO | None = sys.stdout,
+                      watch: EngineWatch | None = None) -> ServerApp:
+    """A ServerApp for ``config``; with ``None`` the context's run config is used (``flwr run``).
+
+    With ``watch`` (in simulation) the ServerApp stops waiting for replies once the engine
+    that runs the clients has stopped, and says when it has finished.
+    """
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         """Run the whole federation (or the rest of it, with ``resume``) and write its results."""
-        run_federation(grid, config or RunConfig.from_flat(context.run_config), plugins, resume, console)
+        try:
+            run_federation(WatchedGrid(grid, watch.engine_stopped) if watch else grid,
+                           config or RunConfig.from_flat(context.run_config), plugins, resume, console)
+        finally:
+            if watch:
+                watch.server_finished.set()
 
     return app
 

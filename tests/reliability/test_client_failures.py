@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from fl_sim.config import RunConfig
-from fl_sim.errors import ConfigError, FederationError
+from fl_sim.errors import ConfigError, EngineStopped, FederationError
 from fl_sim.results import read_events
 from fl_sim.simulation import simulate
 from strategies.run_recorder import failure_cause
@@ -100,3 +101,18 @@ def test_a_client_dropping_out_on_ray_is_recorded_and_later_rounds_keep_every_cl
 def test_failure_reasons_are_cut_to_their_root_cause(reason, cause):
     assert failure_cause(reason)[0] == cause
     assert "\x1b" not in failure_cause(reason)[1]
+
+
+@pytest.mark.e2e
+def test_a_crashed_simulation_engine_ends_the_run_at_once(tiny_config, monkeypatch):
+    # Flower's engine fails to start its actors (no node has 3 CPUs); the pre-flight check that
+    # would refuse this is bypassed so that the engine really crashes under a waiting ServerApp
+    monkeypatch.setattr("fl_sim.simulation._check_client_resources", lambda sim: None)
+    config = tiny_config.with_overrides({"simulation.client-cpus": 3, "server.round-timeout": 600})
+    started = time.monotonic()
+    with pytest.raises(EngineStopped, match=r"^Flower's Simulation Engine stopped \(ValueError: ActorPool is empty"
+                                            r".*fl-sim run --resume "):
+        simulate(config)
+    assert time.monotonic() - started < 120
+    run_dir = next(Path(tiny_config.output.dir).iterdir())
+    assert read_events(run_dir)[-1]["status"] == "failed"
