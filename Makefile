@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/fl-sim run $(ARGS)
 
 flwr-run: $(STAMP)
-	$(BIN)/flwr run . --stream --federation-config "num-supernodes=10"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/fl-sim flwr-run --run-config "$(RUN_CONFIG)" -- --federation-config "num-supernodes=10"
 
 deploy-local: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/local_deployment.sh $(ARGS)

@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", type=Path, default=Path("compare.png"),
                          help="privacy-vs-utility plot written (default compare.png)")
 
+    flwr_run = commands.add_parser(
+        "flwr-run", help="`flwr run --stream` of this app, with the run config checked first and the outcome last",
+        description="Checks --run-config as `fl-sim run` checks its settings (one line, exit 2), runs `flwr run "
+                    "APP_DIR --stream` (the app in this environment: FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 "
+                    "unless set), then prints where the results are (exit 0) or how the run ended (exit 1).")
+    flwr_run.add_argument("--app", type=Path, default=Path("."), help="the Flower app's directory (default .)")
+    flwr_run.add_argument("--run-config", default="", help="Flower's run-config overrides, e.g. \"train.lr=0.05\"")
+    flwr_run.add_argument("flwr_args", nargs="*", metavar="FLWR_RUN_ARG",
+                          help="after --, passed on to `flwr run`, e.g. -- --federation-config num-supernodes=10")
+
     commands.add_parser("config", help="list every configuration key with its default")
     return parser
 
@@ -105,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {write_report(args.run_dir)}")
         elif args.command == "compare":
             _compare(args.run_dirs, args.csv, args.plot)
+        elif args.command == "flwr-run":
+            return _flwr_run(args)
         else:
             _run(args)
     except UserError as err:
@@ -132,6 +144,14 @@ def _run(args: argparse.Namespace) -> None:
     run_dir = simulate(config, verbose=args.verbose, resume=resume, stop_on_signal=True, console=sys.stdout,
                        live=sys.stdout.isatty())
     print(f"results: {run_dir}")
+
+
+def _flwr_run(args: argparse.Namespace) -> int:
+    from fl_sim.flwr_run import flwr_run
+
+    code, last_line = flwr_run(args.app, args.run_config, args.flwr_args)
+    print(last_line, file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def _watch(run_dir: Path, live: bool) -> None:

@@ -11,7 +11,8 @@
 #                  without it everything runs insecure, which is for local runs only
 #   --port PORT    the SuperLink's port: Fleet, Control and ServerApp APIs (default 9093)
 #   --results DIR  where the ServerApp writes results/<run-id>/ (default ./results)
-#   --workdir DIR  logs/, flwr-home/ (the flwr CLI's connection config) and certs/ (default: a new temp dir)
+#   --workdir DIR  logs/, flwr-home/ (FLWR_HOME of every process: config, state, installed apps) and certs/
+#                  (default: a new temp dir); nothing is written to ~/.flwr
 #   --run-config   run-config overrides, e.g. "num-server-rounds=5 attack.enabled=true" (repeatable)
 #   after --       more options for `flwr run`
 #
@@ -38,6 +39,10 @@ done
 workdir="${workdir:-$(mktemp -d -t fl-sim-deployment-XXXXXX)}"
 mkdir -p "$workdir/logs" "$workdir/flwr-home" "$results"
 workdir="$(cd "$workdir" && pwd)" results="$(cd "$results" && pwd)"
+# Flower's state, installed apps and CLI config stay in the work directory, not in the user's ~/.flwr;
+# the apps run in this environment (no `uv sync` of the app's dependencies from PyPI per run)
+export FLWR_HOME="$workdir/flwr-home"
+export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="${FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION:-1}"
 
 started=()  # process-group ids of what this script started, and nothing else
 stop_started() {
@@ -102,5 +107,5 @@ done
 for ((i = 0; i < nodes; i++)); do wait_for_port $((port + 1 + i)); done
 
 echo "SuperLink 127.0.0.1:$port and $nodes SuperNodes up; logs in $workdir/logs" >&2
-FLWR_HOME="$workdir/flwr-home" flwr run "$project" local-deployment --stream \
+flwr run "$project" local-deployment --stream \
     --run-config "simulation.num-clients=$nodes output.dir='$results'$run_config" "$@"

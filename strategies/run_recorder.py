@@ -117,10 +117,12 @@ class RunRecorder(ServerPlugin):
         self._train, self._eval, self._round_started = [], [], now
         return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
 
-    def finish(self, status: str = "completed") -> dict[str, Any]:
-        """Write ``summary.json`` and a final ``run-end`` event; return the summary."""
+    def finish(self, status: str = "completed", error: str | None = None) -> dict[str, Any]:
+        """Write ``summary.json`` and a final ``run-end`` event (with the run's ``error``, if any); return the
+        summary."""
         summary = {
             **summarise(self.history, status),
+            **({"error": error} if error else {}),
             "wall_seconds": round(time.perf_counter() - self._started, 3),
             "server_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from logging import INFO
 from pathlib import Path
 from typing import TextIO
 
 from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
 
 from attacker.plugin import AttackerPlugin
@@ -43,8 +45,9 @@ def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | 
     def main(grid: Grid, context: Context) -> None:
         """Run the whole federation (or the rest of it, with ``resume``) and write its results."""
         try:
-            run_federation(WatchedGrid(grid, watch.engine_stopped) if watch else grid,
-                           config or RunConfig.from_flat(context.run_config), plugins, resume, console)
+            run_dir = run_federation(WatchedGrid(grid, watch.engine_stopped) if watch else grid,
+                                     config or RunConfig.from_flat(context.run_config), plugins, resume, console)
+            flwr_log(INFO, "results: %s", run_dir)  # what `flwr run --stream` shows of where they went
         finally:
             if watch:
                 watch.server_finished.set()
@@ -118,7 +121,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         try:
             for plugin in extra:
                 plugin.close()
-            recorder.finish(status)
+            recorder.finish(status, error=f"{type(error).__name__}: {error}" if error else None)
             if config.output.report:
                 _write_report(writer)
         except Exception as wrap_up:

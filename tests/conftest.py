@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from fl_sim.config import RunConfig
@@ -21,3 +24,27 @@ TINY = {
 def tiny_config(tmp_path) -> RunConfig:
     """The TINY run, writing its results under the test's temporary directory."""
     return RunConfig.from_flat({**TINY, "output.dir": str(tmp_path / "results")})
+
+
+def _flower_home_listing() -> dict[str, int]:
+    """Every entry of the user's ``~/.flwr`` down to three levels, with its modification time."""
+    home = Path(os.path.expanduser("~")) / ".flwr"
+    listing = {}
+    for top, dirs, files in os.walk(home):
+        depth = len(Path(top).relative_to(home).parts) if Path(top) != home else 0
+        if depth >= 2:
+            dirs.clear()
+        for name in dirs + files:
+            path = Path(top) / name
+            listing[str(path.relative_to(home))] = path.lstat().st_mtime_ns
+    return listing
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leaves_the_users_flower_home_alone():
+    """The tests run Flower's CLI, SuperLinks and SuperNodes: none of them may write to the user's ``~/.flwr``."""
+    before = _flower_home_listing()
+    yield
+    after = _flower_home_listing()
+    changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    assert not changed, f"the tests changed ~/.flwr: {changed[:10]}"

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -101,25 +100,40 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_flwr_run_uses_the_pyproject_app(tmp_path):
-    """`flwr run .` with run-config overrides, on Flower's managed local SuperLink."""
+def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_path):
+    """`fl-sim flwr-run` (`flwr run . --stream` on Flower's managed local SuperLink) with run-config overrides."""
     env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home"), "FLWR_DISABLE_UPDATE_CHECK": "1",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     superlink_was_up = _port_open(LOCAL_SUPERLINK_PORT)
-    out = tmp_path / "out"
-    run_config = (f"num-server-rounds=2 data.image-size=16 train.local-steps=2 "
-                  f"output.dir='{out}' output.run-id='flwr'")
+    run_config = "num-server-rounds=2 data.image-size=16 train.local-steps=2 output.dir='out' output.run-id='flwr'"
     try:
-        done = subprocess.run([str(BIN / "flwr"), "run", str(ROOT), "--stream", "--run-config", run_config,
-                               "--federation-config", "num-supernodes=3"],
+        done = subprocess.run([str(BIN / "fl-sim"), "flwr-run", "--app", str(ROOT), "--run-config", run_config,
+                               "--", "--federation-config", "num-supernodes=3"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-        _check_results(out / "flwr", rounds=2, clients=3)
-        config = json.loads((out / "flwr" / "config.json").read_text())
+        run_dir = tmp_path / "out" / "flwr"  # output.dir is the user's, not Flower's runtime's, directory
+        assert done.stdout.splitlines()[-1].startswith(f"results: {run_dir}")
+        _check_results(run_dir, rounds=2, clients=3)
+        config = json.loads((run_dir / "config.json").read_text())
         assert config["train.local-steps"] == 2 and config["data.image-size"] == 16
+        assert not list((tmp_path / "flwr-home").glob("runtime-envs/*"))  # the app ran in this environment
+        if not superlink_was_up:
+            assert "the local SuperLink that flwr started for this run was stopped" in done.stdout
+            assert not _port_open(LOCAL_SUPERLINK_PORT)
     finally:
-        if not superlink_was_up:  # stop the SuperLink this test started, and only that one
+        if not superlink_was_up:  # should the wrapper have failed to, stop the SuperLink this test started
             subprocess.run(["pkill", "-f", f"flower-superlink.*{tmp_path}"], check=False)
-            deadline = time.time() + 10
-            while _port_open(LOCAL_SUPERLINK_PORT) and time.time() < deadline:
-                time.sleep(0.2)
+
+
+@pytest.mark.parametrize("run_config, message", [
+    ("attack.method='IG'", "config key 'attack.method' must be one of auto, ig, idlg, dlg, analytic; got 'IG'"),
+    ("train.lrr=0.1", "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
+    ("train.lr=0.1 oops", "--run-config: 'oops' is not a key=value pair"),
+])
+def test_flwr_run_refuses_a_bad_run_config_in_one_line_before_flower_starts(tmp_path, run_config, message):
+    env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home")}
+    done = subprocess.run([str(BIN / "fl-sim"), "flwr-run", "--app", str(ROOT), "--run-config", run_config],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("fl-sim: error: ") and message in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "flwr-home").exists()  # nothing of Flower's was started
