@@ -106,7 +106,7 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     # messages; Flower's own log, tracebacks included, is for --verbose
     flwr_logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
-    _start_ray(sim.ray_address)
+    _start_ray(sim.ray_address, verbose)
     _check_client_resources(sim)
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
     display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()
@@ -161,11 +161,12 @@ class _LiveDisplay:
         self._thread.join(timeout=5)
 
 
-def _start_ray(address: str) -> None:
+def _start_ray(address: str, verbose: bool = False) -> None:
     """Start Ray, or join the cluster at ``address``, as Flower's Ray backend would (which then reuses it).
 
     Done here so that our signal handlers come after Ray's own: ``ray.init`` replaces the
-    SIGTERM handler of the process.
+    SIGTERM handler of the process. The clients' own output (Flower's actor warnings, Ray's
+    tips) reaches this process only with ``verbose``: what matters of it is in the events.
     """
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     # Ray's C++ failure-signal handler would also take SIGTERM and kill the driver at once
@@ -176,10 +177,12 @@ def _start_ray(address: str) -> None:
     pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
     if not address:
-        ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=verbose)
         return
     try:
-        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                           log_to_driver=verbose)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ConfigError(f"config key 'simulation.ray-address' is {address!r} but no Ray cluster answers there "
                           f"({str(err).splitlines()[0]}); start one with `ray start --head` or set it to ''") from err

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
 import pty
 import re
 import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -153,10 +156,11 @@ def test_report_renders_in_headless_chromium_with_every_image_and_no_console_err
     assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 20_000
 
 
-def _in_pty(args: list[str], timeout: float) -> str:
-    """Run ``args`` with a pseudo-terminal as stdout (so it sees a terminal); return what it drew."""
+def _in_pty(args: list[str], timeout: float, columns: int = 80) -> str:
+    """Run ``args`` with a pseudo-terminal ``columns`` wide as stdout (so it sees a terminal); return what it drew."""
     controller, terminal = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50"}
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "50"}
     process = subprocess.Popen(args, stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True)
     os.close(terminal)
     output, deadline = b"", time.monotonic() + timeout
@@ -178,11 +182,13 @@ def _in_pty(args: list[str], timeout: float) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
 
 
-def test_watch_draws_the_live_round_table_on_a_terminal(attacked_runs):
-    drawn = _in_pty([str(BIN / "fl-sim"), "watch", str(attacked_runs["none"])], timeout=60)
-    assert "round 2/2" in drawn and "completed" in drawn
-    assert re.search(r"round\s+.\s+clients\s+.\s+success\s+.\s+best SSIM\s+.\s+median SSIM", drawn), drawn
+def test_watch_draws_the_live_round_table_within_80_columns(attacked_runs):
+    drawn = _in_pty([str(BIN / "fl-sim"), "watch", str(attacked_runs["none"])], timeout=60, columns=80)
+    assert "round 2/2" in drawn and "completed" in drawn and "round 0/0" not in drawn
+    assert re.search(r"best\s+.\s+median\s+.\s+best\s+.\s+median", drawn), drawn  # headers whole, on two lines
+    assert re.search(r"round\s+.\s+clients\s+.\s+leaked\s+.\s+SSIM\s+.\s+SSIM\s+.\s+PSNR\s+.\s+PSNR\s+.\s+seconds", drawn)
     assert re.search(r"\s2\s+.\s+3\s+.\s+\d+%", drawn), drawn  # the row of round 2: 3 clients attacked
+    assert max(len(line) for line in re.split(r"[\r\n]", drawn)) <= 80
 
 
 def test_watch_prints_plain_lines_when_not_on_a_terminal(attacked_runs):
@@ -218,5 +224,7 @@ def test_fl_sim_run_on_a_terminal_shows_the_live_attack_table(tmp_path):
                      "--run-id", "live", *overrides], timeout=300)
     assert "results: " in drawn, drawn[-3000:]
     assert re.search(r"round 2/2.*ETA", drawn) and "attacks (pending rounds:" in drawn
-    assert re.search(r"best SSIM\s+.\s+median SSIM\s+.\s+best PSNR", drawn)
+    assert re.search(r"round\s+.\s+clients\s+.\s+leaked\s+.\s+SSIM\s+.\s+SSIM\s+.\s+PSNR", drawn)
+    assert "round 0/0" not in drawn and "Manually terminating" not in drawn
+    assert max(len(line) for line in re.split(r"[\r\n]", drawn)) <= 80
     assert (tmp_path / "live" / "report.html").is_file()

@@ -76,19 +76,30 @@ class PlainLines:
         return None
 
 
+#: Columns of the live attack table: (header, justification); two-line headers keep it within 80 columns.
+ATTACK_COLUMNS = (("round", "right"), ("clients", "right"), ("leaked", "right"), ("best\nSSIM", "right"),
+                  ("median\nSSIM", "right"), ("best\nPSNR", "right"), ("median\nPSNR", "right"),
+                  ("seconds", "right"), ("queue", "right"))
+
+
 def live_view(progress: RunProgress, title: str) -> Group:
-    """The live display: progress with ETA, the current round's figures, and the per-round attack table."""
+    """The live display: progress with ETA, the current round's figures, and the per-round attack table.
+
+    Every line fits an 80-column terminal; named colours keep the bar visible on 8- and 16-colour ones.
+    """
     done, total = progress.done, progress.total_rounds
     header = Text.assemble((f"{title}  ", "bold"), (progress.status, "green" if progress.status in
                                                      ("running", "completed") else "red"))
     bar = Table.grid(padding=(0, 1))
-    bar.add_row(Text(f"round {done}/{total}"), ProgressBar(total=max(total, 1), completed=done, width=40),
+    bar.add_row(Text(f"round {done}/{total}" if total else "starting"),
+                ProgressBar(total=max(total, 1), completed=done, width=40, style="bright_black",
+                            complete_style="cyan", finished_style="green"),
                 Text(f"ETA {duration(progress.eta_seconds())}"))
     last = progress.rounds[-1] if progress.rounds else {}
     current = Text(
-        f"train loss {fmt(last.get('train_loss'), '.4f')}  train acc {fmt(last.get('train_accuracy'), '.4f')}  "
-        f"test acc {fmt(last.get('test_accuracy'), '.4f')}  clients done this round "
-        f"{progress.clients_this_round}  failures {len(progress.failures)}")
+        f"loss {fmt(last.get('train_loss'), '.4f')}  acc {fmt(last.get('train_accuracy'), '.4f')}  "
+        f"test acc {fmt(last.get('test_accuracy'), '.4f')}  clients {progress.clients_this_round}  "
+        f"failures {len(progress.failures)}")
     parts = [header, bar, current]
     if progress.attack_enabled or progress.attacks:
         parts.append(_attack_table(progress))
@@ -97,13 +108,13 @@ def live_view(progress: RunProgress, title: str) -> Group:
 
 def _attack_table(progress: RunProgress) -> Table:
     table = Table(title=f"attacks (pending rounds: {progress.pending_attacks()})", title_justify="left")
-    for column in ("round", "clients", "success", "best SSIM", "median SSIM", "best PSNR", "median PSNR",
-                   "seconds", "queue"):
-        table.add_column(column, justify="right")
+    for header, justify in ATTACK_COLUMNS:
+        table.add_column(header, justify=justify)
     for attack in progress.attack_rows()[-LIVE_ATTACK_ROWS:]:
         s = attack.summary
         if s is None:
-            table.add_row(str(attack.round), "-", Text(attack.ended_by or "", style="red"), *["-"] * 6)
+            ended_by = (attack.ended_by or "").removeprefix("attack-")  # cut, timeout or error
+            table.add_row(str(attack.round), "-", Text(ended_by, style="red"), *["-"] * 6)
             continue
         table.add_row(str(attack.round), str(s["clients"]), fmt(s.get("client_success_rate"), ".0%"),
                       fmt(s.get("best_ssim")), fmt(s.get("median_ssim")), fmt(s.get("best_psnr"), ".1f"),
