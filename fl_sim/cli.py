@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "config":
+            from fl_sim.reporting.formatting import setting
+
             for key, default, help_text in describe():
-                print(f"{key:32s} {default!s:12s} {help_text}")
+                print(f"{key:32s} {setting(default):12s} {help_text}")
         elif args.command == "watch":
             _watch(args.run_dir, live=sys.stdout.isatty() and not args.plain)
         elif args.command == "report":

@@ -111,3 +111,11 @@ def test_readme_configuration_table_lists_every_key_with_its_default():
     rows = [line for line in (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
             if line.startswith("| `") and "` | `" in line]
     assert [row.split("`")[1] for row in rows] == [key for key, _, _ in describe()]
+
+
+def test_fl_sim_config_prints_booleans_as_they_are_written(capsys):
+    from fl_sim import cli
+
+    assert cli.main(["config"]) == 0
+    lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert (lines["attack.enabled"], lines["defense.error-feedback"]) == ("false", "true")

@@ -112,12 +112,14 @@ def test_a_run_writes_its_report_with_plots_and_every_reconstruction(attacked_ru
     run_dir = attacked_runs["none"]
     page = (run_dir / "report.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
+    assert sources[0] == "plots/attack_heatmap.png"  # per-round attack success at a glance, first
     assert {"plots/accuracy.png", "plots/loss.png", "plots/attack_success.png", "plots/similarity.png"} <= set(sources)
     reconstructions = [s for s in sources if s.startswith("reconstructions/")]
     assert sorted(reconstructions) == [f"reconstructions/round-{r}/client-{c}.png" for r in (1, 2) for c in range(3)]
     assert all((run_dir / s).read_bytes().startswith(b"\x89PNG") for s in sources)
     assert "http" not in page  # nothing from the network
     assert "attack success rate (clients)" in page and "Configuration" in page
+    assert "<td>true</td>" in page and "<td>false</td>" in page and "True" not in page and "False" not in page
     assert write_report(run_dir) == run_dir / "report.html"  # `fl-sim report` rewrites it
 
 

@@ -17,3 +17,8 @@ def duration(seconds: float | None) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def setting(value: Any) -> str:
+    """A configuration value as it is written in TOML and ``--set``: ``true``/``false``, not Python's ``True``."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

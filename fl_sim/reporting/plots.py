@@ -9,12 +9,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
 from fl_sim.reporting.progress import RunProgress  # noqa: E402
 
 #: File names of the plots, under the run's ``plots/`` folder.
 ACCURACY, LOSS, ATTACK_SUCCESS, SIMILARITY = "accuracy.png", "loss.png", "attack_success.png", "similarity.png"
+HEATMAP = "attack_heatmap.png"
+
+#: Up to this many cells, the heatmap prints each cell's SSIM in it.
+ANNOTATED_CELLS = 240
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -35,9 +40,10 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
 def plot_run(progress: RunProgress, success_ssim: float, folder: Path) -> list[Path]:
     """Write the run's plots into ``folder``; return their paths (attack plots only if it was attacked)."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [_curves(progress, ("test_accuracy", "train_accuracy", "eval_accuracy"), "accuracy",
-                     folder / ACCURACY),
-             _curves(progress, ("test_loss", "train_loss", "eval_loss"), "loss", folder / LOSS)]
+    paths = [_heatmap(progress, folder / HEATMAP)] if progress.image_scores() else []
+    paths += [_curves(progress, ("test_accuracy", "train_accuracy", "eval_accuracy"), "accuracy",
+                      folder / ACCURACY),
+              _curves(progress, ("test_loss", "train_loss", "eval_loss"), "loss", folder / LOSS, log=True)]
     if progress.attacks:
         paths.append(_attack_success(progress, folder / ATTACK_SUCCESS))
     if progress.image_scores():
@@ -45,12 +51,21 @@ def plot_run(progress: RunProgress, success_ssim: float, folder: Path) -> list[P
     return paths
 
 
-def _curves(progress: RunProgress, keys: tuple[str, ...], ylabel: str, path: Path) -> Path:
+def _curves(progress: RunProgress, keys: tuple[str, ...], ylabel: str, path: Path, log: bool = False) -> Path:
+    """One line per key over rounds; ``log`` puts positive values on a log axis (round 0's loss dwarfs the rest)."""
     figure, axes = plt.subplots(figsize=(6, 3.6))
+    plotted = []
     for key in keys:
         rounds, values = _series(progress.rounds, key)
         if values:
             axes.plot(rounds, values, marker="o", markersize=3, label=key.replace("_", " "))
+            plotted += values
+    if log and plotted and min(plotted) > 0:
+        axes.set_yscale("log")
+        axes.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # 1, 2, 5 per decade, written as numbers
+        for set_formatter in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+            set_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ylabel += " (log scale)"
     axes.set_xlabel("round")
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
@@ -61,10 +76,14 @@ def _curves(progress: RunProgress, keys: tuple[str, ...], ylabel: str, path: Pat
 def _attack_success(progress: RunProgress, path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(6, 3.6))
     rows = [a.summary for a in progress.attack_rows() if a.summary]
-    for key, label in (("client_success_rate", "clients leaked"), ("image_success_rate", "images leaked")):
+    # hollow circles over dashed crosses: both lines stay visible where they coincide
+    for key, label, style in (("client_success_rate", "clients leaked", dict(marker="o", markersize=8,
+                                                                              markerfacecolor="none")),
+                              ("image_success_rate", "images leaked", dict(marker="x", markersize=5,
+                                                                           linestyle="--"))):
         rounds, values = _series(rows, key)
         if values:
-            axes.plot(rounds, values, marker="o", markersize=4, label=label)
+            axes.plot(rounds, values, label=label, **style)
     axes.set_ylim(-0.05, 1.05)
     axes.set_xlabel("round")
     axes.set_ylabel("attack success rate")
@@ -85,4 +104,45 @@ def _similarity(progress: RunProgress, success_ssim: float, path: Path) -> Path:
     psnr_axes.hist(psnr, bins=20, color="tab:green")
     psnr_axes.set_xlabel("PSNR dB (capped at 100)")
     psnr_axes.set_ylabel("images")
+    for axes in (ssim_axes, psnr_axes):
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images
+    return _save(figure, path)
+
+
+def _every_nth(labels: list[int], most: int = 20) -> tuple[list[int], list[int]]:
+    """Tick positions (cell indices) and their labels, at most ``most`` of them."""
+    positions = list(range(0, len(labels), -(-len(labels) // most) or 1))
+    return positions, [labels[i] for i in positions]
+
+
+def _heatmap(progress: RunProgress, path: Path) -> Path:
+    """Clients x rounds, coloured by the best SSIM of each attacked client's reconstructions; leaked cells
+    marked with a red dot, cells not attacked left blank."""
+    cells = {(c["partition_id"], a.round): (max(i["ssim"] for i in c["per_image"]), bool(c.get("success")))
+             for a in progress.attack_rows() for c in a.clients
+             if c.get("per_image") and c.get("partition_id") is not None}
+    clients = sorted({client for client, _ in cells})
+    rounds = sorted({server_round for _, server_round in cells})
+    grid = np.full((len(clients), len(rounds)), np.nan)
+    for (client, server_round), (ssim, _) in cells.items():
+        grid[clients.index(client), rounds.index(server_round)] = ssim
+    figure, axes = plt.subplots(figsize=(min(max(7.0, 3 + 0.45 * len(rounds)), 14),
+                                         min(max(2.5, 1.5 + 0.3 * len(clients)), 12)))
+    shown = axes.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
+                        interpolation="nearest")
+    leaked = [(rounds.index(r), clients.index(c)) for (c, r), (_, hit) in cells.items() if hit]
+    if leaked:
+        axes.scatter(*zip(*leaked), s=18, color="tab:red", edgecolors="white", linewidths=0.5, label="leaked")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=8)
+    if grid.size <= ANNOTATED_CELLS:
+        for (row, column), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                axes.text(column, row + 0.3, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                          color="white" if value < 0.5 else "black")
+    axes.set_xticks(*_every_nth(rounds))
+    axes.set_yticks(*_every_nth(clients))
+    axes.set_xlabel("round")
+    axes.set_ylabel("client (partition)")
+    axes.set_title("best SSIM of each attacked client's reconstruction", fontsize=10)
+    figure.colorbar(shown, ax=axes, label="best SSIM")
     return _save(figure, path)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import html
 import json
 import statistics
+import struct
 from pathlib import Path
 
 from fl_sim.reporting import plots
-from fl_sim.reporting.formatting import fmt
+from fl_sim.reporting.formatting import fmt, setting
 from fl_sim.reporting.progress import AttackRound, RunProgress
 from fl_sim.results import CONFIG, read_events, require_run_directory
 
 REPORT = "report.html"
 PLOTS = "plots"
+#: Widest a reconstruction grid is drawn, in CSS pixels (the page is 1100 wide).
+RECONSTRUCTION_MAX_WIDTH = 1080
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -26,11 +29,17 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 td, th { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td.key { text-align: left; font-family: monospace; }
-.plots img { max-width: 49%; } .plots img.wide { max-width: 98%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
-figure { margin: 0; } figcaption { font-size: 0.8em; text-align: center; }
+.plots img { max-width: 49%; } .plots img.wide { max-width: 98%; display: block; }
+.grid { display: flex; flex-wrap: wrap; gap: 0.8em 0.6em; align-items: flex-start; }
+figure { margin: 0; max-width: 100%; } figure img { max-width: 100%; image-rendering: pixelated; }
+figcaption { font-size: 0.8em; text-align: center; line-height: 1.3; }
 .leaked { color: #b00020; font-weight: bold; } .safe { color: #1b7f3b; }
 .status-completed { color: #1b7f3b; } .status-failed, .status-interrupted { color: #b00020; }
 """
+
+
+#: Plots drawn across the page's width (the heatmap comes first: per-round attack success at a glance).
+_WIDE = (plots.HEATMAP, plots.SIMILARITY)
 
 
 def _table(header: list[str] | None, rows: list[list[str]], left: int = 0) -> str:
@@ -48,16 +57,17 @@ def write_report(run_dir: Path) -> Path:
     figures = plots.plot_run(progress, config.get("attack.success-ssim", 0.6), run_dir / PLOTS)
     sections = [_overview(run_dir, progress),
                 '<h2>Plots</h2><div class="plots">' + "".join(
-                    f'<img src="{PLOTS}/{p.name}" alt="{p.stem}"{" class=wide" if p.name == plots.SIMILARITY else ""}>'
+                    f'<img src="{PLOTS}/{p.name}" alt="{p.stem}"{" class=wide" if p.name in _WIDE else ""}>'
                     for p in figures) + "</div>",
                 _rounds(progress)]
     if progress.attacks:
-        sections.append(_attacks(progress))
+        sections.append(_attacks(run_dir, progress))
     if progress.failures:
         sections.append("<h2>Client failures and rejected updates</h2>" + _table(
             ["round", "event", "node", "reason"],
             [[f["round"], f["event"], f.get("node_id", "-"), f.get("reason", "-")] for f in progress.failures]))
-    sections.append("<h2>Configuration</h2>" + _table(["key", "value"], [[k, v] for k, v in config.items()], left=1))
+    sections.append("<h2>Configuration</h2>" + _table(["key", "value"], [[k, setting(v)] for k, v in config.items()],
+                                                      left=1))
     page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>fl-sim report: "
             f"{html.escape(run_dir.name)}</title><style>{_STYLE}</style></head><body>{''.join(sections)}"
             f"</body></html>\n")
@@ -93,7 +103,7 @@ def _rounds(progress: RunProgress) -> str:
           fmt(r.get("seconds"), ".1f")] for r in progress.rounds])
 
 
-def _attacks(progress: RunProgress) -> str:
+def _attacks(run_dir: Path, progress: RunProgress) -> str:
     parts = ["<h2>Attacks</h2>", _table(
         ["round", "method", "clients", "leaked", "success", "best SSIM", "median SSIM", "median PSNR", "seconds"],
         [[a.round, a.summary["method"], a.summary["clients"], a.summary["clients_leaked"],
@@ -102,11 +112,21 @@ def _attacks(progress: RunProgress) -> str:
           fmt(a.summary.get("seconds"), ".1f")] if a.summary else
          [a.round, a.ended_by, "-", "-", "-", "-", "-", "-", "-"] for a in progress.attack_rows()])]
     for attack in progress.attack_rows():
-        parts.append(_attack_round(attack))
+        parts.append(_attack_round(run_dir, attack))
     return "".join(parts)
 
 
-def _attack_round(attack: AttackRound) -> str:
+def _twice_as_wide(png: Path) -> str:
+    """A ``width`` attribute that shows a reconstruction grid at twice its size (up to the page's width)."""
+    try:
+        with open(png, "rb") as handle:
+            width = struct.unpack(">I", handle.read(24)[16:20])[0]  # the IHDR chunk of a PNG
+    except (OSError, struct.error):
+        return ""
+    return f" width={min(2 * width, RECONSTRUCTION_MAX_WIDTH)}"
+
+
+def _attack_round(run_dir: Path, attack: AttackRound) -> str:
     if attack.summary is None:
         return (f"<h3>Round {attack.round}: {html.escape(attack.ended_by or '')}</h3>"
                 f"<p>{html.escape(attack.reason or '')}</p>")
@@ -115,11 +135,11 @@ def _attack_round(attack: AttackRound) -> str:
         images = client.get("per_image") or []
         verdict = ("<span class=leaked>leaked</span>" if client.get("success") else "<span class=safe>safe</span>") \
             if client.get("success") is not None else "not judged"
-        scores = (f"SSIM {statistics.fmean(i['ssim'] for i in images):.3f}, "
-                  f"PSNR {statistics.fmean(min(i['psnr'], 100.0) for i in images):.1f} dB, ") if images else ""
-        picture = (f'<img src="{html.escape(client["image"])}" alt="client {client.get("partition_id")}">'
-                   if client.get("image") else "<p>(no image saved)</p>")
-        figures.append(f"<figure>{picture}<figcaption>client {client.get('partition_id')}: {scores}"
-                       f"{verdict}</figcaption></figure>")
+        scores = (f"<br>SSIM {statistics.fmean(i['ssim'] for i in images):.3f} · "
+                  f"PSNR {statistics.fmean(min(i['psnr'], 100.0) for i in images):.1f} dB") if images else ""
+        picture = (f'<img src="{html.escape(client["image"])}" alt="client {client.get("partition_id")}"'
+                   f'{_twice_as_wide(run_dir / client["image"])}>' if client.get("image") else "<p>(no image saved)</p>")
+        figures.append(f"<figure>{picture}<figcaption>client {client.get('partition_id')}: {verdict}{scores}"
+                       f"</figcaption></figure>")
     return (f"<h3>Round {attack.round}: ground truth (top) over reconstruction (bottom)</h3>"
             f"<div class=grid>{''.join(figures)}</div>")
