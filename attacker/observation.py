@@ -10,6 +10,7 @@ import torch
 from fl_sim import protocol
 from fl_sim.config import TrainConfig
 from fl_sim.protocol import train_config_from_record
+from fl_sim.training import derive_seed
 from strategies.plugins import InterceptedUpdate
 
 
@@ -56,6 +57,12 @@ class Observation:
             local_steps=int(update.metrics.get(protocol.LOCAL_STEPS, 1)),
             defense=defense,
         )
+
+    def random_stream(self, seed: int, *extra: int) -> int:
+        """The seed of this update's random attack starts, from the run's ``seed`` and what is stable across runs:
+        the round and the client's partition id (Flower's node ids are drawn anew by every run)."""
+        client = self.partition_id if self.partition_id is not None else self.node_id % 2**31
+        return derive_seed(seed, self.server_round, client, *extra)
 
     @property
     def batch_size(self) -> int:

@@ -28,9 +28,10 @@ class LocalGrid(Grid):
     As in Flower, a ClientApp that raises answers with an error reply carrying the exception.
     """
 
-    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None) -> None:
+    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None,
+                 first_node_id: int = FIRST_NODE_ID) -> None:
         self.client_app = client_app
-        self.node_ids = [FIRST_NODE_ID + i for i in range(num_nodes)]
+        self.node_ids = [first_node_id + i for i in range(num_nodes)]
         self.run_config = run_config or {}
         self.contexts: dict[int, Context] = {}
         # Messages take their run and sender from the process's task identity, which a

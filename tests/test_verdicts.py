@@ -18,7 +18,8 @@ from fl_sim.data import load_dataset
 from fl_sim.offline import intercepted_updates
 from fl_sim.results import read_events
 from fl_sim.training import batch_schedule
-from local_grid import run_locally
+from clients.client_app import create_client_app
+from local_grid import LocalGrid, run_locally
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 
@@ -163,3 +164,21 @@ def test_auto_logs_the_worst_case_of_its_portfolio(tiny_config):
         best = max(portfolio, key=lambda e: (e["images_leaked"], e["mean_ssim"]))
         assert event["attack"] == best["attack"] and event["success"] == best["success"]
         assert max(image["ssim"] for image in event["per_image"]) == pytest.approx(best["best_ssim"])
+
+
+def _attack_events(run_dir) -> list[dict]:
+    """A run's attack events without what differs between two runs of one config: times, Flower's node ids."""
+    return [{key: value for key, value in event.items() if key not in ("time", "seconds", "node_id")}
+            for event in read_events(run_dir) if event["event"].startswith("attack")]
+
+
+def test_two_runs_of_one_config_reach_the_same_verdict_whatever_flowers_node_ids(tiny_config):
+    config = tiny_config.with_overrides({**FEDSGD, "train.batch-size": 2, "attack.enabled": True,
+                                         "attack.method": "ig", "attack.iterations": 60, "attack.blocking": True})
+    first = run_locally(config.with_overrides({"output.run-id": "first"}))
+    # Flower draws node ids anew every run; the attack's random starts must not follow them
+    second_grid = LocalGrid(create_client_app(config), config.simulation.num_clients, first_node_id=7_340_033)
+    second = run_locally(config.with_overrides({"output.run-id": "second"}), grid=second_grid)
+    events = _attack_events(first)
+    assert [e["event"] for e in events].count("attack") == 6
+    assert events == _attack_events(second)

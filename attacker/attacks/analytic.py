@@ -32,7 +32,6 @@ from attacker.labels import recover_labels
 from attacker.observation import Observation
 from attacker.objectives import total_variation
 from attacker.victim import Victim
-from fl_sim.training import derive_seed
 
 #: TV weight of the feature inversion (the features pin the image; the prior only smooths).
 FEATURE_TV = 1e-4
@@ -102,7 +101,7 @@ def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tens
     targets = torch.stack([h for h, _ in features])
     known = torch.stack([k.to(h.dtype) for h, k in features])
     x0 = torch.stack([torch.randn((1, *victim.input_shape), generator=torch.Generator().manual_seed(
-        derive_seed(settings.seed, obs.server_round, obs.node_id % 2**31))) for obs in observations]).to(victim.device)
+        obs.random_stream(settings.seed))) for obs in observations]).to(victim.device)
 
     def cost(x, target, mask):
         trial = victim.input_of(layer, x).flatten()

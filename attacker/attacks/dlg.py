@@ -39,7 +39,6 @@ from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
 from attacker.victim import Victim
-from fl_sim.training import derive_seed
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
 STOP_LOSS = 1e-6
@@ -67,7 +66,7 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
         if recover else None
     best, total_iterations = None, 0
     for restart in range(settings.restarts):
-        seed = derive_seed(settings.seed, obs.server_round, obs.node_id % 2**31, restart)
+        seed = obs.random_stream(settings.seed, restart)
         found = _lbfgs_try(victim, target, matching, obs.batch_size, labels, settings,
                            torch.Generator().manual_seed(seed), cancel)
         total_iterations += found.iterations

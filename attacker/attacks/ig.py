@@ -39,7 +39,6 @@ from attacker.observation import Observation
 from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels,
                              simulate_update)
 from attacker.victim import Victim
-from fl_sim.training import derive_seed
 
 
 @dataclass(frozen=True)
@@ -214,5 +213,5 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
 
 
 def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(derive_seed(seed, obs.server_round, obs.node_id % 2**31, restart))
+    generator = torch.Generator().manual_seed(obs.random_stream(seed, restart))
     return torch.randn(shape, generator=generator).to(victim.device)
