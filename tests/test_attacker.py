@@ -91,12 +91,15 @@ def test_analytic_recovers_one_image_exactly_from_an_mlp():
     assert psnr >= 60 and ssim > 0.999 and verdict.label_accuracy == 1.0
 
 
-@pytest.mark.parametrize("method, iterations", [("idlg", 60), ("ig", 1000)])
-def test_optimisation_attacks_break_an_undefended_lenet(method, iterations):
-    """DLG's LeNet, one image, one SGD step: the setting where every paper reports success."""
+@pytest.mark.parametrize("method, iterations, restarts", [("idlg", 60, 2), ("ig", 1000, 1)])
+def test_optimisation_attacks_break_an_undefended_lenet(method, iterations, restarts):
+    """DLG's LeNet, one image, one SGD step: the setting where every paper reports success.
+
+    L-BFGS diverges from some random starts (here 2 of 8 seeds); keeping the best of two starts,
+    which is what ``attack.restarts`` is for, succeeded from every seed tried."""
     config = RunConfig.from_flat({**FEDSGD, "attack.method": method})
     victim, observations, truths = _observe(config, [[3]])
-    rec = ATTACKS[method](victim, observations, _settings(config, iterations=iterations))[0]
+    rec = ATTACKS[method](victim, observations, _settings(config, iterations=iterations, restarts=restarts))[0]
     ssim, _, verdict = _ssim_psnr(rec, truths[0])
     start_ssim = judge(torch.randn(1, 1, 32, 32).clamp(0, 1), rec.labels, *truths[0].tensors(), 0.6).best_ssim
     assert ssim >= 0.6 > start_ssim
