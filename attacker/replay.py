@@ -1,13 +1,14 @@
 """Differentiable replay of a client's local training: what the server knows it did, redone on dummy data.
 
 The server sent the training settings (optimizer, lr, momentum, weight decay, batch size, local
-epochs or steps) and the client reported how many examples it holds and how many steps it took.
-:func:`simulate_update` redoes exactly that training on dummy images, differentiably, as
-:func:`fl_sim.training.train_local` does it: a fresh optimizer every round (torch's SGD with
-momentum and weight decay, or Adam), and per batch the mean cross-entropy plus the model's
-penalty (PRECODE's KL). Matching the simulated update with the observed one is the FedAvg
-attack of Dimitrov et al., "Data Leakage in Federated Averaging" (TMLR 2022): simulate the
-client's training, with the unobserved intermediate weights it generates.
+epochs or steps, FedProx's proximal term) and the client reported how many examples it holds and
+how many steps it took. :func:`simulate_update` redoes exactly that training on dummy images,
+differentiably, as :func:`fl_sim.training.train_local` does it: a fresh optimizer every round
+(torch's SGD with momentum and weight decay, or Adam), and per batch the mean cross-entropy plus
+the model's penalty (PRECODE's KL) plus FedProx's proximal term. Matching the simulated update
+with the observed one is the FedAvg attack of Dimitrov et al., "Data Leakage in Federated
+Averaging" (TMLR 2022): simulate the client's training, with the unobserved intermediate weights
+it generates.
 
 Unknown batch order (the client reshuffles every epoch with its own randomness). We follow the
 same paper: every epoch gets its own copy of the N dummy images, split into batches in a fixed
@@ -97,6 +98,8 @@ def simulate_update(victim: Victim, x: torch.Tensor, labels: torch.Tensor, train
     for step, rows in enumerate(batches, start=1):
         index = torch.tensor(rows, device=x.device)
         grads = victim.gradient(x[index], labels[index], params)
+        if train.proximal_mu:  # FedProx's term, whose gradient is mu (w - w_global)
+            grads = {n: g + train.proximal_mu * (params[n] - victim.params[n]) for n, g in grads.items()}
         params = _optimizer_step(params, grads, state, step, train)
     return {n: params[n] - victim.params[n] for n in victim.param_names}
 

@@ -52,6 +52,44 @@ class ServerConfig:
                                     min_exclusive=True)
 
 
+#: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian", "fedtrimmedavg",
+              "krum", "multikrum", "bulyan")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Which Flower strategy aggregates the (intercepted) updates, and its own parameters."""
+
+    name: Literal[STRATEGIES] = _setting(
+        "fedavg", "Flower strategy that aggregates; fedprox's proximal term is train.proximal-mu")
+    server_learning_rate: float = _setting(1.0, "fedavgm: server learning rate", min=0, min_exclusive=True)
+    server_momentum: float = _setting(0.0, "fedavgm: server momentum", min=0, max=1)
+    eta: float = _setting(0.0, "fedadam, fedyogi, fedadagrad: server learning rate; 0 = Flower's default "
+                               "(0.1; fedyogi 0.01)", min=0)
+    beta_1: float = _setting(0.9, "fedadam, fedyogi: first-moment decay", min=0, max=1)
+    beta_2: float = _setting(0.99, "fedadam, fedyogi: second-moment decay", min=0, max=1)
+    tau: float = _setting(1e-3, "fedadam, fedyogi, fedadagrad: adaptivity (added to the root of the second moment)",
+                          min=0, min_exclusive=True)
+    trim_fraction: float = _setting(0.2, "fedtrimmedavg: share of the largest and of the smallest values cut per "
+                                         "coordinate (Flower's beta, below 0.5)", min=0, max=0.4999)
+    num_malicious_nodes: int = _setting(0, "krum, multikrum, bulyan: Byzantine clients tolerated (f)", min=0)
+    num_nodes_to_select: int = _setting(1, "multikrum: updates averaged after selection (m)", min=1)
+
+
+#: The ``strategy.*`` keys each strategy reads (all others must keep their defaults).
+STRATEGY_KEYS = {
+    "fedavgm": ("server-learning-rate", "server-momentum"),
+    "fedadam": ("eta", "beta-1", "beta-2", "tau"),
+    "fedyogi": ("eta", "beta-1", "beta-2", "tau"),
+    "fedadagrad": ("eta", "tau"),
+    "fedtrimmedavg": ("trim-fraction",),
+    "krum": ("num-malicious-nodes",),
+    "multikrum": ("num-malicious-nodes", "num-nodes-to-select"),
+    "bulyan": ("num-malicious-nodes",),
+}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which data set is used and how it is split among clients."""
@@ -109,6 +147,8 @@ class TrainConfig:
     local_epochs: int = _setting(2, "passes over the local partition per round (if local-steps is 0)", min=1)
     local_steps: int = _setting(0, "optimizer steps per round; 0 means use local-epochs", min=0)
     batch_size: int = _setting(16, "local mini-batch size", min=1)
+    proximal_mu: float = _setting(0.0, "FedProx's proximal term mu: local loss + mu/2 x squared L2 distance to the "
+                                       "global model (Li et al. 2020); needs strategy.name=fedprox (0 = none)", min=0)
 
 
 @dataclass(frozen=True)
@@ -244,6 +284,7 @@ class RunConfig:
     seed: int = _setting(42, "seed for data partitioning, model init and local training (0 to 2^32-1)", min=0, max=MAX_SEED)
     num_server_rounds: int = _setting(20, "federated rounds", min=1)
     server: ServerConfig = field(default_factory=ServerConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     precode: PrecodeConfig = field(default_factory=PrecodeConfig)
@@ -275,6 +316,13 @@ class RunConfig:
     def with_overrides(self, flat: Mapping[str, Any]) -> RunConfig:
         """Return a copy with the given dotted keys replaced (validated like :meth:`from_flat`)."""
         return RunConfig.from_flat({**self.to_flat(), **flat})
+
+
+def train_settings(values: Mapping[str, Any]) -> TrainConfig:
+    """Validate ``train.*`` values (unprefixed keys) on their own: what a client rebuilds from the round's
+    message. Unknown keys are ignored, checks that involve other sections (e.g. the strategy) are not made."""
+    return _build(TrainConfig, {key: value for key, value in values.items() if key in _fields(TrainConfig)},
+                  prefix="train.")
 
 
 def _kebab(name: str) -> str:
@@ -396,8 +444,34 @@ def _flatten(obj: Any, prefix: str):
             yield key, value
 
 
+def _check_strategy(config: RunConfig) -> None:
+    """Every ``strategy.*`` key set away from its default is one the chosen strategy reads; Byzantine-robust
+    aggregators get the updates their rule needs."""
+    name, chosen = config.strategy.name, dict(_flatten(config.strategy, "strategy."))
+    for key, value in _flatten(StrategyConfig(), "strategy."):
+        short = key.removeprefix("strategy.")
+        if short != "name" and chosen[key] != value and short not in STRATEGY_KEYS.get(name, ()):
+            users = ", ".join(s for s, keys in STRATEGY_KEYS.items() if short in keys)
+            raise ConfigError(f"config key '{key}' is set but strategy.name={name} does not use it (it is for "
+                              f"{users}); remove it or choose one of those strategies")
+    if config.train.proximal_mu > 0 and name != "fedprox":
+        raise ConfigError(f"config key 'train.proximal-mu' is FedProx's proximal term but strategy.name={name}; "
+                          f"set strategy.name=fedprox or train.proximal-mu=0")
+    malicious, least = config.strategy.num_malicious_nodes, config.server.min_train_nodes
+    needed = {"krum": 2 * malicious + 3, "multikrum": 2 * malicious + 3, "bulyan": 4 * malicious + 3}.get(name, 0)
+    if least < needed:
+        rule = "4f + 3" if name == "bulyan" else "2f + 3"
+        raise ConfigError(f"strategy.name={name} with strategy.num-malicious-nodes={malicious} needs at least "
+                          f"{rule} = {needed} updates per round, but server.min-train-nodes is {least}; raise it "
+                          f"(and simulation.num-clients) or lower num-malicious-nodes")
+    if name == "multikrum" and config.strategy.num_nodes_to_select > least:
+        raise ConfigError(f"config key 'strategy.num-nodes-to-select' ({config.strategy.num_nodes_to_select}) "
+                          f"exceeds server.min-train-nodes ({least}); lower it")
+
+
 def _check_combinations(config: RunConfig) -> None:
     """Reject settings that are valid one by one but impossible together."""
+    _check_strategy(config)
     server = config.server
     if server.min_available_nodes > config.simulation.num_clients:
         raise ConfigError(

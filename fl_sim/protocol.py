@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fl_sim.config import RunConfig, Scalar, TrainConfig
+from fl_sim.config import RunConfig, Scalar, TrainConfig, train_settings
 
 ARRAYS = "arrays"
 CONFIG = "config"
@@ -39,5 +39,4 @@ def train_config_record(config: TrainConfig) -> dict[str, Scalar]:
 
 def train_config_from_record(record: Mapping[str, Any]) -> TrainConfig:
     """Rebuild and validate the training settings a client received."""
-    known = train_config_record(TrainConfig())
-    return RunConfig.from_flat({f"train.{key}": record[key] for key in known if key in record}).train
+    return train_settings(record)

@@ -70,7 +70,11 @@ def batch_schedule(num_samples: int, config: TrainConfig, seed: int) -> list[np.
 
 def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: int,
                 device: torch.device | str = "cpu") -> TrainResult:
-    """Train ``model`` in place on ``data`` for one round; return loss, accuracy and what it saw."""
+    """Train ``model`` in place on ``data`` for one round; return loss, accuracy and what it saw.
+
+    The loss of each batch is the mean cross-entropy, plus the model's penalty (PRECODE's KL), plus
+    FedProx's proximal term ``mu/2 ||w - w_global||^2`` when ``proximal-mu`` is set.
+    """
     start = time.perf_counter()
     torch.manual_seed(seed)
     model.to(device).train()
@@ -78,12 +82,15 @@ def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: in
     criterion = nn.CrossEntropyLoss()
     images, labels = data.tensors()
     schedule = batch_schedule(len(labels), config, seed)
+    anchor = [p.detach().clone() for p in model.parameters()] if config.proximal_mu else []
     total_loss, correct, seen = 0.0, 0, 0
     for indices in schedule:
         x, y = images[indices].to(device), labels[indices].to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = criterion(logits, y) + model.penalty()
+        if anchor:  # FedProx: stay near the global model the round started from
+            loss = loss + config.proximal_mu / 2 * sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(y)

@@ -1,6 +1,6 @@
-"""Aggregation and interception: the ServerApp, the intercepting FedAvg strategy, server plugins."""
+"""Aggregation and interception: the ServerApp, the intercepting strategy wrapper, server plugins."""
 
-from strategies.intercepting_fedavg import InterceptingFedAvg
+from strategies.intercepting import InterceptingStrategy
 from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
 
-__all__ = ["InterceptedUpdate", "InterceptingFedAvg", "ServerPlugin", "UpdateFilter"]
+__all__ = ["InterceptedUpdate", "InterceptingStrategy", "ServerPlugin", "UpdateFilter"]

@@ -1,4 +1,4 @@
-"""The Flower ServerApp: sets up the run's results, the global model and the intercepting strategy."""
+"""The Flower ServerApp: sets up the run's results, the global model and the intercepted strategy."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from fl_sim.models import build_run_model
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
 from fl_sim.results import ResultsWriter, load_checkpoint, read_events, read_metrics, run_directory
-from strategies.intercepting_fedavg import InterceptingFedAvg
+from strategies.catalog import build_strategy
+from strategies.intercepting import InterceptingStrategy
 from strategies.plugins import ServerPlugin
 from strategies.run_recorder import RunRecorder
 from strategies.validation import UpdateValidator
@@ -57,7 +58,7 @@ def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | 
 
 def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None = None,
                    resume: bool = False, console: TextIO | None = None) -> Path:
-    """Train ``config.num_server_rounds`` rounds of intercepted FedAvg; return the results directory.
+    """Train ``config.num_server_rounds`` intercepted rounds of ``strategy.name``; return the results directory.
 
     With ``resume`` the run continues in its existing results directory from the global model
     of its last completed round (``checkpoint.pt``), numbering rounds on from there. Rounds,
@@ -89,16 +90,12 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
             attacker.account_for_earlier_rounds(read_events(writer.directory), done)
         extra.append(attacker)
     server = config.server
-    strategy = InterceptingFedAvg(
+    strategy = InterceptingStrategy(
+        build_strategy(config),
         plugins=[UpdateValidator(writer, max_examples=len(dataset.train)), recorder, *extra],
         on_plugin_error=recorder.plugin_failed,
         seed=config.seed,
         round_offset=done,
-        fraction_train=server.fraction_train,
-        fraction_evaluate=server.fraction_evaluate,
-        min_train_nodes=server.min_train_nodes,
-        min_evaluate_nodes=server.min_evaluate_nodes,
-        min_available_nodes=server.min_available_nodes,
     )
     writer.event("run-resumed" if resume else "run-start", run_dir=str(writer.directory),
                  rounds=config.num_server_rounds, from_round=done)

@@ -51,13 +51,15 @@ def _check_results(run_dir: Path, rounds: int, clients: int) -> list[dict]:
     return events
 
 
-def test_simulation_on_ray_intercepts_and_attacks_every_update(tiny_config):
+def test_simulation_on_ray_intercepts_and_attacks_every_update_under_fedprox(tiny_config):
     recorder = Spy()
-    config = tiny_config.with_overrides({"attack.enabled": True, "attack.iterations": 30})
+    config = tiny_config.with_overrides({"attack.enabled": True, "attack.iterations": 30,
+                                         "strategy.name": "fedprox", "train.proximal-mu": 0.1})
     run_dir = simulate(config, plugins=lambda config, writer: [Exploder(), recorder])
     events = _check_results(run_dir, rounds=2, clients=3)
     every_update = [(r, p) for r in (1, 2) for p in range(3)]
     assert sorted(recorder.seen) == every_update
+    assert {update.train_config["proximal-mu"] for update in recorder.updates} == {0.1}  # and the replay uses it
     assert [e["round"] for e in events if e["event"] == "plugin-error"] == [1, 2]
     assert json.loads((run_dir / "config.json").read_text())["simulation.num-clients"] == 3
     attacks = [e for e in events if e["event"] == "attack"]

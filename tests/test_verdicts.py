@@ -53,7 +53,8 @@ def _start_ssim(rec, truth) -> float:
     {"train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.9, "train.weight-decay": 0.01},
     {"train.optimizer": "adam", "train.lr": 0.005, "train.weight-decay": 0.001},
     {"train.optimizer": "sgd", "train.lr": 0.1, "train.local-steps": 0, "train.local-epochs": 2},
-], ids=["sgd", "sgd-momentum-wd", "adam", "two-epochs"])
+    {"train.optimizer": "sgd", "train.lr": 0.1, "strategy.name": "fedprox", "train.proximal-mu": 2.0},
+], ids=["sgd", "sgd-momentum-wd", "adam", "two-epochs", "fedprox"])
 def test_replay_with_the_true_data_and_order_reproduces_the_observed_update(training):
     """The oracle: the client's true images, labels and batch order replayed give its update."""
     flat = {"data.image-size": 16, "train.batch-size": 2, "train.local-steps": 3, **training}

@@ -1,12 +1,14 @@
-"""FedAvg that hands every client update to server plugins before aggregating.
+"""A strategy that hands every client update to server plugins before another strategy aggregates it.
 
-The strategy subclasses Flower's message-based :class:`flwr.serverapp.strategy.FedAvg`. It
-remembers the global arrays and train config it sent in :meth:`configure_train`, and in
-:meth:`aggregate_train` restores sparse uploads to dense weights, records clients that failed
-or never replied, builds one :class:`InterceptedUpdate` per successful reply, runs the
-declared filters (which may replace or drop the update), shows the result to every plugin,
-and only then aggregates with FedAvg. A plugin that raises is logged, reported to the
-``on_plugin_error`` callback and skipped for the rest of the round; training goes on.
+:class:`InterceptingStrategy` holds any of Flower's message-based strategies (FedAvg, FedProx,
+FedAdam, Krum, ...) and delegates to it, as Flower's own differential-privacy wrappers do. It
+remembers the global arrays and the train config the wrapped strategy sent in
+:meth:`configure_train` (FedProx's ``proximal-mu`` included), and in :meth:`aggregate_train`
+restores sparse uploads to dense weights, records clients that failed or never replied, builds
+one :class:`InterceptedUpdate` per successful reply, runs the declared filters (which may
+replace or drop the update), shows the result to every plugin, and only then lets the wrapped
+strategy aggregate. A plugin that raises is logged, reported to the ``on_plugin_error``
+callback and skipped for the rest of the round; training goes on.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from logging import INFO
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fl_sim import protocol, sparse
 from fl_sim.errors import FederationError
@@ -48,21 +52,22 @@ def frozen_numpy(record: ArrayRecord) -> MappingProxyType:
     return MappingProxyType(arrays)
 
 
-class InterceptingFedAvg(FedAvg):
-    """Federated averaging with an interception point for every client update.
+class InterceptingStrategy(Strategy):
+    """``strategy`` with an interception point for every client update.
 
     Args:
+        strategy: the Flower strategy that samples clients and aggregates (FedAvg or one derived
+            from it: every Flower 1.41 strategy this project offers is).
         plugins: observers and filters, called in this order for every update.
         on_plugin_error: called with (round, plugin name, exception) when a plugin raises.
         seed: makes client sampling reproducible (Flower samples with Python's ``random``).
         round_offset: rounds already done before this start (a resumed run): Flower counts from 1,
-            clients, plugins and logs see ``round + round_offset``.
-        **fedavg_kwargs: passed to Flower's FedAvg (fractions, minimum nodes, ...).
+            clients, plugins, logs and the wrapped strategy see ``round + round_offset``.
     """
 
-    def __init__(self, plugins: Sequence[ServerPlugin] = (), on_plugin_error: PluginErrorCallback | None = None,
-                 seed: int = 0, round_offset: int = 0, **fedavg_kwargs: Any) -> None:
-        super().__init__(**fedavg_kwargs)
+    def __init__(self, strategy: FedAvg, plugins: Sequence[ServerPlugin] = (),
+                 on_plugin_error: PluginErrorCallback | None = None, seed: int = 0, round_offset: int = 0) -> None:
+        self.strategy = strategy
         self.plugins = list(plugins)
         self.seed = seed
         self.round_offset = round_offset
@@ -74,23 +79,25 @@ class InterceptingFedAvg(FedAvg):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        """Sample clients as FedAvg does (seeded per round), remembering what was sent for the plugins."""
+        """Sample clients as the wrapped strategy does (seeded per round), remembering what was sent."""
         server_round += self.round_offset
         random.seed(derive_seed(self.seed, server_round, 0))
-        messages = list(super().configure_train(server_round, arrays, config, grid))
+        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
         self._sent_nodes = [message.metadata.dst_node_id for message in messages]
         self._sent_arrays = frozen_numpy(arrays)
-        self._sent_config = MappingProxyType(dict(config))
+        # what the clients got, with what the wrapped strategy added (FedProx's proximal-mu)
+        sent = messages[0].content.config_records[self.strategy.configrecord_key] if messages else config
+        self._sent_config = MappingProxyType(dict(sent))
         return messages
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        """FedAvg's evaluation round, numbered after the rounds already done."""
-        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
+        """The wrapped strategy's evaluation round, numbered after the rounds already done."""
+        return self.strategy.configure_evaluate(server_round + self.round_offset, arrays, config, grid)
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Show every reply to the plugins (filters first), then aggregate the kept ones with FedAvg.
+        """Show every reply to the plugins (filters first), then let the wrapped strategy aggregate the kept ones.
 
         Sparse uploads are first made dense (``global + update``), and failed or missing
         replies are reported to the plugins' ``on_failure``. Replies are taken in partition
@@ -113,15 +120,15 @@ class InterceptingFedAvg(FedAvg):
         usable = sum(not reply.has_error() for reply in kept)
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_round_end, server_round)
-        if usable < self.min_train_nodes:
+        if usable < self.strategy.min_train_nodes:
             raise FederationError(
                 f"round {server_round}: only {usable} of {len(self._sent_nodes)} clients returned a usable update, "
-                f"fewer than server.min-train-nodes={self.min_train_nodes}; see the client-failure and "
+                f"fewer than server.min-train-nodes={self.strategy.min_train_nodes}; see the client-failure and "
                 f"update-rejected events, fix those clients or lower server.min-train-nodes")
-        return super().aggregate_train(server_round, kept)
+        return self.strategy.aggregate_train(server_round, kept)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        """Show each client's evaluation metrics to the plugins, then aggregate them with FedAvg."""
+        """Show each client's evaluation metrics to the plugins, then let the wrapped strategy aggregate them."""
         server_round += self.round_offset
         replies = _in_partition_order(replies)
         for reply in replies:
@@ -133,7 +140,13 @@ class InterceptingFedAvg(FedAvg):
                            reply.metadata.src_node_id, _partition_id(reply), MappingProxyType(metrics))
         # a client with no validation sample has nothing to add, and FedAvg would divide by zero
         weighed = [reply for reply in replies if reply.has_error() or _evaluated_examples(reply) > 0]
-        return super().aggregate_evaluate(server_round, weighed) if weighed else None
+        return self.strategy.aggregate_evaluate(server_round, weighed) if weighed else None
+
+    def summary(self) -> None:
+        """Log the plugins, then the wrapped strategy's own summary."""
+        log(INFO, "\t├──> Intercepted by: %s", ", ".join(plugin.name for plugin in self.plugins) or "(no plugin)")
+        log(INFO, "\t├──> Aggregated by: %s", type(self.strategy).__name__)
+        self.strategy.summary()
 
     def _intercept(self, server_round: int, reply: Message) -> bool:
         """Run filters and observers on one reply; return False if a filter dropped it."""
@@ -143,7 +156,7 @@ class InterceptingFedAvg(FedAvg):
             node_id=reply.metadata.src_node_id,
             partition_id=_partition_id(reply),
             global_arrays=self._sent_arrays,
-            client_arrays=frozen_numpy(content.array_records[self.arrayrecord_key]),
+            client_arrays=frozen_numpy(content.array_records[self.strategy.arrayrecord_key]),
             metrics=MappingProxyType(dict(content.metric_records.get(protocol.METRICS, {}))),
             train_config=self._sent_config,
             audit=_audit(reply),
@@ -158,9 +171,9 @@ class InterceptingFedAvg(FedAvg):
                 logger.info("round %d: %s dropped the update of node %d", server_round, plugin.name, update.node_id)
                 return False
             if result.client_arrays is not update.client_arrays:
-                content.array_records[self.arrayrecord_key] = _array_record(result.client_arrays)
+                content.array_records[self.strategy.arrayrecord_key] = _array_record(result.client_arrays)
                 update = dataclasses.replace(
-                    update, client_arrays=frozen_numpy(content.array_records[self.arrayrecord_key]))
+                    update, client_arrays=frozen_numpy(content.array_records[self.strategy.arrayrecord_key]))
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_update, update)
         return True
@@ -170,12 +183,12 @@ class InterceptingFedAvg(FedAvg):
 
         A malformed one is left as it came, and the validator rejects it for its array names.
         """
-        record = reply.content.array_records.get(self.arrayrecord_key)
+        record = reply.content.array_records.get(self.strategy.arrayrecord_key)
         if record is None or not any(name.endswith(sparse.POSITIONS) for name in record):
             return
         dense = sparse.unpack(frozen_numpy(record), self._sent_arrays)
         if dense is not None:
-            reply.content.array_records[self.arrayrecord_key] = _array_record(dense)
+            reply.content.array_records[self.strategy.arrayrecord_key] = _array_record(dense)
 
     def _active(self) -> list[ServerPlugin]:
         return [plugin for plugin in self.plugins if id(plugin) not in self._disabled]
