@@ -13,11 +13,11 @@ from flwr.clientapp import ClientApp
 
 from clients import faults
 from clients.defenses import defend_weights
-from fl_sim import protocol
+from fl_sim import privacy, protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
 from fl_sim.models import build_run_model
-from fl_sim.training import derive_seed, evaluate, train_local
+from fl_sim.training import DpSgd, derive_seed, evaluate, train_local
 
 
 #: Key of the DGP error-feedback residual in the node's persistent context state.
@@ -36,8 +36,10 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
         faults.before_training(run.faults, partition_id, server_round)
         global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        dp = DpSgd(privacy.noise_multiplier(run, len(data.train)), run.defense.dpsgd_max_grad_norm) \
+            if run.defense.name == "dpsgd" else None
         result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
-                             device=device)
+                             device=device, dp=dp)
         residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
         upload, defended = defend_weights(global_state, model.cpu().state_dict(), run.defense, residual,
                                           torch.Generator().manual_seed(derive_seed(run.seed, server_round,

@@ -8,6 +8,9 @@ to upload and, where it keeps one, a residual for the next round (error feedback
 - ``dp``: DP-FedAvg's client step (McMahan et al., 2018): the whole update is clipped to L2
   norm ``dp-clip``, then Gaussian noise of std ``dp-noise-multiplier x dp-clip`` is added. No
   privacy accounting is done; it is a baseline, not a DP guarantee for the run.
+- ``dpsgd``: DP-SGD (Abadi et al., 2016) happens in local training (:func:`fl_sim.training.train_local`
+  with Opacus); the resulting update is uploaded as it is, and the server accounts the epsilon
+  spent (:mod:`fl_sim.privacy`).
 - ``topk``: plain gradient pruning as in the DLG paper: per layer, the ``topk-prune-ratio``
   smallest-magnitude entries are dropped; the survivors are uploaded sparsely.
 - ``dgp``: Dual Gradient Pruning (Xue et al., AAAI 2024): per layer, drop BOTH the
@@ -58,7 +61,7 @@ def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: 
            generator: torch.Generator) -> DefendedUpdate:
     """Apply ``defense.name`` to ``update`` (with last round's ``residual`` for error feedback)."""
     dense = sum(v.numel() for v in update.values()) * DENSE_BYTES_PER_ENTRY
-    if config.name == "none":
+    if config.name in ("none", "dpsgd"):  # DP-SGD's privacy is in training: the update travels as it is
         return DefendedUpdate(dict(update), None, dense, dense)
     if config.name == "noise":
         noisy = {k: v + config.noise_std * torch.randn(v.shape, generator=generator) for k, v in update.items()}

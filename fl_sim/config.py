@@ -155,7 +155,8 @@ class TrainConfig:
 class DefenseConfig:
     """How a client transforms its update before upload (combines with precode.*)."""
 
-    name: Literal["none", "noise", "dp", "topk", "dgp"] = _setting("none", "update defense")
+    name: Literal["none", "noise", "dp", "dpsgd", "topk", "dgp"] = _setting(
+        "none", "update defense; dpsgd is DP-SGD in local training (per-sample clipping and noise, Opacus)")
     noise_std: float = _setting(1e-3, "noise: std of the Gaussian noise added to every update entry", min=0)
     dp_clip: float = _setting(1.0, "dp: L2 norm the whole update is clipped to", min=0, min_exclusive=True)
     dp_noise_multiplier: float = _setting(1.0, "dp: Gaussian noise std = multiplier x clip", min=0)
@@ -165,6 +166,14 @@ class DefenseConfig:
     dgp_bottom_ratio: float = _setting(0.8, "dgp: share of each layer's smallest-magnitude entries dropped",
                                        min=0, max=1)
     error_feedback: bool = _setting(True, "dgp: keep what was pruned and add it to the next round's update")
+    dpsgd_max_grad_norm: float = _setting(1.0, "dpsgd: L2 norm every per-sample gradient is clipped to", min=0,
+                                          min_exclusive=True)
+    dpsgd_noise_multiplier: float = _setting(1.0, "dpsgd: Gaussian noise std = multiplier x max-grad-norm, per "
+                                                  "batch (used when dpsgd-target-epsilon is 0)", min=0)
+    dpsgd_target_epsilon: float = _setting(0.0, "dpsgd: epsilon each client may spend over the whole run; the "
+                                                "noise multiplier is derived from it (0 = use the multiplier)", min=0)
+    dpsgd_delta: float = _setting(1e-5, "dpsgd: delta of the (epsilon, delta) guarantee", min=0, max=1,
+                                  min_exclusive=True)
 
 
 @dataclass(frozen=True)
@@ -454,6 +463,9 @@ def _check_strategy(config: RunConfig) -> None:
             users = ", ".join(s for s, keys in STRATEGY_KEYS.items() if short in keys)
             raise ConfigError(f"config key '{key}' is set but strategy.name={name} does not use it (it is for "
                               f"{users}); remove it or choose one of those strategies")
+    if config.train.proximal_mu > 0 and config.defense.name == "dpsgd":
+        raise ConfigError("config key 'train.proximal-mu' cannot be combined with defense.name=dpsgd: DP-SGD clips "
+                          "per-sample gradients and FedProx's term is not a per-sample loss; set one of them off")
     if config.train.proximal_mu > 0 and name != "fedprox":
         raise ConfigError(f"config key 'train.proximal-mu' is FedProx's proximal term but strategy.name={name}; "
                           f"set strategy.name=fedprox or train.proximal-mu=0")

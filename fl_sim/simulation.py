@@ -19,7 +19,9 @@ from flwr.simulation import run_simulation
 
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig, SimulationConfig
-from fl_sim.data import load_client_data
+from fl_sim.data import load_client_data, load_dataset
+from fl_sim.models import build_run_model
+from fl_sim.privacy import unsupported_layers
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError, EngineStopped
 from fl_sim.reporting.console import follow
@@ -38,6 +40,8 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     """
     config = resolve_run_dir(config)
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
+    if config.defense.name == "dpsgd":
+        check_private_model(config)
     if config.attack.enabled:
         resolve_device(config.attack.device)
     _probe_ray_address(config.simulation.ray_address)
@@ -49,6 +53,16 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
         raise ConfigError(f"results directory '{run_dir}' already exists and is not empty; "
                           f"choose another output.run-id or remove it")
     return config
+
+
+def check_private_model(config: RunConfig) -> None:
+    """DP-SGD needs per-sample gradients: refuse, in one line, a model with a layer Opacus cannot handle."""
+    dataset = load_dataset(config.data)
+    problems = unsupported_layers(build_run_model(config, dataset.input_shape, dataset.num_classes))
+    if problems:
+        raise ConfigError(f"defense.name=dpsgd cannot train model.name={config.model.name} with "
+                          f"model.norm={config.model.norm}: {'; '.join(problems)}; choose model.norm=group or "
+                          f"another model")
 
 
 def _check_output_dir(out: Path) -> None:

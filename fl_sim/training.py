@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,10 @@ from torch import nn
 
 from fl_sim.config import TrainConfig
 from fl_sim.data import ImageData
+
+# Opacus's per-sample hooks on a first layer whose input needs no gradient: expected, and harmless
+warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect "
+                                          "to module outputs")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,14 @@ class TrainResult:
     steps: int
     seconds: float
     sample_indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class DpSgd:
+    """DP-SGD's settings for one client's training (Abadi et al., 2016, through Opacus)."""
+
+    noise_multiplier: float
+    max_grad_norm: float
 
 
 @dataclass(frozen=True)
@@ -69,11 +82,13 @@ def batch_schedule(num_samples: int, config: TrainConfig, seed: int) -> list[np.
 
 
 def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: int,
-                device: torch.device | str = "cpu") -> TrainResult:
+                device: torch.device | str = "cpu", dp: DpSgd | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` for one round; return loss, accuracy and what it saw.
 
     The loss of each batch is the mean cross-entropy, plus the model's penalty (PRECODE's KL), plus
-    FedProx's proximal term ``mu/2 ||w - w_global||^2`` when ``proximal-mu`` is set.
+    FedProx's proximal term ``mu/2 ||w - w_global||^2`` when ``proximal-mu`` is set. With ``dp``
+    every step is DP-SGD's: Opacus computes per-sample gradients, clips each to ``max_grad_norm``
+    and adds seeded Gaussian noise of std ``noise_multiplier x max_grad_norm`` to their sum.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -82,12 +97,13 @@ def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: in
     criterion = nn.CrossEntropyLoss()
     images, labels = data.tensors()
     schedule = batch_schedule(len(labels), config, seed)
+    forward, optimizer = _private(model, optimizer, dp, len(schedule[0]), seed, device) if dp else (model, optimizer)
     anchor = [p.detach().clone() for p in model.parameters()] if config.proximal_mu else []
     total_loss, correct, seen = 0.0, 0, 0
     for indices in schedule:
         x, y = images[indices].to(device), labels[indices].to(device)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
+        logits = forward(x)
         loss = criterion(logits, y) + model.penalty()
         if anchor:  # FedProx: stay near the global model the round started from
             loss = loss + config.proximal_mu / 2 * sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
@@ -96,9 +112,23 @@ def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: in
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
+    if dp:
+        forward._close()  # Opacus's hooks and per-sample gradients leave the model
     return TrainResult(loss=total_loss / seen, accuracy=correct / seen, num_examples=len(labels),
                        steps=len(schedule), seconds=time.perf_counter() - start,
                        sample_indices=np.concatenate(schedule))
+
+
+def _private(model: nn.Module, optimizer: torch.optim.Optimizer, dp: DpSgd, batch_size: int, seed: int,
+             device: torch.device | str) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model wrapped to compute per-sample gradients, and the optimizer made DP-SGD's, as Opacus does it."""
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    noise = torch.Generator(device=device).manual_seed(seed)
+    return GradSampleModule(model), DPOptimizer(optimizer, noise_multiplier=dp.noise_multiplier,
+                                                max_grad_norm=dp.max_grad_norm, expected_batch_size=batch_size,
+                                                generator=noise)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from fl_sim.results import ResultsWriter, load_checkpoint, read_events, read_met
 from strategies.catalog import build_strategy
 from strategies.intercepting import InterceptingStrategy
 from strategies.plugins import ServerPlugin
+from strategies.privacy_ledger import PrivacyLedger
 from strategies.run_recorder import RunRecorder
 from strategies.validation import UpdateValidator
 from strategies.watched_grid import EngineWatch, WatchedGrid
@@ -81,6 +82,11 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     writer.echo = PlainLines(console) if console else None
     recorder = RunRecorder(writer, model, dataset.test, history=history, round_offset=done)
     extra = list(plugins(config, writer)) if plugins else []
+    if config.defense.name == "dpsgd":
+        ledger = PrivacyLedger(config, writer)
+        if resume:
+            ledger.account_for_earlier_rounds(read_events(writer.directory), done)
+        extra.append(ledger)
     if config.attack.enabled:
         # The simulator, not the attacker, knows the clients' data: it lends the judge the
         # images a client reported training on, and nothing else.

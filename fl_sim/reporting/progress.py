@@ -40,6 +40,7 @@ class RunProgress:
     clients_this_round: int = 0
     end: dict[str, Any] | None = None
     attack_enabled: bool = False
+    privacy: dict[int, dict[str, Any]] = field(default_factory=dict)  # partition -> its latest "privacy" event
 
     @classmethod
     def from_events(cls, events: Iterable[Mapping[str, Any]], config: Mapping[str, Any] | None = None) -> RunProgress:
@@ -72,6 +73,8 @@ class RunProgress:
         elif kind in ATTACK_ENDS_WITHOUT_SUMMARY:
             attack = self._attack(event["round"])
             attack.ended_by, attack.reason = kind, event.get("error") or event.get("reason")
+        elif kind == "privacy":
+            self.privacy[event["partition_id"]] = event
         elif kind == "run-end":
             self.end = event
 
@@ -123,6 +126,13 @@ class RunProgress:
         """Mean SSIM over every judged reconstructed image."""
         ssims = [image["ssim"] for image in self.image_scores()]
         return statistics.fmean(ssims) if ssims else None
+
+    def privacy_spent(self) -> tuple[float, float] | None:
+        """DP-SGD's (epsilon, delta) spent so far by the client that spent most, or None without DP-SGD."""
+        if not self.privacy:
+            return None
+        worst = max(self.privacy.values(), key=lambda event: event["epsilon"])
+        return worst["epsilon"], worst["delta"]
 
     def mean_upload_bytes(self) -> float | None:
         """Bytes uploaded per round (summed over the round's clients), averaged over rounds."""

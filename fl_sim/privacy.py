@@ -1,0 +1,68 @@
+"""DP-SGD's privacy accounting (Opacus's RDP accountant), shared by the clients and the server.
+
+A client running ``defense.name=dpsgd`` clips every per-sample gradient to
+``defense.dpsgd-max-grad-norm`` and adds Gaussian noise of std ``sigma x max-grad-norm`` to each
+batch's sum (Abadi et al., 2016). Its privacy loss after ``T`` steps at sample rate
+``q = batch / local samples`` is what Opacus's RDP accountant says for ``(sigma, q, T)``. Both sides
+compute it from what they know: the client from its data, the server from the protocol it sent and
+what each client reported (samples, steps), so the server logs the epsilon every client has spent
+without trusting a number the client sends. As in Opacus, the accountant assumes Poisson sampling;
+the clients draw shuffled fixed-size batches, the usual approximation of the field.
+
+With ``dpsgd-target-epsilon`` set, ``sigma`` is the smallest one (Opacus's ``get_noise_multiplier``)
+that keeps a client within that epsilon after every round of the run, each round taking the local
+steps the protocol asks for.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+from opacus.validators import ModuleValidator
+from torch import nn
+
+from fl_sim.config import RunConfig
+
+
+def steps_per_round(config: RunConfig, num_examples: int) -> int:
+    """The optimizer steps one round of local training takes on ``num_examples`` samples."""
+    train = config.train
+    return train.local_steps or train.local_epochs * math.ceil(num_examples / min(train.batch_size, num_examples))
+
+
+def sample_rate(config: RunConfig, num_examples: int) -> float:
+    """The share of a client's samples in one batch (``q``)."""
+    return min(config.train.batch_size, num_examples) / num_examples
+
+
+@functools.lru_cache(maxsize=1024)
+def noise_multiplier(config: RunConfig, num_examples: int) -> float:
+    """``sigma`` of a client holding ``num_examples`` samples: the configured one, or the one its target epsilon
+    needs over the whole run."""
+    defense = config.defense
+    if not defense.dpsgd_target_epsilon:
+        return defense.dpsgd_noise_multiplier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return get_noise_multiplier(target_epsilon=defense.dpsgd_target_epsilon, target_delta=defense.dpsgd_delta,
+                                    sample_rate=sample_rate(config, num_examples),
+                                    steps=config.num_server_rounds * steps_per_round(config, num_examples),
+                                    accountant="rdp")
+
+
+def spent_epsilon(config: RunConfig, num_examples: int, steps: int) -> float:
+    """The epsilon (at ``defense.dpsgd-delta``) a client has spent after ``steps`` DP-SGD steps in all."""
+    accountant = RDPAccountant()
+    accountant.history = [(noise_multiplier(config, num_examples), sample_rate(config, num_examples), steps)]
+    with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is valid, only loose
+        warnings.simplefilter("ignore", UserWarning)
+        return accountant.get_epsilon(config.defense.dpsgd_delta)
+
+
+def unsupported_layers(model: nn.Module) -> list[str]:
+    """Why Opacus cannot compute ``model``'s per-sample gradients: the first sentence of each distinct reason."""
+    return list(dict.fromkeys(str(error).split(". ")[0] for error in ModuleValidator.validate(model, strict=False)))
