@@ -11,8 +11,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients import faults
-from clients.defenses import defend_weights
+from clients.mods import defense_mod, fault_mod
 from fl_sim import privacy, protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
@@ -20,13 +19,13 @@ from fl_sim.models import build_run_model
 from fl_sim.training import DpSgd, derive_seed, evaluate, train_local
 
 
-#: Key of the DGP error-feedback residual in the node's persistent context state.
-RESIDUAL = "defense-residual"
-
-
 def create_client_app(config: RunConfig | None = None) -> ClientApp:
-    """A ClientApp for ``config``; with ``None`` each message's context run config is used (``flwr run``)."""
-    app = ClientApp()
+    """A ClientApp for ``config``; with ``None`` each message's context run config is used (``flwr run``).
+
+    Its train handler returns the trained weights; the mods turn them into the upload: the
+    defense (:func:`clients.mods.defense_mod`), then any injected fault (outermost).
+    """
+    app = ClientApp(mods=[fault_mod(config), defense_mod(config)])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -34,27 +33,18 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         run, partition_id, data, model, device = _prepare(msg, context, config)
         settings = protocol.train_config_from_record(msg.content[protocol.CONFIG])
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
-        faults.before_training(run.faults, partition_id, server_round)
-        global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         dp = DpSgd(privacy.noise_multiplier(run, len(data.train)), run.defense.dpsgd_max_grad_norm) \
             if run.defense.name == "dpsgd" else None
         result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
                              device=device, dp=dp)
-        residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
-        upload, defended = defend_weights(global_state, model.cpu().state_dict(), run.defense, residual,
-                                          torch.Generator().manual_seed(derive_seed(run.seed, server_round,
-                                                                                    partition_id, 2)))
-        if defended.residual is not None:  # error feedback survives across rounds in the node's state
-            context.state[RESIDUAL] = ArrayRecord(defended.residual)
-        metrics = MetricRecord(dict(zip(protocol.TRAIN_METRICS, (
-            result.loss, result.accuracy, result.num_examples, result.steps, result.seconds,
-            defended.upload_bytes, defended.dense_bytes))))
-        upload = faults.before_upload(run.faults, partition_id, server_round, upload)
+        metrics = MetricRecord({"train-loss": result.loss, "train-accuracy": result.accuracy,
+                                protocol.NUM_EXAMPLES: result.num_examples, protocol.LOCAL_STEPS: result.steps,
+                                "train-seconds": result.seconds})
         info = {protocol.PARTITION_ID: partition_id}
         if run.attack.enabled:  # simulation-only ground truth for the attack's judge
             info[protocol.AUDIT_SAMPLES] = data.train_indices[result.sample_indices].tolist()
         content = RecordDict({
-            protocol.ARRAYS: ArrayRecord(upload),
+            protocol.ARRAYS: ArrayRecord(model.cpu().state_dict()),
             protocol.METRICS: metrics,
             protocol.CLIENT_INFO: ConfigRecord(info),
         })

@@ -25,9 +25,12 @@ NUM_EXAMPLES = "num-examples"
 #: The optimizer steps a client took this round (a metric of every training reply).
 LOCAL_STEPS = "local-steps"
 SERVER_ROUND = "server-round"
+#: What the upload cost, and what it would have cost dense (set by the client's defense mod).
+UPLOAD_BYTES = "upload-bytes"
+DENSE_BYTES = "dense-bytes"
 #: The metrics of every training reply, no more and no fewer: FedAvg aggregates them key by key.
-TRAIN_METRICS = ("train-loss", "train-accuracy", NUM_EXAMPLES, LOCAL_STEPS, "train-seconds", "upload-bytes",
-                 "dense-bytes")
+TRAIN_METRICS = ("train-loss", "train-accuracy", NUM_EXAMPLES, LOCAL_STEPS, "train-seconds", UPLOAD_BYTES,
+                 DENSE_BYTES)
 
 
 def train_config_record(config: TrainConfig) -> dict[str, Scalar]:

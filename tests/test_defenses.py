@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from clients.client_app import RESIDUAL, create_client_app
+from clients.client_app import create_client_app
+from clients.mods import RESIDUAL
 from clients.defenses import defend, defend_weights, prune_by_magnitude
 from fl_sim import sparse
 from fl_sim.config import DefenseConfig, RunConfig
@@ -194,3 +195,63 @@ def test_sparse_encoding_round_trips_and_sizes_the_upload():
     assert torch.equal(sparse.decode(positions, kept, values.shape), values)
     result = defend({"w": values}, DefenseConfig(name="topk", topk_prune_ratio=0.0), None, torch.Generator())
     assert result.upload_bytes == positions.numel() * 4 + kept.numel() * 4
+
+
+def test_the_defense_mod_defends_a_users_own_client_app():
+    """DGP as a Flower mod in an app that is not ours (Flower's FedAvg sends, a toy handler trains)."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp.strategy import FedAvg
+
+    from clients.mods import defense_mod
+    from local_grid import LocalGrid
+
+    app = ClientApp(mods=[defense_mod(RunConfig.from_flat({"defense.name": "dgp"}))])
+
+    @app.train()
+    def train(msg, context):
+        trained = {k: v + torch.linspace(-1, 1, v.numel()).view_as(v) for k, v in
+                   msg.content["arrays"].to_torch_state_dict().items()}
+        return Message(RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord({"num-examples": 4})}),
+                       reply_to=msg)
+
+    sent = {"w": torch.zeros(10, 10), "b": torch.zeros(10)}
+    grid = LocalGrid(app, num_nodes=2)
+    for server_round in (1, 2):
+        messages = FedAvg().configure_train(server_round, ArrayRecord(sent), ConfigRecord(), grid)
+        replies = list(grid.send_and_receive(messages))
+        assert [reply.has_error() for reply in replies] == [False, False]
+        for reply in replies:
+            uploaded = reply.content["arrays"]
+            assert {"w@positions", "w@values", "b@positions", "b@values"} <= set(uploaded)  # sparse: 10% kept
+            assert len(uploaded["w@values"].numpy()) == 10
+            metrics = reply.content["metrics"]
+            assert metrics["upload-bytes"] < metrics["dense-bytes"] == 110 * 4
+    assert all(RESIDUAL in context.state for context in grid.contexts.values())  # error feedback kept
+
+
+def test_dp_is_flowers_local_dp_mechanism_seeded():
+    """``dp`` clips as Flower's LocalDpMod does (``compute_clip_model_update``: the whole update's L2 norm) and
+    adds noise of the std LocalDpMod would for sensitivity = clip and epsilon = sqrt(2 ln(1.25/delta)) / multiplier;
+    unlike LocalDpMod (NumPy's global generator) its noise is seeded, so runs repeat."""
+    import math
+
+    import numpy as np
+    from flwr.supercore.differential_privacy import compute_clip_model_update
+
+    global_state = {"w": torch.zeros(50, 20), "b": torch.zeros(20)}
+    local_state = {"w": torch.linspace(-3, 3, 1000).view(50, 20), "b": torch.linspace(0, 2, 20)}
+    config = DefenseConfig(name="dp", dp_clip=1.5, dp_noise_multiplier=0.0)
+    ours, _ = defend_weights(global_state, local_state, config, None, torch.Generator())
+    flower = [local_state[k].numpy().copy() for k in ("w", "b")]
+    compute_clip_model_update(flower, [global_state[k].numpy() for k in ("w", "b")], clipping_norm=1.5)
+    for key, expected in zip(("w", "b"), flower):
+        np.testing.assert_allclose(ours[key].numpy(), expected, rtol=1e-5, atol=1e-7)
+    delta, multiplier = 1e-5, 0.8
+    epsilon = math.sqrt(2 * math.log(1.25 / delta)) / multiplier
+    local_dp_std = 1.5 * math.sqrt(2 * math.log(1.25 / delta)) / epsilon  # LocalDpMod's std, sensitivity = clip
+    noisy = DefenseConfig(name="dp", dp_clip=1.5, dp_noise_multiplier=multiplier)
+    draws = [defend_weights(global_state, local_state, noisy, None, torch.Generator().manual_seed(7))[0]["w"]
+             for _ in range(2)]
+    assert torch.equal(*draws)
+    assert (draws[0] - ours["w"]).std().item() == pytest.approx(local_dp_std, rel=0.1)

@@ -1,0 +1,80 @@
+"""Client-side defenses and injected faults as Flower client mods (``ClientApp(mods=[...])``).
+
+A mod wraps a ClientApp's handlers: it sees the message the server sent and the reply the
+handler made, and may change the reply. :func:`defense_mod` turns the trained weights of a
+train reply into what the configured ``defense.*`` uploads (noise, clipping, top-k or DGP
+pruning with sparse packing and error feedback, see :mod:`clients.defenses`), and records the
+upload's bytes in the reply's metrics. :func:`fault_mod` injects ``faults.*``. Both work on any
+ClientApp whose train messages carry one ArrayRecord each way, as Flower's own ``LocalDpMod``
+requires, so a user can put them into their own app::
+
+    app = ClientApp(mods=[defense_mod(RunConfig.from_flat({"defense.name": "dgp"}))])
+"""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MessageType
+from flwr.clientapp.typing import ClientAppCallable, Mod
+
+from clients import faults
+from clients.defenses import defend_weights
+from fl_sim import protocol
+from fl_sim.config import RunConfig
+from fl_sim.training import derive_seed
+
+#: Key of the DGP error-feedback residual in the node's persistent context state.
+RESIDUAL = "defense-residual"
+
+
+def defense_mod(config: RunConfig | None = None) -> Mod:
+    """A mod that applies ``config.defense`` (``None``: each message's run config) to every train reply."""
+
+    def apply_defense(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(msg, context)
+        if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
+            return reply
+        run = config or RunConfig.from_flat(context.run_config)
+        (sent,), (key, trained) = msg.content.array_records.values(), *reply.content.array_records.items()
+        server_round, partition_id = _round_and_partition(msg, context)
+        residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
+        upload, defended = defend_weights(sent.to_torch_state_dict(), trained.to_torch_state_dict(), run.defense,
+                                          residual, torch.Generator().manual_seed(
+                                              derive_seed(run.seed, server_round, partition_id, 2)))
+        if defended.residual is not None:  # error feedback survives across rounds in the node's state
+            context.state[RESIDUAL] = ArrayRecord(defended.residual)
+        reply.content.array_records[key] = ArrayRecord(upload)
+        for metrics in reply.content.metric_records.values():
+            metrics[protocol.UPLOAD_BYTES] = defended.upload_bytes
+            metrics[protocol.DENSE_BYTES] = defended.dense_bytes
+        return reply
+
+    return apply_defense
+
+
+def fault_mod(config: RunConfig | None = None) -> Mod:
+    """A mod that makes the partitions ``faults.*`` names fail in its rounds: before training (``raise``,
+    ``timeout``) or instead of uploading (``nan``, ``drop``)."""
+
+    def inject_faults(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if msg.metadata.message_type != MessageType.TRAIN:
+            return call_next(msg, context)
+        run = config or RunConfig.from_flat(context.run_config)
+        server_round, partition_id = _round_and_partition(msg, context)
+        if not run.faults.fails(partition_id, server_round):
+            return call_next(msg, context)
+        faults.before_training(run.faults, partition_id, server_round)
+        reply = call_next(msg, context)
+        if reply.has_error():
+            return reply
+        for key, record in list(reply.content.array_records.items()):
+            poisoned = faults.before_upload(run.faults, partition_id, server_round, record.to_torch_state_dict())
+            reply.content.array_records[key] = ArrayRecord(poisoned)
+        return reply
+
+    return inject_faults
+
+
+def _round_and_partition(msg: Message, context: Context) -> tuple[int, int]:
+    """The round (Flower's strategies put it in the train config) and this node's partition id."""
+    return int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND]), int(context.node_config[protocol.PARTITION_ID])
