@@ -16,7 +16,7 @@ from fl_sim import privacy, protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
 from fl_sim.models import build_run_model
-from fl_sim.training import DpSgd, derive_seed, evaluate, train_local
+from fl_sim.training import derive_seed, evaluate, train_local
 
 
 def create_client_app(config: RunConfig | None = None) -> ClientApp:
@@ -33,10 +33,8 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         run, partition_id, data, model, device = _prepare(msg, context, config)
         settings = protocol.train_config_from_record(msg.content[protocol.CONFIG])
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
-        dp = DpSgd(privacy.noise_multiplier(run, len(data.train)), run.defense.dpsgd_max_grad_norm) \
-            if run.defense.name == "dpsgd" else None
         result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
-                             device=device, dp=dp)
+                             device=device, dp=privacy.dp_sgd(run, len(data.train)))
         metrics = MetricRecord({"train-loss": result.loss, "train-accuracy": result.accuracy,
                                 protocol.NUM_EXAMPLES: result.num_examples, protocol.LOCAL_STEPS: result.steps,
                                 "train-seconds": result.seconds})

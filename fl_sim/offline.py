@@ -1,8 +1,8 @@
 """Intercepted updates made offline, for attack experiments and tests without a Flower run.
 
 Each "client" trains a copy of one global model on chosen samples of the training split with
-the configured local training, applies the configured update defense (``defense.*``, first
-round: no error-feedback residual yet), and its result is packaged exactly as the intercepting
+the configured local training (DP-SGD's, for ``defense.name=dpsgd``), applies the configured
+update defense (``defense.*``, first round: no error-feedback residual yet), and its result is packaged exactly as the intercepting
 strategy hands it to plugins after restoring a sparse upload (round 1, node ids 100, 101, ...).
 """
 
@@ -19,6 +19,7 @@ from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.models import build_run_model
+from fl_sim.privacy import dp_sgd
 from fl_sim.training import train_local
 from strategies.plugins import InterceptedUpdate
 
@@ -38,7 +39,7 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]],
         model = build_run_model(config, dataset.input_shape, dataset.num_classes)
         model.load_state_dict(global_state)
         local = dataset.train.subset(np.asarray(indices))
-        result = train_local(model, local, config.train, seed=client)
+        result = train_local(model, local, config.train, seed=client, dp=dp_sgd(config, len(local)))
         local_state = model.state_dict()
         floats = [k for k, v in local_state.items() if v.is_floating_point()]
         defended = defend({k: local_state[k] - global_state[k] for k in floats}, config.defense, None,

@@ -26,6 +26,7 @@ from opacus.validators import ModuleValidator
 from torch import nn
 
 from fl_sim.config import RunConfig
+from fl_sim.training import DpSgd
 
 
 def steps_per_round(config: RunConfig, num_examples: int) -> int:
@@ -52,6 +53,13 @@ def noise_multiplier(config: RunConfig, num_examples: int) -> float:
                                     sample_rate=sample_rate(config, num_examples),
                                     steps=config.num_server_rounds * steps_per_round(config, num_examples),
                                     accountant="rdp")
+
+
+def dp_sgd(config: RunConfig, num_examples: int) -> DpSgd | None:
+    """The DP-SGD settings of a client holding ``num_examples`` samples, or None when the run does not use it."""
+    if config.defense.name != "dpsgd":
+        return None
+    return DpSgd(noise_multiplier(config, num_examples), config.defense.dpsgd_max_grad_norm)
 
 
 def spent_epsilon(config: RunConfig, num_examples: int, steps: int) -> float:
