@@ -35,7 +35,7 @@ def defense_mod(config: RunConfig | None = None) -> Mod:
         if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
             return reply
         run = config or RunConfig.from_flat(context.run_config)
-        (sent,), (key, trained) = msg.content.array_records.values(), *reply.content.array_records.items()
+        (_, sent), (key, trained) = _only_arrays(msg), _only_arrays(reply)
         server_round, partition_id = _round_and_partition(msg, context)
         residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
         upload, defended = defend_weights(sent.to_torch_state_dict(), trained.to_torch_state_dict(), run.defense,
@@ -73,6 +73,15 @@ def fault_mod(config: RunConfig | None = None) -> Mod:
         return reply
 
     return inject_faults
+
+
+def _only_arrays(message: Message) -> tuple[str, ArrayRecord]:
+    """The one ArrayRecord of a train message or reply (the model's weights), with its key."""
+    records = list(message.content.array_records.items())
+    if len(records) != 1:
+        raise ValueError(f"defense_mod needs exactly one ArrayRecord in each train message and reply, found "
+                         f"{len(records)}")
+    return records[0]
 
 
 def _round_and_partition(msg: Message, context: Context) -> tuple[int, int]:
