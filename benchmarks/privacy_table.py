@@ -4,7 +4,8 @@ Defense rows (``--defenses``): privacy is ``auto``'s worst case (the defense-awa
 on ``--clients`` FedSGD updates (plain SGD lr 0.1, one step on one image, DLG's LeNet, digits);
 utility is the default job (20 rounds, 10 clients, Adam, 2 local epochs) with the defense on:
 final accuracy, and for DP-SGD the epsilon the run's privacy ledger logged (most of any client,
-delta 1e-5). DP-SGD rows are given by the epsilon a client may spend over the default job; the
+delta 1e-5). DP-SGD rows are given by the epsilon a client may spend over the default job (or the
+job with ``--dp-set`` training settings, e.g. DP-SGD's usual plain SGD with larger batches); the
 noise multiplier that budget needs there (Opacus) is used in both measurements, with per-sample
 gradients clipped to 1.
 
@@ -14,7 +15,7 @@ clients, FedSGD, 2 rounds, every update attacked by ``ig``) under FedAvg and und
 aggregator, and the default job gives each aggregator's accuracy.
 
     python benchmarks/privacy_table.py [--defenses ...] [--clients 4] [--iterations 500]
-        [--aggregators krum] [--utility-from EARLIER.csv] [--csv privacy_table.csv]
+        [--aggregators krum] [--dp-set train.optimizer=sgd ...] [--utility-from EARLIER.csv] [--csv FILE]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from csv_rows import RowLog
 from defense_table import DEFENSES, UTILITY_FIELDS
 from fl_sim import privacy
-from fl_sim.config import RunConfig
+from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.data import load_client_data
 from fl_sim.results import read_events
 from fl_sim.simulation import simulate
@@ -46,11 +47,13 @@ FIELDS = ["row", "clients_leaked", "mean_ssim", "leaked_by", "final_accuracy", "
           "noise_multiplier"]
 
 
-def dp_defense(epsilon: float) -> dict:
-    """DP-SGD settings with the noise multiplier a default-job client needs to stay within ``epsilon``."""
-    target = RunConfig.from_flat({"defense.name": "dpsgd", "defense.dpsgd-target-epsilon": epsilon})
+def dp_defense(epsilon: float, training: dict) -> dict:
+    """DP-SGD settings (with ``training``) and the noise multiplier a default-job client needs to stay within
+    ``epsilon`` under that training."""
+    target = RunConfig.from_flat({**training, "defense.name": "dpsgd", "defense.dpsgd-target-epsilon": epsilon})
     typical = len(load_client_data(target.data, 0, target.simulation.num_clients, target.seed).train)
-    return {"defense.name": "dpsgd", "defense.dpsgd-noise-multiplier": privacy.noise_multiplier(target, typical)}
+    return {**training, "defense.name": "dpsgd",
+            "defense.dpsgd-noise-multiplier": privacy.noise_multiplier(target, typical)}
 
 
 def worst_case_privacy(defense: dict, clients: int, iterations: int) -> dict:
@@ -96,6 +99,9 @@ def main() -> None:
     parser.add_argument("--agg-clients", type=int, default=4, help="clients of the aggregator runs")
     parser.add_argument("--iterations", type=int, default=500, help="Adam steps of the attacks' optimisations")
     parser.add_argument("--rounds", type=int, default=20, help="rounds of the utility job (the default job: 20)")
+    parser.add_argument("--dp-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="training settings of the DP-SGD rows' utility job, e.g. train.optimizer=sgd "
+                             "train.lr=1.0 train.batch-size=64 (the attack keeps FedSGD)")
     parser.add_argument("--utility-from", type=Path, help="defense_table.py CSV whose final accuracy to reuse")
     parser.add_argument("--csv", type=Path, default=Path("privacy_table.csv"))
     args = parser.parse_args()
@@ -108,9 +114,11 @@ def main() -> None:
     measured = {name: {"final_accuracy": accuracy, "epsilon_spent": "-"} for name, accuracy in earlier.items()}
     with RowLog(args.csv, FIELDS) as table:
         for name in args.defenses:
-            defense = rows[name] if rows[name] is not None else dp_defense(float(name.split("=")[1]))
+            training = dict(parse_assignment(text) for text in args.dp_set)
+            defense = rows[name] if rows[name] is not None else dp_defense(float(name.split("=")[1]), training)
             measured.setdefault(name, utility(defense, args.rounds, out))
-            table.add({"row": name, **worst_case_privacy(defense, args.clients, args.iterations), **measured[name],
+            attacked = {key: value for key, value in defense.items() if not key.startswith("train.")}
+            table.add({"row": name, **worst_case_privacy(attacked, args.clients, args.iterations), **measured[name],
                        "noise_multiplier": defense.get("defense.dpsgd-noise-multiplier", "-")})
         for name in (["fedavg"] if args.aggregators else []) + args.aggregators:
             aggregator = AGGREGATORS.get(name, {})
