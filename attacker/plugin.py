@@ -32,7 +32,7 @@ from attacker.worker import BackgroundWorker
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData
-from fl_sim.devices import resolve_device
+from fl_sim.devices import resolve_device, server_threads
 from fl_sim.reporting.progress import ATTACK_ENDS_WITHOUT_SUMMARY
 from fl_sim.results import ResultsWriter
 from fl_sim.training import derive_seed
@@ -70,6 +70,9 @@ class AttackerPlugin(ServerPlugin):
         self.input_shape = input_shape
         self.num_classes = num_classes
         self.device = resolve_device(self.attack.device)
+        sim = config.simulation
+        torch.set_num_threads(server_threads(self.attack.threads, sim.num_clients, sim.client_cpus,
+                                             clients_here=not sim.ray_address))
         self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
         self.summaries: list[dict[str, Any]] = []
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []

@@ -1,12 +1,14 @@
 """Does the attack stall training? Median round wall time with the attack off vs on (background).
 
-Runs the default job (digits, 10 clients) for a few rounds three ways: attack off, Inverting
-Gradients in the background worker (the default, `attack.blocking=false`), and, for contrast,
-IG inside the round (`attack.blocking=true`). Prints the median and max seconds per round from
-each run's metrics.csv (round 1 includes Ray's start-up) and the whole command's wall time,
-which includes waiting for pending attacks at the end, cut at `attack.end-budget-seconds`.
+Runs the default job (digits, 10 clients) for a few rounds, in one command, these ways: attack
+off; Inverting Gradients in the background worker (the default, `attack.blocking=false`) with the
+server's default torch threads (`attack.threads=0`: the cores the clients leave free) and with
+every core (`attack.threads` = this machine's cores), for contrast; and, with ``--blocking``, IG
+inside the round. Prints the median and max seconds per round from each run's metrics.csv (round
+1 includes Ray's start-up), the whole command's wall time, which includes waiting for pending
+attacks at the end, cut at `attack.end-budget-seconds`, and the rounds attacked or cut.
 
-    python benchmarks/round_time.py [--rounds 5] [--iterations 4800] [--budget 60]
+    python benchmarks/round_time.py [--rounds 5] [--iterations 4800] [--budget 60] [--blocking]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,22 +48,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=4800)
     parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--blocking", action="store_true", help="also attack inside the round (slow)")
     args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0))
     out = Path(tempfile.mkdtemp(prefix="fl-sim-round-time-"))
     attack = ["--set", "attack.enabled=true", "--set", "attack.method=ig",
               "--set", f"attack.iterations={args.iterations}", "--set", f"attack.end-budget-seconds={args.budget}"]
     variants = {
         "attack off": [],
-        "attack on, background": attack,
-        "attack on, blocking": [*attack, "--set", "attack.blocking=true"],
+        "background, auto threads": attack,
+        f"background, {cores} threads": [*attack, "--set", f"attack.threads={cores}"],
+        **({"blocking, auto threads": [*attack, "--set", "attack.blocking=true"]} if args.blocking else {}),
     }
     print(f"default job, 10 clients, {args.rounds} rounds; IG {args.iterations} iterations; "
           f"end-of-run budget {args.budget:.0f} s")
-    print(f"{'variant':24} {'median round s':>15} {'max round s':>12} {'command s':>10} "
+    print(f"{'variant':26} {'median round s':>15} {'max round s':>12} {'command s':>10} "
           f"{'rounds attacked':>16} {'cut':>4}")
     for name, extra in variants.items():
         r = run(out, name.replace(" ", "-").replace(",", ""), args.rounds, extra)
-        print(f"{name:24} {r['median']:>15.2f} {r['max']:>12.2f} {r['wall']:>10.1f} {r['attacked_rounds']:>16} "
+        print(f"{name:26} {r['median']:>15.2f} {r['max']:>12.2f} {r['wall']:>10.1f} {r['attacked_rounds']:>16} "
               f"{r['cut_rounds']:>4}")
 
 

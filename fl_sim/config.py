@@ -199,6 +199,8 @@ class AttackConfig:
         "sample", "ig/idlg against PRECODE: sample the bottleneck's noise, omit the bottleneck's and later "
                   "gradients from the matching, or restore (optimise) the noise with the image (ig)")
     device: Literal["auto", "cpu", "cuda"] = _setting("auto", "where attacks run; auto = cuda when present")
+    threads: int = _setting(0, "torch threads of the server process, where attacks run; 0 = the cores this "
+                               "machine's simulated clients leave free (at least 1)", min=0)
     batched: bool = _setting(True, "ig: optimise all attacks of a round as one vmap-batched problem")
     blocking: bool = _setting(False, "run attacks inside the round (deterministic) instead of a background worker")
     queue_size: int = _setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)

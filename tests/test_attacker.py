@@ -186,3 +186,14 @@ def test_analytic_fails_only_the_client_whose_bias_did_not_move():
     first, second = ATTACKS["analytic"](victim, [frozen, observations[1]], _settings(config, "analytic"))
     assert "nothing recovered" in first.notes[-1] and not _ssim_psnr(first, truths[0])[2].leaked
     assert _ssim_psnr(second, truths[1])[1] >= 60
+
+
+def test_the_server_takes_the_cores_its_simulated_clients_leave_free(monkeypatch):
+    from fl_sim.devices import server_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert server_threads(0, num_clients=10, client_cpus=1.0, clients_here=True) == 6
+    assert server_threads(0, num_clients=10, client_cpus=2.0, clients_here=True) == 1  # 8 run at once on 16
+    assert server_threads(0, num_clients=40, client_cpus=0.5, clients_here=True) == 1  # at least one
+    assert server_threads(0, num_clients=10, client_cpus=1.0, clients_here=False) == 16  # clients elsewhere
+    assert server_threads(3, num_clients=10, client_cpus=1.0, clients_here=True) == 3  # attack.threads wins
