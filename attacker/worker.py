@@ -22,6 +22,8 @@ from attacker.engine import AttackCancelled
 CANCEL_GRACE_SECONDS = 30.0
 #: How often the idle worker looks whether it is being closed.
 POLL_SECONDS = 0.1
+#: The worker thread's name (a process that ends with one still alive must not wait for it).
+THREAD_NAME = "fl-sim-attacker"
 
 
 class BackgroundWorker:
@@ -36,7 +38,7 @@ class BackgroundWorker:
         self._current: Any = None
         self._pending = 0
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="fl-sim-attacker", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     @property

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
+import threading
 import typing
 from pathlib import Path
 
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             return _flwr_run(args)
         else:
             _run(args)
+            return _exit_past_abandoned_attacks(0)
     except UserError as err:
         print(f"fl-sim: error: {err}", file=sys.stderr)
         return 2
@@ -135,6 +138,24 @@ def main(argv: list[str] | None = None) -> int:
               f"results directory still exists; completed rounds are kept for `fl-sim run --resume`", file=sys.stderr)
         return 1
     return 0
+
+
+def _exit_past_abandoned_attacks(code: int) -> int:
+    """End the process now if an attack thread was given up at the end of the run (it ignored its cancel).
+
+    Such a thread cannot be joined, and one still inside torch when Python shuts down makes the
+    interpreter abort on the way out; everything the run writes is on disk by now.
+    """
+    from attacker.worker import THREAD_NAME
+
+    if any(thread.name == THREAD_NAME and thread.is_alive() for thread in threading.enumerate()):
+        import ray
+
+        ray.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _run(args: argparse.Namespace) -> None:

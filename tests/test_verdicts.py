@@ -183,3 +183,18 @@ def test_two_runs_of_one_config_reach_the_same_verdict_whatever_flowers_node_ids
     events = _attack_events(first)
     assert [e["event"] for e in events].count("attack") == 6
     assert events == _attack_events(second)
+
+
+def test_a_cancel_stops_the_replays_label_search():
+    """The label search replays local training up to 256 times before any optimisation step: it polls the
+    cancel too (unpolled, an end-of-run budget could not stop it)."""
+    import threading
+
+    from attacker.engine import AttackCancelled
+
+    flat = {**FEDSGD, "train.local-steps": 2, "data.image-size": 16}
+    config, victim, observations, _ = _observe(flat, [[3, 40]])
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(AttackCancelled, match="label search"):
+        ATTACKS["ig"](victim, observations, _settings(config, "ig", iterations=10), cancel)

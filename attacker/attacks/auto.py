@@ -58,7 +58,7 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
               "ig": lambda: _inverting_gradients(victim, observations, settings, cancel),
               "idlg": lambda: _idlg(victim, observations, settings, cancel)}
     notes = [f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched as it is"
-             for obs in observations[:1] if obs.defense in ("noise", "dp")]
+             for obs in observations[:1] if obs.defense in ("noise", "dp", "dpsgd")]
     for name, stage in stages.items():
         try:
             for index, rec in stage():
@@ -90,7 +90,7 @@ def _inverting_gradients(victim: Victim, observations: list[Observation], settin
     for index, obs in enumerate(observations):
         for variant in variants(victim, obs):
             owners.append(index)
-            plans.append(plan_attack(victim, obs, variant, ig, label_cache))
+            plans.append(plan_attack(victim, obs, variant, ig, label_cache, cancel))
     return list(zip(owners, run_plans(victim, plans, ig, cancel)))
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
-from attacker.engine import AdamSchedule, minimize
+from attacker.engine import AdamSchedule, AttackCancelled, minimize
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
@@ -87,15 +87,17 @@ def run_ig(victim: Victim, observations: list[Observation], settings: AttackSett
            cancel: CancelEvent = None) -> list[Reconstruction]:
     """Reconstruct every observed update with the variant ``attack.*`` asks for."""
     variant = Variant.from_settings(settings)
-    return run_plans(victim, [plan_attack(victim, obs, variant, settings) for obs in observations], settings, cancel)
+    return run_plans(victim, [plan_attack(victim, obs, variant, settings, cancel=cancel) for obs in observations],
+                     settings, cancel)
 
 
 def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: AttackSettings,
-                label_cache: dict | None = None) -> Plan:
+                label_cache: dict | None = None, cancel: CancelEvent = None) -> Plan:
     """Decide, for one update and variant, the dummy images, labels, target and what is matched.
 
     Plans of one update that differ only in their TV weight share their labels through ``label_cache``
-    (the replay's label search is worth doing once).
+    (the replay's label search is worth doing once). The label search polls ``cancel`` before every
+    replay it tries.
     """
     bottleneck = victim.bottleneck
     stochastic = variant.stochastic if bottleneck is not None else "sample"
@@ -131,7 +133,7 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
     if labels is None:
         labels = recover_labels(obs.gradient_estimate(victim.param_names), images, victim).to(victim.device)
         if schedule is not None:
-            labels = _search_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching)
+            labels = _search_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching, cancel)
         if label_cache is not None:
             label_cache[key] = labels
     return Plan(obs=obs, variant=variant, stochastic=stochastic, labels=labels, target=target, mask=matching.mask or {},
@@ -139,11 +141,13 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
 
 
 def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
-                   target: dict[str, torch.Tensor], matching: Matching) -> torch.Tensor:
+                   target: dict[str, torch.Tensor], matching: Matching, cancel: CancelEvent) -> torch.Tensor:
     """The replay's per-slot labels, searched (order between steps, and values) on neutral grey images."""
     grey = torch.full((schedule.slots, *victim.input_shape), 0.5, device=victim.device)
 
     def cost(trial_labels: torch.Tensor) -> float:
+        if cancel is not None and cancel.is_set():
+            raise AttackCancelled("cancelled during the replay's label search")
         update = simulate_update(victim, grey, trial_labels, obs.train, schedule.batches)
         return float(cosine_distance(restrict(update, matching.names, matching.mask), target))
     return search_labels(cost, labels, schedule, victim.num_classes)

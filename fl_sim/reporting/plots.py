@@ -44,7 +44,7 @@ def plot_run(progress: RunProgress, success_ssim: float, folder: Path) -> list[P
     paths += [_curves(progress, ("test_accuracy", "train_accuracy", "eval_accuracy"), "accuracy",
                       folder / ACCURACY),
               _curves(progress, ("test_loss", "train_loss", "eval_loss"), "loss", folder / LOSS, log=True)]
-    if progress.attacks:
+    if any(attack.summary for attack in progress.attacks.values()):  # not when every attack was cut
         paths.append(_attack_success(progress, folder / ATTACK_SUCCESS))
     if progress.image_scores():
         paths.append(_similarity(progress, success_ssim, folder / SIMILARITY))
