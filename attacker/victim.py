@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import functional_call, grad
 
 from fl_sim.config import RunConfig
@@ -72,8 +73,20 @@ class Victim:
 
     def gradient(self, x: torch.Tensor, target: torch.Tensor,
                  params: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The parameter gradient a client would compute on ``(x, target)``; differentiable in ``x``."""
-        return grad(self.loss)(dict(params or self.params), x, target)
+        """The parameter gradient a client would compute on ``(x, target)``; differentiable in ``x``.
+
+        Inside ``torch.func`` transforms (the vmap-batched attacks) it is ``torch.func.grad``;
+        elsewhere plain autograd, which costs half as much per call.
+        """
+        params = dict(params or self.params)
+        if any(is_functorch_wrapped_tensor(t) for t in (x, target, *params.values())):
+            return grad(self.loss)(params, x, target)
+        differentiable = x.requires_grad or any(p.requires_grad for p in params.values())
+        leaves = {n: p if p.requires_grad else p.detach().requires_grad_(True) for n, p in params.items()}
+        with torch.enable_grad():
+            gradients = torch.autograd.grad(self.loss(leaves, x, target), list(leaves.values()),
+                                            create_graph=differentiable)
+        return dict(zip(leaves, gradients))
 
     @property
     def bottleneck(self) -> VariationalBottleneck | None:

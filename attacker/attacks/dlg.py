@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.func import grad_and_value
 
-from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled
+from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, autograd_step
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import l2_distance
@@ -105,7 +104,7 @@ def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matchi
 
         def cost(image):
             return l2_distance(restrict(victim.gradient(image, labels), matching.names, matching.mask), target)
-        value_and_grads = grad_and_value(cost)
+        value_and_grads = autograd_step(cost)
     else:
         logits = torch.randn((num_images, victim.num_classes), generator=generator).to(victim.device)
         logits.requires_grad_(True)
@@ -114,13 +113,13 @@ def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matchi
         def cost(image, label_logits):
             trial = victim.gradient(image, F.softmax(label_logits, dim=-1))
             return l2_distance(restrict(trial, matching.names, matching.mask), target)
-        value_and_grads = grad_and_value(cost, argnums=(0, 1))
+        value_and_grads = autograd_step(cost, 2)
 
     optimizer = torch.optim.LBFGS(variables, lr=settings.lr)
 
     def closure():
         grads, value = value_and_grads(*[v.detach() for v in variables])
-        for variable, g in zip(variables, grads if isinstance(grads, tuple) else (grads,)):
+        for variable, g in zip(variables, grads):
             variable.grad = g
         return value
 
