@@ -6,10 +6,12 @@ hyperparameters (Adam on signed gradients, lr 0.1, step decay, boxed pixels, cos
 total variation 0.1, labels given), 1 torch thread, runs interleaved. breaching's attacker is built
 from its own packaged config (``invertinggradients``), nothing downloaded. Printed: iterations
 per second of each on one update, fl-sim's batched attack of K updates against breaching one by
-one, and the median SSIM of the reconstructions (``attacker.judge``).
+one, and the median SSIM of the reconstructions (``attacker.judge``); then DLG (image and label
+jointly, L-BFGS, breaching's ``deepleakage`` config) on the first ``--dlg-k`` updates, one at a
+time in both.
 
     pip install -e ".[peer]"   # breaching 0.1.2 from PyPI
-    python benchmarks/peer_breaching.py [--iterations 1000] [--k 16] [--repeats 2]
+    python benchmarks/peer_breaching.py [--iterations 1000] [--k 16] [--repeats 2] [--dlg-iterations 300]
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import dataclasses
 import io
 import statistics
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -37,23 +38,29 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
           "data.channels": 3, "attack.method": "ig", "attack.tv": 0.1, "attack.lr": 0.1}
 
 
-def breaching_attacker(model: torch.nn.Module, iterations: int):
-    """breaching's Inverting Gradients, from its packaged config, set to our hyperparameters."""
+def breaching_attacker(model: torch.nn.Module, iterations: int, attack: str = "invertinggradients"):
+    """breaching's ``invertinggradients`` or ``deepleakage``, from its packaged config, set to our
+    hyperparameters (IG: lr 0.1, TV 0.1; DLG: its own, L-BFGS lr 1, which are ours)."""
     import breaching
 
     with contextlib.redirect_stdout(io.StringIO()):
-        cfg = breaching.get_attack_config("invertinggradients")
+        cfg = breaching.get_attack_config(attack)
     cfg.optim.max_iterations = iterations
-    cfg.optim.step_size = 0.1
     cfg.optim.callback = iterations + 1  # no progress lines inside the timing
-    cfg.regularization.total_variation.scale = 0.1
+    if attack == "invertinggradients":
+        cfg.optim.step_size = 0.1
+        cfg.regularization.total_variation.scale = 0.1
     return breaching.attacks.prepare_attack(model, torch.nn.CrossEntropyLoss(), cfg,
                                             dict(dtype=torch.float32, device=torch.device("cpu")))
 
 
-def run_breaching(attacker, victim: Victim, obs: Observation, label: torch.Tensor, start: torch.Tensor):
-    """One update through breaching; the reconstruction and the seconds it took."""
-    metadata = SimpleNamespace(shape=victim.input_shape, modality="vision")
+def run_breaching(attacker, victim: Victim, obs: Observation, label: torch.Tensor | None, start: torch.Tensor):
+    """One update through breaching (``label`` None: it recovers it, as DLG does); the reconstruction and the
+    seconds it took."""
+    from omegaconf import OmegaConf  # breaching's own config library, read by attribute and by key
+
+    metadata = OmegaConf.create(dict(shape=list(victim.input_shape), modality="vision", task="classification",
+                                     classes=victim.num_classes))
     payload = [dict(parameters=[victim.params[n] for n in victim.param_names],
                     buffers=list(victim.buffers.values()) or None, metadata=metadata)]
     gradient = obs.gradient_estimate(victim.param_names)
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--k", type=int, default=16, help="updates of the batched comparison")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of the one-update timing")
+    parser.add_argument("--dlg-iterations", type=int, default=300, help="L-BFGS steps of DLG (0 = skip DLG)")
+    parser.add_argument("--dlg-k", type=int, default=4, help="updates whose DLG reconstructions are compared")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = RunConfig.from_flat(FEDSGD)
@@ -109,6 +118,28 @@ def main() -> None:
     print(f"{f'{args.k} updates: s (fl-sim batched, breaching each)':44} {batched_seconds:>10.1f} {one_by_one:>10.1f} "
           f"{one_by_one / batched_seconds:>6.2f}x")
     print(f"{f'median SSIM of the {args.k} reconstructions':44} {quality_ours:>10.3f} {quality_theirs:>10.3f}")
+    if args.dlg_iterations:
+        compare_dlg(victim, observations[:args.dlg_k], truths[:args.dlg_k], starts, settings, args.dlg_iterations)
+
+
+def compare_dlg(victim: Victim, observations: list[Observation], truths: list, starts: list[torch.Tensor],
+                settings: AttackSettings, iterations: int) -> None:
+    """DLG (image and label jointly, L-BFGS) one update at a time in both tools, interleaved: it/s and SSIM."""
+    dlg = settings.for_method("dlg", iterations=iterations)
+    attacker = breaching_attacker(victim.model, iterations, "deepleakage")
+    ours, theirs, ssim_ours, ssim_theirs = [], [], [], []
+    for obs, truth, start in zip(observations, truths, starts):
+        began = time.perf_counter()
+        rec = ATTACKS["dlg"](victim, [obs], dlg)[0]
+        ours.append(rec.iterations / (time.perf_counter() - began))
+        images, seconds = run_breaching(attacker, victim, obs, None, start)
+        theirs.append(iterations / seconds)
+        ssim_ours.append(judge(rec.images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
+        ssim_theirs.append(judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
+    mine, peer = statistics.median(ours), statistics.median(theirs)
+    print(f"{f'DLG, {len(observations)} updates: median L-BFGS it/s':44} {mine:>10.1f} {peer:>10.1f} {mine / peer:>6.2f}x")
+    print(f"{f'DLG: median SSIM of the {len(observations)}':44} {statistics.median(ssim_ours):>10.3f} "
+          f"{statistics.median(ssim_theirs):>10.3f}")
 
 
 if __name__ == "__main__":
