@@ -17,22 +17,20 @@ steps the protocol asks for.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
-from opacus.validators import ModuleValidator
 from torch import nn
 
 from fl_sim.config import RunConfig
-from fl_sim.training import DpSgd
+from fl_sim.training import DpSgd, batch_schedule
+
+# Opacus is imported where it is used: it adds seconds to the start of every process (the CLI, each
+# client actor) and only a run with defense.name=dpsgd needs it.
 
 
 def steps_per_round(config: RunConfig, num_examples: int) -> int:
     """The optimizer steps one round of local training takes on ``num_examples`` samples."""
-    train = config.train
-    return train.local_steps or train.local_epochs * math.ceil(num_examples / min(train.batch_size, num_examples))
+    return len(batch_schedule(num_examples, config.train, seed=0))
 
 
 def sample_rate(config: RunConfig, num_examples: int) -> float:
@@ -47,6 +45,8 @@ def noise_multiplier(config: RunConfig, num_examples: int) -> float:
     defense = config.defense
     if not defense.dpsgd_target_epsilon:
         return defense.dpsgd_noise_multiplier
+    from opacus.accountants.utils import get_noise_multiplier
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return get_noise_multiplier(target_epsilon=defense.dpsgd_target_epsilon, target_delta=defense.dpsgd_delta,
@@ -64,6 +64,8 @@ def dp_sgd(config: RunConfig, num_examples: int) -> DpSgd | None:
 
 def spent_epsilon(config: RunConfig, num_examples: int, steps: int) -> float:
     """The epsilon (at ``defense.dpsgd-delta``) a client has spent after ``steps`` DP-SGD steps in all."""
+    from opacus.accountants import RDPAccountant
+
     accountant = RDPAccountant()
     accountant.history = [(noise_multiplier(config, num_examples), sample_rate(config, num_examples), steps)]
     with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is valid, only loose
@@ -73,4 +75,6 @@ def spent_epsilon(config: RunConfig, num_examples: int, steps: int) -> float:
 
 def unsupported_layers(model: nn.Module) -> list[str]:
     """Why Opacus cannot compute ``model``'s per-sample gradients: the first sentence of each distinct reason."""
+    from opacus.validators import ModuleValidator
+
     return list(dict.fromkeys(str(error).split(". ")[0] for error in ModuleValidator.validate(model, strict=False)))
