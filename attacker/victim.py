@@ -79,9 +79,10 @@ class Victim:
         elsewhere plain autograd, which costs half as much per call.
         """
         params = dict(params or self.params)
-        if any(is_functorch_wrapped_tensor(t) for t in (x, target, *params.values())):
+        inputs = (x, target, *params.values())
+        if any(is_functorch_wrapped_tensor(t) for t in inputs):
             return grad(self.loss)(params, x, target)
-        differentiable = x.requires_grad or any(p.requires_grad for p in params.values())
+        differentiable = any(t.requires_grad for t in inputs)
         leaves = {n: p if p.requires_grad else p.detach().requires_grad_(True) for n, p in params.items()}
         with torch.enable_grad():
             gradients = torch.autograd.grad(self.loss(leaves, x, target), list(leaves.values()),

@@ -2,8 +2,9 @@
 
 Each "client" trains a copy of one global model on chosen samples of the training split with
 the configured local training (DP-SGD's, for ``defense.name=dpsgd``), applies the configured
-update defense (``defense.*``, first round: no error-feedback residual yet), and its result is packaged exactly as the intercepting
-strategy hands it to plugins after restoring a sparse upload (round 1, node ids 100, 101, ...).
+update defense (``defense.*``, first round: no error-feedback residual yet), and its result is
+packaged exactly as the intercepting strategy hands it to plugins after restoring a sparse
+upload (round 1, node ids 100, 101, ...).
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from flwr.simulation import run_simulation
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig, SimulationConfig
 from fl_sim.data import load_client_data, load_dataset
-from fl_sim.models import build_run_model
-from fl_sim.privacy import unsupported_layers
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError, EngineStopped
+from fl_sim.models import build_run_model
+from fl_sim.privacy import unsupported_layers
 from fl_sim.reporting.console import follow
 from fl_sim.results import (CONFIG, ensure_not_in_use, holds_results, mark_interrupted, require_run_directory,
                             resolve_run_dir, run_directory)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from logging import INFO
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from logging import INFO
 from types import MappingProxyType
 from typing import Any
 

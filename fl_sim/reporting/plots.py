@@ -123,14 +123,15 @@ def _heatmap(progress: RunProgress, path: Path) -> Path:
              if c.get("per_image") and c.get("partition_id") is not None}
     clients = sorted({client for client, _ in cells})
     rounds = sorted({server_round for _, server_round in cells})
+    row_of, column_of = {c: i for i, c in enumerate(clients)}, {r: i for i, r in enumerate(rounds)}
     grid = np.full((len(clients), len(rounds)), np.nan)
     for (client, server_round), (ssim, _) in cells.items():
-        grid[clients.index(client), rounds.index(server_round)] = ssim
+        grid[row_of[client], column_of[server_round]] = ssim
     figure, axes = plt.subplots(figsize=(min(max(7.0, 3 + 0.45 * len(rounds)), 14),
                                          min(max(2.5, 1.5 + 0.3 * len(clients)), 12)))
     shown = axes.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
                         interpolation="nearest")
-    leaked = [(rounds.index(r), clients.index(c)) for (c, r), (_, hit) in cells.items() if hit]
+    leaked = [(column_of[r], row_of[c]) for (c, r), (_, hit) in cells.items() if hit]
     if leaked:
         axes.scatter(*zip(*leaked), s=18, color="tab:red", edgecolors="white", linewidths=0.5, label="leaked")
         axes.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=8)

@@ -87,8 +87,8 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
             ["wall time", f"{fmt(end.get('wall_seconds'), '.1f')} s"],
             ["upload per round (all clients)", f"{fmt(progress.mean_upload_bytes(), ',.0f')} bytes"],
             ["client failures / rejected updates", str(len(progress.failures))]]
-    if progress.privacy_spent():
-        epsilon, delta = progress.privacy_spent()
+    if spent := progress.privacy_spent():
+        epsilon, delta = spent
         rows.append(["DP-SGD epsilon spent (most of any client)", f"{epsilon:.2f} at delta {delta:g}"])
     if progress.attacks:
         rows += [["attack success rate (clients)", fmt(progress.attack_success_rate(), ".1%")],
