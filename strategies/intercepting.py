@@ -74,7 +74,7 @@ class InterceptingStrategy(Strategy):
         self.on_plugin_error = on_plugin_error
         self._sent_arrays: MappingProxyType = MappingProxyType({})
         self._sent_config: MappingProxyType = MappingProxyType({})
-        self._sent_nodes: list[int] = []
+        self._sent: list[Message] = []
         self._disabled: set[int] = set()
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -83,7 +83,7 @@ class InterceptingStrategy(Strategy):
         server_round += self.round_offset
         random.seed(derive_seed(self.seed, server_round, 0))
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
-        self._sent_nodes = [message.metadata.dst_node_id for message in messages]
+        self._sent = messages
         self._sent_arrays = frozen_numpy(arrays)
         # what the clients got, with what the wrapped strategy added (FedProx's proximal-mu)
         sent = messages[0].content.config_records[self.strategy.configrecord_key] if messages else config
@@ -110,9 +110,11 @@ class InterceptingStrategy(Strategy):
         for reply in replies:
             if not reply.has_error():
                 self._densify(reply)
-        failures = [(reply.metadata.src_node_id, reply.error.reason) for reply in replies if reply.has_error()]
-        answered = {reply.metadata.src_node_id for reply in replies}
-        failures += [(node_id, NO_REPLY) for node_id in self._sent_nodes if node_id not in answered]
+        node_of = self._node_of_reply()
+        failures = [(node_of(reply), reply.error.reason) for reply in replies if reply.has_error()]
+        answered = {node_of(reply) for reply in replies}
+        failures += [(message.metadata.dst_node_id, NO_REPLY) for message in self._sent
+                     if message.metadata.dst_node_id not in answered]
         for node_id, reason in failures:
             for plugin in self._active():
                 self._call(server_round, plugin, plugin.on_failure, server_round, node_id, reason)
@@ -122,10 +124,21 @@ class InterceptingStrategy(Strategy):
             self._call(server_round, plugin, plugin.on_round_end, server_round)
         if usable < self.strategy.min_train_nodes:
             raise FederationError(
-                f"round {server_round}: only {usable} of {len(self._sent_nodes)} clients returned a usable update, "
+                f"round {server_round}: only {usable} of {len(self._sent)} clients returned a usable update, "
                 f"fewer than server.min-train-nodes={self.strategy.min_train_nodes}; see the client-failure and "
                 f"update-rejected events, fix those clients or lower server.min-train-nodes")
         return self.strategy.aggregate_train(server_round, kept)
+
+    def _node_of_reply(self) -> Callable[[Message], int]:
+        """Which sampled node each reply of this round answers for.
+
+        A reply comes from the node it answers for, except when Flower's SuperLink lost that node
+        (it missed its heartbeats): the SuperLink then answers itself, with an error reply whose
+        sender is the SuperLink and which names only the instruction it answers. Grids give
+        messages their ids when they send them, so the map is made when the replies are in.
+        """
+        node_by_message = {message.metadata.message_id: message.metadata.dst_node_id for message in self._sent}
+        return lambda reply: node_by_message.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Show each client's evaluation metrics to the plugins, then let the wrapped strategy aggregate them."""

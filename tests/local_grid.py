@@ -7,11 +7,13 @@ fraction of a second. Nodes are numbered 101, 102, ... and hold partitions 0, 1,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Collection, Iterable
 
 from flwr.app import Context, Message, RecordDict
 from flwr.app.error import Error
 from flwr.clientapp import ClientApp
+from flwr.server.superlink.linkstate.utils import create_message_error_unavailable_res_message
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -25,12 +27,15 @@ FIRST_NODE_ID = 101
 class LocalGrid(Grid):
     """A Grid whose nodes are in-process calls of ``client_app``.
 
-    As in Flower, a ClientApp that raises answers with an error reply carrying the exception.
+    As in Flower, a ClientApp that raises answers with an error reply carrying the exception, and
+    the nodes in ``unreachable`` are answered for by the SuperLink's own "Node Unavailable" error
+    reply (what Flower's SuperLink sends for a node that missed its heartbeats).
     """
 
     def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None,
-                 first_node_id: int = FIRST_NODE_ID) -> None:
+                 first_node_id: int = FIRST_NODE_ID, unreachable: Collection[int] = ()) -> None:
         self.client_app = client_app
+        self.unreachable = set(unreachable)
         self.node_ids = [first_node_id + i for i in range(num_nodes)]
         self.run_config = run_config or {}
         self.contexts: dict[int, Context] = {}
@@ -79,6 +84,10 @@ class LocalGrid(Grid):
         """
         replies = []
         for message in messages:
+            message.metadata.__dict__["_message_id"] = str(uuid.uuid4())  # Flower's grids id a message when sent
+            if message.metadata.dst_node_id in self.unreachable:
+                replies.append(create_message_error_unavailable_res_message(message.metadata, "node_unavail"))
+                continue
             start = time.monotonic()
             try:
                 reply = self.client_app(message, self._context(message.metadata.dst_node_id))

@@ -1,4 +1,5 @@
-"""Deployment: the compose file, the same topology as local processes (insecure and TLS), a Ray cluster."""
+"""Deployment: the compose federation in real containers, the same topology as local processes (insecure and
+TLS), a Ray cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,7 +47,165 @@ def test_compose_files_validate(overrides):
     if "docker-compose.tls.yml" in overrides:
         assert "--ssl-certfile" in config and "--insecure" not in config
     if "docker-compose.gpu.yml" in overrides:
-        assert "driver: nvidia" in config and "cu128" in config
+        assert "driver: nvidia" in config
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+needs_docker = pytest.mark.skipif(_compose_command() is None or not _docker_answers(),
+                                  reason="no Docker daemon answers (.ci/run starts one where it can), or no compose")
+#: Flower's official SuperLink image, the default base; without a registry the images are built --offline.
+FLOWER_BASE_IMAGE = "flwr/superlink:1.41.0-py3.11-ubuntu24.04"
+
+
+def _image_ids() -> set[str]:
+    listed = subprocess.run(["docker", "image", "ls", "--all", "--quiet", "--no-trunc"], capture_output=True,
+                            text=True, check=True)
+    return set(listed.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def container_images() -> Iterator[None]:
+    """fl-sim's SuperLink and SuperNode images, built by scripts/build_images.sh; removed afterwards."""
+    before = _image_ids()
+    offline = subprocess.run(["docker", "pull", FLOWER_BASE_IMAGE], capture_output=True, check=False).returncode != 0
+    start = time.perf_counter()
+    done = subprocess.run([str(ROOT / "scripts" / "build_images.sh"), *(["--offline"] if offline else [])],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    sizes = "; ".join(done.stderr.splitlines()[-2:])
+    print(f"\nimages built on {'a Debian base (offline)' if offline else 'Flower images'} in "
+          f"{time.perf_counter() - start:.0f} s: {sizes}")
+    try:
+        yield
+    finally:
+        for _ in range(3):  # a parent image goes only after its children: a pass per generation
+            created = _image_ids() - before
+            if created:
+                subprocess.run(["docker", "image", "rm", "--force", *created], capture_output=True, check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ComposeFederation:
+    """A SuperLink and three SuperNodes of docker-compose.yml (plus overrides), up in their own project."""
+
+    def __init__(self, tmp_path: Path, *overrides: str, certs: Path | None = None):
+        self.port = _free_port()
+        self.results = tmp_path / "results"
+        data = tmp_path / "data"
+        for folder, mode in ((self.results, 0o777), (data, 0o755)):  # the containers run as uid 49999
+            folder.mkdir()
+            folder.chmod(mode)
+        self.env = {**ENV, "FL_SIM_PORT": str(self.port), "FL_SIM_RESULTS": str(self.results),
+                    "FL_SIM_DATA": str(data), "FLWR_HOME": str(tmp_path / "flwr-home")}
+        connection = "insecure = true"
+        if certs is not None:
+            self.env["FL_SIM_CERTS"] = str(certs)
+            connection = f'root-certificates = "{certs / "ca.crt"}"'
+        (tmp_path / "flwr-home").mkdir()
+        (tmp_path / "flwr-home" / "config.toml").write_text(
+            f'[superlink]\ndefault = "compose"\n\n[superlink.compose]\naddress = "127.0.0.1:{self.port}"\n'
+            f"{connection}\n")
+        self.compose = [*_compose_command(), "--project-name", f"flsim{self.port}",
+                        *(arg for name in ["docker-compose.yml", *overrides] for arg in ("-f", name))]
+
+    def _compose(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run([*self.compose, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"
+        return done.stdout
+
+    @contextmanager
+    def up(self) -> Iterator[float]:
+        """Start the containers; yields the seconds until all three SuperNodes were registered."""
+        start = time.perf_counter()
+        try:
+            self._compose("up", "--detach", "--no-build")
+            while self._compose("logs", "superlink").count("Activated node_id") < 3:
+                assert time.perf_counter() - start < 120, self._compose("logs")[-4000:]
+                time.sleep(0.5)
+            yield time.perf_counter() - start
+        finally:
+            self._compose("down", "--volumes", "--remove-orphans")
+
+    def start_run(self, run_config: str) -> subprocess.Popen:
+        """``flwr run`` this project on the federation; the ServerApp writes to results/compose/."""
+        return subprocess.Popen([str(BIN / "flwr"), "run", str(ROOT), "compose", "--stream", "--run-config",
+                                 f"{run_config} simulation.num-clients=3 output.dir='/app/results' "
+                                 "output.run-id='compose'"],
+                                cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def kill(self, service: str) -> None:
+        """``docker kill`` the container of one service, as a crash would end it."""
+        container = self._compose("ps", "--quiet", service).strip()
+        subprocess.run(["docker", "kill", container], capture_output=True, check=True)
+
+
+@needs_docker
+def test_compose_federation_in_containers_trains_and_attacks_every_client(container_images, tmp_path):
+    federation = ComposeFederation(tmp_path)
+    with federation.up() as ready_seconds:
+        start = time.perf_counter()
+        run = federation.start_run(f"{TINY_RUN_CONFIG} attack.enabled=true attack.iterations=30")
+        output, _ = run.communicate(timeout=600)
+        run_seconds = time.perf_counter() - start
+    assert run.returncode == 0, output[-4000:]
+    run_dir = federation.results / "compose"
+    events = read_events(run_dir)
+    first_round = next(e["time"] for e in events if e["event"] == "round" and e["round"] == 1)
+    print(f"compose: 3 SuperNodes registered {ready_seconds:.1f} s after `up`; `flwr run` of 2 rounds with the "
+          f"attack on: {run_seconds:.1f} s, round 1 done after {first_round - events[0]['time']:.1f} s of the run")
+    every = [(r, p) for r in (1, 2) for p in range(3)]
+    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train") == every
+    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == every
+    assert all((run_dir / "reconstructions" / f"round-{r}" / f"client-{p}.png").is_file() for r, p in every)
+    assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
+    assert (run_dir / "report.html").is_file()
+    assert "attack round 2:" in output and "results: /app/results/compose" in output
+
+
+@needs_docker
+def test_compose_federation_over_tls_finishes_the_round_without_a_killed_supernode(container_images, tmp_path):
+    certs = tmp_path / "certs"
+    subprocess.run([str(ROOT / "scripts" / "generate_certs.sh"), str(certs)], capture_output=True, check=True)
+    certs.chmod(0o755)
+    federation = ComposeFederation(tmp_path, "docker-compose.tls.yml", certs=certs)
+    events_file = federation.results / "compose" / "events.jsonl"
+    with federation.up():
+        # partition 2 stalls in round 2 (before training), so its container is killed while it holds the round
+        three_rounds = TINY_RUN_CONFIG.replace("num-server-rounds=2", "num-server-rounds=3")
+        run = federation.start_run(f"{three_rounds} faults.partitions='2' faults.rounds='2' faults.mode='timeout' "
+                                   "faults.delay-seconds=600 server.round-timeout=300")
+        deadline = time.monotonic() + 300
+        while not (events_file.is_file() and any(e["event"] == "round" and e["round"] == 1
+                                                  for e in read_events(events_file.parent))):
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()[0][-4000:]
+            time.sleep(0.5)
+        time.sleep(2)
+        killed_at = time.time()
+        federation.kill("supernode-2")
+        output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output[-4000:]
+    events = read_events(federation.results / "compose")
+    failures = [e for e in events if e["event"] == "client-failure"]
+    round_2 = next(e for e in events if e["event"] == "round" and e["round"] == 2)
+    print(f"compose over TLS: supernode-2 killed in round 2; the round ended without it "
+          f"{round_2['time'] - killed_at:.1f} s later ({failures[0]['reason'] if failures else 'no failure'})")
+    assert [e["round"] for e in failures] == [2] and "Node Unavailable" in failures[0]["reason"]
+    assert [e["clients"] for e in events if e["event"] == "round"] == [0, 3, 2, 2]
+    assert events[-1]["status"] == "completed"
 
 
 def _port_open(port: int) -> bool:

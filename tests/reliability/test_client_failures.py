@@ -13,7 +13,8 @@ from fl_sim.errors import ConfigError, EngineStopped, FederationError
 from fl_sim.results import read_events
 from fl_sim.simulation import simulate
 from strategies.run_recorder import failure_cause
-from local_grid import FIRST_NODE_ID, run_locally
+from clients.client_app import create_client_app
+from local_grid import FIRST_NODE_ID, LocalGrid, run_locally
 from spy import Spy
 
 
@@ -39,6 +40,19 @@ def test_a_client_that_misses_the_round_timeout_is_recorded_as_no_reply(tiny_con
     assert [(e["round"], e["node_id"]) for e in failures] == [(1, FIRST_NODE_ID + 2)]
     assert "no reply before the round's timeout" in failures[0]["reason"]
     assert sorted(spy.seen) == [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]
+    assert events[-1]["status"] == "completed"
+
+
+def test_a_node_the_superlink_lost_is_one_failure_of_that_node(tiny_config):
+    """Flower's SuperLink answers for a node that missed its heartbeats (a killed container) itself."""
+    lost = FIRST_NODE_ID + 2
+    grid = LocalGrid(create_client_app(tiny_config), tiny_config.simulation.num_clients, unreachable={lost})
+    run_dir = run_locally(tiny_config, grid=grid)
+    events = read_events(run_dir)
+    failures = [e for e in events if e["event"] == "client-failure"]
+    assert [(e["round"], e["node_id"]) for e in failures] == [(1, lost), (2, lost)]
+    assert all("Node Unavailable" in e["reason"] for e in failures)
+    assert [e["clients"] for e in events if e["event"] == "round" and e["round"] > 0] == [2, 2]
     assert events[-1]["status"] == "completed"
 
 
