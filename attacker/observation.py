@@ -9,10 +9,9 @@ import torch
 
 from fl_sim import protocol
 from fl_sim.config import TrainConfig
+from fl_sim.plugins import InterceptedUpdate
 from fl_sim.protocol import train_config_from_record
 from fl_sim.training import derive_seed
-from strategies.plugins import InterceptedUpdate
-
 
 #: Defenses whose upload is a subset of the coordinates; the rest never reach the server.
 PRUNING_DEFENSES = ("topk", "dgp")

@@ -29,14 +29,13 @@ from attacker.judge import Verdict, judge, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
-from fl_sim import protocol
+from fl_sim import events, protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData
 from fl_sim.devices import resolve_device, server_threads
-from fl_sim.reporting.progress import ATTACK_ENDS_WITHOUT_SUMMARY
+from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import ResultsWriter
 from fl_sim.training import derive_seed
-from strategies.plugins import InterceptedUpdate, ServerPlugin
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,6 @@ class AttackerPlugin(ServerPlugin):
         torch.set_num_threads(server_threads(self.attack.threads, sim.num_clients, sim.client_cpus,
                                              clients_here=not sim.ray_address))
         self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
-        self.summaries: list[dict[str, Any]] = []
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
 
@@ -105,21 +103,21 @@ class AttackerPlugin(ServerPlugin):
         if self._worker is None:
             return
         for job in self._worker.close(self.attack.end_budget_seconds):
-            self.writer.event("attack-cut", round=job.server_round, clients=len(job.observations),
-                              reason=f"end-of-run budget of {self.attack.end_budget_seconds} s spent")
+            self.writer.emit(events.AttackCut(round=job.server_round, clients=len(job.observations),
+                                              reason=f"end-of-run budget of {self.attack.end_budget_seconds} s spent"))
 
-    def account_for_earlier_rounds(self, events: list[dict[str, Any]], done: int) -> list[int]:
+    def account_for_earlier_rounds(self, earlier: list[dict[str, Any]], done: int) -> list[int]:
         """On resume: log ``attack-cut`` for each earlier round that was due an attack and has no outcome.
 
         Those attacks were pending when the run stopped; the server keeps no updates, so they
         cannot be redone, and the results must say so rather than look complete. Returns the rounds.
         """
-        ended = {e["round"] for e in events if e["event"] in ("attack-round", *ATTACK_ENDS_WITHOUT_SUMMARY)}
+        ended = {e["round"] for e in earlier if e["event"] in (events.AttackRound.KIND, *events.ATTACK_ENDS_WITHOUT_SUMMARY)}
         lost = [r for r in range(1, done + 1) if (r - 1) % self.attack.every == 0 and r not in ended]
         for server_round in lost:
-            self.writer.event("attack-cut", round=server_round, clients=None,
-                              reason="pending when the run stopped; its updates were not kept, so it cannot be "
-                                     "redone")
+            self.writer.emit(events.AttackCut(
+                round=server_round, clients=None,
+                reason="pending when the run stopped; its updates were not kept, so it cannot be redone"))
         return lost
 
     def _sample(self, server_round: int, collected: list) -> list:
@@ -145,15 +143,16 @@ class AttackerPlugin(ServerPlugin):
                 raise  # the end-of-run budget: the worker logs the round as cut
             logger.error("round %d: attack %s exceeded attack.timeout-seconds=%s", job.server_round,
                          self.settings.method, self.attack.timeout_seconds)
-            self.writer.event("attack-timeout", round=job.server_round, method=self.settings.method,
-                              clients=len(job.observations), seconds=round(time.perf_counter() - start, 3),
-                              error=f"{stopped}; attack.timeout-seconds={self.attack.timeout_seconds} spent "
-                                    f"(raise it, or lower attack.iterations or attack.max-clients)")
+            self.writer.emit(events.AttackTimeout(
+                round=job.server_round, method=self.settings.method, clients=len(job.observations),
+                seconds=round(time.perf_counter() - start, 3),
+                error=f"{stopped}; attack.timeout-seconds={self.attack.timeout_seconds} spent "
+                      f"(raise it, or lower attack.iterations or attack.max-clients)"))
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
             hint = _OUT_OF_MEMORY_HINT if isinstance(err, torch.OutOfMemoryError) else ""
             logger.error("round %d: attack %s failed: %s%s", job.server_round, self.settings.method, err, hint)
-            self.writer.event("attack-error", round=job.server_round, method=self.settings.method,
-                              clients=len(job.observations), error=f"{type(err).__name__}: {err}{hint}")
+            self.writer.emit(events.AttackError(round=job.server_round, method=self.settings.method,
+                                                clients=len(job.observations), error=f"{type(err).__name__}: {err}{hint}"))
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
@@ -176,8 +175,8 @@ class AttackerPlugin(ServerPlugin):
                 image_path = f"reconstructions/round-{obs.server_round}/client-{obs.partition_id}.png"
                 save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
         best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
-        self.writer.event(
-            "attack", round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
+        self.writer.emit(events.Attack(
+            round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
             method=self.settings.method, attack=best.attack, iterations=best.iterations,
             seconds=round(rec.seconds, 3), device=str(self.device), images=len(best.images),
             labels=best.labels.tolist(), loss=best.loss,
@@ -186,7 +185,7 @@ class AttackerPlugin(ServerPlugin):
                        for v in verdict.images] if verdict else None,
             success=verdict.leaked if verdict else None, image=image_path,
             notes=best.notes if best is rec else best.notes + rec.notes,
-            portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None)
+            portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None))
         return verdict
 
     def _summarise(self, server_round: int, verdicts: list[Verdict | None], seconds: float) -> None:
@@ -205,8 +204,7 @@ class AttackerPlugin(ServerPlugin):
             "median_psnr": statistics.median(i.scores.psnr for i in images) if images else None,
             "seconds": seconds, "device": str(self.device), "queue": max(self.pending - 1, 0),
         }
-        self.summaries.append(summary)
-        self.writer.event("attack-round", **summary)
+        self.writer.emit(events.AttackRound(**summary))
 
 
 def _portfolio_entry(rec: Reconstruction, verdict: Verdict | None) -> dict[str, Any]:

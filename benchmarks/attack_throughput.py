@@ -33,7 +33,7 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
-from fl_sim.offline import intercepted_updates
+from lab.offline import intercepted_updates
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
           "attack.method": "ig"}

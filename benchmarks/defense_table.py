@@ -29,9 +29,10 @@ from collections import Counter
 from pathlib import Path
 
 from csv_rows import RowLog
+
 from fl_sim.config import RunConfig
 from fl_sim.results import read_events
-from fl_sim.simulation import simulate
+from lab.simulation import simulate
 
 DEFENSES = {
     "none": {},

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from csv_rows import RowLog
+from figures import Row, matched, save_rows
 
 from attacker.attacks import AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -36,12 +38,10 @@ from attacker.attacks.ig import Variant, plan_attack, run_plans
 from attacker.judge import Verdict, judge
 from attacker.observation import Observation
 from attacker.victim import Victim
-from csv_rows import RowLog
-from figures import Row, matched, save_rows
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images, write_image_folder
-from fl_sim.offline import intercepted_updates
+from lab.offline import intercepted_updates
 
 FIELDS = ["dataset", "optimizer", "steps", "batch", "epochs", "mode", "clients_leaked", "clients", "images_leaked",
           "images", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]

@@ -31,7 +31,7 @@ from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
-from fl_sim.offline import intercepted_updates
+from lab.offline import intercepted_updates
 
 #: digits served as 3 channels: breaching's total variation is written for RGB
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,

@@ -27,15 +27,15 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from csv_rows import RowLog
 from defense_table import DEFENSES, UTILITY_FIELDS
+from worst_case import FEDSGD, attack_worst_case
+
 from fl_sim import privacy
 from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.data import load_client_data
 from fl_sim.results import read_events
-from fl_sim.simulation import simulate
-from worst_case import FEDSGD, attack_worst_case
+from lab.simulation import simulate
 
 #: DP-SGD rows: the epsilon a client may spend over the default job (delta 1e-5).
 DP_EPSILONS = (8.0, 3.0, 1.0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from leakage_table import data_settings
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -32,8 +33,7 @@ from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.data import ImageData, load_dataset
-from fl_sim.offline import intercepted_updates
-from leakage_table import data_settings
+from lab.offline import intercepted_updates
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 

@@ -35,9 +35,9 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
         result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
                              device=device, dp=privacy.dp_sgd(run, len(data.train)))
-        metrics = MetricRecord({"train-loss": result.loss, "train-accuracy": result.accuracy,
+        metrics = MetricRecord({protocol.TRAIN_LOSS: result.loss, protocol.TRAIN_ACCURACY: result.accuracy,
                                 protocol.NUM_EXAMPLES: result.num_examples, protocol.LOCAL_STEPS: result.steps,
-                                "train-seconds": result.seconds})
+                                protocol.TRAIN_SECONDS: result.seconds})
         info = {protocol.PARTITION_ID: partition_id}
         if run.attack.enabled:  # simulation-only ground truth for the attack's judge
             info[protocol.AUDIT_SAMPLES] = data.train_indices[result.sample_indices].tolist()
@@ -54,7 +54,7 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         _, partition_id, data, model, device = _prepare(msg, context, config)
         result = evaluate(model, data.val, device=device)
         content = RecordDict({
-            protocol.METRICS: MetricRecord({"eval-loss": result.loss, "eval-accuracy": result.accuracy,
+            protocol.METRICS: MetricRecord({protocol.EVAL_LOSS: result.loss, protocol.EVAL_ACCURACY: result.accuracy,
                                             protocol.NUM_EXAMPLES: result.num_examples}),
             protocol.CLIENT_INFO: ConfigRecord({protocol.PARTITION_ID: partition_id}),
         })

@@ -22,6 +22,14 @@ PARTITION_ID = "partition-id"
 #: trained on this round, in order. Only the judge of an attack reads it, never an attack.
 AUDIT_SAMPLES = "audit-sample-indices"
 NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+TRAIN_ACCURACY = "train-accuracy"
+TRAIN_SECONDS = "train-seconds"
+EVAL_LOSS = "eval-loss"
+EVAL_ACCURACY = "eval-accuracy"
+#: The global model's scores on the test split (the server's own evaluation).
+TEST_LOSS = "test-loss"
+TEST_ACCURACY = "test-accuracy"
 #: The optimizer steps a client took this round (a metric of every training reply).
 LOCAL_STEPS = "local-steps"
 SERVER_ROUND = "server-round"
@@ -29,8 +37,9 @@ SERVER_ROUND = "server-round"
 UPLOAD_BYTES = "upload-bytes"
 DENSE_BYTES = "dense-bytes"
 #: The metrics of every training reply, no more and no fewer: FedAvg aggregates them key by key.
-TRAIN_METRICS = ("train-loss", "train-accuracy", NUM_EXAMPLES, LOCAL_STEPS, "train-seconds", UPLOAD_BYTES,
-                 DENSE_BYTES)
+TRAIN_METRICS = (TRAIN_LOSS, TRAIN_ACCURACY, NUM_EXAMPLES, LOCAL_STEPS, TRAIN_SECONDS, UPLOAD_BYTES, DENSE_BYTES)
+#: The metrics of every federated-evaluation reply.
+EVAL_METRICS = (EVAL_LOSS, EVAL_ACCURACY, NUM_EXAMPLES)
 
 
 def train_config_record(config: TrainConfig) -> dict[str, Scalar]:

@@ -24,12 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from fl_sim import events
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 EVENTS = "events.jsonl"
 METRICS = "metrics.csv"
@@ -50,6 +52,24 @@ def resolve_run_dir(config: RunConfig) -> RunConfig:
     run_id = config.output.run_id or new_run_id()
     return config.with_overrides({"output.dir": str(Path(config.output.dir).resolve()),
                                   "output.run-id": run_id})
+
+
+def check_output_dir(out: Path) -> None:
+    """``output.dir`` must be a directory this process can write (or be creatable as one)."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"config key 'output.dir' is '{out}', but '{existing}' is a file; set it to a directory")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"config key 'output.dir' is '{out}', but '{existing}' is not writable; "
+                          f"set it to a directory you can write")
+
+
+def resume_config(run_dir: Path) -> RunConfig:
+    """The configuration of an earlier run, read back from its ``config.json``, writing to ``run_dir`` itself
+    (a copied or moved run directory resumes where it is, not where it was first written)."""
+    saved = json.loads((require_run_directory(run_dir) / CONFIG).read_text())
+    where = Path(run_dir).resolve()
+    return RunConfig.from_flat({**saved, "output.dir": str(where.parent), "output.run-id": where.name})
 
 
 def run_directory(config: RunConfig) -> Path:
@@ -158,21 +178,21 @@ class ResultsWriter:
         """Give up this writer's hold on the directory (the lock goes with the last writer)."""
         _LOCKS.release(self.directory)
 
-    def event(self, kind: str, **fields: Any) -> None:
-        """Append one event line ``{"event": kind, "time": ..., **fields}`` and flush it to disk."""
-        event = {"event": kind, "time": round(time.time(), 3), **_jsonable(fields)}
+    def emit(self, event: events.Event) -> None:
+        """Append one event line ``{"event": KIND, "time": ..., **fields}`` and flush it to disk."""
+        record = {"event": event.KIND, "time": round(time.time(), 3), **_jsonable(event.fields())}
         with self._lock:
             with open(self.directory / EVENTS, "a", encoding="utf-8") as handle:
                 start = handle.tell()
                 try:
-                    handle.write(json.dumps(event) + "\n")
+                    handle.write(json.dumps(record) + "\n")
                     handle.flush()
                     os.fsync(handle.fileno())
                 except OSError:
                     _truncate_quietly(handle, start)  # whole or absent: no torn line for the next event
                     raise
             if self.echo is not None:
-                self.echo(event)
+                self.echo(record)
 
     def metrics_row(self, row: Mapping[str, Any]) -> None:
         """Append one row to ``metrics.csv`` (the first row fixes the columns)."""
@@ -192,10 +212,14 @@ class ResultsWriter:
 
     def save_model(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Save the global model's state dict atomically as ``model.pt``."""
+        import torch  # here, not at the top: the CLI reads and checks results before it loads torch
+
         self._atomic(MODEL, lambda path: torch.save(dict(state_dict), path))
 
     def save_checkpoint(self, server_round: int, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Save the global model after ``server_round`` atomically as ``checkpoint.pt``."""
+        import torch
+
         self._atomic(CHECKPOINT, lambda path: torch.save({"round": server_round, "arrays": dict(state_dict)}, path))
 
     def _atomic(self, name: str, write) -> None:
@@ -260,6 +284,8 @@ def load_checkpoint(directory: Path) -> tuple[int, dict[str, torch.Tensor]]:
     path = Path(directory) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"'{directory}' has no {CHECKPOINT} to resume from; start a new run instead")
+    import torch
+
     checkpoint = torch.load(path)
     return int(checkpoint["round"]), checkpoint["arrays"]
 
@@ -293,7 +319,7 @@ def mark_interrupted(directory: Path) -> dict[str, Any]:
     writer = ResultsWriter.reopen(Path(directory), exclusive=False)  # the run's own writer is still open
     try:
         writer.write_json(SUMMARY, summary)
-        writer.event("run-end", **summary)
+        writer.emit(events.RunEnd(**summary))
     finally:
         writer.close()
     return summary
@@ -317,13 +343,13 @@ def read_events(directory: Path) -> list[dict[str, Any]]:
     path = Path(directory) / EVENTS
     if not path.exists():
         return []
-    events = []
+    found = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            events.append(json.loads(line))
+            found.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return events
+    return found
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,6 +1,5 @@
-"""Aggregation and interception: the ServerApp, the intercepting strategy wrapper, server plugins."""
+"""Aggregation and interception: any Flower strategy, wrapped so that server plugins see every update."""
 
 from strategies.intercepting import InterceptingStrategy
-from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
 
-__all__ = ["InterceptedUpdate", "InterceptingStrategy", "ServerPlugin", "UpdateFilter"]
+__all__ = ["InterceptingStrategy"]

@@ -29,8 +29,8 @@ from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fl_sim import protocol, sparse
 from fl_sim.errors import FederationError
+from fl_sim.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
 from fl_sim.training import derive_seed
-from strategies.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
 
 logger = logging.getLogger(__name__)
 

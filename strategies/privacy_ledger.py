@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fl_sim import privacy, protocol
+from fl_sim import events, privacy, protocol
 from fl_sim.config import RunConfig
+from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import ResultsWriter
-from strategies.plugins import InterceptedUpdate, ServerPlugin
 
 
 class PrivacyLedger(ServerPlugin):
@@ -22,10 +22,10 @@ class PrivacyLedger(ServerPlugin):
         self.writer = writer
         self._steps: dict[int, int] = {}  # partition -> DP-SGD steps taken so far
 
-    def account_for_earlier_rounds(self, events: Iterable[Mapping[str, Any]], done: int) -> None:
+    def account_for_earlier_rounds(self, earlier: Iterable[Mapping[str, Any]], done: int) -> None:
         """On resume: take each client's steps up to round ``done`` from the earlier ``privacy`` events."""
-        for event in events:
-            if event["event"] == "privacy" and event["round"] <= done:
+        for event in earlier:
+            if event["event"] == events.Privacy.KIND and event["round"] <= done:
                 self._steps[event["partition_id"]] = event["steps"]
 
     def on_update(self, update: InterceptedUpdate) -> None:
@@ -34,8 +34,9 @@ class PrivacyLedger(ServerPlugin):
             return
         steps = self._steps.get(update.partition_id, 0) + int(update.metrics.get(protocol.LOCAL_STEPS, 0))
         self._steps[update.partition_id] = steps
-        self.writer.event("privacy", round=update.server_round, partition_id=update.partition_id, steps=steps,
-                          noise_multiplier=privacy.noise_multiplier(self.config, update.num_examples),
-                          sample_rate=privacy.sample_rate(self.config, update.num_examples),
-                          epsilon=privacy.spent_epsilon(self.config, update.num_examples, steps),
-                          delta=self.config.defense.dpsgd_delta)
+        self.writer.emit(events.Privacy(
+            round=update.server_round, partition_id=update.partition_id, steps=steps,
+            noise_multiplier=privacy.noise_multiplier(self.config, update.num_examples),
+            sample_rate=privacy.sample_rate(self.config, update.num_examples),
+            epsilon=privacy.spent_epsilon(self.config, update.num_examples, steps),
+            delta=self.config.defense.dpsgd_delta))

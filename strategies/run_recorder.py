@@ -17,11 +17,11 @@ from typing import Any
 from flwr.app import ArrayRecord, MetricRecord
 from torch import nn
 
+from fl_sim import events, protocol
 from fl_sim.data import ImageData
+from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import SUMMARY, ResultsWriter, summarise
 from fl_sim.training import evaluate
-from strategies.plugins import InterceptedUpdate, ServerPlugin
-
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FLOWER_ERROR = re.compile(r"^<class '(?:[\w.]+\.)?(\w+)(?:\([\w.]+\))?'>:<'(.*)'>$", re.DOTALL)
@@ -63,25 +63,25 @@ class RunRecorder(ServerPlugin):
     def on_update(self, update: InterceptedUpdate) -> None:
         """Log one client's training reply."""
         self._train.append(update.metrics)
-        self.writer.event("client-train", round=update.server_round, node_id=update.node_id,
-                          partition_id=update.partition_id, **_kebab_to_snake(update.metrics))
+        self.writer.emit(events.ClientTrain(round=update.server_round, node_id=update.node_id,
+                                            partition_id=update.partition_id, **_kebab_to_snake(update.metrics)))
 
     def on_evaluate_reply(self, server_round: int, node_id: int, partition_id: int | None,
                           metrics: Mapping[str, Any]) -> None:
         """Log one client's federated-evaluation reply."""
         self._eval.append(metrics)
-        self.writer.event("client-evaluate", round=server_round, node_id=node_id, partition_id=partition_id,
-                          **_kebab_to_snake(metrics))
+        self.writer.emit(events.ClientEvaluate(round=server_round, node_id=node_id, partition_id=partition_id,
+                                               **_kebab_to_snake(metrics)))
 
     def on_failure(self, server_round: int, node_id: int, reason: str) -> None:
         """Log a client whose training failed: the root cause in one line, and the whole text if longer."""
         cause, detail = failure_cause(reason)
-        self.writer.event("client-failure", round=server_round, node_id=node_id, reason=cause,
-                          **({"detail": detail} if detail != cause else {}))
+        self.writer.emit(events.ClientFailure(round=server_round, node_id=node_id, reason=cause,
+                                              detail=detail if detail != cause else None))
 
     def plugin_failed(self, server_round: int, plugin: str, error: BaseException) -> None:
         """Record that a plugin raised (the strategy disabled it for the round)."""
-        self.writer.event("plugin-error", round=server_round, plugin=plugin, error=f"{type(error).__name__}: {error}")
+        self.writer.emit(events.PluginError(round=server_round, plugin=plugin, error=f"{type(error).__name__}: {error}"))
 
     def evaluate_global(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         """Flower's centralized evaluation: score the global model on the test split, log the round, checkpoint.
@@ -93,19 +93,19 @@ class RunRecorder(ServerPlugin):
         self.model.load_state_dict(state)
         test = evaluate(self.model, self.test_data)
         if server_round == 0 and self.round_offset:
-            return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
+            return _test_metrics(test)
         server_round += self.round_offset
         now = time.perf_counter()
         row = {
             "round": server_round,
             "clients": len(self._train),
-            "train_loss": _weighted(self._train, "train-loss"),
-            "train_accuracy": _weighted(self._train, "train-accuracy"),
-            "eval_loss": _weighted(self._eval, "eval-loss"),
-            "eval_accuracy": _weighted(self._eval, "eval-accuracy"),
+            "train_loss": _weighted(self._train, protocol.TRAIN_LOSS),
+            "train_accuracy": _weighted(self._train, protocol.TRAIN_ACCURACY),
+            "eval_loss": _weighted(self._eval, protocol.EVAL_LOSS),
+            "eval_accuracy": _weighted(self._eval, protocol.EVAL_ACCURACY),
             "test_loss": test.loss,
             "test_accuracy": test.accuracy,
-            "samples": sum(int(m.get("num-examples", 0)) for m in self._train),
+            "samples": sum(int(m.get(protocol.NUM_EXAMPLES, 0)) for m in self._train),
             "seconds": round(now - self._round_started, 3),
         }
         self.history.append(row)
@@ -113,9 +113,9 @@ class RunRecorder(ServerPlugin):
         # summarising the run) finds them on disk; a resume drops metrics rows past the checkpoint
         self.writer.metrics_row(row)
         self.writer.save_checkpoint(server_round, state)
-        self.writer.event("round", **row)
+        self.writer.emit(events.Round(**row))
         self._train, self._eval, self._round_started = [], [], now
-        return MetricRecord({"test-loss": test.loss, "test-accuracy": test.accuracy})
+        return _test_metrics(test)
 
     def finish(self, status: str = "completed", error: str | None = None) -> dict[str, Any]:
         """Write ``summary.json`` and a final ``run-end`` event (with the run's ``error``, if any); return the
@@ -127,15 +127,19 @@ class RunRecorder(ServerPlugin):
             "server_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         self.writer.write_json(SUMMARY, summary)
-        self.writer.event("run-end", **summary)
+        self.writer.emit(events.RunEnd(**summary))
         return summary
 
 
 def _weighted(records: list[Mapping[str, Any]], key: str) -> float | None:
     """Mean of ``key`` over client records, weighted by their num-examples."""
-    pairs = [(float(m[key]), int(m.get("num-examples", 0))) for m in records if key in m]
+    pairs = [(float(m[key]), int(m.get(protocol.NUM_EXAMPLES, 0))) for m in records if key in m]
     total = sum(weight for _, weight in pairs)
     return sum(value * weight for value, weight in pairs) / total if total else None
+
+
+def _test_metrics(test) -> MetricRecord:
+    return MetricRecord({protocol.TEST_LOSS: test.loss, protocol.TEST_ACCURACY: test.accuracy})
 
 
 def _kebab_to_snake(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from fl_sim import protocol
+from fl_sim import events, protocol
+from fl_sim.plugins import InterceptedUpdate, UpdateFilter
 from fl_sim.results import ResultsWriter
-from strategies.plugins import InterceptedUpdate, UpdateFilter
 
 
 def problem_with(update: InterceptedUpdate, max_examples: int | None = None) -> str | None:
@@ -78,6 +78,6 @@ class UpdateValidator(UpdateFilter):
         reason = problem_with(update, self.max_examples)
         if reason is None:
             return update
-        self.writer.event("update-rejected", round=update.server_round, node_id=update.node_id,
-                          partition_id=update.partition_id, reason=reason)
+        self.writer.emit(events.UpdateRejected(round=update.server_round, node_id=update.node_id,
+                                               partition_id=update.partition_id, reason=reason))
         return None

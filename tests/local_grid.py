@@ -19,7 +19,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
-from strategies.server_app import run_federation
+from lab.server_app import run_federation
 
 FIRST_NODE_ID = 101
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies import InterceptedUpdate, ServerPlugin
+from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 
 
 class Spy(ServerPlugin):

@@ -19,8 +19,9 @@ from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
-from fl_sim.offline import intercepted_updates
 from fl_sim.results import read_events
+from lab.offline import intercepted_updates
+
 from local_grid import run_locally
 
 #: One plain-SGD step on one image: the FedSGD setting in which -update/lr is the exact gradient.

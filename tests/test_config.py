@@ -114,7 +114,7 @@ def test_readme_configuration_table_lists_every_key_with_its_default():
 
 
 def test_fl_sim_config_prints_booleans_as_they_are_written(capsys):
-    from fl_sim import cli
+    from lab import cli
 
     assert cli.main(["config"]) == 0
     lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from fl_sim.results import read_events
-from fl_sim.simulation import simulate
-from strategies import ServerPlugin
 from conftest import TINY
+
+from fl_sim.plugins import ServerPlugin
+from fl_sim.results import read_events
+from lab.simulation import simulate
+
 from spy import Spy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.results import read_events
-from fl_sim.simulation import check_private_model
+from lab.simulation import check_private_model
+
 from local_grid import run_locally
 
 DPSGD = {"num-server-rounds": 2, "data.image-size": 16, "simulation.num-clients": 3, "train.local-steps": 3,

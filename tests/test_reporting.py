@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from fl_sim import cli
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.reporting.report import write_report
+from lab import cli
+
 from local_grid import run_locally
 
 BIN = Path(sys.executable).parent
@@ -96,8 +97,9 @@ def test_plain_lines_show_a_dash_for_a_loss_that_is_not_finite():
 @pytest.fixture(scope="module")
 def attacked_runs(tmp_path_factory):
     """Two finished runs on 3 clients x 2 rounds with every update attacked: undefended and DGP."""
-    from fl_sim.config import RunConfig
     from conftest import TINY
+
+    from fl_sim.config import RunConfig
 
     out = tmp_path_factory.mktemp("runs")
     runs = {}

@@ -11,8 +11,9 @@ import torch
 
 from fl_sim.data import load_dataset
 from fl_sim.models import build_model
+from fl_sim.plugins import ServerPlugin, UpdateFilter
 from fl_sim.results import read_events
-from strategies import ServerPlugin, UpdateFilter
+
 from local_grid import FIRST_NODE_ID, run_locally
 from spy import Spy
 

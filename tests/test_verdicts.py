@@ -13,12 +13,13 @@ from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.replay import replay_schedule, simulate_update
 from attacker.victim import Victim
+from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
-from fl_sim.offline import intercepted_updates
 from fl_sim.results import read_events
 from fl_sim.training import batch_schedule
-from clients.client_app import create_client_app
+from lab.offline import intercepted_updates
+
 from local_grid import LocalGrid, run_locally
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}

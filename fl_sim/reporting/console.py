@@ -20,8 +20,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from fl_sim import events
 from fl_sim.reporting.formatting import duration, fmt
-from fl_sim.reporting.progress import ATTACK_ENDS_WITHOUT_SUMMARY, AttackRound, RunProgress
+from fl_sim.reporting.progress import AttackRound, RunProgress
 from fl_sim.results import CONFIG, EVENTS
 
 #: Attack rounds shown in the live table (the most recent ones).
@@ -57,20 +58,20 @@ class PlainLines:
 
     def _line(self, event: Mapping[str, Any]) -> str | None:
         kind, total = event["event"], self.progress.total_rounds
-        if kind == "round" and event["round"] == 0:
+        if kind == events.Round.KIND and event["round"] == 0:
             return (f"round  0/{total}  initial model: test_loss {fmt(event['test_loss'], '.4f')} "
                     f"test_acc {fmt(event['test_accuracy'], '.4f')}")
-        if kind == "round":
+        if kind == events.Round.KIND:
             eta = self.progress.eta_seconds()
             return (f"round {event['round']:2d}/{total}  clients {event['clients']:3d}  "
                     f"train_loss {fmt(event['train_loss'], '.4f')}  train_acc {fmt(event['train_accuracy'], '.4f')}  "
                     f"test_loss {fmt(event['test_loss'], '.4f')}  test_acc {fmt(event['test_accuracy'], '.4f')}  "
                     f"{event['seconds']:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
-        if kind in ("attack-round", *ATTACK_ENDS_WITHOUT_SUMMARY):
+        if kind in (events.AttackRound.KIND, *events.ATTACK_ENDS_WITHOUT_SUMMARY):
             return attack_line(self.progress.attacks[event["round"]])
-        if kind == "client-failure":
+        if kind == events.ClientFailure.KIND:
             return f"client failure, round {event['round']}, node {event['node_id']}: {event['reason']}"
-        if kind == "update-rejected":
+        if kind == events.UpdateRejected.KIND:
             return (f"update rejected, round {event['round']}, partition {event.get('partition_id')}: "
                     f"{event.get('reason')}")
         return None

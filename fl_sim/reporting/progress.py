@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Events that end a round's attack without an ``attack-round`` summary.
-ATTACK_ENDS_WITHOUT_SUMMARY = ("attack-error", "attack-timeout", "attack-cut")
+from fl_sim import events
 
 
 @dataclass
@@ -53,29 +52,29 @@ class RunProgress:
     def add(self, event: Mapping[str, Any]) -> None:
         """Take one event into account."""
         kind, event = event["event"], dict(event)
-        if kind in ("run-start", "run-resumed"):
+        if kind in (events.RunStart.KIND, events.RunResumed.KIND):
             self.total_rounds = event["rounds"]
             self.started = self.started or event["time"]
             self.end = None
-        elif kind == "round":
+        elif kind == events.Round.KIND:
             self.rounds = [r for r in self.rounds if r["round"] < event["round"]] + [event]
             self.clients_this_round = 0
-        elif kind == "client-train":
+        elif kind == events.ClientTrain.KIND:
             self.clients_this_round += 1
             self.upload_bytes[event["round"]] = self.upload_bytes.get(event["round"], 0) + int(
                 event.get("upload_bytes") or 0)
-        elif kind in ("client-failure", "update-rejected"):
+        elif kind in (events.ClientFailure.KIND, events.UpdateRejected.KIND):
             self.failures.append(event)
-        elif kind == "attack":
+        elif kind == events.Attack.KIND:
             self._attack(event["round"]).clients.append(event)
-        elif kind == "attack-round":
+        elif kind == events.AttackRound.KIND:
             self._attack(event["round"]).summary = event
-        elif kind in ATTACK_ENDS_WITHOUT_SUMMARY:
+        elif kind in events.ATTACK_ENDS_WITHOUT_SUMMARY:
             attack = self._attack(event["round"])
             attack.ended_by, attack.reason = kind, event.get("error") or event.get("reason")
-        elif kind == "privacy":
+        elif kind == events.Privacy.KIND:
             self.privacy[event["partition_id"]] = event
-        elif kind == "run-end":
+        elif kind == events.RunEnd.KIND:
             self.end = event
 
     def _attack(self, server_round: int) -> AttackRound:

@@ -13,6 +13,7 @@ import statistics
 import struct
 from pathlib import Path
 
+from fl_sim.config import AttackConfig
 from fl_sim.reporting import plots
 from fl_sim.reporting.formatting import fmt, setting
 from fl_sim.reporting.progress import AttackRound, RunProgress
@@ -54,7 +55,8 @@ def write_report(run_dir: Path) -> Path:
     run_dir = require_run_directory(Path(run_dir))
     config = json.loads((run_dir / CONFIG).read_text())
     progress = RunProgress.from_events(read_events(run_dir), config)
-    figures = plots.plot_run(progress, config.get("attack.success-ssim", 0.6), run_dir / PLOTS)
+    success_ssim = config.get("attack.success-ssim", AttackConfig().success_ssim)  # older runs: today's default
+    figures = plots.plot_run(progress, success_ssim, run_dir / PLOTS)
     sections = [_overview(run_dir, progress),
                 '<h2>Plots</h2><div class="plots">' + "".join(
                     f'<img src="{PLOTS}/{p.name}" alt="{p.stem}"{" class=wide" if p.name in _WIDE else ""}>'

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fl_sim import cli
+from lab import cli
 
 EXISTING = "out/finished"
 

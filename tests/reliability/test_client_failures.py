@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError, EngineStopped, FederationError
 from fl_sim.results import read_events
-from fl_sim.simulation import simulate
+from lab.simulation import simulate
 from strategies.run_recorder import failure_cause
-from clients.client_app import create_client_app
+
 from local_grid import FIRST_NODE_ID, LocalGrid, run_locally
 from spy import Spy
 
@@ -121,7 +122,7 @@ def test_failure_reasons_are_cut_to_their_root_cause(reason, cause):
 def test_a_crashed_simulation_engine_ends_the_run_at_once(tiny_config, monkeypatch):
     # Flower's engine fails to start its actors (no node has 3 CPUs); the pre-flight check that
     # would refuse this is bypassed so that the engine really crashes under a waiting ServerApp
-    monkeypatch.setattr("fl_sim.simulation._check_client_resources", lambda sim: None)
+    monkeypatch.setattr("lab.simulation._check_client_resources", lambda sim: None)
     config = tiny_config.with_overrides({"simulation.client-cpus": 3, "server.round-timeout": 600})
     started = time.monotonic()
     with pytest.raises(EngineStopped, match=r"^Flower's Simulation Engine stopped \(ValueError: ActorPool is empty"

@@ -16,20 +16,25 @@ import pytest
 import torch
 
 from attacker.images import save_grid
+from fl_sim import events
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError
-from fl_sim.results import EVENTS, LOCK, METRICS, ResultsWriter, read_events, read_metrics
-from fl_sim.simulation import resume_config
+from fl_sim.results import EVENTS, LOCK, METRICS, ResultsWriter, read_events, read_metrics, resume_config
+
+ROUND_3 = events.Round(round=3, clients=2, train_loss=None, train_accuracy=None, eval_loss=None, eval_accuracy=None,
+                       test_loss=2.0, test_accuracy=0.3, samples=64, seconds=0.5)
+RUN_END = events.RunEnd(status="completed", rounds=4, last_completed_round=3, final_test_accuracy=0.3,
+                        final_test_loss=2.0, best_test_accuracy=0.3)
 
 
 @pytest.fixture
 def run_dir(tmp_path):
     """A closed run directory with a config, two events and metrics rows for rounds 0-3."""
     writer = ResultsWriter.create(RunConfig.from_flat({"output.dir": str(tmp_path), "output.run-id": "r"}))
-    writer.event("run-start")
+    writer.emit(events.RunStart(run_dir=str(writer.directory), rounds=4, from_round=0))
     for server_round in range(4):
         writer.metrics_row({"round": server_round, "test_accuracy": 0.1 * server_round})
-    writer.event("round", round=3)
+    writer.emit(ROUND_3)
     writer.close()
     return writer.directory
 
@@ -72,7 +77,7 @@ def test_reopen_cuts_a_torn_event_line_so_the_next_event_is_whole(run_dir):
     with open(run_dir / EVENTS, "a") as handle:
         handle.write('{"event": "attack", "round": 3, "per_im')  # a crash mid-append
     writer = ResultsWriter.reopen(run_dir)
-    writer.event("run-resumed", from_round=3)
+    writer.emit(events.RunResumed(run_dir=str(run_dir), rounds=4, from_round=3))
     writer.close()
     assert [e["event"] for e in read_events(run_dir)] == ["run-start", "round", "run-resumed"]
     assert all(json.loads(line) for line in (run_dir / EVENTS).read_text().splitlines())
@@ -86,10 +91,10 @@ def test_a_failed_append_leaves_no_torn_line(run_dir, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError):
-        writer.event("attack", round=4, per_image=[1, 2, 3])
+        writer.emit(events.AttackCut(round=4, clients=3, reason="the test's"))
     monkeypatch.undo()
     assert (run_dir / EVENTS).read_bytes() == before
-    writer.event("run-end")
+    writer.emit(RUN_END)
     writer.close()
     assert [e["event"] for e in read_events(run_dir)][-1] == "run-end"
 
@@ -126,7 +131,7 @@ def test_reconstruction_images_are_whole_or_absent(tmp_path, monkeypatch):
 
 
 def test_a_full_disk_during_a_run_is_one_line(monkeypatch, capsys):
-    from fl_sim import cli
+    from lab import cli
 
     def disk_full(args):
         raise OSError(errno.ENOSPC, "No space left on device", "results/r/events.jsonl")

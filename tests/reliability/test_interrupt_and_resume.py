@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from fl_sim.errors import ConfigError
+from fl_sim.plugins import ServerPlugin
 from fl_sim.results import load_checkpoint, read_events, read_metrics, read_summary
-from strategies import ServerPlugin
+
 from local_grid import run_locally
 
 BIN = Path(sys.executable).parent

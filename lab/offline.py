@@ -20,9 +20,9 @@ from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.models import build_run_model
+from fl_sim.plugins import InterceptedUpdate
 from fl_sim.privacy import dp_sgd
 from fl_sim.training import train_local
-from strategies.plugins import InterceptedUpdate
 
 FIRST_NODE_ID = 100
 

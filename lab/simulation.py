@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -25,9 +24,16 @@ from fl_sim.errors import ConfigError, EngineStopped
 from fl_sim.models import build_run_model
 from fl_sim.privacy import unsupported_layers
 from fl_sim.reporting.console import follow
-from fl_sim.results import (CONFIG, ensure_not_in_use, holds_results, mark_interrupted, require_run_directory,
-                            resolve_run_dir, run_directory)
-from strategies.server_app import PluginFactory, create_server_app
+from fl_sim.results import (
+    CONFIG,
+    check_output_dir,
+    ensure_not_in_use,
+    holds_results,
+    mark_interrupted,
+    resolve_run_dir,
+    run_directory,
+)
+from lab.server_app import PluginFactory, create_server_app
 from strategies.watched_grid import EngineWatch
 
 
@@ -46,7 +52,7 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
         resolve_device(config.attack.device)
     _probe_ray_address(config.simulation.ray_address)
     run_dir = run_directory(config)
-    _check_output_dir(Path(config.output.dir))
+    check_output_dir(Path(config.output.dir))
     if resume:
         ensure_not_in_use(run_dir)
     elif holds_results(run_dir):
@@ -63,16 +69,6 @@ def check_private_model(config: RunConfig) -> None:
         raise ConfigError(f"defense.name=dpsgd cannot train model.name={config.model.name} with "
                           f"model.norm={config.model.norm}: {'; '.join(problems)}; choose model.norm=group or "
                           f"another model")
-
-
-def _check_output_dir(out: Path) -> None:
-    """``output.dir`` must be a directory this process can write (or be creatable as one)."""
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ConfigError(f"config key 'output.dir' is '{out}', but '{existing}' is a file; set it to a directory")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"config key 'output.dir' is '{out}', but '{existing}' is not writable; "
-                          f"set it to a directory you can write")
 
 
 def _probe_ray_address(address: str) -> None:
@@ -94,14 +90,6 @@ class _DropRunSimulationDeprecation(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "`run_simulation` function is deprecated" not in record.getMessage()
-
-
-def resume_config(run_dir: Path) -> RunConfig:
-    """The configuration of an earlier run, read back from its ``config.json``, writing to ``run_dir`` itself
-    (a copied or moved run directory resumes where it is, not where it was first written)."""
-    saved = json.loads((require_run_directory(run_dir) / CONFIG).read_text())
-    where = Path(run_dir).resolve()
-    return RunConfig.from_flat({**saved, "output.dir": str(where.parent), "output.run-id": where.name})
 
 
 def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: bool = False,

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fl_sim import protocol
+
 
 @dataclass(frozen=True)
 class InterceptedUpdate:
@@ -44,7 +46,7 @@ class InterceptedUpdate:
     @property
     def num_examples(self) -> int:
         """How many samples the client says it trained on (FedAvg's weight)."""
-        return int(self.metrics.get("num-examples", 0))
+        return int(self.metrics.get(protocol.NUM_EXAMPLES, 0))
 
     def delta(self) -> dict[str, np.ndarray]:
         """``client - global`` for every floating-point array: the update itself."""

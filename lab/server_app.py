@@ -13,17 +13,17 @@ from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
 
 from attacker.plugin import AttackerPlugin
-from fl_sim import protocol
+from fl_sim import events, protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
 from fl_sim.models import build_run_model
+from fl_sim.plugins import ServerPlugin
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
 from fl_sim.results import ResultsWriter, load_checkpoint, read_events, read_metrics, run_directory
 from strategies.catalog import build_strategy
 from strategies.intercepting import InterceptingStrategy
-from strategies.plugins import ServerPlugin
 from strategies.privacy_ledger import PrivacyLedger
 from strategies.run_recorder import RunRecorder
 from strategies.validation import UpdateValidator
@@ -103,8 +103,8 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         seed=config.seed,
         round_offset=done,
     )
-    writer.event("run-resumed" if resume else "run-start", run_dir=str(writer.directory),
-                 rounds=config.num_server_rounds, from_round=done)
+    start = events.RunResumed if resume else events.RunStart
+    writer.emit(start(run_dir=str(writer.directory), rounds=config.num_server_rounds, from_round=done))
     status, error = "failed", None
     try:
         result = strategy.start(
@@ -143,8 +143,7 @@ def _write_report(writer: ResultsWriter) -> None:
     try:
         write_report(writer.directory)
     except Exception as err:  # noqa: BLE001 - the results are complete; only the report is missing
-        writer.event("report-error", error=f"{type(err).__name__}: {err}",
-                     fix=f"run: fl-sim report {writer.directory}")
+        writer.emit(events.ReportError(error=f"{type(err).__name__}: {err}", fix=f"run: fl-sim report {writer.directory}"))
 
 
 app = create_server_app()

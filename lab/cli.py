@@ -159,18 +159,21 @@ def _exit_past_abandoned_attacks(code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
-    # Flower and Ray are imported only when a run is asked for
-    from fl_sim.simulation import resume_config, simulate
+    from fl_sim.results import check_output_dir, resume_config
 
     resume = args.resume is not None
     config = resume_config(args.resume) if resume else config_from_args(args)
+    check_output_dir(Path(config.output.dir))
+    # Flower, Ray and torch are imported only now, for settings known to be good: a typo answers at once
+    from lab.simulation import simulate
+
     run_dir = simulate(config, verbose=args.verbose, resume=resume, stop_on_signal=True, console=sys.stdout,
                        live=sys.stdout.isatty())
     print(f"results: {run_dir}")
 
 
 def _flwr_run(args: argparse.Namespace) -> int:
-    from fl_sim.flwr_run import flwr_run
+    from lab.flwr_run import flwr_run
 
     code, last_line = flwr_run(args.app, args.run_config, args.flwr_args)
     print(last_line, file=sys.stderr if code else sys.stdout)

@@ -1,0 +1,37 @@
+"""Every line a run writes is an event declared in fl_sim.events, with exactly its declared fields."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fl_sim import events
+from fl_sim.results import read_events
+
+from local_grid import run_locally
+
+
+def test_kinds_are_unique_and_every_class_is_registered():
+    classes = [cls for cls in vars(events).values()
+               if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event]
+    assert sorted(events.KINDS) == sorted(cls.KIND for cls in classes)
+    assert len(set(events.KINDS)) == len(classes)
+
+
+def test_every_line_of_a_run_parses_into_its_declared_event(tiny_config):
+    config = tiny_config.with_overrides({"attack.enabled": True, "attack.method": "ig", "attack.iterations": 3,
+                                         "faults.partitions": "1", "faults.rounds": "2"})
+    lines = read_events(run_locally(config))
+    parsed = [events.parse(line) for line in lines]
+    assert {event.KIND for event in parsed} >= {"run-start", "round", "client-train", "client-evaluate",
+                                                 "client-failure", "attack", "attack-round", "run-end"}
+    for line, event in zip(lines, parsed):  # nothing written that the declaration does not name
+        assert set(line) - {"event", "time"} == {field.name for field in dataclasses.fields(event)}
+
+
+def test_an_undeclared_kind_or_field_does_not_parse():
+    with pytest.raises(ValueError, match="unknown event kind 'attack-done'"):
+        events.parse({"event": "attack-done", "time": 1.0})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ssim'"):
+        events.parse({"event": "attack-cut", "time": 1.0, "round": 1, "clients": 2, "reason": "x", "ssim": 0.5})
