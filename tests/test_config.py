@@ -107,9 +107,12 @@ def test_describe_covers_every_key_with_help():
     assert dict((k, d) for k, d, _ in rows)["model.name"] == "lenet"
 
 
-def test_readme_configuration_table_lists_every_key_with_its_default():
-    rows = [line for line in (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
-            if line.startswith("| `") and "` | `" in line]
+def test_the_configuration_reference_page_is_current_and_lists_every_key():
+    from lab.cli import configuration_reference
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert page == configuration_reference(), "regenerate it: fl-sim config --markdown > docs/configuration.md"
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [key for key, _, _ in describe()]
 
 
