@@ -187,10 +187,12 @@ def _exit_past_abandoned_attacks(code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from fl_sim.data.files import check_data_root
     from fl_sim.results import check_output_dir, resume_config
 
     resume = args.resume is not None
     config = resume_config(args.resume) if resume else config_from_args(args)
+    check_data_root(config.data)
     check_output_dir(Path(config.output.dir))
     # Flower, Ray and torch are imported only now, for settings known to be good: a typo answers at once
     from lab.simulation import simulate

@@ -7,6 +7,8 @@ composition root, the only package that may import all of them. Imports inside f
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,14 @@ def test_a_role_imports_only_the_base_and_itself(role):
 
 def test_only_the_root_knows_every_role():
     assert {name for _, name in _project_imports(COMPOSITION_ROOT)} >= set(ROLES)
+
+
+@pytest.mark.parametrize("argv", [["run", "--set", "train.lrr=1"],
+                                  ["run", "--dataset", "cifar10", "--data-root", "nowhere"],
+                                  ["run", "--out", "/etc/hostname/results"]])
+def test_fl_sim_run_refuses_bad_settings_before_loading_torch_flower_or_ray(argv):
+    probe = ("import sys; from lab.cli import main; code = main(sys.argv[1:]); "
+             "print(code, sorted({'torch', 'flwr', 'ray'} & {m.split('.')[0] for m in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[0] == "2 []", done.stdout + done.stderr
+    assert done.stderr.startswith("fl-sim: error: ") and done.stderr.count("\n") == 1

@@ -15,7 +15,7 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from fl_sim.config import DataConfig
-from fl_sim.data import convert, datasets, load_dataset
+from fl_sim.data import convert, datasets, files, load_dataset
 from fl_sim.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -137,7 +137,7 @@ def test_mnist_labels_that_do_not_fit_their_images_fail_before_any_run(tmp_path,
                                         ("cifar10", "download=True"), ("cifar100", "download=True"),
                                         ("imagefolder", "sub-folder")])
 def test_missing_root_says_how_to_get_the_data(tmp_path, monkeypatch, name, hint):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
     with pytest.raises(DataError) as raised:
         load_dataset(DataConfig(dataset=name, root=str(tmp_path / "nowhere")))
     message = str(raised.value)
@@ -159,7 +159,7 @@ def _write_fashion_idx(folder: Path, compress: bool) -> None:
 def test_fashion_mnist_found_where_debian_installs_it(tmp_path, monkeypatch):
     package = tmp_path / "usr-share-datasets-fashion-mnist"
     _write_fashion_idx(package, compress=True)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", package)
+    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", package)
     data = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path / "empty-root"), image_size=28))
     assert (len(data.train), len(data.test), data.num_classes, data.input_shape) == (12, 4, 10, (1, 28, 28))
     assert data.train.labels.tolist() == [i % 10 for i in range(12)]
@@ -167,7 +167,7 @@ def test_fashion_mnist_found_where_debian_installs_it(tmp_path, monkeypatch):
 
 def test_fashion_mnist_idx_files_under_the_root_come_first(tmp_path, monkeypatch):
     _write_fashion_idx(tmp_path / "fashion-mnist", compress=False)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
     data = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), image_size=32, channels=3))
     assert (len(data.train), len(data.test), data.input_shape) == (12, 4, (3, 32, 32))
 
@@ -177,7 +177,7 @@ def test_damaged_idx_file_is_one_line_naming_it(tmp_path, monkeypatch, damage):
     _write_fashion_idx(tmp_path, compress=False)
     path = tmp_path / "train-labels-idx1-ubyte"
     path.write_bytes(damage(path.read_bytes()))
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
     with pytest.raises(DataError, match="train-labels-idx1-ubyte") as raised:
         load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), image_size=16))
     assert "\n" not in str(raised.value)

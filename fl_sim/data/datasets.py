@@ -23,21 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from fl_sim.config import DataConfig
+from fl_sim.data.files import TORCHVISION_LAYOUT, fashion_mnist_idx_folder, require_files
 from fl_sim.data.idx import find_idx, read_idx
 from fl_sim.errors import DataError
 
 #: The train/test split of data sets without their own split is fixed, whatever the run seed.
 SPLIT_SEED = 0
 
-#: Where Debian's ``dataset-fashion-mnist`` package (MIT) installs Fashion-MNIST's gzipped IDX files.
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-_TORCHVISION_LAYOUT = {
-    "mnist": ("MNIST", "MNIST/raw/train-images-idx3-ubyte"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw/train-images-idx3-ubyte"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py/data_batch_1"),
-    "cifar100": ("CIFAR100", "cifar-100-python/train"),
-}
 
 
 @dataclass(frozen=True)
@@ -153,14 +145,10 @@ def _load_faces(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, 
 def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
     """Fashion-MNIST from torchvision's layout under ``root``, else from IDX files (plain or ``.gz``) in
     ``root``, ``root/fashion-mnist`` or Debian's package folder."""
-    if (root / _TORCHVISION_LAYOUT["fashion-mnist"][1]).exists():
+    require_files("fashion-mnist", root)
+    if (root / TORCHVISION_LAYOUT["fashion-mnist"][1]).exists():
         return _torchvision_loader("fashion-mnist")(root, test_fraction, size)
-    folder = next((d for d in (root, root / "fashion-mnist", DEBIAN_FASHION_MNIST)
-                   if find_idx(d, "train-images-idx3-ubyte")), None)
-    if folder is None:
-        raise DataError(f"fashion-mnist not found under '{root}' nor in {DEBIAN_FASHION_MNIST}; install it with "
-                        f"`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put torchvision's "
-                        f"FashionMNIST folder or the four IDX files under data.root")
+    folder = fashion_mnist_idx_folder(root)
     splits = []
     for prefix in ("train", "t10k"):
         paths = [find_idx(folder, f"{prefix}-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
@@ -170,14 +158,6 @@ def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Ar
         images, labels = (read_idx(path) for path in paths)  # counts are checked with every loader's
         splits.append((torch.as_tensor(images.copy()).unsqueeze(1), labels.astype(np.int64)))
     return splits[0], splits[1], 10
-
-
-def _missing(name: str, root: Path, expected: str) -> DataError:
-    tv_class = _TORCHVISION_LAYOUT[name][0]
-    return DataError(
-        f"{name} not found under '{root}' (expected {root / expected}); on a machine with internet run "
-        f"python -c \"import torchvision; torchvision.datasets.{tv_class}('{root}', download=True)\" "
-        f"and copy the folder here, or set data.root")
 
 
 #: What torchvision's readers raise on files of the wrong format (its MNIST reader asserts on the
@@ -191,10 +171,8 @@ def _torchvision_loader(name: str) -> Loader:
     def load(root: Path, _test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
         import torchvision.datasets as tvd
 
-        tv_class, expected = _TORCHVISION_LAYOUT[name]
-        if not (root / expected).exists():
-            raise _missing(name, root, expected)
-        cls = getattr(tvd, tv_class)
+        require_files(name, root)
+        cls = getattr(tvd, TORCHVISION_LAYOUT[name][0])
         try:
             splits = [cls(str(root), train=train, download=False) for train in (True, False)]
         except _UNREADABLE as err:  # "Dataset not found or corrupted", or a parser choking on bad bytes
@@ -216,9 +194,7 @@ def _load_image_folder(root: Path, test_fraction: float, size: int) -> tuple[Arr
     import torchvision.datasets as tvd
     from torchvision.transforms.functional import pil_to_tensor
 
-    if not root.is_dir():
-        raise DataError(f"image folder '{root}' does not exist; set data.root to a folder with one "
-                        f"sub-folder of images per class")
+    require_files("imagefolder", root)
     try:
         folder = tvd.ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as err:
