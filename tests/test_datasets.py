@@ -15,7 +15,7 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from fl_sim.config import DataConfig
-from fl_sim.data import convert, datasets, files, load_dataset
+from fl_sim.data import convert, files, load_dataset
 from fl_sim.errors import DataError
 
 RNG = np.random.default_rng(0)

@@ -11,7 +11,8 @@ from fl_sim.data.partition import by_classes, dirichlet, iid, partition
 _LAZY = {"Dataset": "fl_sim.data.datasets", "ImageData": "fl_sim.data.datasets",
          "load_dataset": "fl_sim.data.datasets", "ClientData": "fl_sim.data.federated",
          "load_client_data": "fl_sim.data.federated"}
-__all__ = sorted([*_LAZY, "by_classes", "dirichlet", "iid", "partition"])
+__all__ = ["ClientData", "Dataset", "ImageData", "by_classes", "dirichlet", "iid", "load_client_data",
+           "load_dataset", "partition"]
 
 
 def __getattr__(name: str):
