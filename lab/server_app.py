@@ -143,7 +143,8 @@ def _write_report(writer: ResultsWriter) -> None:
     try:
         write_report(writer.directory)
     except Exception as err:  # noqa: BLE001 - the results are complete; only the report is missing
-        writer.emit(events.ReportError(error=f"{type(err).__name__}: {err}", fix=f"run: fl-sim report {writer.directory}"))
+        writer.emit(events.ReportError(error=f"{type(err).__name__}: {err}",
+                                       fix=f"run: fl-sim report {writer.directory}"))
 
 
 app = create_server_app()

@@ -81,7 +81,8 @@ class RunRecorder(ServerPlugin):
 
     def plugin_failed(self, server_round: int, plugin: str, error: BaseException) -> None:
         """Record that a plugin raised (the strategy disabled it for the round)."""
-        self.writer.emit(events.PluginError(round=server_round, plugin=plugin, error=f"{type(error).__name__}: {error}"))
+        self.writer.emit(events.PluginError(round=server_round, plugin=plugin,
+                                            error=f"{type(error).__name__}: {error}"))
 
     def evaluate_global(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         """Flower's centralized evaluation: score the global model on the test split, log the round, checkpoint.

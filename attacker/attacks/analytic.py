@@ -26,8 +26,8 @@ import time
 import torch
 from torch import nn
 
-from attacker.attacks.base import AttackSettings, CancelEvent, NotApplicable, Reconstruction
-from attacker.engine import AdamSchedule, minimize
+from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
+from attacker.engine import AdamSchedule, StopSignal, minimize
 from attacker.labels import recover_labels
 from attacker.observation import Observation
 from attacker.objectives import total_variation
@@ -38,7 +38,7 @@ FEATURE_TV = 1e-4
 
 
 def run_analytic(victim: Victim, observations: list[Observation], settings: AttackSettings,
-                 cancel: CancelEvent = None) -> list[Reconstruction]:
+                 cancel: StopSignal | None = None) -> list[Reconstruction]:
     """Recover one input per update from the first linear layer with a bias; invert it if it is a feature vector."""
     layer = first_linear_layer(victim)
     at_input = victim.param_names[0] == f"{layer}.weight" and \
@@ -96,7 +96,7 @@ def _layer_input(victim: Victim, obs: Observation, layer: str) -> tuple[torch.Te
 
 def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tensor, torch.Tensor]],
                      observations: list[Observation], settings: AttackSettings,
-                     cancel: CancelEvent) -> torch.Tensor:
+                     cancel: StopSignal | None) -> torch.Tensor:
     """Images whose inputs to ``layer`` match the recovered ones (on the determined coordinates), batched."""
     targets = torch.stack([h for h, _ in features])
     known = torch.stack([k.to(h.dtype) for h, k in features])

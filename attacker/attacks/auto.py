@@ -35,11 +35,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from attacker.attacks.analytic import run_analytic
-from attacker.attacks.base import (DEFAULT_ITERATIONS, DEFAULT_LR, AttackSettings, CancelEvent, NotApplicable,
-                                   Reconstruction)
+from attacker.attacks.base import DEFAULT_ITERATIONS, DEFAULT_LR, AttackSettings, NotApplicable, Reconstruction
 from attacker.attacks.dlg import run_idlg
 from attacker.attacks.ig import Variant, plan_attack, run_plans
-from attacker.engine import AttackCancelled
+from attacker.engine import AttackCancelled, StopSignal
 from attacker.observation import Observation
 from attacker.victim import Victim
 
@@ -51,7 +50,7 @@ Stage = Callable[[], list[tuple[int, Reconstruction]]]
 
 
 def run_auto(victim: Victim, observations: list[Observation], settings: AttackSettings,
-             cancel: CancelEvent = None) -> list[Reconstruction]:
+             cancel: StopSignal | None = None) -> list[Reconstruction]:
     """Every applicable attack on every update; each result carries all of them as ``candidates``."""
     candidates: list[list[Reconstruction]] = [[] for _ in observations]
     stages = {"analytic": lambda: _analytic(victim, observations, settings, cancel),
@@ -76,7 +75,7 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
 
 
 def _analytic(victim: Victim, observations: list[Observation], settings: AttackSettings,
-              cancel: CancelEvent) -> list[tuple[int, Reconstruction]]:
+              cancel: StopSignal | None) -> list[tuple[int, Reconstruction]]:
     try:
         return list(enumerate(run_analytic(victim, observations, settings.for_method("analytic"), cancel)))
     except NotApplicable:
@@ -84,7 +83,7 @@ def _analytic(victim: Victim, observations: list[Observation], settings: AttackS
 
 
 def _inverting_gradients(victim: Victim, observations: list[Observation], settings: AttackSettings,
-                         cancel: CancelEvent) -> list[tuple[int, Reconstruction]]:
+                         cancel: StopSignal | None) -> list[tuple[int, Reconstruction]]:
     ig = settings.for_method("ig")
     owners, plans, label_cache = [], [], {}
     for index, obs in enumerate(observations):
@@ -103,7 +102,7 @@ def variants(victim: Victim, obs: Observation) -> list[Variant]:
 
 
 def _idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-          cancel: CancelEvent) -> list[tuple[int, Reconstruction]]:
+          cancel: StopSignal | None) -> list[tuple[int, Reconstruction]]:
     chosen = [i for i, obs in enumerate(observations) if obs.batch_size == 1 and obs.local_steps == 1]
     stochastic = "omit" if victim.bottleneck is not None else "sample"
     lbfgs = settings.for_method("idlg", iterations=DEFAULT_ITERATIONS["idlg"], lr=DEFAULT_LR["idlg"],

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attacker.engine import StopSignal
 from attacker.observation import Observation
 from fl_sim.config import AttackConfig
 
@@ -76,12 +75,12 @@ class NotApplicable(ValueError):
 
 
 class AttackStop:
-    """When a running attack must stop: the run's end budget is spent (``run_cancel`` set), or the
-    attack's own time budget of ``seconds`` (0 = none) has run out. Optimisations poll :meth:`is_set`."""
+    """The :class:`attacker.engine.StopSignal` the plugin hands to an attack: stop when the run's end
+    budget is spent (``run_cancel``, the worker's event, set) or the attack's own time budget of
+    ``seconds`` (0 = none) has run out. Optimisations poll :meth:`is_set`."""
 
     def __init__(self, run_cancel: threading.Event | None = None, seconds: float = 0.0) -> None:
         self.run_cancel = run_cancel or threading.Event()
-        self.seconds = seconds
         self._deadline = time.monotonic() + seconds if seconds > 0 else None
 
     @property
@@ -93,5 +92,3 @@ class AttackStop:
         """Whether the attack must stop now."""
         return self.run_cancel.is_set() or self.timed_out
 
-
-CancelEvent = StopSignal | None

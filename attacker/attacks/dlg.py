@@ -31,12 +31,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, autograd_step
+from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, StopSignal, autograd_step
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
-from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
+from attacker.attacks.base import AttackSettings, Reconstruction
 from attacker.victim import Victim
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
@@ -44,19 +44,19 @@ STOP_LOSS = 1e-6
 
 
 def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-            cancel: CancelEvent = None) -> list[Reconstruction]:
+            cancel: StopSignal | None = None) -> list[Reconstruction]:
     """DLG on each update: image and soft label optimised together."""
     return [_lbfgs_attack(victim, obs, settings, recover=False, cancel=cancel) for obs in observations]
 
 
 def run_idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-             cancel: CancelEvent = None) -> list[Reconstruction]:
+             cancel: StopSignal | None = None) -> list[Reconstruction]:
     """iDLG on each update: label recovered from the classifier's gradient, then fixed."""
     return [_lbfgs_attack(victim, obs, settings, recover=True, cancel=cancel) for obs in observations]
 
 
 def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, recover: bool,
-                  cancel: CancelEvent) -> Reconstruction:
+                  cancel: StopSignal | None) -> Reconstruction:
     start = time.perf_counter()
     matching = matching_for(victim, obs, omit_stochastic=settings.stochastic == "omit")
     target = restrict({n: g.to(victim.device) for n, g in obs.gradient_estimate(matching.names).items()},
@@ -92,7 +92,7 @@ class _Point:
 
 def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matching, num_images: int,
                labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
-               cancel: CancelEvent) -> _Point:
+               cancel: StopSignal | None) -> _Point:
     """One L-BFGS run from a random start; returns its lowest-cost point.
 
     ``optimizer.step(closure)`` returns the cost at the point the step *started* from, so each

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attacker.attacks.base import AttackSettings, CancelEvent, Reconstruction
-from attacker.engine import AdamSchedule, AttackCancelled, minimize
+from attacker.attacks.base import AttackSettings, Reconstruction
+from attacker.engine import AdamSchedule, AttackCancelled, StopSignal, minimize
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
@@ -84,7 +84,7 @@ class Plan:
 
 
 def run_ig(victim: Victim, observations: list[Observation], settings: AttackSettings,
-           cancel: CancelEvent = None) -> list[Reconstruction]:
+           cancel: StopSignal | None = None) -> list[Reconstruction]:
     """Reconstruct every observed update with the variant ``attack.*`` asks for."""
     variant = Variant.from_settings(settings)
     return run_plans(victim, [plan_attack(victim, obs, variant, settings, cancel=cancel) for obs in observations],
@@ -92,7 +92,7 @@ def run_ig(victim: Victim, observations: list[Observation], settings: AttackSett
 
 
 def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: AttackSettings,
-                label_cache: dict | None = None, cancel: CancelEvent = None) -> Plan:
+                label_cache: dict | None = None, cancel: StopSignal | None = None) -> Plan:
     """Decide, for one update and variant, the dummy images, labels, target and what is matched.
 
     Plans of one update that differ only in their TV weight share their labels through ``label_cache``
@@ -141,7 +141,7 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
 
 
 def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
-                   target: dict[str, torch.Tensor], matching: Matching, cancel: CancelEvent) -> torch.Tensor:
+                   target: dict[str, torch.Tensor], matching: Matching, cancel: StopSignal | None) -> torch.Tensor:
     """The replay's per-slot labels, searched (order between steps, and values) on neutral grey images."""
     grey = torch.full((schedule.slots, *victim.input_shape), 0.5, device=victim.device)
 
@@ -154,7 +154,7 @@ def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, l
 
 
 def run_plans(victim: Victim, plans: list[Plan], settings: AttackSettings,
-              cancel: CancelEvent = None) -> list[Reconstruction]:
+              cancel: StopSignal | None = None) -> list[Reconstruction]:
     """Run every plan; plans of the same shape are optimised together. Results come in plan order."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for index, plan in enumerate(plans):
@@ -167,7 +167,7 @@ def run_plans(victim: Victim, plans: list[Plan], settings: AttackSettings,
 
 
 def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
-                  cancel: CancelEvent) -> list[Reconstruction]:
+                  cancel: StopSignal | None) -> list[Reconstruction]:
     start = time.perf_counter()
     restarts = settings.restarts
     first = plans[0]
