@@ -112,7 +112,8 @@ class AttackerPlugin(ServerPlugin):
         Those attacks were pending when the run stopped; the server keeps no updates, so they
         cannot be redone, and the results must say so rather than look complete. Returns the rounds.
         """
-        ended = {e["round"] for e in earlier if e["event"] in (events.AttackRound.KIND, *events.ATTACK_ENDS_WITHOUT_SUMMARY)}
+        ends = (events.AttackRound.KIND, *events.ATTACK_ENDS_WITHOUT_SUMMARY)
+        ended = {e["round"] for e in earlier if e["event"] in ends}
         lost = [r for r in range(1, done + 1) if (r - 1) % self.attack.every == 0 and r not in ended]
         for server_round in lost:
             self.writer.emit(events.AttackCut(
@@ -152,7 +153,8 @@ class AttackerPlugin(ServerPlugin):
             hint = _OUT_OF_MEMORY_HINT if isinstance(err, torch.OutOfMemoryError) else ""
             logger.error("round %d: attack %s failed: %s%s", job.server_round, self.settings.method, err, hint)
             self.writer.emit(events.AttackError(round=job.server_round, method=self.settings.method,
-                                                clients=len(job.observations), error=f"{type(err).__name__}: {err}{hint}"))
+                                                clients=len(job.observations),
+                                                error=f"{type(err).__name__}: {err}{hint}"))
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next

@@ -107,15 +107,15 @@ class ClientTrain(Event):
 
 @dataclass(frozen=True)
 class ClientEvaluate(Event):
-    """One client's federated-evaluation reply."""
+    """One client's federated-evaluation reply (no validator checks these: a metric the client left out is null)."""
 
     KIND = "client-evaluate"
     round: int
     node_id: int
     partition_id: int | None
-    eval_loss: float
-    eval_accuracy: float
-    num_examples: int
+    eval_loss: float | None
+    eval_accuracy: float | None
+    num_examples: int | None
 
 
 @dataclass(frozen=True)

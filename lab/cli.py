@@ -110,7 +110,8 @@ def configuration_reference() -> str:
 
     ``fl-sim config --markdown > docs/configuration.md`` writes it; a test checks the page is current.
     """
-    rows = "\n".join(f"| `{key}` | `{json.dumps(default)}` | {help_text.replace('|', chr(92) + '|')} |"
+    escaped_bar = "\\|"  # a literal | inside a Markdown table cell
+    rows = "\n".join(f"| `{key}` | `{json.dumps(default)}` | {help_text.replace('|', escaped_bar)} |"
                      for key, default, help_text in describe())
     return f"""# Configuration
 

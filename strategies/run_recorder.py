@@ -63,6 +63,7 @@ class RunRecorder(ServerPlugin):
     def on_update(self, update: InterceptedUpdate) -> None:
         """Log one client's training reply."""
         self._train.append(update.metrics)
+        # the validator, a filter, has already checked that the metrics are exactly the protocol's
         self.writer.emit(events.ClientTrain(round=update.server_round, node_id=update.node_id,
                                             partition_id=update.partition_id, **_kebab_to_snake(update.metrics)))
 
@@ -70,8 +71,10 @@ class RunRecorder(ServerPlugin):
                           metrics: Mapping[str, Any]) -> None:
         """Log one client's federated-evaluation reply."""
         self._eval.append(metrics)
-        self.writer.emit(events.ClientEvaluate(round=server_round, node_id=node_id, partition_id=partition_id,
-                                               **_kebab_to_snake(metrics)))
+        self.writer.emit(events.ClientEvaluate(
+            round=server_round, node_id=node_id, partition_id=partition_id,
+            eval_loss=metrics.get(protocol.EVAL_LOSS), eval_accuracy=metrics.get(protocol.EVAL_ACCURACY),
+            num_examples=metrics.get(protocol.NUM_EXAMPLES)))
 
     def on_failure(self, server_round: int, node_id: int, reason: str) -> None:
         """Log a client whose training failed: the root cause in one line, and the whole text if longer."""

@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 
 from fl_sim import events
-from fl_sim.results import read_events
+from fl_sim.config import RunConfig
+from fl_sim.results import ResultsWriter, read_events
+from strategies.run_recorder import RunRecorder
 
 from local_grid import run_locally
 
@@ -35,3 +37,14 @@ def test_an_undeclared_kind_or_field_does_not_parse():
         events.parse({"event": "attack-done", "time": 1.0})
     with pytest.raises(TypeError, match="unexpected keyword argument 'ssim'"):
         events.parse({"event": "attack-cut", "time": 1.0, "round": 1, "clients": 2, "reason": "x", "ssim": 0.5})
+
+
+def test_an_evaluation_reply_off_the_protocol_is_still_logged(tmp_path):
+    """Evaluation replies are not validated: a missing metric is null, an extra one is not an error."""
+    writer = ResultsWriter.create(RunConfig.from_flat({"output.dir": str(tmp_path), "output.run-id": "r"}))
+    recorder = RunRecorder(writer, model=None, test_data=None)
+    recorder.on_evaluate_reply(1, node_id=7, partition_id=0, metrics={"eval-loss": 0.5, "extra": 1.0})
+    writer.close()
+    [line] = [e for e in read_events(writer.directory) if e["event"] == "client-evaluate"]
+    assert (line["eval_loss"], line["eval_accuracy"], line["num_examples"]) == (0.5, None, None)
+    assert "extra" not in line
