@@ -6,13 +6,11 @@ of the coordinates that travelled). The batched path evaluates ``grad_and_value(
 for all K attacks with one ``torch.func.vmap`` call (double backward included) and steps one
 Adam over the stacked variables; since Adam is element-wise, that is the same optimisation as K
 separate Adams, only faster. The sequential path runs the K optimisations one after the other,
-as other tools do, with plain autograd (:func:`autograd_step`: about twice the iterations per
-second of ``torch.func``'s transforms for one attack, measured 500 vs 237 on the DLG LeNet with 1
-thread); one attack alone always takes it. Both share this loop.
+as other tools do; one attack alone always takes it. Both share this loop; how the step is
+differentiated (and whether it is compiled) is :class:`attacker.steps.Step`'s business.
 
 An attack optimises one or more variables: the dummy images first (boxed to the pixel range),
-then any others unboxed (the bottleneck noise of the noise-restoring attack on PRECODE).
-"""
+then any others unboxed (the bottleneck noise of the noise-restoring attack on PRECODE)."""
 
 from __future__ import annotations
 
@@ -21,7 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from torch.func import grad_and_value, vmap
+
+from attacker.steps import Step, Variables
 
 
 class StopSignal(Protocol):
@@ -50,9 +49,6 @@ class AdamSchedule:
 #: How often (in iterations) a running optimisation looks at its cancel event.
 CANCEL_CHECK_EVERY = 25
 
-Variables = tuple[torch.Tensor, ...]
-
-
 def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variables, args: tuple,
              schedule: AdamSchedule, batched: bool = True,
              cancel: StopSignal | None = None) -> tuple[Variables, torch.Tensor]:
@@ -62,27 +58,20 @@ def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variable
     every leaf of ``args`` has the attacks along its first dimension. The images are boxed.
     """
     variables = x0 if isinstance(x0, tuple) else (x0,)
-    if batched and variables[0].shape[0] > 1:
-        step = grad_and_value(objective, argnums=tuple(range(len(variables))))
-        # "different": each attack draws its own noise (PRECODE samples on every forward pass)
-        return _adam(vmap(step, randomness="different"), variables, args, schedule, cancel)
-    step = autograd_step(objective, len(variables))
+    step = Step(objective, len(variables), batched=batched and variables[0].shape[0] > 1)
+    return minimize_with(step, variables, args, schedule, cancel)
+
+
+def minimize_with(step: Step, variables: Variables, args: tuple, schedule: AdamSchedule,
+                  cancel: StopSignal | None = None) -> tuple[Variables, torch.Tensor]:
+    """:func:`minimize` with a prepared step (e.g. a compiled one, kept across rounds): batched, all K
+    attacks in one optimisation; otherwise the K attacks one after the other."""
+    if step.batched:
+        return _adam(step, variables, args, schedule, cancel)
     results = [_adam(step, tuple(v[k] for v in variables), _index(args, k), schedule, cancel)
                for k in range(variables[0].shape[0])]
     stacked = tuple(torch.stack([found[i] for found, _ in results]) for i in range(len(variables)))
     return stacked, torch.stack([loss for _, loss in results])
-
-
-def autograd_step(objective: Callable[..., torch.Tensor], count: int = 1) -> Callable:
-    """A function returning ``(gradients, value)`` of ``objective`` in its first ``count`` arguments.
-
-    What ``torch.func.grad_and_value`` computes, by plain autograd, for one attack at a time.
-    """
-    def step(*inputs: torch.Tensor) -> tuple[Variables, torch.Tensor]:
-        variables = [v.detach().requires_grad_(True) for v in inputs[:count]]
-        value = objective(*variables, *inputs[count:])
-        return torch.autograd.grad(value, variables), value.detach()
-    return step
 
 
 def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule,
@@ -104,7 +93,7 @@ def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule,
             with torch.no_grad():
                 variables[0].clamp_(*schedule.box)
     _, loss = step(*(v.detach() for v in variables), *args)
-    return tuple(v.detach() for v in variables), loss.detach()
+    return tuple(v.detach() for v in variables), loss.detach().clone()  # a CUDA graph reuses its outputs
 
 
 def _index(args: tuple, k: int) -> tuple:

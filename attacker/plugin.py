@@ -74,6 +74,7 @@ class AttackerPlugin(ServerPlugin):
                                              clients_here=not sim.ray_address))
         self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
+        self._victim: Victim | None = None
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
 
     @property
@@ -134,8 +135,7 @@ class AttackerPlugin(ServerPlugin):
         start = time.perf_counter()
         stop = AttackStop(cancel, self.attack.timeout_seconds)
         try:
-            victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes,
-                                        job.observations[0].global_arrays, self.device)
+            victim = self._victim_of(job.observations[0].global_arrays)
             reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, stop)
             verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
             self._summarise(job.server_round, verdicts, round(time.perf_counter() - start, 3))
@@ -158,6 +158,16 @@ class AttackerPlugin(ServerPlugin):
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
+
+    def _victim_of(self, global_arrays: Mapping[str, torch.Tensor]) -> Victim:
+        """The model the round's clients started from: one victim for the whole run, its weights replaced per
+        round, so that the optimisation steps built on it (compiled ones above all) are built once."""
+        if self._victim is None:
+            self._victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes, global_arrays,
+                                              self.device)
+        else:
+            self._victim.load(global_arrays)
+        return self._victim
 
     def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
         """Judge the reconstruction (for ``auto``, every attack of the portfolio, keeping the worst case),

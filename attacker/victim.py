@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,9 @@ class Victim:
     input_shape: tuple[int, int, int]
     num_classes: int
     device: torch.device
+    #: optimisation steps built on this model (:class:`attacker.steps.Step`), by the attack's shape:
+    #: kept while the victim serves later rounds, so that a compiled step is compiled once per run
+    steps: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
@@ -49,6 +52,10 @@ class Victim:
         params = {k: v.detach() for k, v in model.named_parameters()}
         buffers = {k: v.detach() for k, v in model.named_buffers()}
         return cls(model, params, buffers, input_shape, num_classes, device)
+
+    def load(self, arrays: Mapping[str, torch.Tensor]) -> None:
+        """Take a later round's global ``arrays`` in place: same tensors, new values (the steps stay valid)."""
+        self.model.load_state_dict(arrays)  # copies into the existing tensors, which params and buffers alias
 
     @property
     def param_names(self) -> list[str]:
@@ -75,12 +82,12 @@ class Victim:
                  params: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The parameter gradient a client would compute on ``(x, target)``; differentiable in ``x``.
 
-        Inside ``torch.func`` transforms (the vmap-batched attacks) it is ``torch.func.grad``;
-        elsewhere plain autograd, which costs half as much per call.
+        Inside ``torch.func`` transforms (the vmap-batched attacks) and ``torch.compile`` it is
+        ``torch.func.grad``; elsewhere plain autograd, which costs half as much per call.
         """
         params = dict(params or self.params)
         inputs = (x, target, *params.values())
-        if any(is_functorch_wrapped_tensor(t) for t in inputs):
+        if torch.compiler.is_compiling() or any(is_functorch_wrapped_tensor(t) for t in inputs):
             return grad(self.loss)(params, x, target)
         differentiable = any(t.requires_grad for t in inputs)
         leaves = {n: p if p.requires_grad else p.detach().requires_grad_(True) for n, p in params.items()}

@@ -34,6 +34,7 @@ class AttackSettings:
     stochastic: str
     max_images: int
     batched: bool
+    compile: str
     seed: int
 
     @classmethod
@@ -43,7 +44,8 @@ class AttackSettings:
                    iterations=config.iterations or DEFAULT_ITERATIONS[config.method],
                    lr=config.lr or DEFAULT_LR[config.method],
                    tv=config.tv, restarts=config.restarts, multistep=config.multistep,
-                   stochastic=config.stochastic, max_images=config.max_images, batched=config.batched, seed=seed)
+                   stochastic=config.stochastic, max_images=config.max_images, batched=config.batched,
+                   compile=config.compile, seed=seed)
 
     def for_method(self, method: str, **changes) -> AttackSettings:
         """These settings for ``method`` (an attack of ``auto``'s portfolio): unset iterations and lr

@@ -31,16 +31,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, StopSignal, autograd_step
+from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, StopSignal
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.attacks.base import AttackSettings, Reconstruction
+from attacker.steps import Step, compile_wanted
 from attacker.victim import Victim
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
 STOP_LOSS = 1e-6
+#: torch's L-BFGS evaluates the cost up to ``max_iter`` = 20 times per step
+EVALUATIONS_PER_STEP = 20
 
 
 def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
@@ -63,18 +66,20 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
                       matching.names, matching.mask)
     labels = recover_labels(obs.gradient_estimate(victim.param_names), obs.batch_size, victim).to(victim.device) \
         if recover else None
+    step = _step(victim, matching.names, soft_labels=not recover, settings=settings)
     best, total_iterations = None, 0
     for restart in range(settings.restarts):
         seed = obs.random_stream(settings.seed, restart)
-        found = _lbfgs_try(victim, target, matching, obs.batch_size, labels, settings,
+        found = _lbfgs_try(victim, step, target, matching, obs.batch_size, labels, settings,
                            torch.Generator().manual_seed(seed), cancel)
         total_iterations += found.iterations
         if best is None or found.loss < best.loss:
             best = found
         if best.loss < STOP_LOSS:
             break
-    notes = matching.notes + ([] if obs.exact_gradient else [f"approximate gradient: {obs.local_steps} local steps "
-                                                             f"of {obs.train.optimizer}"])
+    notes = matching.notes + ([step.describe()] if step.describe() else [])
+    if not obs.exact_gradient:
+        notes.append(f"approximate gradient: {obs.local_steps} local steps of {obs.train.optimizer}")
     return Reconstruction(observation=obs, images=best.image.cpu(), labels=best.labels.cpu(),
                           loss=best.loss, iterations=total_iterations, seconds=time.perf_counter() - start,
                           notes=notes, attack=settings.method)
@@ -90,7 +95,7 @@ class _Point:
     iterations: int = 0
 
 
-def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matching, num_images: int,
+def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], matching: Matching, num_images: int,
                labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
                cancel: StopSignal | None) -> _Point:
     """One L-BFGS run from a random start; returns its lowest-cost point.
@@ -99,26 +104,17 @@ def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matchi
     cost is kept together with a copy of that point, taken before the step moves it.
     """
     x = torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device).requires_grad_(True)
+    mask = matching.mask or {}
     if labels is not None:
-        variables = [x]
-
-        def cost(image):
-            return l2_distance(restrict(victim.gradient(image, labels), matching.names, matching.mask), target)
-        value_and_grads = autograd_step(cost)
+        variables, args = [x], (labels, target, mask)
     else:
         logits = torch.randn((num_images, victim.num_classes), generator=generator).to(victim.device)
         logits.requires_grad_(True)
-        variables = [x, logits]
-
-        def cost(image, label_logits):
-            trial = victim.gradient(image, F.softmax(label_logits, dim=-1))
-            return l2_distance(restrict(trial, matching.names, matching.mask), target)
-        value_and_grads = autograd_step(cost, 2)
-
+        variables, args = [x, logits], (target, mask)
     optimizer = torch.optim.LBFGS(variables, lr=settings.lr)
 
     def closure():
-        grads, value = value_and_grads(*[v.detach() for v in variables])
+        grads, value = step(*[v.detach() for v in variables], *args)
         for variable, g in zip(variables, grads):
             variable.grad = g
         return value
@@ -144,3 +140,22 @@ def _lbfgs_try(victim: Victim, target: dict[str, torch.Tensor], matching: Matchi
         if final < best.loss:
             best = _Point(final, *here())
     return dataclasses.replace(best, iterations=iterations)
+
+
+def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackSettings) -> Step:
+    """The L2-matching step (of the image, and for DLG of the label logits too), built once per victim and
+    matched arrays, so that a compiled one is reused by later updates and rounds."""
+    evaluations = settings.iterations * EVALUATIONS_PER_STEP
+    compiled = compile_wanted(settings.compile, evaluations, victim.bottleneck is None, victim.device)
+    key = ("dlg" if soft_labels else "idlg", tuple(names), compiled)
+    if key not in victim.steps:
+        if soft_labels:
+            def cost(image, label_logits, target, mask):
+                trial = victim.gradient(image, F.softmax(label_logits, dim=-1))
+                return l2_distance(restrict(trial, names, mask), target)
+        else:
+            def cost(image, labels, target, mask):
+                return l2_distance(restrict(victim.gradient(image, labels), names, mask), target)
+        victim.steps[key] = Step(cost, 2 if soft_labels else 1, compiled=compiled, device=victim.device,
+                                 strict=settings.compile == "on")
+    return victim.steps[key]

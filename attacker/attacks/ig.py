@@ -31,11 +31,12 @@ from dataclasses import dataclass
 import torch
 
 from attacker.attacks.base import AttackSettings, Reconstruction
-from attacker.engine import AdamSchedule, AttackCancelled, StopSignal, minimize
+from attacker.engine import AdamSchedule, AttackCancelled, StopSignal, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
+from attacker.steps import Step, compile_wanted
 from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels,
                              simulate_update)
 from attacker.victim import Victim
@@ -181,26 +182,10 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
     targets = {n: torch.stack([plan.target[n] for plan, _ in tries]) for n in first.target}
     masks = {n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask}
     tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
-    names = list(first.target)
-    train, schedule = first.obs.train, first.schedule
-
-    def cost(x, labels, target, mask, tv):
-        if schedule is None:
-            trial = victim.gradient(x, labels)
-            prior = total_variation(x)
-        else:
-            trial = simulate_update(victim, x, labels, train, schedule.batches)
-            prior = total_variation(x) + epoch_prior(x, labels, schedule, victim.num_classes)
-        return cosine_distance(restrict(trial, names, mask), target) + tv * prior
-
-    def cost_with_noise(x, noise, labels, target, mask, tv):
-        with victim.fixed_noise(noise):
-            return cost(x, labels, target, mask, tv)
-
-    objective = cost if first.noise_shape is None else cost_with_noise
-    found, losses = minimize(objective, variables, (labels, targets, masks, tvs),
-                             AdamSchedule(iterations=settings.iterations, lr=settings.lr),
-                             batched=settings.batched, cancel=cancel)
+    step = _step(victim, first, len(tries), settings)
+    found, losses = minimize_with(step, variables, (labels, targets, masks, tvs),
+                                  AdamSchedule(iterations=settings.iterations, lr=settings.lr), cancel=cancel)
+    notes = [step.describe()] if step.describe() else []
     images = found[0]
     seconds = time.perf_counter() - start
     results = []
@@ -212,8 +197,37 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
             x, labels = merge_copies(x, labels, plan.schedule)
         results.append(Reconstruction(
             observation=plan.obs, images=x, labels=labels, loss=float(losses[own][best]),
-            iterations=settings.iterations, seconds=seconds / len(plans), notes=plan.notes, attack=plan.name))
+            iterations=settings.iterations, seconds=seconds / len(plans), notes=plan.notes + notes,
+            attack=plan.name))
     return results
+
+
+def _step(victim: Victim, plan: Plan, attacks: int, settings: AttackSettings) -> Step:
+    """The optimisation step of ``attacks`` tries shaped as ``plan``: built once per victim and shape, so that
+    a compiled one is reused in later rounds."""
+    batched = settings.batched and attacks > 1
+    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
+    key = ("ig", plan.shape_key, attacks if batched else 1, batched, compiled)
+    if key not in victim.steps:
+        names, train, schedule = list(plan.target), plan.obs.train, plan.schedule
+
+        def cost(x, labels, target, mask, tv):
+            if schedule is None:
+                trial = victim.gradient(x, labels)
+                prior = total_variation(x)
+            else:
+                trial = simulate_update(victim, x, labels, train, schedule.batches)
+                prior = total_variation(x) + epoch_prior(x, labels, schedule, victim.num_classes)
+            return cosine_distance(restrict(trial, names, mask), target) + tv * prior
+
+        def cost_with_noise(x, noise, labels, target, mask, tv):
+            with victim.fixed_noise(noise):
+                return cost(x, labels, target, mask, tv)
+
+        objective, count = (cost, 1) if plan.noise_shape is None else (cost_with_noise, 2)
+        victim.steps[key] = Step(objective, count, batched=batched, compiled=compiled, device=victim.device,
+                                 strict=settings.compile == "on")
+    return victim.steps[key]
 
 
 def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
