@@ -19,6 +19,7 @@ its :class:`attacker.victim.Victim` across rounds compiles once per shape per ru
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -87,12 +88,16 @@ class Step:
         self._eager = transformed if batched else autograd_step(objective, count)
         self._compiled = None
         if compiled:
+            # inductor imports torch's C++-extension helper, which warns on every CPU-only machine
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             on_gpu = device is not None and device.type == "cuda"
             self._compiled = torch.compile(transformed, fullgraph=True, dynamic=False,
                                            mode="reduce-overhead" if on_gpu else None)
         self._strict = strict
         self.compile_seconds: float | None = None
         self.fallback: str | None = None
+        #: calls so far (each one gradient evaluation of every attack it holds)
+        self.evaluations = 0
 
     @property
     def compiled(self) -> bool:
@@ -100,6 +105,7 @@ class Step:
         return self._compiled is not None
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[Variables, torch.Tensor]:
+        self.evaluations += 1
         if self._compiled is None:
             return self._eager(*inputs)
         if self.compile_seconds is not None:

@@ -38,13 +38,17 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
           "data.channels": 3, "attack.method": "ig", "attack.tv": 0.1, "attack.lr": 0.1}
 
 
-def breaching_attacker(model: torch.nn.Module, iterations: int, attack: str = "invertinggradients"):
+def breaching_attacker(model: torch.nn.Module, iterations: int, attack: str = "invertinggradients",
+                       labels_given: bool = False):
     """breaching's ``invertinggradients`` or ``deepleakage``, from its packaged config, set to our
-    hyperparameters (IG: lr 0.1, TV 0.1; DLG: its own, L-BFGS lr 1, which are ours)."""
+    hyperparameters (IG: lr 0.1, TV 0.1; DLG: its own, L-BFGS lr 1, which are ours). ``deepleakage``
+    with ``labels_given`` optimises the image alone (iDLG's setting once its label is known)."""
     import breaching
 
     with contextlib.redirect_stdout(io.StringIO()):
         cfg = breaching.get_attack_config(attack)
+    if labels_given:
+        cfg.attack_type = "optimization"  # breaching refuses joint optimisation when labels are given
     cfg.optim.max_iterations = iterations
     cfg.optim.callback = iterations + 1  # no progress lines inside the timing
     if attack == "invertinggradients":
@@ -89,57 +93,107 @@ def main() -> None:
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
                                 torch.device("cpu"))
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=config.seed), iterations=args.iterations)
+    modes = {"eager": dataclasses.replace(settings, compile="off"), "compiled": dataclasses.replace(settings, compile="on")}
     starts = [torch.randn((1, *victim.input_shape), generator=torch.Generator().manual_seed(
         obs.random_stream(settings.seed, 0))) for obs in observations]  # fl-sim's IG start, given to both
     attacker = breaching_attacker(victim.model, args.iterations)
+    compile_seconds = {k: warm_up(victim, observations[:k], modes["compiled"]) for k in (1, args.k)}
 
     def ssim(images, truth) -> float:
         return judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim
 
-    ours, theirs = [], []
+    one = {"eager": [], "compiled": [], "breaching": []}
     for _ in range(args.repeats):  # one update, interleaved
-        began = time.perf_counter()
-        ATTACKS["ig"](victim, observations[:1], settings)
-        ours.append(time.perf_counter() - began)
-        theirs.append(run_breaching(attacker, victim, observations[0], truths[0].labels, starts[0])[1])
-    one_ours, one_theirs = args.iterations / min(ours), args.iterations / min(theirs)
-    began = time.perf_counter()
-    batched = ATTACKS["ig"](victim, observations, settings)
-    batched_seconds = time.perf_counter() - began
+        for mode, mode_settings in modes.items():
+            one[mode].append(timed(lambda: ATTACKS["ig"](victim, observations[:1], mode_settings))[1])
+        one["breaching"].append(run_breaching(attacker, victim, observations[0], truths[0].labels, starts[0])[1])
+    rate = {tool: args.iterations / min(seconds) for tool, seconds in one.items()}
+    batched = {mode: timed(lambda: ATTACKS["ig"](victim, observations, mode_settings))
+               for mode, mode_settings in modes.items()}
     found = [run_breaching(attacker, victim, obs, truth.labels, start)
              for obs, truth, start in zip(observations, truths, starts)]
     one_by_one = sum(seconds for _, seconds in found)
-    quality_ours = statistics.median(ssim(rec.images, truth) for rec, truth in zip(batched, truths))
+    quality = {mode: statistics.median(ssim(rec.images, truth) for rec, truth in zip(recs, truths))
+               for mode, (recs, _) in batched.items()}
     quality_theirs = statistics.median(ssim(images, truth) for (images, _), truth in zip(found, truths))
-    print(f"IG, DLG LeNet, digits 32x32x3, {args.iterations} iterations, 1 torch thread")
-    print(f"{'measure':44} {'fl-sim':>10} {'breaching':>10} {'ratio':>7}")
-    print(f"{'one update: attack it/s (best of ' + str(args.repeats) + ')':44} {one_ours:>10.1f} {one_theirs:>10.1f} "
-          f"{one_ours / one_theirs:>6.2f}x")
-    print(f"{f'{args.k} updates: s (fl-sim batched, breaching each)':44} {batched_seconds:>10.1f} {one_by_one:>10.1f} "
-          f"{one_by_one / batched_seconds:>6.2f}x")
-    print(f"{f'median SSIM of the {args.k} reconstructions':44} {quality_ours:>10.3f} {quality_theirs:>10.3f}")
+    print(f"IG, DLG LeNet, digits 32x32x3, {args.iterations} iterations, 1 torch thread; fl-sim eager | compiled "
+          f"(compiling took {compile_seconds[1]:.1f} s for one update, {compile_seconds[args.k]:.1f} s for "
+          f"{args.k}, once per run, not in the times)")
+    print(f"{'measure':46} {'eager':>8} {'compiled':>9} {'breaching':>10} {'ratios':>15}")
+    row("one update: attack it/s (best of " + str(args.repeats) + ")", rate["eager"], rate["compiled"],
+        rate["breaching"], rate["eager"] / rate["breaching"], rate["compiled"] / rate["breaching"], ".1f")
+    row(f"{args.k} updates: s (fl-sim batched, breaching each)", batched["eager"][1], batched["compiled"][1],
+        one_by_one, one_by_one / batched["eager"][1], one_by_one / batched["compiled"][1], ".1f")
+    row(f"median SSIM of the {args.k} reconstructions", quality["eager"], quality["compiled"], quality_theirs,
+        None, None, ".3f")
     if args.dlg_iterations:
-        compare_dlg(victim, observations[:args.dlg_k], truths[:args.dlg_k], starts, settings, args.dlg_iterations)
+        for method in ("dlg", "idlg"):
+            compare_lbfgs(victim, method, observations[:args.dlg_k], truths[:args.dlg_k], starts, settings,
+                          args.dlg_iterations)
 
 
-def compare_dlg(victim: Victim, observations: list[Observation], truths: list, starts: list[torch.Tensor],
-                settings: AttackSettings, iterations: int) -> None:
-    """DLG (image and label jointly, L-BFGS) one update at a time in both tools, interleaved: it/s and SSIM."""
-    dlg = settings.for_method("dlg", iterations=iterations)
-    attacker = breaching_attacker(victim.model, iterations, "deepleakage")
-    ours, theirs, ssim_ours, ssim_theirs = [], [], [], []
+def warm_up(victim: Victim, observations: list[Observation], settings: AttackSettings) -> float:
+    """Compile the step of ``len(observations)`` batched updates (kept on the victim for the timed runs);
+    its seconds."""
+    ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
+    return max(step.compile_seconds or 0.0 for step in victim.steps.values())
+
+
+def timed(attack):
+    """The result of ``attack()`` and its seconds."""
+    began = time.perf_counter()
+    result = attack()
+    return result, time.perf_counter() - began
+
+
+def row(measure: str, eager: float, compiled: float, breaching: float, eager_ratio: float | None,
+        compiled_ratio: float | None, form: str) -> None:
+    """One line of the table: the two fl-sim figures, breaching's, and fl-sim's ratios over breaching."""
+    ratios = f"{eager_ratio:.2f}x | {compiled_ratio:.2f}x" if eager_ratio is not None else ""
+    print(f"{measure:46} {eager:>8{form}} {compiled:>9{form}} {breaching:>10{form}} {ratios:>15}")
+
+
+class CountingObjective:
+    """breaching's objective with a count of its calls (one gradient evaluation each); the rest passes through."""
+
+    def __init__(self, objective) -> None:
+        self.objective, self.calls = objective, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.objective(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.objective, name)
+
+
+def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], truths: list,
+                  starts: list[torch.Tensor], settings: AttackSettings, iterations: int) -> None:
+    """DLG (image and label jointly) or iDLG (label given to breaching, recovered by fl-sim), L-BFGS, one update
+    at a time in both tools, interleaved. Equal work is one gradient evaluation (L-BFGS evaluates up to 20
+    times per step and stops early on its tolerances), so the rate compared is evaluations per second."""
+    lbfgs = settings.for_method(method, iterations=iterations)
+    modes = {"eager": dataclasses.replace(lbfgs, compile="off"), "compiled": dataclasses.replace(lbfgs, compile="on")}
+    ATTACKS[method](victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
+    attacker = breaching_attacker(victim.model, iterations, "deepleakage", labels_given=method == "idlg")
+    attacker.objective = counter = CountingObjective(attacker.objective)
+    rates = {"eager": [], "compiled": [], "breaching": []}
+    ssims = {tool: [] for tool in rates}
     for obs, truth, start in zip(observations, truths, starts):
-        began = time.perf_counter()
-        rec = ATTACKS["dlg"](victim, [obs], dlg)[0]
-        ours.append(rec.iterations / (time.perf_counter() - began))
-        images, seconds = run_breaching(attacker, victim, obs, None, start)
-        theirs.append(iterations / seconds)
-        ssim_ours.append(judge(rec.images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
-        ssim_theirs.append(judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
-    mine, peer = statistics.median(ours), statistics.median(theirs)
-    print(f"{f'DLG, {len(observations)} updates: median L-BFGS it/s':44} {mine:>10.1f} {peer:>10.1f} {mine / peer:>6.2f}x")
-    print(f"{f'DLG: median SSIM of the {len(observations)}':44} {statistics.median(ssim_ours):>10.3f} "
-          f"{statistics.median(ssim_theirs):>10.3f}")
+        for mode, mode_settings in modes.items():
+            before = sum(step.evaluations for step in victim.steps.values())
+            rec, seconds = timed(lambda: ATTACKS[method](victim, [obs], mode_settings)[0])
+            rates[mode].append((sum(step.evaluations for step in victim.steps.values()) - before) / seconds)
+            ssims[mode].append(judge(rec.images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
+        counter.calls = 0
+        images, seconds = run_breaching(attacker, victim, obs, truth.labels if method == "idlg" else None, start)
+        rates["breaching"].append(counter.calls / seconds)
+        ssims["breaching"].append(judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
+    rate = {tool: statistics.median(values) for tool, values in rates.items()}
+    row(f"{method.upper()}, {len(observations)} updates: gradient evaluations/s", rate["eager"], rate["compiled"],
+        rate["breaching"], rate["eager"] / rate["breaching"], rate["compiled"] / rate["breaching"], ".1f")
+    row(f"{method.upper()}: median SSIM of the {len(observations)}", *(statistics.median(ssims[t]) for t in ssims),
+        None, None, ".3f")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Deep Leakage from Gradients (Zhu et al., 2019) and iDLG (Zhao et al., 2020).
 
-Both match gradients with the L2 cost using L-BFGS (torch defaults: lr 1, up to 20 inner
-evaluations per step) on a randn dummy image, with no box and no prior, as the reference code
-does. DLG optimises a soft dummy label (randn logits, softmax) jointly with the image; iDLG
+Both match gradients with the L2 cost using L-BFGS (the reference code's ``torch.optim.LBFGS``
+with its defaults: lr 1, up to 20 inner evaluations per step; run as :class:`attacker.lbfgs.LBFGS`,
+the same steps with less overhead) on a randn dummy image, with no box and no prior, as the
+reference code does. DLG optimises a soft dummy label (randn logits, softmax) jointly with the image; iDLG
 first recovers the label analytically and keeps it fixed, stopping once the cost is below
 1e-6. L-BFGS couples all its variables (shared line search and curvature), so these attacks
 run one update at a time; the vmap-batched engine serves the Adam-based attacks.
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 
 from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, StopSignal
 from attacker.labels import recover_labels
+from attacker.lbfgs import LBFGS
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
@@ -111,7 +113,7 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], matc
         logits = torch.randn((num_images, victim.num_classes), generator=generator).to(victim.device)
         logits.requires_grad_(True)
         variables, args = [x, logits], (target, mask)
-    optimizer = torch.optim.LBFGS(variables, lr=settings.lr)
+    optimizer = LBFGS(variables, lr=settings.lr)
 
     def closure():
         grads, value = step(*[v.detach() for v in variables], *args)
