@@ -1,21 +1,24 @@
-"""Batched vs sequential Inverting Gradients on K concurrent LeNet attacks, in one run.
+"""Sequential, batched and compiled Inverting Gradients on K concurrent LeNet attacks, in one run.
 
 K clients each take one plain-SGD step on one digits image (32x32, DLG's LeNet), as in a
-FedSGD round; the server attacks all K updates with Inverting Gradients, either as one
-vmap-batched optimisation or as K optimisations one after another (how other tools run them).
-Both do the same optimisation (the test suite checks that their results agree), so the
-success rates match and only the time differs.
+FedSGD round; the server attacks all K updates with Inverting Gradients: as K optimisations one
+after another (how other tools run them), as one vmap-batched optimisation, or batched with the
+step compiled (``attack.compile=on``: inductor on the CPU, CUDA graphs on a GPU). All do the same
+optimisation (the test suite checks that their steps agree), so the success rates match up to
+rounding and only the time differs.
 
-Printed per K, device and mode: wall seconds for all K reconstructions, attack iterations per
-second (K x iterations / seconds), the share of reconstructions with SSIM >= 0.6, seconds per
-successful reconstruction, and the speed-up over the first device's sequential run of that K
-(or over its first row, where sequential is not run).
+Printed per K, device and mode: wall seconds for all K reconstructions (a compiled step is
+compiled before the clock starts; the compile's seconds have a column of their own), attack
+iterations per second (K x iterations / seconds), on a GPU the share of wall time the GPU is
+busy running kernels (profiled over 20 further iterations), the share of reconstructions with
+SSIM >= 0.6, seconds per successful reconstruction, and the speed-up over the first row of
+that K.
 
     python benchmarks/attack_throughput.py [--iterations 500] [--ks 1 4 16 64] [--devices auto]
-        [--modes sequential batched]
+        [--modes sequential batched compiled]
 
-On a GPU machine, ``--devices cpu cuda`` puts both side by side; ``--modes batched`` skips the
-slow sequential runs at large K.
+On a GPU machine, ``--devices cpu cuda`` puts both side by side; ``--modes batched compiled``
+skips the slow sequential runs at large K.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import dataclasses
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.judge import judge
@@ -39,26 +43,49 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
           "attack.method": "ig"}
 
 
-def measure(k: int, iterations: int, batched: bool, device: torch.device) -> dict:
-    """Attack K one-image updates; return seconds, iterations/s and successes."""
+def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
+    """Attack K one-image updates in ``mode``; seconds, iterations/s, compile seconds, GPU busy share, successes."""
     config = RunConfig.from_flat(FEDSGD)
     dataset = load_dataset(config.data)
     updates, truths = intercepted_updates(config, [[(7 * i) % len(dataset.train)] for i in range(k)])
     observations = [Observation.from_update(update) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
                                 observations[0].global_arrays, device)
-    settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0),
-                                   iterations=iterations, batched=batched)
+    settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0), iterations=iterations,
+                                   batched=mode != "sequential", compile="on" if mode == "compiled" else "off")
+    compile_seconds = None
+    if mode == "compiled":  # the step is kept on the victim: compile it before the clock starts
+        ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
+        compile_seconds = sum(step.compile_seconds or 0.0 for step in victim.steps.values())
+    reconstructions, seconds = timed(lambda: ATTACKS["ig"](victim, observations, settings), device)
+    busy = gpu_busy_share(lambda: ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=20)),
+                          device)
+    successes = sum(judge(rec.images, rec.labels, *truth.tensors(), threshold=0.6).leaked
+                    for rec, truth in zip(reconstructions, truths))
+    return {"seconds": seconds, "its_per_s": k * iterations / seconds, "compile_seconds": compile_seconds,
+            "busy": busy, "successes": successes}
+
+
+def timed(run, device: torch.device):
+    """``run()``'s result and its wall seconds, GPU work included."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    reconstructions = ATTACKS["ig"](victim, observations, settings)
+    result = run()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    successes = sum(judge(rec.images, rec.labels, *truth.tensors(), threshold=0.6).leaked
-                    for rec, truth in zip(reconstructions, truths))
-    return {"seconds": seconds, "its_per_s": k * iterations / seconds, "successes": successes}
+    return result, time.perf_counter() - start
+
+
+def gpu_busy_share(run, device: torch.device) -> float | None:
+    """The share of ``run()``'s wall time in which the GPU runs kernels (None on the CPU)."""
+    if device.type != "cuda":
+        return None
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        _, seconds = timed(run, device)
+    kernel_us = sum(event.device_time_total for event in prof.events()
+                    if event.device_type == torch.autograd.DeviceType.CUDA)
+    return kernel_us / 1e6 / seconds
 
 
 def main() -> None:
@@ -67,28 +94,32 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--devices", nargs="+", default=["auto"], choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--modes", nargs="+", default=["sequential", "batched"], choices=["sequential", "batched"])
+    parser.add_argument("--modes", nargs="+", default=["sequential", "batched", "compiled"],
+                        choices=["sequential", "batched", "compiled"])
     args = parser.parse_args()
     devices = [resolve_device(requested) for requested in args.devices]
     print(f"Inverting Gradients, DLG LeNet, digits 32x32, 1 image per update, {args.iterations} iterations")
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
         print(f"  {device.type}: {name}")
-    header = (f"{'K':>3} {'device':>6} {'mode':>10} {'seconds':>9} {'attack it/s':>12} {'SSIM>=0.6':>10} "
-              f"{'s/success':>10} {'speed-up':>9}")
+    header = (f"{'K':>4} {'device':>6} {'mode':>10} {'seconds':>9} {'attack it/s':>12} {'compile s':>9} "
+              f"{'GPU busy':>8} {'SSIM>=0.6':>10} {'s/success':>10} {'speed-up':>9}")
     print(header)
     print("-" * len(header))
     for device in devices:
-        measure(1, 5, True, device)  # warm-up (allocations, kernels)
+        measure(1, 5, "batched", device)  # warm-up (allocations, kernels)
     for k in args.ks:
         baseline = None
         for device in devices:
             for mode in args.modes:
-                r = measure(k, args.iterations, mode == "batched", device)
+                r = measure(k, args.iterations, mode, device)
                 baseline = baseline or r["seconds"]
                 per_success = f"{r['seconds'] / r['successes']:.2f}" if r["successes"] else "-"
-                print(f"{k:>3} {device.type:>6} {mode:>10} {r['seconds']:>9.2f} {r['its_per_s']:>12.0f} "
-                      f"{r['successes']:>5}/{k:<4} {per_success:>10} {baseline / r['seconds']:>8.2f}x", flush=True)
+                compiling = f"{r['compile_seconds']:.1f}" if r["compile_seconds"] is not None else "-"
+                busy = f"{r['busy']:.0%}" if r["busy"] is not None else "-"
+                print(f"{k:>4} {device.type:>6} {mode:>10} {r['seconds']:>9.2f} {r['its_per_s']:>12.0f} {compiling:>9} "
+                      f"{busy:>8} {r['successes']:>5}/{k:<4} {per_success:>10} {baseline / r['seconds']:>8.2f}x",
+                      flush=True)
 
 
 if __name__ == "__main__":
