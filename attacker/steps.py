@@ -29,9 +29,10 @@ from torch.func import grad_and_value, vmap
 
 Variables = tuple[torch.Tensor, ...]
 
-#: ``attack.compile=auto`` compiles attacks that evaluate their step at least this often: below
-#: it, a cold compile (about 10-25 s on a 2-core CPU for the LeNet step) costs more than it saves.
-COMPILE_MIN_EVALUATIONS = 2000
+#: ``attack.compile=auto`` compiles attacks of at least this many optimiser steps: below it, a cold
+#: compile (about 10-25 s on a 2-core CPU for the LeNet step) costs more than it saves. L-BFGS
+#: attacks (300 steps by default, often ending early) stay below it: they compile with ``on``.
+COMPILE_MIN_ITERATIONS = 2000
 
 
 #: compiled steps one process may hold (torch's own limit of 8 per transform is too few for a run whose
@@ -43,9 +44,8 @@ class CompileFailed(RuntimeError):
     """``attack.compile=on`` and ``torch.compile`` could not build the step."""
 
 
-def compile_wanted(setting: str, evaluations: int, deterministic: bool, device: torch.device) -> bool:
-    """Whether ``attack.compile`` (``on``, ``off``, ``auto``) compiles an attack that evaluates its step
-    ``evaluations`` times (Adam: once per iteration; L-BFGS: up to 20 times per step).
+def compile_wanted(setting: str, iterations: int, deterministic: bool, device: torch.device) -> bool:
+    """Whether ``attack.compile`` (``on``, ``off``, ``auto``) compiles an attack of ``iterations`` optimiser steps.
 
     ``auto`` compiles long attacks of a deterministic model (PRECODE's bottleneck draws noise inside
     the step, which compiled ``vmap`` randomness does not reproduce draw for draw) where inductor can
@@ -54,7 +54,7 @@ def compile_wanted(setting: str, evaluations: int, deterministic: bool, device: 
     if setting != "auto":
         return setting == "on"
     buildable = device.type == "cuda" or shutil.which("g++") is not None or shutil.which("c++") is not None
-    return buildable and deterministic and evaluations >= COMPILE_MIN_EVALUATIONS
+    return buildable and deterministic and iterations >= COMPILE_MIN_ITERATIONS
 
 
 def autograd_step(objective: Callable[..., torch.Tensor], count: int = 1) -> Callable:

@@ -204,8 +204,9 @@ class AttackConfig:
     batched: bool = _setting(True, "ig: optimise all attacks of a round as one vmap-batched problem")
     compile: Literal["auto", "on", "off"] = _setting(
         "auto", "ig, dlg, idlg: compile the optimisation step with torch.compile (CUDA graphs on a GPU); auto = "
-                "for attacks of 1000 or more iterations on a model without PRECODE, where a C++ compiler "
-                "or a GPU is present; a failed compile then runs uncompiled and the event says so")
+                "for attacks of 2000 or more iterations (so not DLG's 300 L-BFGS steps) on a model without "
+                "PRECODE, where a C++ compiler or a GPU is present; a failed compile then runs uncompiled "
+                "and the event says so")
     blocking: bool = _setting(False, "run attacks inside the round (deterministic) instead of a background worker")
     queue_size: int = _setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)
     end_budget_seconds: float = _setting(0.0, "at the end of a run, seconds to let pending attacks finish; "

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from attacker.objectives import cosine_distance, l2_distance, total_variation
 from attacker.observation import Observation
-from attacker.steps import COMPILE_MIN_EVALUATIONS, CompileFailed, Step, compile_wanted
+from attacker.steps import COMPILE_MIN_ITERATIONS, CompileFailed, Step, compile_wanted
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
@@ -82,11 +82,11 @@ def test_a_step_that_cannot_compile_runs_uncompiled_and_says_so_unless_compile_i
         Step(_breaks_the_graph, compiled=True, strict=True)(x, w)
 
 
-@pytest.mark.parametrize("setting, evaluations, deterministic, expected", [
-    ("on", 1, False, True), ("off", 10**6, True, False), ("auto", COMPILE_MIN_EVALUATIONS, True, True),
-    ("auto", COMPILE_MIN_EVALUATIONS - 1, True, False), ("auto", 10**6, False, False)])
-def test_auto_compiles_long_attacks_of_deterministic_models(setting, evaluations, deterministic, expected):
-    assert compile_wanted(setting, evaluations, deterministic, CPU) is expected
+@pytest.mark.parametrize("setting, iterations, deterministic, expected", [
+    ("on", 1, False, True), ("off", 10**6, True, False), ("auto", COMPILE_MIN_ITERATIONS, True, True),
+    ("auto", COMPILE_MIN_ITERATIONS - 1, True, False), ("auto", 10**6, False, False)])
+def test_auto_compiles_long_attacks_of_deterministic_models(setting, iterations, deterministic, expected):
+    assert compile_wanted(setting, iterations, deterministic, CPU) is expected
 
 
 def test_a_victim_given_a_later_rounds_weights_computes_that_rounds_gradients():

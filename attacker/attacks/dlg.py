@@ -44,8 +44,6 @@ from attacker.victim import Victim
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
 STOP_LOSS = 1e-6
-#: torch's L-BFGS evaluates the cost up to ``max_iter`` = 20 times per step
-EVALUATIONS_PER_STEP = 20
 
 
 def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
@@ -147,8 +145,7 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], matc
 def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackSettings) -> Step:
     """The L2-matching step (of the image, and for DLG of the label logits too), built once per victim and
     matched arrays, so that a compiled one is reused by later updates and rounds."""
-    evaluations = settings.iterations * EVALUATIONS_PER_STEP
-    compiled = compile_wanted(settings.compile, evaluations, victim.bottleneck is None, victim.device)
+    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
     key = ("dlg" if soft_labels else "idlg", tuple(names), compiled)
     if key not in victim.steps:
         if soft_labels:
