@@ -10,7 +10,8 @@ as other tools do; one attack alone always takes it. Both share this loop; how t
 differentiated (and whether it is compiled) is :class:`attacker.steps.Step`'s business.
 
 An attack optimises one or more variables: the dummy images first (boxed to the pixel range),
-then any others unboxed (the bottleneck noise of the noise-restoring attack on PRECODE)."""
+then any others unboxed (the bottleneck noise of the noise-restoring attack on PRECODE).
+"""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class AdamSchedule:
 
 #: How often (in iterations) a running optimisation looks at its cancel event.
 CANCEL_CHECK_EVERY = 25
+
 
 def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variables, args: tuple,
              schedule: AdamSchedule, batched: bool = True,

@@ -34,7 +34,6 @@ Variables = tuple[torch.Tensor, ...]
 #: attacks (300 steps by default, often ending early) stay below it: they compile with ``on``.
 COMPILE_MIN_ITERATIONS = 2000
 
-
 #: compiled steps one process may hold (torch's own limit of 8 per transform is too few for a run whose
 #: rounds attack different numbers of clients)
 MAX_COMPILED_STEPS = 64
@@ -48,8 +47,8 @@ def compile_wanted(setting: str, iterations: int, deterministic: bool, device: t
     """Whether ``attack.compile`` (``on``, ``off``, ``auto``) compiles an attack of ``iterations`` optimiser steps.
 
     ``auto`` compiles long attacks of a deterministic model (PRECODE's bottleneck draws noise inside
-    the step, which compiled ``vmap`` randomness does not reproduce draw for draw) where inductor can
-    build kernels: on CUDA, or on the CPU when a C++ compiler is installed.
+    the step; compiled random draws are not tested against uncompiled ones, so such steps compile
+    only with ``on``) where inductor can build kernels: on CUDA, or on the CPU with a C++ compiler.
     """
     if setting != "auto":
         return setting == "on"

@@ -1,14 +1,19 @@
-"""fl-sim's Inverting Gradients side by side with breaching's (Geiping et al.'s own library), same work.
+"""fl-sim's attacks side by side with breaching's (Geiping et al.'s own library), same work.
 
 Both attack the same FedSGD updates (DLG's LeNet, digits 32x32 as 3 channels, one image, one plain
 SGD step, so the update is the exact gradient), from the same random start, with the same
-hyperparameters (Adam on signed gradients, lr 0.1, step decay, boxed pixels, cosine distance +
-total variation 0.1, labels given), 1 torch thread, runs interleaved. breaching's attacker is built
-from its own packaged config (``invertinggradients``), nothing downloaded. Printed: iterations
-per second of each on one update, fl-sim's batched attack of K updates against breaching one by
-one, and the median SSIM of the reconstructions (``attacker.judge``); then DLG (image and label
-jointly, L-BFGS, breaching's ``deepleakage`` config) on the first ``--dlg-k`` updates, one at a
-time in both.
+hyperparameters, 1 torch thread, runs interleaved; breaching's attackers are built from its own
+packaged configs, nothing downloaded. fl-sim runs uncompiled (``attack.compile=off``) and
+compiled (``on``; each step compiled before the clock starts, the compile's seconds printed).
+
+Printed: Inverting Gradients (Adam on signed gradients, lr 0.1, step decay, boxed pixels,
+cosine distance + total variation 0.1, labels given; ``invertinggradients``) as iterations per
+second on one update, fl-sim's batched attack of K updates against breaching one by one, and the
+median SSIM of the reconstructions (``attacker.judge``); then DLG (image and label jointly) and
+iDLG (label recovered by fl-sim, given to breaching), L-BFGS (``deepleakage``), on the first
+``--dlg-k`` updates one at a time in both, as gradient evaluations per second (L-BFGS evaluates
+up to 20 times per step and stops early on its tolerances, so its steps are not equal work) and
+median SSIM.
 
     pip install -e ".[peer]"   # breaching 0.1.2 from PyPI
     python benchmarks/peer_breaching.py [--iterations 1000] [--k 16] [--repeats 2] [--dlg-iterations 300]
@@ -92,8 +97,10 @@ def main() -> None:
     observations = [Observation.from_update(update) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
                                 torch.device("cpu"))
-    settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=config.seed), iterations=args.iterations)
-    modes = {"eager": dataclasses.replace(settings, compile="off"), "compiled": dataclasses.replace(settings, compile="on")}
+    settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=config.seed),
+                                   iterations=args.iterations)
+    modes = {"eager": dataclasses.replace(settings, compile="off"),
+             "compiled": dataclasses.replace(settings, compile="on")}
     starts = [torch.randn((1, *victim.input_shape), generator=torch.Generator().manual_seed(
         obs.random_stream(settings.seed, 0))) for obs in observations]  # fl-sim's IG start, given to both
     attacker = breaching_attacker(victim.model, args.iterations)

@@ -3,9 +3,9 @@
 Both match gradients with the L2 cost using L-BFGS (the reference code's ``torch.optim.LBFGS``
 with its defaults: lr 1, up to 20 inner evaluations per step; run as :class:`attacker.lbfgs.LBFGS`,
 the same steps with less overhead) on a randn dummy image, with no box and no prior, as the
-reference code does. DLG optimises a soft dummy label (randn logits, softmax) jointly with the image; iDLG
-first recovers the label analytically and keeps it fixed, stopping once the cost is below
-1e-6. L-BFGS couples all its variables (shared line search and curvature), so these attacks
+reference code does. DLG optimises a soft dummy label (randn logits, softmax) jointly with the
+image; iDLG first recovers the label analytically and keeps it fixed, stopping once the cost is
+below 1e-6. L-BFGS couples all its variables (shared line search and curvature), so these attacks
 run one update at a time; the vmap-batched engine serves the Adam-based attacks.
 
 From a randn start, L-BFGS sometimes stalls in a poor local minimum (saturated sigmoids) within
