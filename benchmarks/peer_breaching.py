@@ -2,9 +2,10 @@
 
 Both attack the same FedSGD updates (DLG's LeNet, digits 32x32 as 3 channels, one image, one plain
 SGD step, so the update is the exact gradient), from the same random start, with the same
-hyperparameters, 1 torch thread, runs interleaved; breaching's attackers are built from its own
-packaged configs, nothing downloaded. fl-sim runs uncompiled (``attack.compile=off``) and
-compiled (``on``; each step compiled before the clock starts, the compile's seconds printed).
+hyperparameters and torch threads (1 unless ``--threads``), runs interleaved; breaching's
+attackers are built from its own packaged configs, nothing downloaded. fl-sim runs uncompiled
+(``attack.compile=off``) and compiled (``on``; each step compiled before the clock starts, the
+compile's seconds printed).
 
 Printed: Inverting Gradients (Adam on signed gradients, lr 0.1, step decay, boxed pixels,
 cosine distance + total variation 0.1, labels given; ``invertinggradients``) as iterations per
@@ -17,6 +18,7 @@ median SSIM.
 
     pip install -e ".[peer]"   # breaching 0.1.2 from PyPI
     python benchmarks/peer_breaching.py [--iterations 1000] [--k 16] [--repeats 2] [--dlg-iterations 300]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -89,8 +91,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of the one-update timing")
     parser.add_argument("--dlg-iterations", type=int, default=300, help="L-BFGS steps of DLG (0 = skip DLG)")
     parser.add_argument("--dlg-k", type=int, default=4, help="updates whose DLG reconstructions are compared")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both tools")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     config = RunConfig.from_flat(FEDSGD)
     dataset = load_dataset(config.data)
     updates, truths = intercepted_updates(config, [[(7 * i) % len(dataset.train)] for i in range(args.k)])
@@ -123,8 +126,8 @@ def main() -> None:
     quality = {mode: statistics.median(ssim(rec.images, truth) for rec, truth in zip(recs, truths))
                for mode, (recs, _) in batched.items()}
     quality_theirs = statistics.median(ssim(images, truth) for (images, _), truth in zip(found, truths))
-    print(f"IG, DLG LeNet, digits 32x32x3, {args.iterations} iterations, 1 torch thread; fl-sim eager | compiled "
-          f"(compiling took {compile_seconds[1]:.1f} s for one update, {compile_seconds[args.k]:.1f} s for "
+    print(f"IG, DLG LeNet, digits 32x32x3, {args.iterations} iterations, {args.threads} torch thread(s); "
+          f"fl-sim eager | compiled (compiling took {compile_seconds[1]:.1f} s for one update, {compile_seconds[args.k]:.1f} s for "
           f"{args.k}, once per run, not in the times)")
     print(f"{'measure':46} {'eager':>8} {'compiled':>9} {'breaching':>10} {'ratios':>15}")
     row("one update: attack it/s (best of " + str(args.repeats) + ")", rate["eager"], rate["compiled"],
