@@ -127,8 +127,8 @@ def main() -> None:
                for mode, (recs, _) in batched.items()}
     quality_theirs = statistics.median(ssim(images, truth) for (images, _), truth in zip(found, truths))
     print(f"IG, DLG LeNet, digits 32x32x3, {args.iterations} iterations, {args.threads} torch thread(s); "
-          f"fl-sim eager | compiled (compiling took {compile_seconds[1]:.1f} s for one update, {compile_seconds[args.k]:.1f} s for "
-          f"{args.k}, once per run, not in the times)")
+          f"fl-sim eager | compiled (compiling took {compile_seconds[1]:.1f} s for one update, "
+          f"{compile_seconds[args.k]:.1f} s for {args.k}, once per run, not in the times)")
     print(f"{'measure':46} {'eager':>8} {'compiled':>9} {'breaching':>10} {'ratios':>15}")
     row("one update: attack it/s (best of " + str(args.repeats) + ")", rate["eager"], rate["compiled"],
         rate["breaching"], rate["eager"] / rate["breaching"], rate["compiled"] / rate["breaching"], ".1f")
