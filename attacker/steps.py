@@ -73,8 +73,9 @@ class Step:
     ``batched``, for K attacks stacked along the first dimension of every input.
 
     With ``compiled``, the first call compiles (its seconds are kept in :attr:`compile_seconds`).
-    If compiling fails, ``strict`` (``attack.compile=on``) raises :class:`CompileFailed`; otherwise
-    the step runs uncompiled from then on and :attr:`fallback` says why.
+    If compiling or a compiled call fails, ``strict`` (``attack.compile=on``) raises
+    :class:`CompileFailed`; otherwise the step runs uncompiled from then on (the same point, the
+    same maths) and :attr:`fallback` says why.
     """
 
     def __init__(self, objective: Callable[..., torch.Tensor], count: int = 1, batched: bool = False,
@@ -107,16 +108,17 @@ class Step:
         self.evaluations += 1
         if self._compiled is None:
             return self._eager(*inputs)
-        if self.compile_seconds is not None:
-            return self._compiled(*inputs)
-        began = time.perf_counter()
+        first, began = self.compile_seconds is None, time.perf_counter()
         try:
+            if not first:
+                return self._compiled(*inputs)
             # Every step is an entry of the same transform's code object: allow one per shape of a run, and
             # fail (rather than run uncompiled unsaid) past that
             with torch._dynamo.config.patch(recompile_limit=MAX_COMPILED_STEPS, fail_on_recompile_limit_hit=True):
                 result = self._compiled(*inputs)
-        except Exception as err:  # noqa: BLE001 - inductor raises many kinds; the eager step is the same maths
-            reason = f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        except Exception as err:  # noqa: BLE001 - inductor and CUDA graphs raise many kinds; eager is the same maths
+            what = "torch.compile failed" if first else "the compiled step failed"
+            reason = f"{what} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
             if self._strict:
                 raise CompileFailed(f"{reason}; set attack.compile=auto or off") from err
             self._compiled, self.fallback = None, f"{reason}; ran uncompiled"

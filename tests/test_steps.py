@@ -99,3 +99,22 @@ def test_a_victim_given_a_later_rounds_weights_computes_that_rounds_gradients():
     assert victim.params["features.0.weight"] is params  # the same tensors: steps built on them stay valid
     for name, g in victim.gradient(x, label).items():
         assert torch.allclose(g, fresh.gradient(x, label)[name])
+
+
+def test_a_compiled_step_whose_later_call_fails_goes_on_uncompiled_from_the_same_point():
+    x, w = torch.ones(3), torch.full((3,), 2.0)
+    step = Step(_dot, compiled=True)
+    step(x, w)
+    assert step.compiled and step.compile_seconds > 0
+
+    def replay_fails(*_):
+        raise RuntimeError("a CUDA graph's output was overwritten\nmore detail")
+    step._compiled = replay_fails  # what a failed CUDA-graph replay looks like from here
+    _assert_same(step(x * 3, w), Step(_dot)(x * 3, w))
+    assert not step.compiled
+    assert step.describe() == ("the compiled step failed (RuntimeError: a CUDA graph's output was overwritten); "
+                               "ran uncompiled")
+
+
+def _dot(x, w):
+    return (x * w).sum()
