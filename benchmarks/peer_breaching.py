@@ -102,16 +102,11 @@ def main() -> None:
                                 torch.device("cpu"))
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=config.seed),
                                    iterations=args.iterations)
-    modes = {"eager": dataclasses.replace(settings, compile="off"),
-             "compiled": dataclasses.replace(settings, compile="on")}
+    modes = compile_modes(settings)
     starts = [torch.randn((1, *victim.input_shape), generator=torch.Generator().manual_seed(
         obs.random_stream(settings.seed, 0))) for obs in observations]  # fl-sim's IG start, given to both
     attacker = breaching_attacker(victim.model, args.iterations)
     compile_seconds = {k: warm_up(victim, observations[:k], modes["compiled"]) for k in (1, args.k)}
-
-    def ssim(images, truth) -> float:
-        return judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim
-
     one = {"eager": [], "compiled": [], "breaching": []}
     for _ in range(args.repeats):  # one update, interleaved
         for mode, mode_settings in modes.items():
@@ -140,6 +135,17 @@ def main() -> None:
         for method in ("dlg", "idlg"):
             compare_lbfgs(victim, method, observations[:args.dlg_k], truths[:args.dlg_k], starts, settings,
                           args.dlg_iterations)
+
+
+def compile_modes(settings: AttackSettings) -> dict[str, AttackSettings]:
+    """fl-sim's two columns: the settings uncompiled (``eager``) and compiled."""
+    return {"eager": dataclasses.replace(settings, compile="off"),
+            "compiled": dataclasses.replace(settings, compile="on")}
+
+
+def ssim(images: torch.Tensor, truth) -> float:
+    """The best SSIM of ``images`` against the client's true images, as the judge matches them."""
+    return judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim
 
 
 def warm_up(victim: Victim, observations: list[Observation], settings: AttackSettings) -> float:
@@ -184,7 +190,7 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     at a time in both tools, interleaved. Equal work is one gradient evaluation (L-BFGS evaluates up to 20
     times per step and stops early on its tolerances), so the rate compared is evaluations per second."""
     lbfgs = settings.for_method(method, iterations=iterations)
-    modes = {"eager": dataclasses.replace(lbfgs, compile="off"), "compiled": dataclasses.replace(lbfgs, compile="on")}
+    modes = compile_modes(lbfgs)
     ATTACKS[method](victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
     attacker = breaching_attacker(victim.model, iterations, "deepleakage", labels_given=method == "idlg")
     attacker.objective = counter = CountingObjective(attacker.objective)
@@ -195,11 +201,11 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
             before = sum(step.evaluations for step in victim.steps.values())
             rec, seconds = timed(lambda: ATTACKS[method](victim, [obs], mode_settings)[0])
             rates[mode].append((sum(step.evaluations for step in victim.steps.values()) - before) / seconds)
-            ssims[mode].append(judge(rec.images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
+            ssims[mode].append(ssim(rec.images, truth))
         counter.calls = 0
         images, seconds = run_breaching(attacker, victim, obs, truth.labels if method == "idlg" else None, start)
         rates["breaching"].append(counter.calls / seconds)
-        ssims["breaching"].append(judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim)
+        ssims["breaching"].append(ssim(images, truth))
     rate = {tool: statistics.median(values) for tool, values in rates.items()}
     row(f"{method.upper()}, {len(observations)} updates: gradient evaluations/s", rate["eager"], rate["compiled"],
         rate["breaching"], rate["eager"] / rate["breaching"], rate["compiled"] / rate["breaching"], ".1f")
