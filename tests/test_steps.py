@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from attacker.compiling import _transposed_as_input_gradient
 from attacker.objectives import cosine_distance, l2_distance, total_variation
 from attacker.observation import Observation
 from attacker.steps import COMPILE_MIN_ITERATIONS, CompileFailed, Step, compile_wanted
@@ -43,13 +44,29 @@ def test_a_compiled_batched_ig_step_equals_the_uncompiled_one():
         return cosine_distance(victim.gradient(x, labels), target) + tv * total_variation(x)
 
     x = torch.rand(2, 1, *victim.input_shape, generator=torch.Generator().manual_seed(0))
-    args = (torch.tensor([[1], [2]]), {n: torch.stack([t[n] for t in targets]) for n in targets[0]},
-            torch.tensor([0.1, 0.01]))
+    stacked = {n: torch.stack([t[n] for t in targets]) for n in targets[0]}
     compiled = Step(cost, batched=True, compiled=True, strict=True)
+    laid_out = compiled.lay_out(stacked)  # the convolutions' target gradients channels-last, as the CPU step's
+    assert all(torch.equal(laid_out[n], stacked[n]) for n in stacked)
+    assert laid_out["features.2.weight"].stride()[2] == 1 and Step(cost, batched=True).lay_out(stacked) == stacked
+    args = (torch.tensor([[1], [2]]), laid_out, torch.tensor([0.1, 0.01]))
     _assert_same(compiled(x, *args), Step(cost, batched=True)(x, *args))
     assert compiled.compiled and compiled.compile_seconds > 0 and "compiled" in compiled.describe()
     moved = x.flip(-1)  # a later iteration: same compiled code, new values
     _assert_same(compiled(moved, *args), Step(cost, batched=True)(moved, *args))
+
+
+@pytest.mark.parametrize("groups, stride, rewritten", [(4, 2, True), (4, 1, False), (1, 2, False)])
+def test_grouped_strided_transposed_convolutions_are_posed_as_input_gradients(groups, stride, rewritten):
+    generator = torch.Generator().manual_seed(2)
+    x, weight = torch.randn(1, 4 * groups, 8, 8, generator=generator), torch.randn(4 * groups, 3, 5, 5, generator=generator)
+    args = (x, weight, None, [stride] * 2, [2, 2], [1, 1], True, [stride - 1] * 2, groups)
+    posed = _transposed_as_input_gradient(*args)
+    if not rewritten:
+        assert posed is NotImplemented
+        return
+    expected = F.conv_transpose2d(x, weight, stride=stride, padding=2, output_padding=stride - 1, groups=groups)
+    assert posed.shape == expected.shape and torch.allclose(posed, expected, atol=1e-5)
 
 
 def test_a_compiled_single_step_of_two_variables_equals_plain_autograd():

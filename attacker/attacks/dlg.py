@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, StopSignal
 from attacker.labels import recover_labels
 from attacker.lbfgs import LBFGS
-from attacker.matching import Matching, matching_for, restrict
+from attacker.matching import matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.attacks.base import AttackSettings, Reconstruction
@@ -67,10 +67,11 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
     labels = recover_labels(obs.gradient_estimate(victim.param_names), obs.batch_size, victim).to(victim.device) \
         if recover else None
     step = _step(victim, matching.names, soft_labels=not recover, settings=settings)
+    target, mask = step.lay_out(target), step.lay_out(matching.mask or {})
     best, total_iterations = None, 0
     for restart in range(settings.restarts):
         seed = obs.random_stream(settings.seed, restart)
-        found = _lbfgs_try(victim, step, target, matching, obs.batch_size, labels, settings,
+        found = _lbfgs_try(victim, step, target, mask, obs.batch_size, labels, settings,
                            torch.Generator().manual_seed(seed), cancel)
         total_iterations += found.iterations
         if best is None or found.loss < best.loss:
@@ -95,8 +96,8 @@ class _Point:
     iterations: int = 0
 
 
-def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], matching: Matching, num_images: int,
-               labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
+def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask: dict[str, torch.Tensor],
+               num_images: int, labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
                cancel: StopSignal | None) -> _Point:
     """One L-BFGS run from a random start; returns its lowest-cost point.
 
@@ -104,7 +105,6 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], matc
     cost is kept together with a copy of that point, taken before the step moves it.
     """
     x = torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device).requires_grad_(True)
-    mask = matching.mask or {}
     if labels is not None:
         variables, args = [x], (labels, target, mask)
     else:

@@ -179,10 +179,10 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
         x0, torch.stack([_init(victim, plan.obs, restart + restarts, plan.noise_shape, settings.seed)
                          for plan, restart in tries]))
     labels = torch.stack([plan.labels for plan, _ in tries])
-    targets = {n: torch.stack([plan.target[n] for plan, _ in tries]) for n in first.target}
-    masks = {n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask}
-    tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
     step = _step(victim, first, len(tries), settings)
+    targets = step.lay_out({n: torch.stack([plan.target[n] for plan, _ in tries]) for n in first.target})
+    masks = step.lay_out({n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask})
+    tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
     found, losses = minimize_with(step, variables, (labels, targets, masks, tvs),
                                   AdamSchedule(iterations=settings.iterations, lr=settings.lr), cancel=cancel)
     notes = [step.describe()] if step.describe() else []
