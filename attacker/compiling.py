@@ -5,17 +5,18 @@ turns every attack's own direction in weight space into a group. oneDNN runs tho
 than the same arithmetic posed as what it is, the input gradient of the forward convolution
 (``convolution_backward`` asked for the input's gradient only): on one CPU thread, 16 groups of
 12 channels, 16x16 to 32x32, 456 against 216 us; 8x8 to 16x16, 251 against 162 us. Ungrouped or
-unstrided, the two forms cost the same, or the transposed one less. So the CPU compile takes
-inductor's decompositions plus :func:`_transposed_as_input_gradient`, which poses those
-convolutions the fast way (same sums, rounding aside); on a GPU the compile is inductor's own.
+unstrided, the two forms cost the same, or the transposed one less. So the CPU compile runs
+:class:`TransposedAsInputGradient` among inductor's graph passes (same sums, rounding aside); on
+a GPU the compile is inductor's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable
 
 import torch
-from torch._functorch import config as functorch_config
+from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
 
 aten = torch.ops.aten
 
@@ -25,32 +26,31 @@ def compile_step(transformed: Callable, device: torch.device | None) -> Callable
     graphs (``mode="reduce-overhead"``, one launch per step), on the CPU with the rewrite above."""
     if device is not None and device.type == "cuda":
         return torch.compile(transformed, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    return torch.compile(transformed, fullgraph=True, dynamic=False, backend=_cpu_inductor)
+    return torch.compile(transformed, fullgraph=True, dynamic=False,
+                         options={"post_grad_custom_post_pass": TransposedAsInputGradient()})
 
 
-def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: Sequence[torch.Tensor]):
-    """inductor with :func:`_transposed_as_input_gradient` among its decompositions.
+class TransposedAsInputGradient(CustomGraphPass):
+    """An inductor graph pass: every grouped, strided, unbiased 2-d transposed convolution becomes the input
+    gradient of the convolution it transposes. Its ``uuid`` (this file's hash) keys torch's compile caches."""
 
-    AOTAutograd's cache does not key on the decompositions (it would hand back a step compiled
-    without the rewrite), so it is off for this compile; inductor's own cache, keyed on the
-    decomposed graph, still serves later processes. (inductor is imported here: it takes a second.)
-    """
-    from torch._inductor.compile_fx import compile_fx
-    from torch._inductor.decomposition import select_decomp_table
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        for node in list(graph.find_nodes(op="call_function", target=aten.convolution.default)):
+            x, weight, bias, stride, padding, dilation, transposed, _, groups = node.args
+            output = node.meta["val"]
+            if not transposed or groups == 1 or all(s == 1 for s in stride) or bias is not None or output.dim() != 4:
+                continue
+            with graph.inserting_before(node):  # the forward convolution's input: its shape only, no data
+                scalar = graph.call_function(aten.empty.memory_format, ([],),
+                                             {"dtype": output.dtype, "device": output.device})
+                shape_only = graph.call_function(aten.expand.default, (scalar, list(output.shape)))
+                gradients = graph.call_function(aten.convolution_backward.default, (
+                    x, shape_only, weight, None, stride, padding, dilation, False, [0, 0], groups,
+                    [True, False, False]))  # the input's gradient only
+                input_gradient = graph.call_function(operator.getitem, (gradients, 0))
+            node.replace_all_uses_with(input_gradient)
+            graph.erase_node(node)
 
-    decompositions = {**select_decomp_table(), aten.convolution.default: _transposed_as_input_gradient}
-    with functorch_config.patch(enable_autograd_cache=False):
-        return compile_fx(graph, example_inputs, decompositions=decompositions)
-
-
-def _transposed_as_input_gradient(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
-    """A grouped, strided, unbiased 2-d transposed convolution as the input gradient of the convolution it
-    transposes; any other convolution is left as it is (``NotImplemented``)."""
-    if not transposed or groups == 1 or all(s == 1 for s in stride) or bias is not None or x.dim() != 4:
-        return NotImplemented
-    kernel = weight.shape[2:]
-    size = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + output_padding[i] + 1
-            for i in range(2)]
-    shape_only = x.new_empty(()).expand(x.shape[0], weight.shape[1] * groups, *size)  # the input's shape, no data
-    return aten.convolution_backward(x, shape_only, weight, None, stride, padding, dilation, False, [0, 0], groups,
-                                     [True, False, False])[0]
+    def uuid(self) -> bytes:
+        """This file's hash: a changed pass is a new compile, not a cached one."""
+        return get_hash_for_files((__file__,))

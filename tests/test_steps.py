@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.fx.experimental.proxy_tensor import make_fx
 
-from attacker.compiling import _transposed_as_input_gradient
+from attacker.compiling import TransposedAsInputGradient
 from attacker.objectives import cosine_distance, l2_distance, total_variation
 from attacker.observation import Observation
 from attacker.steps import COMPILE_MIN_ITERATIONS, CompileFailed, Step, compile_wanted
@@ -59,14 +60,19 @@ def test_a_compiled_batched_ig_step_equals_the_uncompiled_one():
 @pytest.mark.parametrize("groups, stride, rewritten", [(4, 2, True), (4, 1, False), (1, 2, False)])
 def test_grouped_strided_transposed_convolutions_are_posed_as_input_gradients(groups, stride, rewritten):
     generator = torch.Generator().manual_seed(2)
-    x, weight = torch.randn(1, 4 * groups, 8, 8, generator=generator), torch.randn(4 * groups, 3, 5, 5, generator=generator)
-    args = (x, weight, None, [stride] * 2, [2, 2], [1, 1], True, [stride - 1] * 2, groups)
-    posed = _transposed_as_input_gradient(*args)
-    if not rewritten:
-        assert posed is NotImplemented
-        return
-    expected = F.conv_transpose2d(x, weight, stride=stride, padding=2, output_padding=stride - 1, groups=groups)
-    assert posed.shape == expected.shape and torch.allclose(posed, expected, atol=1e-5)
+    x = torch.randn(1, 4 * groups, 8, 8, generator=generator)
+    weight = torch.randn(4 * groups, 3, 5, 5, generator=generator)
+
+    def transposed(x, weight):
+        return F.conv_transpose2d(x, weight, stride=stride, padding=2, output_padding=stride - 1, groups=groups)
+
+    graph = make_fx(transposed, tracing_mode="fake")(x, weight)  # aten operations, as inductor's passes see them
+    TransposedAsInputGradient()(graph.graph)
+    graph.recompile()
+    targets = {node.target for node in graph.graph.nodes}
+    assert (torch.ops.aten.convolution_backward.default in targets) == rewritten
+    assert (torch.ops.aten.convolution.default in targets) != rewritten
+    assert torch.allclose(graph(x, weight), transposed(x, weight), atol=1e-5)
 
 
 def test_a_compiled_single_step_of_two_variables_equals_plain_autograd():
