@@ -27,8 +27,6 @@ from collections.abc import Callable, Mapping
 import torch
 from torch.func import grad_and_value, vmap
 
-from attacker.compiling import compile_step
-
 Variables = tuple[torch.Tensor, ...]
 
 #: ``attack.compile=auto`` compiles attacks of at least this many optimiser steps: below it, a cold
@@ -90,6 +88,8 @@ class Step:
         self._eager = transformed if batched else autograd_step(objective, count)
         self._compiled = None
         if compiled:
+            from attacker.compiling import compile_step  # imports inductor (a second or more): compiled steps only
+
             # inductor imports torch's C++-extension helper, which warns on every CPU-only machine
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self._compiled = compile_step(transformed, device)
