@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from attacker.observation import Observation
+from attacker.steps import Step, compile_wanted
+from attacker.victim import Victim
 from fl_sim.config import AttackConfig
 
 #: Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py), iDLG the same
@@ -53,6 +56,22 @@ class AttackSettings:
         resolved = dataclasses.replace(self, method=method, iterations=self.iterations or DEFAULT_ITERATIONS[method],
                                        lr=self.lr or DEFAULT_LR[method])
         return dataclasses.replace(resolved, **changes)
+
+
+def victim_step(victim: Victim, settings: AttackSettings, key: tuple, objective: Callable[..., torch.Tensor],
+                count: int = 1, batched: bool = False) -> Step:
+    """The step of ``objective`` in its first ``count`` arguments, kept on ``victim`` under ``key`` and compiled
+    as ``attack.compile`` decides.
+
+    ``key`` must name everything ``objective`` depends on: the first step built under it is reused by
+    later updates and rounds of the same shape (a compiled step is compiled once per shape and run).
+    """
+    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
+    key = (*key, batched, compiled)
+    if key not in victim.steps:
+        victim.steps[key] = Step(objective, count, batched=batched, compiled=compiled, device=victim.device,
+                                 strict=settings.compile == "on")
+    return victim.steps[key]
 
 
 @dataclass

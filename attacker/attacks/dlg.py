@@ -38,8 +38,8 @@ from attacker.lbfgs import LBFGS
 from attacker.matching import matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
-from attacker.attacks.base import AttackSettings, Reconstruction
-from attacker.steps import Step, compile_wanted
+from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
+from attacker.steps import Step
 from attacker.victim import Victim
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
@@ -143,18 +143,14 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask
 
 
 def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackSettings) -> Step:
-    """The L2-matching step (of the image, and for DLG of the label logits too), built once per victim and
-    matched arrays, so that a compiled one is reused by later updates and rounds."""
-    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
-    key = ("dlg" if soft_labels else "idlg", tuple(names), compiled)
-    if key not in victim.steps:
-        if soft_labels:
-            def cost(image, label_logits, target, mask):
-                trial = victim.gradient(image, F.softmax(label_logits, dim=-1))
-                return l2_distance(restrict(trial, names, mask), target)
-        else:
-            def cost(image, labels, target, mask):
-                return l2_distance(restrict(victim.gradient(image, labels), names, mask), target)
-        victim.steps[key] = Step(cost, 2 if soft_labels else 1, compiled=compiled, device=victim.device,
-                                 strict=settings.compile == "on")
-    return victim.steps[key]
+    """The L2-matching step (of the image, and for DLG of the label logits too), kept on the victim for later
+    updates and rounds."""
+    if soft_labels:
+        def cost(image, label_logits, target, mask):
+            trial = victim.gradient(image, F.softmax(label_logits, dim=-1))
+            return l2_distance(restrict(trial, names, mask), target)
+    else:
+        def cost(image, labels, target, mask):
+            return l2_distance(restrict(victim.gradient(image, labels), names, mask), target)
+    return victim_step(victim, settings, ("dlg" if soft_labels else "idlg", tuple(names)), cost,
+                       2 if soft_labels else 1)

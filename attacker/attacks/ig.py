@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacker.attacks.base import AttackSettings, Reconstruction
+from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
 from attacker.engine import AdamSchedule, AttackCancelled, StopSignal, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
@@ -38,7 +38,7 @@ from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
 from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels,
                              simulate_update)
-from attacker.steps import Step, compile_wanted
+from attacker.steps import Step
 from attacker.victim import Victim
 
 
@@ -203,31 +203,25 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
 
 
 def _step(victim: Victim, plan: Plan, attacks: int, settings: AttackSettings) -> Step:
-    """The optimisation step of ``attacks`` tries shaped as ``plan``: built once per victim and shape, so that
-    a compiled one is reused in later rounds."""
+    """The optimisation step of ``attacks`` tries shaped as ``plan`` (kept on the victim for later rounds)."""
     batched = settings.batched and attacks > 1
-    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
-    key = ("ig", plan.shape_key, attacks if batched else 1, batched, compiled)
-    if key not in victim.steps:
-        names, train, schedule = list(plan.target), plan.obs.train, plan.schedule
+    names, train, schedule = list(plan.target), plan.obs.train, plan.schedule
 
-        def cost(x, labels, target, mask, tv):
-            if schedule is None:
-                trial = victim.gradient(x, labels)
-                prior = total_variation(x)
-            else:
-                trial = simulate_update(victim, x, labels, train, schedule.batches)
-                prior = total_variation(x) + epoch_prior(x, labels, schedule, victim.num_classes)
-            return cosine_distance(restrict(trial, names, mask), target) + tv * prior
+    def cost(x, labels, target, mask, tv):
+        if schedule is None:
+            trial = victim.gradient(x, labels)
+            prior = total_variation(x)
+        else:
+            trial = simulate_update(victim, x, labels, train, schedule.batches)
+            prior = total_variation(x) + epoch_prior(x, labels, schedule, victim.num_classes)
+        return cosine_distance(restrict(trial, names, mask), target) + tv * prior
 
-        def cost_with_noise(x, noise, labels, target, mask, tv):
-            with victim.fixed_noise(noise):
-                return cost(x, labels, target, mask, tv)
+    def cost_with_noise(x, noise, labels, target, mask, tv):
+        with victim.fixed_noise(noise):
+            return cost(x, labels, target, mask, tv)
 
-        objective, count = (cost, 1) if plan.noise_shape is None else (cost_with_noise, 2)
-        victim.steps[key] = Step(objective, count, batched=batched, compiled=compiled, device=victim.device,
-                                 strict=settings.compile == "on")
-    return victim.steps[key]
+    objective, count = (cost, 1) if plan.noise_shape is None else (cost_with_noise, 2)
+    return victim_step(victim, settings, ("ig", plan.shape_key, attacks if batched else 1), objective, count, batched)
 
 
 def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
