@@ -32,6 +32,7 @@ import time
 
 import torch
 
+from attack_throughput import timed
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.judge import judge
 from attacker.observation import Observation
@@ -110,10 +111,10 @@ def main() -> None:
     one = {"eager": [], "compiled": [], "breaching": []}
     for _ in range(args.repeats):  # one update, interleaved
         for mode, mode_settings in modes.items():
-            one[mode].append(timed(lambda: ATTACKS["ig"](victim, observations[:1], mode_settings))[1])
+            one[mode].append(timed(lambda: ATTACKS["ig"](victim, observations[:1], mode_settings), victim.device)[1])
         one["breaching"].append(run_breaching(attacker, victim, observations[0], truths[0].labels, starts[0])[1])
     rate = {tool: args.iterations / min(seconds) for tool, seconds in one.items()}
-    batched = {mode: timed(lambda: ATTACKS["ig"](victim, observations, mode_settings))
+    batched = {mode: timed(lambda: ATTACKS["ig"](victim, observations, mode_settings), victim.device)
                for mode, mode_settings in modes.items()}
     found = [run_breaching(attacker, victim, obs, truth.labels, start)
              for obs, truth, start in zip(observations, truths, starts)]
@@ -156,13 +157,6 @@ def warm_up(victim: Victim, observations: list[Observation], settings: AttackSet
     return sum(victim.steps[key].compile_seconds or 0.0 for key in set(victim.steps) - before)
 
 
-def timed(attack):
-    """The result of ``attack()`` and its seconds."""
-    began = time.perf_counter()
-    result = attack()
-    return result, time.perf_counter() - began
-
-
 def row(measure: str, eager: float, compiled: float, breaching: float, eager_ratio: float | None,
         compiled_ratio: float | None, form: str) -> None:
     """One line of the table: the two fl-sim figures, breaching's, and fl-sim's ratios over breaching."""
@@ -199,7 +193,7 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     for obs, truth, start in zip(observations, truths, starts):
         for mode, mode_settings in modes.items():
             before = sum(step.evaluations for step in victim.steps.values())
-            rec, seconds = timed(lambda: ATTACKS[method](victim, [obs], mode_settings)[0])
+            rec, seconds = timed(lambda: ATTACKS[method](victim, [obs], mode_settings)[0], victim.device)
             rates[mode].append((sum(step.evaluations for step in victim.steps.values()) - before) / seconds)
             ssims[mode].append(ssim(rec.images, truth))
         counter.calls = 0
