@@ -53,10 +53,7 @@ def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
                                 observations[0].global_arrays, device)
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0), iterations=iterations,
                                    batched=mode != "sequential", compile="on" if mode == "compiled" else "off")
-    compile_seconds = None
-    if mode == "compiled":  # the step is kept on the victim: compile it before the clock starts
-        ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
-        compile_seconds = sum(step.compile_seconds or 0.0 for step in victim.steps.values())
+    compile_seconds = warm_up(victim, observations, settings) if mode == "compiled" else None
     reconstructions, seconds = timed(lambda: ATTACKS["ig"](victim, observations, settings), device)
     busy = gpu_busy_share(lambda: ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=20)),
                           device)
@@ -64,6 +61,14 @@ def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
                     for rec, truth in zip(reconstructions, truths))
     return {"seconds": seconds, "its_per_s": k * iterations / seconds, "compile_seconds": compile_seconds,
             "busy": busy, "successes": successes}
+
+
+def warm_up(victim: Victim, observations: list[Observation], settings: AttackSettings) -> float:
+    """Compile the IG step of ``observations`` (kept on the victim, so the timed runs that follow reuse it)
+    before the clock starts; its seconds."""
+    before = set(victim.steps)
+    ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
+    return sum(victim.steps[key].compile_seconds or 0.0 for key in set(victim.steps) - before)
 
 
 def timed(run, device: torch.device):

@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from attack_throughput import timed
+from attack_throughput import timed, warm_up
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.judge import judge
 from attacker.observation import Observation
@@ -147,14 +147,6 @@ def compile_modes(settings: AttackSettings) -> dict[str, AttackSettings]:
 def ssim(images: torch.Tensor, truth) -> float:
     """The best SSIM of ``images`` against the client's true images, as the judge matches them."""
     return judge(images, truth.labels, *truth.tensors(), threshold=0.6).best_ssim
-
-
-def warm_up(victim: Victim, observations: list[Observation], settings: AttackSettings) -> float:
-    """Compile the step of ``len(observations)`` batched updates (kept on the victim for the timed runs);
-    its seconds."""
-    before = set(victim.steps)
-    ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
-    return sum(victim.steps[key].compile_seconds or 0.0 for key in set(victim.steps) - before)
 
 
 def row(measure: str, eager: float, compiled: float, breaching: float, eager_ratio: float | None,
