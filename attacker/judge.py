@@ -1,12 +1,27 @@
 """Judging a reconstruction against the client's real images: the only place ground truth enters.
 
-Reconstructions of a batch come out in any order, so reconstructed images are matched to the
-samples the client trained on in that round one-to-one, by an optimal assignment that maximises
-the total SSIM (``scipy.optimize.linear_sum_assignment``): four copies of one reconstruction
-match four different samples, and at most one of them can score high. Reconstructions beyond the
-number of samples are left unmatched and never leak. An image leaks when its SSIM reaches the
-threshold (0.6 by default, the criterion used for PRECODE's protocol); a client's update leaks
-when at least one of its images does.
+An image leaks only where the reconstruction *identifies* it, better than chance does:
+
+1. **Matching, one-to-one.** Reconstructions of a batch come out in any order; they are matched
+   to the images the client trained on by an optimal assignment that minimises the total
+   identification distance (:mod:`attacker.chance`; ``scipy.optimize.linear_sum_assignment``):
+   four copies of one reconstruction match four different images, at most one of them well.
+   Reconstructions beyond the images held are scored against their nearest image and never
+   leak; chance is measured at the number of reconstructions, so returning more guesses than
+   images buys nothing.
+2. **Identification.** A matched reconstruction identifies its image when its distance to it,
+   over its distance to the nearest image of a reference set the client never held, is below the
+   ratio that decoys (real images the client never held) reach in at most ``false_leak_rate`` of
+   updates of the same counts (:class:`attacker.chance.ChanceModel`). The margin in dB is that
+   ratio's ``-20 log10``: how much closer to its match than to any reference image.
+3. **Leak.** An identified image leaks when its SSIM to its match also reaches the threshold
+   (0.6 by default, the criterion used for PRECODE's protocol); an update leaks when one of its
+   images does.
+
+Beside the verdict, per update: the images identified out of the images held, label recovery,
+and Image Identifiability Precision as breaching 0.1.2 computes it with its pixel score (after
+Yin et al., CVPR 2021): the share of reconstructions whose nearest neighbour by pixel distance,
+among the reference's images of its match's label and the match, is the match.
 """
 
 from __future__ import annotations
@@ -19,28 +34,41 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from attacker.metrics import Similarity, similarity, ssim
+from attacker.chance import Chance, ChanceModel, distances, identity_features
+from attacker.metrics import Similarity, similarity
+from fl_sim.data import ImageData
+
+#: Reference images the judge compares with at most; a larger held-out split is subsampled.
+MAX_REFERENCE = 2048
 
 
 @dataclass(frozen=True)
 class ImageVerdict:
-    """One reconstructed image, the ground truth it is scored against (index into the candidates) and scores.
+    """One reconstructed image: the true image it is matched with (index into the truth) and its scores.
 
-    ``assigned`` is False for a reconstruction left over when there are more reconstructions than
-    samples: it is then scored against its most similar sample, and it never leaks.
+    ``margin_db``: how much closer (dB) it is to its match than to the nearest reference image;
+    ``identified``: whether that margin beats chance; ``nearest_of_label``: whether its match is its
+    pixel nearest neighbour among the reference's images of the match's label (IIP's test);
+    ``assigned`` is False for a reconstruction beyond the images held, which never leaks.
     """
 
     match: int
     scores: Similarity
+    margin_db: float
+    identified: bool
+    label_recovered: bool
+    nearest_of_label: bool
     leaked: bool
     assigned: bool = True
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The judgement of one attacked update."""
+    """The judgement of one attacked update: per image, and what chance reaches at its counts."""
 
     images: list[ImageVerdict]
+    held: int
+    chance: Chance
     label_accuracy: float
     leaked: bool
 
@@ -51,8 +79,19 @@ class Verdict:
 
     @property
     def images_leaked(self) -> int:
-        """How many reconstructed images leaked."""
+        """How many of the images held leaked (identified, and SSIM at the threshold)."""
         return sum(image.leaked for image in self.images)
+
+    @property
+    def images_identified(self) -> int:
+        """How many of the images held a reconstruction identifies, whatever its SSIM."""
+        return sum(image.identified for image in self.images)
+
+    @property
+    def iip(self) -> float:
+        """Image Identifiability Precision (pixel score): the share of reconstructions whose nearest
+        neighbour of their match's label is their match."""
+        return sum(image.nearest_of_label for image in self.images) / len(self.images)
 
     @property
     def mean_ssim(self) -> float:
@@ -60,29 +99,63 @@ class Verdict:
         return statistics.mean(image.scores.ssim for image in self.images)
 
 
-def judge(reconstruction: torch.Tensor, labels: torch.Tensor, truth: torch.Tensor, truth_labels: torch.Tensor,
-          threshold: float) -> Verdict:
-    """Score ``reconstruction`` ``[B, C, H, W]`` and its ``labels`` against the candidates ``truth``.
+class Judge:
+    """Scores reconstructions against the images a client held, a reference it never held, and chance."""
 
-    Reconstructions are clipped to the pixel range [0, 1] first (DLG's are unboxed). Label
-    accuracy is the share of recovered labels found in the true labels, counted as multisets (a
-    label recovered twice must be present twice).
-    """
-    recon, candidates = reconstruction.clamp(0, 1).numpy(), truth.numpy()
-    scores = np.array([[ssim(image, candidate) for candidate in candidates] for image in recon])
-    rows, cols = linear_sum_assignment(scores, maximize=True)
-    assigned = dict(zip(rows.tolist(), cols.tolist()))
-    verdicts = []
-    for index, image in enumerate(recon):
-        match = assigned.get(index, int(np.argmax(scores[index])))
-        found = similarity(image, candidates[match])
-        verdicts.append(ImageVerdict(match=match, scores=found, leaked=index in assigned and found.ssim >= threshold,
-                                     assigned=index in assigned))
-    found_labels = Counter(labels.tolist()) & Counter(truth_labels.tolist())
-    return Verdict(images=verdicts, label_accuracy=sum(found_labels.values()) / len(labels),
-                   leaked=any(v.leaked for v in verdicts))
+    def __init__(self, reference: ImageData, pool: ImageData, threshold: float, false_leak_rate: float,
+                 seed: int = 0) -> None:
+        """``reference``: images of the same distribution that no client holds (a held-out split; at most
+        ``MAX_REFERENCE`` of them are used); ``pool``: the data set's images, which chance is measured on."""
+        keep = np.sort(np.random.default_rng(seed).permutation(len(reference))[:MAX_REFERENCE])
+        images, self.reference_labels = reference.subset(keep).tensors()
+        self.reference_pixels = images.double().flatten(1)
+        self.reference_features = identity_features(images)
+        self.threshold = threshold
+        self.chance = ChanceModel(*pool.tensors(), reference_size=len(keep), false_leak_rate=false_leak_rate,
+                                  seed=seed)
+
+    def __call__(self, reconstruction: torch.Tensor, labels: torch.Tensor, truth: torch.Tensor,
+                 truth_labels: torch.Tensor) -> Verdict:
+        """Judge ``reconstruction`` ``[M, C, H, W]`` and its ``labels`` against the ``truth`` ``[N, C, H, W]`` held.
+
+        Reconstructions are clipped to the pixel range [0, 1] first (DLG's are unboxed). Label
+        accuracy is the share of recovered labels found in the true labels, counted as multisets (a
+        label recovered twice must be present twice).
+        """
+        recon = reconstruction.detach().cpu().clamp(0, 1)
+        features = identity_features(recon)
+        to_truth = distances(features, identity_features(truth))
+        to_reference = distances(features, self.reference_features).min(1).values
+        rows, cols = linear_sum_assignment(to_truth.numpy())
+        assigned = dict(zip(rows.tolist(), cols.tolist()))
+        matches = [assigned.get(i, int(to_truth[i].argmin())) for i in range(len(recon))]
+        chance = self.chance.at(len(recon), len(truth))
+        ratios = to_truth[torch.arange(len(recon)), matches] / to_reference.clamp(min=1e-12)
+        scores = similarity(recon, truth[matches])
+        nearest = self._nearest_of_label(recon, truth[matches], truth_labels[matches])
+        verdicts = []
+        for index, (match, ratio, score) in enumerate(zip(matches, ratios.tolist(), scores)):
+            kept = index in assigned
+            identified = kept and ratio < chance.required_ratio
+            verdicts.append(ImageVerdict(
+                match=match, scores=score, margin_db=-20 * float(np.log10(ratio)) if ratio > 0 else float("inf"),
+                identified=identified, label_recovered=int(labels[index]) == int(truth_labels[match]),
+                nearest_of_label=kept and bool(nearest[index]),
+                leaked=identified and score.ssim >= self.threshold, assigned=kept))
+        found_labels = Counter(labels.tolist()) & Counter(truth_labels.tolist())
+        return Verdict(images=verdicts, held=len(truth), chance=chance,
+                       label_accuracy=sum(found_labels.values()) / len(labels), leaked=any(v.leaked for v in verdicts))
+
+    def _nearest_of_label(self, recon: torch.Tensor, matched: torch.Tensor, matched_labels: torch.Tensor) -> torch.Tensor:
+        """Per reconstruction, whether its match is nearer (pixel distance) than every reference image of its label."""
+        pixels = recon.double().flatten(1)
+        to_match = (pixels - matched.double().flatten(1)).norm(dim=1)
+        to_reference = distances(pixels, self.reference_pixels)
+        other_label = self.reference_labels[None, :] != matched_labels[:, None]
+        return to_match < to_reference.masked_fill(other_label, float("inf")).min(1).values
 
 
 def worst_case(verdicts: list[Verdict]) -> int:
-    """Index of the verdict that leaks most: most images leaked, then the highest mean SSIM."""
-    return max(range(len(verdicts)), key=lambda i: (verdicts[i].images_leaked, verdicts[i].mean_ssim))
+    """Index of the verdict that leaks most: most images leaked, then identified, then the highest mean SSIM."""
+    return max(range(len(verdicts)),
+               key=lambda i: (verdicts[i].images_leaked, verdicts[i].images_identified, verdicts[i].mean_ssim))
