@@ -9,9 +9,9 @@ nearest reference image: below 1 it is the match's nearest neighbour, near 0 it 
 
 How low a ratio must be to count depends on the count: the more true images an update holds, the
 likelier one of them has a look-alike among the guesses. :class:`ChanceModel` measures it. It
-draws, many times, a client's worth of images (N), decoys of the same labels that the client never
-held (M, the number of reconstructions) and a reference of the judge's size, all disjoint, from a
-pool of the data set's images, and records each draw's lowest decoy ratio (each decoy against its
+draws, many times, a client's worth of images (N) and decoys of the same labels that the client
+never held (M, the number of reconstructions) from a pool of the data set's images, the rest of
+the pool being the reference, and records each draw's lowest decoy ratio (each decoy against its
 nearest true image, more lenient than the judge's one-to-one match). The required ratio is the
 largest at which at most ``false_leak_rate`` of the draws would have had ANY decoy identified:
 the error is controlled per update, not per image, so that an update of 128 images is not judged
@@ -31,8 +31,6 @@ import torch.nn.functional as F
 IDENTITY_SIGMA = 1.0
 #: Draws of (client images, decoys, reference) per calibrated count.
 CALIBRATION_DRAWS = 1000
-#: Pool images (the data set's) calibration draws from at most; a larger data set is subsampled.
-MAX_POOL = 4096
 
 
 def identity_features(images: torch.Tensor) -> torch.Tensor:
@@ -64,7 +62,6 @@ class Chance:
 
     reconstructions: int
     held: int
-    reference: int
     required_ratio: float
     decoy_update_rate: float
     decoy_image_rate: float
@@ -78,26 +75,23 @@ class Chance:
     def as_event(self) -> dict[str, float | int]:
         """The fields an ``attack`` event carries of chance."""
         return {"required_margin_db": round(self.required_margin_db, 3), "decoy_update_rate": self.decoy_update_rate,
-                "decoy_image_rate": self.decoy_image_rate, "draws": self.draws, "reference": self.reference}
+                "decoy_image_rate": self.decoy_image_rate, "draws": self.draws}
 
 
 class ChanceModel:
     """Calibrates, per count of reconstructions and of images held, the ratio a leak needs (cached).
 
-    ``pool`` and ``pool_labels`` are real images of the data set (any split: draws are random);
-    ``reference_size`` is the size of the reference the judge compares with. Where the pool is too
-    small for a draw of that size, the draws' reference shrinks, which makes the required ratio
-    stricter, never looser.
+    ``features`` (:func:`identity_features`) and ``labels`` are the pool's: real images of the data
+    set. A draw takes from it the images held and the decoys; every other pool image is the draw's
+    reference, as every image but the update's own is the judge's (a draw's reference lacks the
+    decoys too, so it is a little smaller: that makes the required ratio stricter, never looser).
     """
 
-    def __init__(self, pool: torch.Tensor, pool_labels: torch.Tensor, reference_size: int,
-                 false_leak_rate: float, seed: int = 0, draws: int = CALIBRATION_DRAWS) -> None:
-        rng = np.random.default_rng(seed)
-        keep = np.sort(rng.permutation(len(pool))[:MAX_POOL])
-        self._features = identity_features(pool[keep])
-        self._labels = np.asarray(pool_labels)[keep]
+    def __init__(self, features: torch.Tensor, labels: np.ndarray, false_leak_rate: float, seed: int = 0,
+                 draws: int = CALIBRATION_DRAWS) -> None:
+        self._features = features
+        self._labels = np.asarray(labels)
         self._distances: torch.Tensor | None = None
-        self.reference_size = reference_size
         self.false_leak_rate = false_leak_rate
         self.draws = draws
         self.seed = seed
@@ -111,32 +105,30 @@ class ChanceModel:
         return self._cache[key]
 
     def _calibrate(self, reconstructions: int, held: int) -> Chance:
-        pool = len(self._labels)
-        reference = min(self.reference_size, pool - held - reconstructions)
-        if reference < 1:
-            raise ValueError(f"{pool} pool images are too few to measure chance for {held} images held and "
-                             f"{reconstructions} reconstructions")
+        if len(self._labels) <= held + reconstructions:
+            raise ValueError(f"{len(self._labels)} images are too few to measure chance for {held} images held "
+                             f"and {reconstructions} reconstructions")
         if self._distances is None:
             self._distances = distances(self._features, self._features)
         rng = np.random.default_rng([self.seed, reconstructions, held])
         lowest = np.empty(self.draws)
-        identified_at: list[np.ndarray] = []
+        every = []
         for draw in range(self.draws):
-            truth, decoys, refs = self._draw(rng, held, reconstructions, reference)
+            truth, decoys = self._draw(rng, held, reconstructions)
             rows = self._distances[decoys]
-            ratios = (rows[:, truth].min(1).values / rows[:, refs].min(1).values.clamp(min=1e-12)).numpy()
+            to_truth = rows[:, truth].min(1).values
+            rows[:, np.concatenate([truth, decoys])] = math.inf  # every other image is the reference
+            ratios = (to_truth / rows.min(1).values.clamp(min=1e-12)).numpy()
             lowest[draw] = ratios.min()
-            identified_at.append(ratios)
+            every.append(ratios)
         allowed = math.floor(self.false_leak_rate * self.draws)
         required = min(1.0, float(np.sort(lowest)[allowed]))
-        every = np.concatenate(identified_at)
-        return Chance(reconstructions=reconstructions, held=held, reference=reference, required_ratio=required,
+        return Chance(reconstructions=reconstructions, held=held, required_ratio=required,
                       decoy_update_rate=float(np.mean(lowest < required)),
-                      decoy_image_rate=float(np.mean(every < required)), draws=self.draws)
+                      decoy_image_rate=float(np.mean(np.concatenate(every) < required)), draws=self.draws)
 
-    def _draw(self, rng: np.random.Generator, held: int, count: int,
-              reference: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Disjoint pool positions: ``held`` true images, ``count`` decoys of their labels, a reference.
+    def _draw(self, rng: np.random.Generator, held: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Disjoint pool positions: ``held`` true images and ``count`` decoys of their labels.
 
         Decoys take the true images' labels in turn (where the pool has no unused image of a label,
         any unused image), so that a decoy is an image of the right class, the hardest to tell apart.
@@ -149,6 +141,4 @@ class ChanceModel:
         free = np.ones(len(rest), dtype=bool)
         free[taken] = False
         missing = count - len(taken)  # labels the pool has too few unused images of: any unused image
-        decoys = np.concatenate([taken, np.flatnonzero(free)[:missing]]).astype(int)
-        free[decoys] = False
-        return truth, rest[decoys], rest[free][:reference]
+        return truth, rest[np.concatenate([taken, np.flatnonzero(free)[:missing]]).astype(int)]

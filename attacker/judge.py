@@ -10,7 +10,7 @@ An image leaks only where the reconstruction *identifies* it, better than chance
    leak; chance is measured at the number of reconstructions, so returning more guesses than
    images buys nothing.
 2. **Identification.** A matched reconstruction identifies its image when its distance to it,
-   over its distance to the nearest image of a reference set the client never held, is below the
+   over its distance to the nearest other image of the data set (the reference), is below the
    ratio that decoys (real images the client never held) reach in at most ``false_leak_rate`` of
    updates of the same counts (:class:`attacker.chance.ChanceModel`). The margin in dB is that
    ratio's ``-20 log10``: how much closer to its match than to any reference image.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,11 @@ from scipy.optimize import linear_sum_assignment
 
 from attacker.chance import Chance, ChanceModel, distances, identity_features
 from attacker.metrics import Similarity, similarity
-from fl_sim.data import ImageData
+from fl_sim.config import AttackConfig
+from fl_sim.data import Dataset, ImageData
 
-#: Reference images the judge compares with at most; a larger held-out split is subsampled.
-MAX_REFERENCE = 2048
+#: Images of the data set the judge keeps at most (reference and chance); a larger one is subsampled.
+MAX_POOL = 4096
 
 
 @dataclass(frozen=True)
@@ -100,39 +102,54 @@ class Verdict:
 
 
 class Judge:
-    """Scores reconstructions against the images a client held, a reference it never held, and chance."""
+    """Scores reconstructions against the images a client held, every other image of its data set, and chance.
 
-    def __init__(self, reference: ImageData, pool: ImageData, threshold: float, false_leak_rate: float,
-                 seed: int = 0) -> None:
-        """``reference``: images of the same distribution that no client holds (a held-out split; at most
-        ``MAX_REFERENCE`` of them are used); ``pool``: the data set's images, which chance is measured on."""
-        keep = np.sort(np.random.default_rng(seed).permutation(len(reference))[:MAX_REFERENCE])
-        images, self.reference_labels = reference.subset(keep).tensors()
-        self.reference_pixels = images.double().flatten(1)
-        self.reference_features = identity_features(images)
+    ``data`` is the data set's images (at most ``MAX_POOL`` of them are kept, drawn at random): the
+    images an update held are named by their positions in it, and every other image is the
+    reference, including the client's images of other rounds, which only makes identification
+    harder. Chance is measured on the same images (:class:`attacker.chance.ChanceModel`).
+    """
+
+    def __init__(self, data: ImageData, threshold: float, false_leak_rate: float, seed: int = 0) -> None:
+        self.data = data
+        keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:MAX_POOL])
+        images, labels = data.subset(keep).tensors()
+        self._row_of = {int(position): row for row, position in enumerate(keep)}
+        self._pixels = images.double().flatten(1)
+        self._features = identity_features(images)
+        self._labels = labels
         self.threshold = threshold
-        self.chance = ChanceModel(*pool.tensors(), reference_size=len(keep), false_leak_rate=false_leak_rate,
-                                  seed=seed)
+        self.chance = ChanceModel(self._features, labels.numpy(), false_leak_rate, seed=seed)
 
-    def __call__(self, reconstruction: torch.Tensor, labels: torch.Tensor, truth: torch.Tensor,
-                 truth_labels: torch.Tensor) -> Verdict:
-        """Judge ``reconstruction`` ``[M, C, H, W]`` and its ``labels`` against the ``truth`` ``[N, C, H, W]`` held.
+    @classmethod
+    def of_dataset(cls, dataset: Dataset, config: AttackConfig, seed: int) -> Judge:
+        """The judge of a run on ``dataset``: positions are the training split's (both splits are its data)."""
+        return cls(dataset.all_images(), config.success_ssim, config.false_leak_rate, seed=seed)
 
-        Reconstructions are clipped to the pixel range [0, 1] first (DLG's are unboxed). Label
-        accuracy is the share of recovered labels found in the true labels, counted as multisets (a
-        label recovered twice must be present twice).
+    def __call__(self, reconstruction: torch.Tensor, labels: torch.Tensor, held: Sequence[int],
+                 excluded: Sequence[int] = ()) -> Verdict:
+        """Judge ``reconstruction`` ``[M, C, H, W]`` and its ``labels`` against the images at the positions ``held``.
+
+        ``held`` (repeats are one image) and ``excluded`` (images that must not count as a reference,
+        such as a benchmark's decoys) are positions in the judge's data. Reconstructions are clipped to
+        the pixel range [0, 1] first (DLG's are unboxed). Label accuracy is the share of recovered
+        labels found in the true labels, counted as multisets (a label recovered twice must be present
+        twice).
         """
+        truth, truth_labels = self.truth(held).tensors()
         recon = reconstruction.detach().cpu().clamp(0, 1)
+        reference = torch.ones(len(self._labels), dtype=torch.bool)
+        reference[[self._row_of[int(p)] for p in (*held, *excluded) if int(p) in self._row_of]] = False
         features = identity_features(recon)
         to_truth = distances(features, identity_features(truth))
-        to_reference = distances(features, self.reference_features).min(1).values
+        to_reference = distances(features, self._features[reference]).min(1).values
         rows, cols = linear_sum_assignment(to_truth.numpy())
         assigned = dict(zip(rows.tolist(), cols.tolist()))
         matches = [assigned.get(i, int(to_truth[i].argmin())) for i in range(len(recon))]
         chance = self.chance.at(len(recon), len(truth))
         ratios = to_truth[torch.arange(len(recon)), matches] / to_reference.clamp(min=1e-12)
         scores = similarity(recon, truth[matches])
-        nearest = self._nearest_of_label(recon, truth[matches], truth_labels[matches])
+        nearest = self._nearest_of_label(recon, truth[matches], truth_labels[matches], reference)
         verdicts = []
         for index, (match, ratio, score) in enumerate(zip(matches, ratios.tolist(), scores)):
             kept = index in assigned
@@ -146,12 +163,17 @@ class Judge:
         return Verdict(images=verdicts, held=len(truth), chance=chance,
                        label_accuracy=sum(found_labels.values()) / len(labels), leaked=any(v.leaked for v in verdicts))
 
-    def _nearest_of_label(self, recon: torch.Tensor, matched: torch.Tensor, matched_labels: torch.Tensor) -> torch.Tensor:
+    def truth(self, held: Sequence[int]) -> ImageData:
+        """The images at the positions ``held``, repeats once, in order: what a verdict's ``match`` indexes."""
+        return self.data.subset(list(dict.fromkeys(int(p) for p in held)))
+
+    def _nearest_of_label(self, recon: torch.Tensor, matched: torch.Tensor, matched_labels: torch.Tensor,
+                          reference: torch.Tensor) -> torch.Tensor:
         """Per reconstruction, whether its match is nearer (pixel distance) than every reference image of its label."""
         pixels = recon.double().flatten(1)
         to_match = (pixels - matched.double().flatten(1)).norm(dim=1)
-        to_reference = distances(pixels, self.reference_pixels)
-        other_label = self.reference_labels[None, :] != matched_labels[:, None]
+        to_reference = distances(pixels, self._pixels[reference])
+        other_label = self._labels[reference][None, :] != matched_labels[:, None]
         return to_match < to_reference.masked_fill(other_label, float("inf")).min(1).values
 
 

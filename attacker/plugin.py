@@ -1,9 +1,10 @@
 """The attacker as a server plugin: collects each round's updates, attacks them, judges, logs.
 
 Per attacked client and round it writes an ``attack`` event (method, iterations, seconds,
-device, label accuracy, per-image MSE/PSNR/SSIM, success) and a PNG grid under
+device, label accuracy, per-image MSE/PSNR/SSIM and identification margin, the images identified
+out of the images held, what chance reaches at those counts, success) and a PNG grid under
 ``reconstructions/round-<r>/``; per round an ``attack-round`` event with the attack success
-rate over images and over clients. A failing attack (an exception, an out-of-memory error, an
+rate over images held and over clients. A failing attack (an exception, an out-of-memory error, an
 attack that does not apply to the model) is logged as ``attack-error`` and never reaches the
 federated run.
 """
@@ -14,7 +15,7 @@ import logging
 import statistics
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,12 @@ from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
 from attacker.attacks.base import AttackStop
 from attacker.engine import AttackCancelled
 from attacker.images import save_grid
-from attacker.judge import Verdict, judge, worst_case
+from attacker.judge import ImageVerdict, Judge, Verdict, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
 from fl_sim import events, protocol
 from fl_sim.config import RunConfig
-from fl_sim.data import ImageData
 from fl_sim.devices import resolve_device, server_threads
 from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import ResultsWriter
@@ -39,8 +39,6 @@ from fl_sim.training import derive_seed
 
 logger = logging.getLogger(__name__)
 
-#: Given the data-set positions a client reported training on, return those images (simulator only).
-GroundTruth = Callable[[Sequence[int]], ImageData]
 
 _OUT_OF_MEMORY_HINT = ("; lower attack.max-clients (fewer attacks batched together), "
                        "set attack.batched=false, or attack.device=cpu")
@@ -60,12 +58,12 @@ class AttackerPlugin(ServerPlugin):
 
     name = "attacker"
 
-    def __init__(self, config: RunConfig, writer: ResultsWriter, ground_truth: GroundTruth | None,
+    def __init__(self, config: RunConfig, writer: ResultsWriter, judge: Judge | None,
                  input_shape: tuple[int, int, int], num_classes: int) -> None:
         self.config = config
         self.attack = config.attack
         self.writer = writer
-        self.ground_truth = ground_truth
+        self.judge = judge
         self.input_shape = input_shape
         self.num_classes = num_classes
         self.device = resolve_device(self.attack.device)
@@ -177,13 +175,11 @@ class AttackerPlugin(ServerPlugin):
         verdicts: list[Verdict | None] = [None] * len(candidates)
         chosen, image_path = 0, None
         indices = audit.get(protocol.AUDIT_SAMPLES)
-        if self.ground_truth is not None and indices:
-            unique = np.array(list(dict.fromkeys(int(i) for i in indices)))
-            images, labels = self.ground_truth(unique).tensors()
-            verdicts = [judge(c.images, c.labels, images, labels, self.attack.success_ssim) for c in candidates]
+        if self.judge is not None and indices:
+            verdicts = [self.judge(c.images, c.labels, held=indices) for c in candidates]
             chosen = worst_case(verdicts)
             if self.attack.save_images:
-                matched = images[[v.match for v in verdicts[chosen].images]]
+                matched = self.judge.truth(indices).tensors()[0][[v.match for v in verdicts[chosen].images]]
                 image_path = f"reconstructions/round-{obs.server_round}/client-{obs.partition_id}.png"
                 save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
         best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
@@ -193,8 +189,11 @@ class AttackerPlugin(ServerPlugin):
             seconds=round(rec.seconds, 3), device=str(self.device), images=len(best.images),
             labels=best.labels.tolist(), loss=best.loss,
             label_accuracy=verdict.label_accuracy if verdict else None,
-            per_image=[{"mse": v.scores.mse, "psnr": v.scores.psnr, "ssim": v.scores.ssim, "leaked": v.leaked}
-                       for v in verdict.images] if verdict else None,
+            per_image=[_image_entry(v) for v in verdict.images] if verdict else None,
+            held=verdict.held if verdict else None,
+            images_identified=verdict.images_identified if verdict else None,
+            iip=verdict.iip if verdict else None,
+            chance=verdict.chance.as_event() if verdict else None,
             success=verdict.leaked if verdict else None, image=image_path,
             notes=best.notes if best is rec else best.notes + rec.notes,
             portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None))
@@ -203,13 +202,15 @@ class AttackerPlugin(ServerPlugin):
     def _summarise(self, server_round: int, verdicts: list[Verdict | None], seconds: float) -> None:
         judged = [v for v in verdicts if v is not None]
         images = [image for v in judged for image in v.images]
+        held = sum(v.held for v in judged)
         ssims = [image.scores.ssim for image in images]
         summary = {
             "round": server_round, "method": self.settings.method, "clients": len(verdicts),
             "clients_judged": len(judged), "clients_leaked": sum(v.leaked for v in judged),
             "client_success_rate": sum(v.leaked for v in judged) / len(judged) if judged else None,
-            "images": len(images), "images_leaked": sum(i.leaked for i in images),
-            "image_success_rate": sum(i.leaked for i in images) / len(images) if images else None,
+            "images": len(images), "images_held": held, "images_leaked": sum(i.leaked for i in images),
+            "images_identified": sum(i.identified for i in images),
+            "image_success_rate": sum(i.leaked for i in images) / held if held else None,
             "label_accuracy": statistics.mean(v.label_accuracy for v in judged) if judged else None,
             "best_ssim": max(ssims, default=None), "median_ssim": statistics.median(ssims) if ssims else None,
             "best_psnr": max((i.scores.psnr for i in images), default=None),
@@ -223,6 +224,14 @@ def _portfolio_entry(rec: Reconstruction, verdict: Verdict | None) -> dict[str, 
     """One attack of ``auto``'s portfolio as the event lists it."""
     entry = {"attack": rec.attack, "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "loss": rec.loss}
     if verdict is not None:
-        entry.update(success=verdict.leaked, images_leaked=verdict.images_leaked, best_ssim=verdict.best_ssim,
+        entry.update(success=verdict.leaked, images_leaked=verdict.images_leaked,
+                     images_identified=verdict.images_identified, best_ssim=verdict.best_ssim,
                      mean_ssim=verdict.mean_ssim, label_accuracy=verdict.label_accuracy)
     return entry
+
+
+def _image_entry(image: ImageVerdict) -> dict[str, Any]:
+    """One judged image as the event lists it."""
+    return {"mse": image.scores.mse, "psnr": image.scores.psnr, "ssim": image.scores.ssim,
+            "margin_db": image.margin_db, "identified": image.identified, "label_recovered": image.label_recovered,
+            "leaked": image.leaked}

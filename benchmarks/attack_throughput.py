@@ -31,7 +31,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from attacker.attacks import ATTACKS, AttackSettings
-from attacker.judge import judge
+from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
@@ -47,7 +47,8 @@ def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
     """Attack K one-image updates in ``mode``; seconds, iterations/s, compile seconds, GPU busy share, successes."""
     config = RunConfig.from_flat(FEDSGD)
     dataset = load_dataset(config.data)
-    updates, truths = intercepted_updates(config, [[(7 * i) % len(dataset.train)] for i in range(k)])
+    samples = [[(7 * i) % len(dataset.train)] for i in range(k)]
+    updates, _ = intercepted_updates(config, samples)
     observations = [Observation.from_update(update) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
                                 observations[0].global_arrays, device)
@@ -57,8 +58,8 @@ def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
     reconstructions, seconds = timed(lambda: ATTACKS["ig"](victim, observations, settings), device)
     busy = gpu_busy_share(lambda: ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=20)),
                           device)
-    successes = sum(judge(rec.images, rec.labels, *truth.tensors(), threshold=0.6).leaked
-                    for rec, truth in zip(reconstructions, truths))
+    judge = Judge.of_dataset(dataset, config.attack, seed=0)
+    successes = sum(judge(rec.images, rec.labels, held).leaked for rec, held in zip(reconstructions, samples))
     return {"seconds": seconds, "its_per_s": k * iterations / seconds, "compile_seconds": compile_seconds,
             "busy": busy, "successes": successes}
 

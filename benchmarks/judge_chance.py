@@ -1,18 +1,16 @@
 """The judge against chance: what it calls leaked when handed images the client never held, or noisy truths.
 
 For each data set and count N, ``--draws`` times: N images the client "held" and N decoys (real
-images of the same data set the client never held) are drawn at random, disjoint from each other
-and from the judge's reference set, and the decoys are judged as if they were the update's
-reconstructions. The table gives the share of decoy images and of decoy updates judged leaked
+images of the same data set the client never held) are drawn at random, and the decoys are judged
+as if they were the update's reconstructions, against a reference of every other image of the
+data set (decoys, reference and the client's images disjoint). The table gives the share of decoy images and of decoy updates judged leaked
 (and identified, whatever their SSIM), for random decoys and for decoys of the same labels as the
 held images (the harder case). Then the held images with Gaussian noise at 25 dB PSNR (measured
 after clipping to [0, 1]) are judged: the share of updates and of images that leak. Last, the
 judge's time for one update of 128 images on one thread, and the one-off cost of measuring chance.
 
-Data: digits and faces (held-out split as the reference, images drawn from the training split);
-with ``--victims FILE``, PRECODE's 128 CIFAR-10 victims (3 channels; 64 fixed as the reference,
-images drawn from the other 64; never committed). The pool chance is measured on is the whole
-data set.
+Data: digits (1,797 images) and faces (200); with ``--victims FILE``, PRECODE's 128 CIFAR-10
+victims (3 channels; never committed). The judge measures chance on the same data set.
 
     python benchmarks/judge_chance.py [--datasets digits faces victims] [--draws 100] [--noise-db 25]
 """
@@ -37,18 +35,15 @@ COUNTS = {"digits": [1, 4, 8, 16, 32, 128], "faces": [1, 4, 8, 16, 32], "victims
 THRESHOLD, FALSE_LEAK_RATE = 0.6, 0.01
 
 
-def split(name: str, victims: Path) -> tuple[ImageData, ImageData] | None:
-    """The images to draw from and the judge's reference, disjoint; ``None`` where the victims' file is absent."""
+def images_of(name: str, victims: Path) -> ImageData | None:
+    """Every image of ``name``; ``None`` (with a line) where the victims' file is absent."""
     if name == "victims":
         if not victims.is_file():
             print(f"skipped victims: {victims} not found")
             return None
         images, labels = load_tensor_images(victims)
-        data = ImageData((images * 255).round().to(torch.uint8), labels)
-        order = np.random.default_rng(0).permutation(len(data))
-        return data.subset(order[64:]), data.subset(order[:64])
-    dataset = load_dataset(RunConfig.from_flat({"data.dataset": name}).data)
-    return dataset.train, dataset.test
+        return ImageData((images * 255).round().to(torch.uint8), labels)
+    return load_dataset(RunConfig.from_flat({"data.dataset": name}).data).all_images()
 
 
 def noisy(images: torch.Tensor, target_db: float) -> torch.Tensor:
@@ -82,51 +77,53 @@ def same_label_decoys(rng: np.random.Generator, labels: np.ndarray, truth: np.nd
     return np.asarray(chosen)
 
 
-def measure(name: str, data: ImageData, reference: ImageData, draws: int, noise_db: float) -> None:
+def measure(name: str, data: ImageData, draws: int, noise_db: float) -> None:
     """Print one data set's rows: decoys at random, decoys of the same labels, and noisy truths, per N."""
-    pool = ImageData(torch.cat([data.images, reference.images]), torch.cat([data.labels, reference.labels]))
-    judge = Judge(reference, pool, THRESHOLD, FALSE_LEAK_RATE)
+    judge = Judge(data, THRESHOLD, FALSE_LEAK_RATE)
     labels = data.labels.numpy()
-    print(f"\n{name}: {len(data)} images to draw from, reference {len(reference)}, {draws} draws per cell")
+    print(f"\n{name}: {len(data)} images, {draws} draws per cell; the reference is every image but the "
+          f"update's and the decoys")
     print(f"{'N':>4} {'margin dB':>9} | {'random decoys: img leak':>23} {'upd leak':>8} {'img id':>7} {'upd id':>7} | "
           f"{'same-label: img leak':>20} {'upd leak':>8} {'img id':>7} {'upd id':>7} | "
-          f"{'noisy: upd leak':>15} {'img leak':>8} {'img id':>7}")
+          f"{'noisy: upd leak':>15} {'img leak':>8} {'img id':>7} {'SSIM>=0.6':>9}")
     for count in COUNTS[name]:
-        if 2 * count > len(data):
+        if 3 * count > len(data):
             continue
         rng = np.random.default_rng(count)
         random_decoys, label_decoys, noised = [], [], []
         for _ in range(draws):
             order = rng.permutation(len(data))
-            truth_images, truth_labels = data.subset(order[:count]).tensors()
+            held = order[:count]
             for decoys, verdicts in ((order[count:2 * count], random_decoys),
-                                     (same_label_decoys(rng, labels, order[:count]), label_decoys)):
+                                     (same_label_decoys(rng, labels, held), label_decoys)):
                 images, decoy_labels = data.subset(decoys).tensors()
-                verdicts.append(judge(images, decoy_labels, truth_images, truth_labels))
-            noised.append(judge(noisy(truth_images, noise_db), truth_labels, truth_images, truth_labels))
+                verdicts.append(judge(images, decoy_labels, held, excluded=decoys))
+            truth, truth_labels = data.subset(held).tensors()
+            noised.append(judge(noisy(truth, noise_db), truth_labels, held))
         margin = noised[0].chance.required_margin_db
         r, s, n = rates(random_decoys), rates(label_decoys), rates(noised)
+        above = np.mean([i.scores.ssim >= THRESHOLD for v in noised for i in v.images])
         print(f"{count:>4} {margin:>9.2f} | {r[0]:>23.2%} {r[1]:>8.1%} {r[2]:>7.2%} {r[3]:>7.1%} | "
-              f"{s[0]:>20.2%} {s[1]:>8.1%} {s[2]:>7.2%} {s[3]:>7.1%} | {n[1]:>15.1%} {n[0]:>8.1%} {n[2]:>7.1%}",
-              flush=True)
+              f"{s[0]:>20.2%} {s[1]:>8.1%} {s[2]:>7.2%} {s[3]:>7.1%} | {n[1]:>15.1%} {n[0]:>8.1%} {n[2]:>7.1%} "
+              f"{above:>9.1%}", flush=True)
 
 
-def speed(data: ImageData, reference: ImageData, count: int = 128) -> None:
+def speed(data: ImageData, count: int = 128) -> None:
     """Print the one-off seconds to measure chance at ``count`` and the seconds to judge one update of ``count``."""
-    pool = ImageData(torch.cat([data.images, reference.images]), torch.cat([data.labels, reference.labels]))
-    truth, labels = data.subset(np.arange(count)).tensors()
+    held = np.arange(count)
+    truth, labels = data.subset(held).tensors()
     guesses = noisy(truth, 25.0)
     start = time.perf_counter()
-    judge = Judge(reference, pool, THRESHOLD, FALSE_LEAK_RATE)
+    judge = Judge(data, THRESHOLD, FALSE_LEAK_RATE)
     judge.chance.at(count, count)
     calibration = time.perf_counter() - start
     times = []
     for _ in range(10):
         start = time.perf_counter()
-        judge(guesses, labels, truth, labels)
+        judge(guesses, labels, held)
         times.append(time.perf_counter() - start)
-    print(f"\njudge speed, digits, 1 thread: one update of {count} images against its truth and a reference of "
-          f"{len(judge.reference_labels)}: median {np.median(times) * 1000:.1f} ms over 10 "
+    print(f"\njudge speed, 1 thread: one update of {count} images against its truth and the other "
+          f"{len(data) - count} images: median {np.median(times) * 1000:.1f} ms over 10 "
           f"(chance at this count, once per run: {calibration:.2f} s)")
 
 
@@ -140,10 +137,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.datasets:
-        found = split(name, args.victims)
-        if found is not None:
-            measure(name, *found, args.draws, args.noise_db)
-    speed(*split("digits", args.victims))
+        data = images_of(name, args.victims)
+        if data is not None:
+            measure(name, data, args.draws, args.noise_db)
+    speed(images_of("digits", args.victims))
 
 
 if __name__ == "__main__":

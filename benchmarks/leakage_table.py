@@ -35,7 +35,7 @@ from figures import Row, matched, save_rows
 from attacker.attacks import AttackSettings
 from attacker.attacks.base import Reconstruction
 from attacker.attacks.ig import Variant, plan_attack, run_plans
-from attacker.judge import Verdict, judge
+from attacker.judge import Judge, Verdict
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
@@ -44,7 +44,7 @@ from fl_sim.data.convert import load_tensor_images, write_image_folder
 from lab.offline import intercepted_updates
 
 FIELDS = ["dataset", "optimizer", "steps", "batch", "epochs", "mode", "clients_leaked", "clients", "images_leaked",
-          "images", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]
+          "images_identified", "images_held", "iip", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]
 SGD = {"train.optimizer": "sgd", "train.lr": 0.1}
 DEFAULT_JOB = {"train.optimizer": "adam", "train.lr": 0.005, "train.batch-size": 16, "train.local-epochs": 2}
 
@@ -80,19 +80,21 @@ def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], 
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
                                 torch.device("cpu"))
     settings = AttackSettings.from_config(config.attack, seed=0).for_method("ig", iterations=iterations)
+    judge = Judge.of_dataset(dataset, config.attack, seed=0)
     rows = []
     for mode in modes:
         start = time.perf_counter()
         plans = [plan_attack(victim, obs, Variant(tv=tv, multistep=mode), settings) for obs in observations]
         planned = time.perf_counter() - start
         recs = run_plans(victim, plans, settings)
-        verdicts = [judge(rec.images, rec.labels, *truth.tensors(), threshold=config.attack.success_ssim)
-                    for rec, truth in zip(recs, truths)]
+        verdicts = [judge(rec.images, rec.labels, held) for rec, held in zip(recs, samples)]
         images = [image for verdict in verdicts for image in verdict.images]
         if figure is not None:
             _add_to_figure(figure, flat, mode, truths[0], recs[0], verdicts[0], with_truth=mode == modes[0])
         rows.append({"mode": mode, "clients_leaked": sum(v.leaked for v in verdicts), "clients": len(verdicts),
-                     "images_leaked": sum(i.leaked for i in images), "images": len(images),
+                     "images_leaked": sum(i.leaked for i in images),
+                     "images_identified": sum(i.identified for i in images), "images_held": sum(v.held for v in verdicts),
+                     "iip": round(statistics.mean(v.iip for v in verdicts), 3),
                      "mean_ssim": round(statistics.mean(i.scores.ssim for i in images), 3),
                      "label_accuracy": round(statistics.mean(v.label_accuracy for v in verdicts), 3),
                      "plan_seconds": round(planned, 1), "seconds": round(time.perf_counter() - start, 1)})

@@ -13,8 +13,8 @@ Here: the same models from this project's zoo (``model.name=mlp``, ``model.init=
 ``precode.enabled``), the same gradient, the same optimisation through ``attacker.engine``
 (``--batch`` attacks as one vmap-batched problem), labels recovered by the server
 (``attacker.labels``; the notebook hands the attack the true label), and two SSIMs:
-- ``ssim``: scikit-image on the de-normalised images in [0, 1] (``data_range=1``), this
-  project's judge;
+- ``ssim``: scikit-image's SSIM on the de-normalised images in [0, 1] (``data_range=1``), as this
+  project computes it (``attacker.metrics``), image i against victim i, as the notebook pairs them;
 - ``ssim_nb``: the notebook's way, scikit-image on the *normalised* images with the data range
   its old scikit-image assumed for floats (2), the value clipped at 0.
 
@@ -128,13 +128,13 @@ def run_protocol(images: torch.Tensor, labels: torch.Tensor, args, device: torch
     the analytic attack (the worst case for these models) on all of them."""
     mean, std = (torch.tensor(v).view(3, 1, 1).to(device) for v in (CIFAR10_MEAN, CIFAR10_STD))
 
-    def pixels(x: torch.Tensor) -> np.ndarray:
-        return (x.to(device) * std + mean).clamp(0, 1).cpu().numpy()
+    def pixels(x: torch.Tensor) -> torch.Tensor:
+        return (x.to(device) * std + mean).clamp(0, 1).cpu()
 
     def add_row(name: str, attack: str, rec: torch.Tensor, recovered: torch.Tensor, iterations: int, batch: int,
                 seconds: float, first: int = 0) -> None:
         truth = images[first:first + len(rec)]
-        ours = np.asarray([ssim(r, t) for r, t in zip(pixels(rec), pixels(truth))])
+        ours = ssim(pixels(rec), pixels(truth)).numpy()
         theirs = [notebook_ssim(r, t) for r, t in zip(rec.numpy(), truth.numpy())]
         log.add({"model": name, "attack": attack, "images": len(rec), "iterations": iterations, "batch": batch,
                  "mean_ssim": float(ours.mean()), "mean_ssim_nb": statistics.mean(theirs),

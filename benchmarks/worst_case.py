@@ -28,7 +28,7 @@ from leakage_table import data_settings
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.attacks.base import Reconstruction
-from attacker.judge import Verdict, judge, worst_case
+from attacker.judge import Judge, Verdict, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig, parse_assignment
@@ -55,7 +55,8 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     config = RunConfig.from_flat(flat)
     dataset = load_dataset(config.data)
     stride = max(1, len(dataset.train) // clients)
-    updates, truths = intercepted_updates(config, [[c * stride] for c in range(clients)])
+    samples = [[c * stride] for c in range(clients)]
+    updates, truths = intercepted_updates(config, samples)
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
                                 torch.device("cpu"))
@@ -70,8 +71,9 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
         ig_seconds = (time.perf_counter() - start) / clients
     per_attack: dict[str, list[Verdict]] = {}
     best, best_verdicts = [], []
-    for rec, truth in zip(results, truths):
-        verdicts = [judge(c.images, c.labels, *truth.tensors(), config.attack.success_ssim) for c in rec.candidates]
+    judge = Judge.of_dataset(dataset, config.attack, seed=0)
+    for rec, held in zip(results, samples):
+        verdicts = [judge(c.images, c.labels, held) for c in rec.candidates]
         for candidate, verdict in zip(rec.candidates, verdicts):
             per_attack.setdefault(candidate.attack, []).append(verdict)
         winner = worst_case(verdicts)

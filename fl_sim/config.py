@@ -213,7 +213,13 @@ class AttackConfig:
                                               "0 = wait for all", min=0)
     timeout_seconds: float = _setting(0.0, "time budget of one round's attack; past it the attack is stopped, "
                                            "logged as attack-timeout and skipped (0 = none)", min=0)
-    success_ssim: float = _setting(0.6, "a reconstruction leaks when its SSIM reaches this", min=0, max=1)
+    success_ssim: float = _setting(0.6, "an image leaks when a reconstruction identifies it (closer to it than "
+                                        "chance allows, see attack.false-leak-rate) with an SSIM of at least this",
+                                   min=0, max=1)
+    false_leak_rate: float = _setting(0.01, "the judge's error per update: the identification margin a leak needs "
+                                            "is set so that real images the client never held (decoys) would "
+                                            "make at most this share of updates of the same size leak", min=0,
+                                      max=0.5)
     max_clients: int = _setting(0, "attack at most this many clients per round (0 = all)", min=0)
     every: int = _setting(1, "attack every n-th round", min=1)
     save_images: bool = _setting(True, "save ground truth vs reconstruction PNG grids")

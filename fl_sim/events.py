@@ -170,8 +170,13 @@ class Privacy(Event):
 class Attack(Event):
     """One client's update attacked: the reconstruction's scores against the client's real data.
 
-    ``success`` is whether any image leaked (None without ground truth); ``per_image`` holds each
-    image's mse, psnr, ssim and leaked; ``portfolio`` lists every attack ``auto`` ran.
+    ``success`` is whether any image leaked, above chance (None without ground truth); ``per_image``
+    holds each reconstructed image's mse, psnr, ssim, margin_db (how much closer to its match than
+    to any reference image), identified, label_recovered and leaked; ``held`` is how many images
+    the update holds, ``images_identified`` how many of them a reconstruction identifies, ``iip``
+    the Image Identifiability Precision; ``chance`` what decoys reach at these counts
+    (required_margin_db, decoy_update_rate, decoy_image_rate, draws, reference); ``portfolio`` lists
+    every attack ``auto`` ran. Runs written before the judge measured chance lack the last four.
     """
 
     KIND = "attack"
@@ -192,11 +197,20 @@ class Attack(Event):
     image: str | None
     notes: list[str]
     portfolio: list[dict[str, Any]] | None
+    held: int | None = None
+    images_identified: int | None = None
+    iip: float | None = None
+    chance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class AttackRound(Event):
-    """A round's attack finished: how many clients and images leaked, and the SSIM/PSNR reached."""
+    """A round's attack finished: how many clients and images leaked, and the SSIM/PSNR reached.
+
+    ``images`` counts reconstructions, ``images_held`` the images the judged updates held (the
+    denominator of ``image_success_rate``); runs written before the judge measured chance lack
+    ``images_held`` and ``images_identified``.
+    """
 
     KIND = "attack-round"
     round: int
@@ -216,6 +230,8 @@ class AttackRound(Event):
     seconds: float
     device: str
     queue: int
+    images_held: int | None = None
+    images_identified: int | None = None
 
 
 @dataclass(frozen=True)

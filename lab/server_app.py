@@ -12,6 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
 
+from attacker.judge import Judge
 from attacker.plugin import AttackerPlugin
 from fl_sim import events, protocol
 from fl_sim.config import RunConfig
@@ -88,9 +89,10 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
             ledger.account_for_earlier_rounds(read_events(writer.directory), done)
         extra.append(ledger)
     if config.attack.enabled:
-        # The simulator, not the attacker, knows the clients' data: it lends the judge the
-        # images a client reported training on, and nothing else.
-        attacker = AttackerPlugin(config, writer, ground_truth=dataset.train.subset,
+        # The simulator, not the attacker, knows the clients' data: it lends the judge the data set, in
+        # which the images a client reported training on are its truth and every other image the
+        # reference and the ground chance is measured on; no attack sees any of them.
+        attacker = AttackerPlugin(config, writer, judge=Judge.of_dataset(dataset, config.attack, seed=config.seed),
                                   input_shape=dataset.input_shape, num_classes=dataset.num_classes)
         if resume:
             attacker.account_for_earlier_rounds(read_events(writer.directory), done)

@@ -61,6 +61,11 @@ class Dataset:
     test: ImageData
     num_classes: int
 
+    def all_images(self) -> ImageData:
+        """Both splits as one: every image of the data set (what the attack's judge measures chance on)."""
+        return ImageData(torch.cat([self.train.images, self.test.images]),
+                         torch.cat([self.train.labels, self.test.labels]))
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of every image."""

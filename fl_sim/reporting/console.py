@@ -35,7 +35,9 @@ def attack_line(attack: AttackRound) -> str:
         return f"attack round {attack.round}: {attack.ended_by}: {attack.reason}"
     s = attack.summary
     rate = s.get("client_success_rate")
-    leaked = f"{s['clients_leaked']}/{s['clients_judged']} clients leaked ({fmt(rate, '.0%')})"
+    leaked = f"{s['clients_leaked']}/{s['clients_judged']} clients leaked above chance ({fmt(rate, '.0%')})"
+    if s.get("images_held") is not None:
+        leaked += f", {s['images_leaked']}/{s['images_held']} images"
     return (f"attack round {attack.round}: {s['method']} on {s['clients']} clients, {leaked}, "
             f"SSIM best {fmt(s.get('best_ssim'))} median {fmt(s.get('median_ssim'))}, "
             f"PSNR best {fmt(s.get('best_psnr'), '.1f')} median {fmt(s.get('median_psnr'), '.1f')} dB, "

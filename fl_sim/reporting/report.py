@@ -108,9 +108,17 @@ def _rounds(progress: RunProgress) -> str:
           fmt(r.get("seconds"), ".1f")] for r in progress.rounds])
 
 
+#: What "leaked" means on this page (the judge's criterion, :mod:`attacker.judge`).
+LEAK_CRITERION = ("An image leaks when a reconstruction identifies it (closer to it than to any held-out image by "
+                  "the margin that real images the client never held reach in at most attack.false-leak-rate of "
+                  "updates of the same size) and its SSIM reaches attack.success-ssim; a client leaks when one of "
+                  "its images does. \"No leak found\" is a statement about the attacks run, not a proof of safety.")
+
+
 def _attacks(run_dir: Path, progress: RunProgress) -> str:
-    parts = ["<h2>Attacks</h2>", _table(
-        ["round", "method", "clients", "leaked", "success", "best SSIM", "median SSIM", "median PSNR", "seconds"],
+    parts = ["<h2>Attacks</h2>", f"<p>{LEAK_CRITERION}</p>", _table(
+        ["round", "method", "clients", "leaked above chance", "success", "best SSIM", "median SSIM", "median PSNR",
+         "seconds"],
         [[a.round, a.summary["method"], a.summary["clients"], a.summary["clients_leaked"],
           fmt(a.summary.get("client_success_rate"), ".0%"), fmt(a.summary.get("best_ssim")),
           fmt(a.summary.get("median_ssim")), fmt(a.summary.get("median_psnr"), ".1f"),
@@ -138,10 +146,13 @@ def _attack_round(run_dir: Path, attack: AttackRound) -> str:
     figures = []
     for client in sorted(attack.clients, key=lambda c: c.get("partition_id") or 0):
         images = client.get("per_image") or []
-        verdict = ("<span class=leaked>leaked</span>" if client.get("success") else "<span class=safe>safe</span>") \
-            if client.get("success") is not None else "not judged"
+        verdict = ("<span class=leaked>leaked</span>" if client.get("success") else
+                   "<span class=safe>no leak found</span>") if client.get("success") is not None else "not judged"
         scores = (f"<br>SSIM {statistics.fmean(i['ssim'] for i in images):.3f} · "
                   f"PSNR {statistics.fmean(min(i['psnr'], 100.0) for i in images):.1f} dB") if images else ""
+        if client.get("chance"):
+            scores += (f"<br>identified {client['images_identified']}/{client['held']} "
+                       f"(needs {client['chance']['required_margin_db']:.1f} dB over the nearest reference image)")
         picture = (f'<img src="{html.escape(client["image"])}" alt="client {client.get("partition_id")}"'
                    f'{_twice_as_wide(run_dir / client["image"])}>' if client.get("image") else "<p>(no image saved)</p>")
         figures.append(f"<figure>{picture}<figcaption>client {client.get('partition_id')}: {verdict}{scores}"

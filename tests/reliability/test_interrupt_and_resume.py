@@ -108,7 +108,7 @@ def test_resume_records_the_attacks_the_stop_lost(tmp_path, every, lost):
                                   "output.dir": str(tmp_path), "output.run-id": "r"})
     writer = ResultsWriter.create(config)
     earlier = [{"event": "attack-round", "round": 1}, {"event": "attack-timeout", "round": 3}]
-    plugin = AttackerPlugin(config, writer, ground_truth=None, input_shape=(1, 32, 32), num_classes=10)
+    plugin = AttackerPlugin(config, writer, judge=None, input_shape=(1, 32, 32), num_classes=10)
     assert plugin.account_for_earlier_rounds(earlier, done=4) == lost
     cut = [e for e in read_events(writer.directory) if e["event"] == "attack-cut"]
     assert [e["round"] for e in cut] == lost and all("cannot be redone" in e["reason"] for e in cut)
