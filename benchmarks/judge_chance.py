@@ -3,9 +3,9 @@
 For each data set and count N, ``--draws`` times: N images the client "held" and N decoys (real
 images of the same data set the client never held) are drawn at random, and the decoys are judged
 as if they were the update's reconstructions, against a reference of every other image of the
-data set (decoys, reference and the client's images disjoint). The table gives the share of decoy images and of decoy updates judged leaked
-(and identified, whatever their SSIM), for random decoys and for decoys of the same labels as the
-held images (the harder case). Then the held images with Gaussian noise at 25 dB PSNR (measured
+data set (decoys, reference and the client's images disjoint). The table gives the share of decoy
+images and of decoy updates judged leaked (and identified, whatever their SSIM), for random decoys
+and for decoys of the same labels as the held images (the harder case). Then the held images with Gaussian noise at 25 dB PSNR (measured
 after clipping to [0, 1]) are judged: the share of updates and of images that leak. Last, the
 judge's time for one update of 128 images on one thread, and the one-off cost of measuring chance.
 
@@ -26,13 +26,13 @@ import torch
 
 from attacker.judge import Judge, Verdict
 from attacker.metrics import psnr
-from fl_sim.config import RunConfig
+from fl_sim.config import AttackConfig, RunConfig
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images
 
 COUNTS = {"digits": [1, 4, 8, 16, 32, 128], "faces": [1, 4, 8, 16, 32], "victims": [1, 4, 8, 16, 32]}
 #: The criterion's settings under test: the project's defaults.
-THRESHOLD, FALSE_LEAK_RATE = 0.6, 0.01
+DEFAULTS = AttackConfig()
 
 
 def images_of(name: str, victims: Path) -> ImageData | None:
@@ -47,7 +47,8 @@ def images_of(name: str, victims: Path) -> ImageData | None:
 
 
 def noisy(images: torch.Tensor, target_db: float) -> torch.Tensor:
-    """``images`` with Gaussian noise scaled (bisection) so that, clipped to [0, 1], their mean PSNR is ``target_db``."""
+    """``images`` with Gaussian noise scaled (bisection) so that, clipped to [0, 1], their mean PSNR is
+    ``target_db``."""
     noise = torch.randn_like(images)
     low, high = 0.0, 1.0
     for _ in range(40):
@@ -79,7 +80,7 @@ def same_label_decoys(rng: np.random.Generator, labels: np.ndarray, truth: np.nd
 
 def measure(name: str, data: ImageData, draws: int, noise_db: float) -> None:
     """Print one data set's rows: decoys at random, decoys of the same labels, and noisy truths, per N."""
-    judge = Judge(data, THRESHOLD, FALSE_LEAK_RATE)
+    judge = Judge(data, DEFAULTS.success_ssim, DEFAULTS.false_leak_rate)
     labels = data.labels.numpy()
     print(f"\n{name}: {len(data)} images, {draws} draws per cell; the reference is every image but the "
           f"update's and the decoys")
@@ -102,7 +103,7 @@ def measure(name: str, data: ImageData, draws: int, noise_db: float) -> None:
             noised.append(judge(noisy(truth, noise_db), truth_labels, held))
         margin = noised[0].chance.required_margin_db
         r, s, n = rates(random_decoys), rates(label_decoys), rates(noised)
-        above = np.mean([i.scores.ssim >= THRESHOLD for v in noised for i in v.images])
+        above = np.mean([i.scores.ssim >= DEFAULTS.success_ssim for v in noised for i in v.images])
         print(f"{count:>4} {margin:>9.2f} | {r[0]:>23.2%} {r[1]:>8.1%} {r[2]:>7.2%} {r[3]:>7.1%} | "
               f"{s[0]:>20.2%} {s[1]:>8.1%} {s[2]:>7.2%} {s[3]:>7.1%} | {n[1]:>15.1%} {n[0]:>8.1%} {n[2]:>7.1%} "
               f"{above:>9.1%}", flush=True)
@@ -114,7 +115,7 @@ def speed(data: ImageData, count: int = 128) -> None:
     truth, labels = data.subset(held).tensors()
     guesses = noisy(truth, 25.0)
     start = time.perf_counter()
-    judge = Judge(data, THRESHOLD, FALSE_LEAK_RATE)
+    judge = Judge(data, DEFAULTS.success_ssim, DEFAULTS.false_leak_rate)
     judge.chance.at(count, count)
     calibration = time.perf_counter() - start
     times = []

@@ -5,7 +5,9 @@ epochs of ``steps`` batches of ``batch`` images each (so N = steps x batch image
 as fl-sim's clients do, then attacks each update with Inverting Gradients (``--iterations``
 Adam steps, TV ``--tv``), once matching ``-update/(lr x steps)`` as one batch (``approx``) and
 once replaying the local training (``replay``). One step of one image is FedSGD, where both are
-the same attack. ``--default-job`` adds the default job's training (Adam lr 0.005, 2 epochs of
+the same attack. Leaks are the judge's (identified above chance, SSIM >= 0.6); the ``old_`` columns
+count what the criterion before it (SSIM >= 0.6 alone) called leaked on the same reconstructions.
+``--default-job`` adds the default job's training (Adam lr 0.005, 2 epochs of
 batch 16 on 128 images; the replay models 32 images per epoch, the default ``attack.max-images``;
 the other cells model every image, up to ``--max-images``).
 
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 from csv_rows import RowLog
 from figures import Row, matched, save_rows
+from old_criterion import old_leaks
 
 from attacker.attacks import AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -44,7 +47,7 @@ from fl_sim.data.convert import load_tensor_images, write_image_folder
 from lab.offline import intercepted_updates
 
 FIELDS = ["dataset", "optimizer", "steps", "batch", "epochs", "mode", "clients_leaked", "clients", "images_leaked",
-          "images_identified", "images_held", "iip", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]
+          "images_identified", "images_held", "old_clients_leaked", "old_images_leaked", "iip", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]
 SGD = {"train.optimizer": "sgd", "train.lr": 0.1}
 DEFAULT_JOB = {"train.optimizer": "adam", "train.lr": 0.005, "train.batch-size": 16, "train.local-epochs": 2}
 
@@ -89,11 +92,14 @@ def measure(flat: dict, images_per_client: int, clients: int, modes: list[str], 
         recs = run_plans(victim, plans, settings)
         verdicts = [judge(rec.images, rec.labels, held) for rec, held in zip(recs, samples)]
         images = [image for verdict in verdicts for image in verdict.images]
+        old = [old_leaks(rec.images, truth.tensors()[0]) for rec, truth in zip(recs, truths)]
         if figure is not None:
             _add_to_figure(figure, flat, mode, truths[0], recs[0], verdicts[0], with_truth=mode == modes[0])
         rows.append({"mode": mode, "clients_leaked": sum(v.leaked for v in verdicts), "clients": len(verdicts),
                      "images_leaked": sum(i.leaked for i in images),
-                     "images_identified": sum(i.identified for i in images), "images_held": sum(v.held for v in verdicts),
+                     "images_identified": sum(i.identified for i in images),
+                     "images_held": sum(v.held for v in verdicts),
+                     "old_clients_leaked": sum(n > 0 for n in old), "old_images_leaked": sum(old),
                      "iip": round(statistics.mean(v.iip for v in verdicts), 3),
                      "mean_ssim": round(statistics.mean(i.scores.ssim for i in images), 3),
                      "label_accuracy": round(statistics.mean(v.label_accuracy for v in verdicts), 3),

@@ -216,7 +216,7 @@ class AttackConfig:
     success_ssim: float = _setting(0.6, "an image leaks when a reconstruction identifies it (closer to it than "
                                         "chance allows, see attack.false-leak-rate) with an SSIM of at least this",
                                    min=0, max=1)
-    false_leak_rate: float = _setting(0.01, "the judge's error per update: the identification margin a leak needs "
+    false_leak_rate: float = _setting(0.005, "the judge's error per update: the identification margin a leak needs "
                                             "is set so that real images the client never held (decoys) would "
                                             "make at most this share of updates of the same size leak", min=0,
                                       max=0.5)

@@ -46,7 +46,8 @@ def _events():
         {"event": "round", "round": 1, "clients": 2, "train_loss": 2.0, "train_accuracy": 0.3, "test_loss": 1.9,
          "test_accuracy": 0.4, "seconds": 4.0},
         {"event": "attack-round", "round": 1, "method": "ig", "clients": 2, "clients_judged": 2,
-         "clients_leaked": 1, "client_success_rate": 0.5, "best_ssim": 0.9, "median_ssim": 0.6,
+         "clients_leaked": 1, "client_success_rate": 0.5, "images_held": 2, "images_leaked": 1,
+         "best_ssim": 0.9, "median_ssim": 0.6,
          "best_psnr": 25.0, "median_psnr": 18.5, "seconds": 3.2, "queue": 0},
         {"event": "client-failure", "round": 2, "node_id": 7, "reason": "InjectedFault: boom"},
         {"event": "client-train", "round": 2, "upload_bytes": 3000},
@@ -76,8 +77,8 @@ def test_plain_lines_print_rounds_attacks_and_failures():
     lines = stream.getvalue().splitlines()
     assert lines[0] == "round  0/3  initial model: test_loss 2.3000 test_acc 0.1000"
     assert lines[1].startswith("round  1/3  clients   2  train_loss 2.0000") and lines[1].endswith("eta 0:00:08")
-    assert lines[2] == ("attack round 1: ig on 2 clients, 1/2 clients leaked (50%), SSIM best 0.900 median 0.600, "
-                        "PSNR best 25.0 median 18.5 dB, 3.2 s, queue 0")
+    assert lines[2] == ("attack round 1: ig on 2 clients, 1/2 clients leaked above chance (50%), 1/2 images, "
+                        "SSIM best 0.900 median 0.600, PSNR best 25.0 median 18.5 dB, 3.2 s, queue 0")
     assert lines[3] == "client failure, round 2, node 7: InjectedFault: boom"
     assert lines[4].startswith("round  2/3") and len(lines) == 5
 
@@ -121,6 +122,7 @@ def test_a_run_writes_its_report_with_plots_and_every_reconstruction(attacked_ru
     assert all((run_dir / s).read_bytes().startswith(b"\x89PNG") for s in sources)
     assert "http" not in page  # nothing from the network
     assert "attack success rate (clients)" in page and "Configuration" in page
+    assert page.count("identified ") >= 6 and "needs " in page and "attack.false-leak-rate" in page
     assert "<td>true</td>" in page and "<td>false</td>" in page and "True" not in page and "False" not in page
     assert write_report(run_dir) == run_dir / "report.html"  # `fl-sim report` rewrites it
 

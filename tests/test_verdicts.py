@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attacker.attacks import ATTACKS, AttackSettings
-from attacker.judge import judge, worst_case
+from attacker.judge import worst_case
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.replay import replay_schedule, simulate_update
@@ -20,6 +20,7 @@ from fl_sim.results import read_events
 from fl_sim.training import batch_schedule
 from lab.offline import intercepted_updates
 
+from judging import judge_for
 from local_grid import LocalGrid, run_locally
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
@@ -39,14 +40,15 @@ def _settings(config: RunConfig, method: str, **changes) -> AttackSettings:
     return AttackSettings.from_config(config.attack, seed=0).for_method(method, **changes)
 
 
-def _ssim(rec, truth) -> float:
-    return judge(rec.images, rec.labels, *truth.tensors(), threshold=0.6).mean_ssim
+def _ssim(config: RunConfig, rec, held: list[int]) -> float:
+    """The mean SSIM of ``rec`` against the images at ``held``, matched by the judge."""
+    return judge_for(config.data)(rec.images, rec.labels, held).mean_ssim
 
 
-def _start_ssim(rec, truth) -> float:
+def _start_ssim(config: RunConfig, rec, held: list[int]) -> float:
     """SSIM of a random start of the reconstruction's shape: what an attack must beat."""
     start = torch.randn(rec.images.shape, generator=torch.Generator().manual_seed(0))
-    return judge(start, rec.labels, *truth.tensors(), threshold=0.6).mean_ssim
+    return judge_for(config.data)(start, rec.labels, held).mean_ssim
 
 
 @pytest.mark.parametrize("training", [
@@ -95,21 +97,21 @@ def test_dlg_reports_the_cost_of_the_image_it_returns():
 
 
 def test_judge_counts_copies_of_one_reconstruction_once():
-    truth = torch.rand(4, 1, 16, 16)
-    copies = truth[[2, 2, 2, 2]]
-    verdict = judge(copies, torch.tensor([1, 1, 1, 1]), truth, torch.tensor([1, 1, 1, 1]), threshold=0.6)
-    assert verdict.images_leaked == 1
+    judge = judge_for(RunConfig.from_flat({"data.image-size": 16}).data)
+    truth, labels = judge.truth([10, 11, 12, 13]).tensors()
+    verdict = judge(truth[[2, 2, 2, 2]], labels[[2, 2, 2, 2]], [10, 11, 12, 13])
+    assert verdict.images_leaked == 1 and verdict.held == 4
     assert sorted(image.match for image in verdict.images) == [0, 1, 2, 3]
-    extra = judge(truth[[0, 1, 0]], torch.tensor([1, 1, 1]), truth[:2], torch.tensor([1, 1]), threshold=0.6)
+    extra = judge(truth[[0, 1, 0]], labels[[0, 1, 0]], [10, 11])
     assert extra.images_leaked == 2 and sum(not image.assigned for image in extra.images) == 1
 
 
 def test_worst_case_picks_the_verdict_that_leaks_most():
-    truth = torch.rand(2, 1, 16, 16)
-    labels = torch.tensor([0, 1])
-    noise = judge(torch.rand(2, 1, 16, 16), labels, truth, labels, 0.6)
-    half = judge(torch.stack([truth[0], torch.rand(1, 16, 16)]), labels, truth, labels, 0.6)
-    exact = judge(truth, labels, truth, labels, 0.6)
+    judge = judge_for(RunConfig.from_flat({"data.image-size": 16}).data)
+    truth, labels = judge.truth([10, 11]).tensors()
+    noise = judge(torch.rand(2, 1, 16, 16), labels, [10, 11])
+    half = judge(torch.stack([truth[0], torch.rand(1, 16, 16)]), labels, [10, 11])
+    exact = judge(truth, labels, [10, 11])
     assert worst_case([noise, half, exact]) == 2 and worst_case([noise, half]) == 1
 
 
@@ -119,38 +121,38 @@ def test_replay_beats_its_start_and_approx_on_two_local_steps():
     replay = ATTACKS["ig"](victim, observations, _settings(config, "ig", iterations=400, tv=0.01))[0]
     assert replay.images.shape == (2, 1, 16, 16) and "replay" in replay.attack
     assert sorted(replay.labels.tolist()) == sorted(truths[0].labels.tolist())
-    assert _ssim(replay, truths[0]) > _start_ssim(replay, truths[0]) + 0.2
+    assert _ssim(config, replay, [3, 40]) > _start_ssim(config, replay, [3, 40]) + 0.2
 
 
 def test_pruned_uploads_are_matched_where_they_travelled():
     """DGP drops the largest entries; matching only the kept ones lets iDLG through where plain matching fails."""
     flat = {**FEDSGD, "defense.name": "dgp", "data.image-size": 16}
-    config, victim, observations, truths = _observe(flat, [[3]])
+    config, victim, observations, _ = _observe(flat, [[3]])
     assert observations[0].pruned
     aware = ATTACKS["idlg"](victim, observations, _settings(config, "idlg", iterations=200))[0]
     assert any("defense-aware" in note for note in aware.notes)
     naive_obs = [dataclasses.replace(observations[0], defense="none")]
     naive = ATTACKS["idlg"](victim, naive_obs, _settings(config, "idlg", iterations=200))[0]
-    assert _ssim(aware, truths[0]) >= 0.6 > _ssim(naive, truths[0])
+    assert _ssim(config, aware, [3]) >= 0.6 > _ssim(config, naive, [3])
 
 
 def test_analytic_recovers_features_before_precode_and_inverts_them():
     flat = {**FEDSGD, "precode.enabled": True, "data.image-size": 16}
-    config, victim, observations, truths = _observe(flat, [[3]])
+    config, victim, observations, _ = _observe(flat, [[3]])
     rec = ATTACKS["analytic"](victim, observations, _settings(config, "analytic", iterations=1000))[0]
     assert "features.1.encoder" in rec.notes[-1]
-    assert _ssim(rec, truths[0]) >= 0.8
+    assert _ssim(config, rec, [3]) >= 0.8
 
 
 @pytest.mark.parametrize("stochastic", ["omit", "restore"])
 def test_precode_adaptive_attacks_beat_their_start(stochastic):
     flat = {**FEDSGD, "precode.enabled": True, "data.image-size": 16}
-    config, victim, observations, truths = _observe(flat, [[3]])
+    config, victim, observations, _ = _observe(flat, [[3]])
     settings = _settings(config, "ig", tv=0.01, stochastic=stochastic)
     first = ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=1))[0]
     rec = ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=300))[0]
     assert rec.attack == f"ig tv=0.01 {stochastic}"
-    assert rec.loss < first.loss and _ssim(rec, truths[0]) > _start_ssim(rec, truths[0]) + 0.05
+    assert rec.loss < first.loss and _ssim(config, rec, [3]) > _start_ssim(config, rec, [3]) + 0.05
 
 
 def test_auto_logs_the_worst_case_of_its_portfolio(tiny_config):
@@ -163,7 +165,7 @@ def test_auto_logs_the_worst_case_of_its_portfolio(tiny_config):
         portfolio = event["portfolio"]
         assert {entry["attack"] for entry in portfolio} == {"analytic", "ig tv=0.1", "ig tv=0.01", "ig tv=0.001",
                                                             "idlg"}
-        best = max(portfolio, key=lambda e: (e["images_leaked"], e["mean_ssim"]))
+        best = max(portfolio, key=lambda e: (e["images_leaked"], e["images_identified"], e["mean_ssim"]))
         assert event["attack"] == best["attack"] and event["success"] == best["success"]
         assert max(image["ssim"] for image in event["per_image"]) == pytest.approx(best["best_ssim"])
 

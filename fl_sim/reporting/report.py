@@ -109,10 +109,10 @@ def _rounds(progress: RunProgress) -> str:
 
 
 #: What "leaked" means on this page (the judge's criterion, :mod:`attacker.judge`).
-LEAK_CRITERION = ("An image leaks when a reconstruction identifies it (closer to it than to any held-out image by "
-                  "the margin that real images the client never held reach in at most attack.false-leak-rate of "
-                  "updates of the same size) and its SSIM reaches attack.success-ssim; a client leaks when one of "
-                  "its images does. \"No leak found\" is a statement about the attacks run, not a proof of safety.")
+LEAK_CRITERION = ("An image leaks when a reconstruction identifies it (closer to it than to any other image of the "
+                  "data set by the margin that real images the client never held reach in at most "
+                  "attack.false-leak-rate of updates of the same size) and its SSIM reaches attack.success-ssim; a "
+                  "client leaks when one of its images does. \"No leak found\" is a statement about the attacks run, not a proof of safety.")
 
 
 def _attacks(run_dir: Path, progress: RunProgress) -> str:
