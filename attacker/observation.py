@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fl_sim import protocol
+from fl_sim import protocol, seeds
 from fl_sim.config import TrainConfig
 from fl_sim.plugins import InterceptedUpdate
 from fl_sim.protocol import train_config_from_record
-from fl_sim.training import derive_seed
 
 #: Defenses whose upload is a subset of the coordinates; the rest never reach the server.
 PRUNING_DEFENSES = ("topk", "dgp")
@@ -61,7 +60,7 @@ class Observation:
         """The seed of this update's random attack starts, from the run's ``seed`` and what is stable across runs:
         the round and the client's partition id (Flower's node ids are drawn anew by every run)."""
         client = self.partition_id if self.partition_id is not None else self.node_id % 2**31
-        return derive_seed(seed, self.server_round, client, *extra)
+        return seeds.ATTACK_START.seed(seed, self.server_round, client, *extra)
 
     @property
     def batch_size(self) -> int:

@@ -30,12 +30,11 @@ from attacker.judge import ImageVerdict, Judge, Verdict, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
-from fl_sim import events, protocol
+from fl_sim import events, protocol, seeds
 from fl_sim.config import RunConfig
 from fl_sim.devices import resolve_device, server_threads
 from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import ResultsWriter
-from fl_sim.training import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ class AttackerPlugin(ServerPlugin):
         limit = self.attack.max_clients
         if not limit or len(collected) <= limit:
             return collected
-        rng = np.random.default_rng(derive_seed(self.config.seed, server_round, 1))
+        rng = np.random.default_rng(seeds.ATTACK_SAMPLING.seed(self.config.seed, server_round))
         return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
 
     def _attack_round(self, job: RoundJob, cancel: threading.Event) -> None:

@@ -12,11 +12,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from clients.mods import defense_mod, fault_mod
-from fl_sim import privacy, protocol
+from fl_sim import privacy, protocol, seeds
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
 from fl_sim.models import build_run_model
-from fl_sim.training import derive_seed, evaluate, train_local
+from fl_sim.training import evaluate, train_local
 
 
 def create_client_app(config: RunConfig | None = None) -> ClientApp:
@@ -33,7 +33,7 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         run, partition_id, data, model, device = _prepare(msg, context, config)
         settings = protocol.train_config_from_record(msg.content[protocol.CONFIG])
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
-        result = train_local(model, data.train, settings, seed=derive_seed(run.seed, server_round, partition_id),
+        result = train_local(model, data.train, settings, seed=seeds.TRAINING.seed(run.seed, server_round, partition_id),
                              device=device, dp=privacy.dp_sgd(run, len(data.train)))
         metrics = MetricRecord({protocol.TRAIN_LOSS: result.loss, protocol.TRAIN_ACCURACY: result.accuracy,
                                 protocol.NUM_EXAMPLES: result.num_examples, protocol.LOCAL_STEPS: result.steps,

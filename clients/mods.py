@@ -19,9 +19,8 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from clients import faults
 from clients.defenses import defend_weights
-from fl_sim import protocol
+from fl_sim import protocol, seeds
 from fl_sim.config import RunConfig
-from fl_sim.training import derive_seed
 
 #: Key of the DGP error-feedback residual in the node's persistent context state.
 RESIDUAL = "defense-residual"
@@ -40,7 +39,7 @@ def defense_mod(config: RunConfig | None = None) -> Mod:
         residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
         upload, defended = defend_weights(sent.to_torch_state_dict(), trained.to_torch_state_dict(), run.defense,
                                           residual, torch.Generator().manual_seed(
-                                              derive_seed(run.seed, server_round, partition_id, 2)))
+                                              seeds.DEFENSE_NOISE.seed(run.seed, server_round, partition_id)))
         if defended.residual is not None:  # error feedback survives across rounds in the node's state
             context.state[RESIDUAL] = ArrayRecord(defended.residual)
         reply.content.array_records[key] = ArrayRecord(upload)

@@ -148,7 +148,3 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 512,
         correct += (logits.argmax(1) == y).sum().item()
     return EvalResult(loss=total_loss / len(labels), accuracy=correct / len(labels), num_examples=len(labels))
 
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from several integers (run seed, round, partition), stable across processes."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)

@@ -27,10 +27,9 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 
-from fl_sim import protocol, sparse
+from fl_sim import protocol, seeds, sparse
 from fl_sim.errors import FederationError
 from fl_sim.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
-from fl_sim.training import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class InterceptingStrategy(Strategy):
                         grid: Grid) -> Iterable[Message]:
         """Sample clients as the wrapped strategy does (seeded per round), remembering what was sent."""
         server_round += self.round_offset
-        random.seed(derive_seed(self.seed, server_round, 0))
+        random.seed(seeds.CLIENT_SAMPLING.seed(self.seed, server_round))
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
         self._sent = messages
         self._sent_arrays = frozen_numpy(arrays)
