@@ -17,22 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
-
 import torch
 
 from attacker.steps import Step, Variables
-
-
-class StopSignal(Protocol):
-    """What a running optimisation polls to know it must stop (a ``threading.Event`` is one)."""
-
-    def is_set(self) -> bool:
-        """Whether to stop now."""
-
-
-class AttackCancelled(RuntimeError):
-    """Raised inside an optimisation when told to stop (end-of-run budget or the attack's time budget spent)."""
+from attacker.stop import CHECK_EVERY, Stop
 
 
 @dataclass(frozen=True)
@@ -47,13 +35,9 @@ class AdamSchedule:
     box: tuple[float, float] | None = (0.0, 1.0)
 
 
-#: How often (in iterations) a running optimisation looks at its cancel event.
-CANCEL_CHECK_EVERY = 25
-
-
 def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variables, args: tuple,
              schedule: AdamSchedule, batched: bool = True,
-             cancel: StopSignal | None = None) -> tuple[Variables, torch.Tensor]:
+             stop: Stop | None = None) -> tuple[Variables, torch.Tensor]:
     """Minimise ``objective(*variables_k, *args_k)`` for every attack k; return final variables and losses ``[K]``.
 
     ``x0`` is the images ``[K, ...]`` or a tuple (images, other variables ...); every variable and
@@ -61,31 +45,31 @@ def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variable
     """
     variables = x0 if isinstance(x0, tuple) else (x0,)
     step = Step(objective, len(variables), batched=batched and variables[0].shape[0] > 1)
-    return minimize_with(step, variables, args, schedule, cancel)
+    return minimize_with(step, variables, args, schedule, stop)
 
 
 def minimize_with(step: Step, variables: Variables, args: tuple, schedule: AdamSchedule,
-                  cancel: StopSignal | None = None) -> tuple[Variables, torch.Tensor]:
+                  stop: Stop | None = None) -> tuple[Variables, torch.Tensor]:
     """:func:`minimize` with a prepared step (e.g. a compiled one, kept across rounds): batched, all K
     attacks in one optimisation; otherwise the K attacks one after the other."""
     if step.batched:
-        return _adam(step, variables, args, schedule, cancel)
-    results = [_adam(step, tuple(v[k] for v in variables), _index(args, k), schedule, cancel)
+        return _adam(step, variables, args, schedule, stop)
+    results = [_adam(step, tuple(v[k] for v in variables), _index(args, k), schedule, stop)
                for k in range(variables[0].shape[0])]
     stacked = tuple(torch.stack([found[i] for found, _ in results]) for i in range(len(variables)))
     return stacked, torch.stack([loss for _, loss in results])
 
 
 def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule,
-          cancel: StopSignal | None) -> tuple[Variables, torch.Tensor]:
+          stop: Stop | None) -> tuple[Variables, torch.Tensor]:
     variables = [v.detach().clone().requires_grad_(True) for v in x0]
     optimizer = torch.optim.Adam(variables, lr=schedule.lr)
     its = schedule.iterations
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=[int(its * 3 / 8), int(its * 5 / 8), int(its * 7 / 8)], gamma=0.1)
     for iteration in range(its):
-        if cancel is not None and iteration % CANCEL_CHECK_EVERY == 0 and cancel.is_set():
-            raise AttackCancelled(f"cancelled after {iteration} of {its} iterations")
+        if stop is not None and iteration % CHECK_EVERY == 0:
+            stop.check(f"after {iteration} of {its} iterations")
         gradients, _ = step(*(v.detach() for v in variables), *args)
         for variable, gradient in zip(variables, gradients):
             variable.grad = gradient.sign() if schedule.signed else gradient

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ import numpy as np
 import torch
 
 from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
-from attacker.attacks.base import AttackStop
-from attacker.engine import AttackCancelled
 from attacker.images import save_grid
 from attacker.judge import ImageVerdict, Judge, Verdict, worst_case
 from attacker.observation import Observation
+from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
 from fl_sim import events, protocol, seeds
@@ -92,7 +90,7 @@ class AttackerPlugin(ServerPlugin):
             return
         job = RoundJob(server_round, [obs for obs, _ in chosen], [audit for _, audit in chosen])
         if self._worker is None:
-            self._attack_round(job, threading.Event())
+            self._attack_round(job, Stop())
         else:
             self._worker.submit(job)
 
@@ -126,17 +124,17 @@ class AttackerPlugin(ServerPlugin):
         rng = np.random.default_rng(seeds.ATTACK_SAMPLING.seed(self.config.seed, server_round))
         return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
 
-    def _attack_round(self, job: RoundJob, cancel: threading.Event) -> None:
+    def _attack_round(self, job: RoundJob, run_stop: Stop) -> None:
         """Attack, judge and log one round; a failure or a spent ``attack.timeout-seconds`` is logged and
         the round skipped (``attack-error``, ``attack-timeout``), so that the run always goes on."""
         start = time.perf_counter()
-        stop = AttackStop(cancel, self.attack.timeout_seconds)
+        stop = Stop(self.attack.timeout_seconds, parent=run_stop)
         try:
             victim = self._victim_of(job.observations[0].global_arrays)
             reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, stop)
             verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
             self._summarise(job.server_round, verdicts, round(time.perf_counter() - start, 3))
-        except AttackCancelled as stopped:
+        except AttackStopped as stopped:
             if not stop.timed_out:
                 raise  # the end-of-run budget: the worker logs the round as cut
             logger.error("round %d: attack %s exceeded attack.timeout-seconds=%s", job.server_round,

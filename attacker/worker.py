@@ -3,9 +3,9 @@
 Rounds to attack go through a bounded queue to one worker thread (PyTorch releases the GIL in
 its kernels, so the attack computes while Ray's client processes train). When the queue is
 full, the server waits: memory stays bounded. At the end of a run, :meth:`close` lets pending
-attacks finish, or, past a time budget, cancels the running one and returns the jobs that
-were cut, so that they can be logged as such. Every wait is bounded: an attack that does not
-notice the cancel within :data:`CANCEL_GRACE_SECONDS` is abandoned (the thread is a daemon)
+attacks finish, or, past a time budget, sets the run's :class:`attacker.stop.Stop` and returns
+the jobs that were cut, so that they can be logged as such. Every wait is bounded: an attack that
+does not stop within :data:`STOP_GRACE_SECONDS` is abandoned (the thread is a daemon)
 and reported as cut with the rest.
 """
 
@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from attacker.engine import AttackCancelled
+from attacker.stop import AttackStopped, Stop
 
-#: After a cancel, how long :meth:`BackgroundWorker.close` waits for the running attack to stop.
-CANCEL_GRACE_SECONDS = 30.0
+#: After the stop is set, how long :meth:`BackgroundWorker.close` waits for the running attack to stop.
+STOP_GRACE_SECONDS = 30.0
 #: How often the idle worker looks whether it is being closed.
 POLL_SECONDS = 0.1
 #: The worker thread's name (a process that ends with one still alive must not wait for it).
@@ -29,10 +29,10 @@ THREAD_NAME = "fl-sim-attacker"
 class BackgroundWorker:
     """Runs ``handle(job)`` for each submitted job, in order, on one thread."""
 
-    def __init__(self, handle: Callable[[Any, threading.Event], None], queue_size: int) -> None:
+    def __init__(self, handle: Callable[[Any, Stop], None], queue_size: int) -> None:
         self._handle = handle
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.cancel = threading.Event()
+        self.stop = Stop()
         self._cut: list[Any] = []
         self._closing = threading.Event()
         self._current: Any = None
@@ -52,20 +52,20 @@ class BackgroundWorker:
             self._pending += 1
         self._queue.put(job)
 
-    def close(self, budget_seconds: float = 0.0, grace_seconds: float = CANCEL_GRACE_SECONDS) -> list[Any]:
+    def close(self, budget_seconds: float = 0.0, grace_seconds: float = STOP_GRACE_SECONDS) -> list[Any]:
         """Finish pending jobs (within ``budget_seconds`` if > 0, else all); return the jobs that were cut.
 
-        Past the budget the running job is cancelled; if it has not stopped ``grace_seconds`` later,
+        Past the budget the running job is stopped; if it has not stopped ``grace_seconds`` later,
         it and every queued job are given up as cut.
         """
         self._closing.set()
         self._thread.join(timeout=budget_seconds if budget_seconds > 0 else None)
         if self._thread.is_alive():
-            self.cancel.set()
+            self.stop.set()
             self._thread.join(timeout=grace_seconds)
         with self._lock:
             cut = list(self._cut)
-            if self._thread.is_alive():  # stuck in code that never polls the cancel event
+            if self._thread.is_alive():  # stuck in code that never polls its stop
                 cut += [job for job in [self._current, *self._drain()]
                         if job is not None and all(job is not other for other in cut)]
         return cut
@@ -93,11 +93,11 @@ class BackgroundWorker:
             with self._lock:
                 self._current = job
             try:
-                if self.cancel.is_set():
+                if self.stop.is_set():
                     self._record_cut(job)
                 else:
-                    self._handle(job, self.cancel)
-            except AttackCancelled:
+                    self._handle(job, self.stop)
+            except AttackStopped:
                 self._record_cut(job)
             finally:
                 with self._lock:

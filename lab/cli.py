@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_past_abandoned_attacks(code: int) -> int:
-    """End the process now if an attack thread was given up at the end of the run (it ignored its cancel).
+    """End the process now if an attack thread was given up at the end of the run (it ignored its stop).
 
     Such a thread cannot be joined, and one still inside torch when Python shuts down makes the
     interpreter abort on the way out; everything the run writes is on disk by now.

@@ -188,16 +188,14 @@ def test_two_runs_of_one_config_reach_the_same_verdict_whatever_flowers_node_ids
     assert events == _attack_events(second)
 
 
-def test_a_cancel_stops_the_replays_label_search():
+def test_a_stop_stops_the_replays_label_search():
     """The label search replays local training up to 256 times before any optimisation step: it polls the
-    cancel too (unpolled, an end-of-run budget could not stop it)."""
-    import threading
-
-    from attacker.engine import AttackCancelled
+    stop too (unpolled, an end-of-run budget could not stop it)."""
+    from attacker.stop import AttackStopped, Stop
 
     flat = {**FEDSGD, "train.local-steps": 2, "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3, 40]])
-    cancel = threading.Event()
-    cancel.set()
-    with pytest.raises(AttackCancelled, match="label search"):
-        ATTACKS["ig"](victim, observations, _settings(config, "ig", iterations=10), cancel)
+    stop = Stop()
+    stop.set()
+    with pytest.raises(AttackStopped, match="label search"):
+        ATTACKS["ig"](victim, observations, _settings(config, "ig", iterations=10), stop)

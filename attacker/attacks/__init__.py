@@ -1,6 +1,6 @@
 """The gradient-inversion attacks, one module each, behind one signature.
 
-Every attack is ``run(victim, observations, settings, cancel) -> list[Reconstruction]``: it
+Every attack is ``run(victim, observations, settings, stop) -> list[Reconstruction]``: it
 gets the global model and what the server observed of each update, nothing else. ``auto`` runs
 the others as a portfolio and hands every result to the judge.
 """

@@ -27,10 +27,11 @@ import torch
 from torch import nn
 
 from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
-from attacker.engine import AdamSchedule, StopSignal, minimize
+from attacker.engine import AdamSchedule, minimize
 from attacker.labels import recover_labels
 from attacker.observation import Observation
 from attacker.objectives import total_variation
+from attacker.stop import Stop
 from attacker.victim import Victim
 
 #: TV weight of the feature inversion (the features pin the image; the prior only smooths).
@@ -38,7 +39,7 @@ FEATURE_TV = 1e-4
 
 
 def run_analytic(victim: Victim, observations: list[Observation], settings: AttackSettings,
-                 cancel: StopSignal | None = None) -> list[Reconstruction]:
+                 stop: Stop | None = None) -> list[Reconstruction]:
     """Recover one input per update from the first linear layer with a bias; invert it if it is a feature vector."""
     layer = first_linear_layer(victim)
     at_input = victim.param_names[0] == f"{layer}.weight" and \
@@ -50,7 +51,7 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
         iterations = 1
     else:
         images = list(_invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
-                                       settings, cancel))
+                                       settings, stop))
         iterations = settings.iterations
     seconds = (time.perf_counter() - start) / len(observations)
     results = []
@@ -96,7 +97,7 @@ def _layer_input(victim: Victim, obs: Observation, layer: str) -> tuple[torch.Te
 
 def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tensor, torch.Tensor]],
                      observations: list[Observation], settings: AttackSettings,
-                     cancel: StopSignal | None) -> torch.Tensor:
+                     stop: Stop | None) -> torch.Tensor:
     """Images whose inputs to ``layer`` match the recovered ones (on the determined coordinates), batched."""
     targets = torch.stack([h for h, _ in features])
     known = torch.stack([k.to(h.dtype) for h, k in features])
@@ -108,5 +109,5 @@ def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tens
         return ((trial - target) ** 2 * mask).sum() / mask.sum().clamp(min=1) + FEATURE_TV * total_variation(x)
 
     found, _ = minimize(cost, x0, (targets, known), AdamSchedule(iterations=settings.iterations, lr=settings.lr),
-                        batched=settings.batched, cancel=cancel)
+                        batched=settings.batched, stop=stop)
     return found[0]

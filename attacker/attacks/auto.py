@@ -38,8 +38,8 @@ from attacker.attacks.analytic import run_analytic
 from attacker.attacks.base import DEFAULT_ITERATIONS, DEFAULT_LR, AttackSettings, NotApplicable, Reconstruction
 from attacker.attacks.dlg import run_idlg
 from attacker.attacks.ig import Variant, plan_attack, run_plans
-from attacker.engine import AttackCancelled, StopSignal
 from attacker.observation import Observation
+from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
 
 #: Total-variation weights of the IG attacks: IG's default and two weaker priors, which real
@@ -50,20 +50,20 @@ Stage = Callable[[], list[tuple[int, Reconstruction]]]
 
 
 def run_auto(victim: Victim, observations: list[Observation], settings: AttackSettings,
-             cancel: StopSignal | None = None) -> list[Reconstruction]:
+             stop: Stop | None = None) -> list[Reconstruction]:
     """Every applicable attack on every update; each result carries all of them as ``candidates``."""
     candidates: list[list[Reconstruction]] = [[] for _ in observations]
-    stages = {"analytic": lambda: _analytic(victim, observations, settings, cancel),
-              "ig": lambda: _inverting_gradients(victim, observations, settings, cancel),
-              "idlg": lambda: _idlg(victim, observations, settings, cancel)}
+    stages = {"analytic": lambda: _analytic(victim, observations, settings, stop),
+              "ig": lambda: _inverting_gradients(victim, observations, settings, stop),
+              "idlg": lambda: _idlg(victim, observations, settings, stop)}
     notes = [f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched as it is"
              for obs in observations[:1] if obs.defense in ("noise", "dp", "dpsgd")]
     for name, stage in stages.items():
         try:
             for index, rec in stage():
                 candidates[index].append(rec)
-        except AttackCancelled:
-            if not getattr(cancel, "timed_out", False) or not all(candidates):
+        except AttackStopped:
+            if stop is None or not stop.timed_out or not all(candidates):
                 raise  # the run's end, or nothing to judge for some update: the round is cut or timed out
             notes.append(f"attack.timeout-seconds ran out: {', '.join(list(stages)[list(stages).index(name):])} "
                          f"did not run")
@@ -75,22 +75,22 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
 
 
 def _analytic(victim: Victim, observations: list[Observation], settings: AttackSettings,
-              cancel: StopSignal | None) -> list[tuple[int, Reconstruction]]:
+              stop: Stop | None) -> list[tuple[int, Reconstruction]]:
     try:
-        return list(enumerate(run_analytic(victim, observations, settings.for_method("analytic"), cancel)))
+        return list(enumerate(run_analytic(victim, observations, settings.for_method("analytic"), stop)))
     except NotApplicable:
         return []
 
 
 def _inverting_gradients(victim: Victim, observations: list[Observation], settings: AttackSettings,
-                         cancel: StopSignal | None) -> list[tuple[int, Reconstruction]]:
+                         stop: Stop | None) -> list[tuple[int, Reconstruction]]:
     ig = settings.for_method("ig")
     owners, plans, label_cache = [], [], {}
     for index, obs in enumerate(observations):
         for variant in variants(victim, obs):
             owners.append(index)
-            plans.append(plan_attack(victim, obs, variant, ig, label_cache, cancel))
-    return list(zip(owners, run_plans(victim, plans, ig, cancel)))
+            plans.append(plan_attack(victim, obs, variant, ig, label_cache, stop))
+    return list(zip(owners, run_plans(victim, plans, ig, stop)))
 
 
 def variants(victim: Victim, obs: Observation) -> list[Variant]:
@@ -102,12 +102,12 @@ def variants(victim: Victim, obs: Observation) -> list[Variant]:
 
 
 def _idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-          cancel: StopSignal | None) -> list[tuple[int, Reconstruction]]:
+          stop: Stop | None) -> list[tuple[int, Reconstruction]]:
     chosen = [i for i, obs in enumerate(observations) if obs.batch_size == 1 and obs.local_steps == 1]
     stochastic = "omit" if victim.bottleneck is not None else "sample"
     lbfgs = settings.for_method("idlg", iterations=DEFAULT_ITERATIONS["idlg"], lr=DEFAULT_LR["idlg"],
                                 stochastic=stochastic)
-    results = run_idlg(victim, [observations[i] for i in chosen], lbfgs, cancel)
+    results = run_idlg(victim, [observations[i] for i in chosen], lbfgs, stop)
     for rec in results:
         rec.attack = "idlg" + (" omit" if stochastic == "omit" else "")
     return list(zip(chosen, results))

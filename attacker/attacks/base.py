@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,23 +91,3 @@ class Reconstruction:
 
 class NotApplicable(ValueError):
     """The attack cannot run on this model or update (e.g. analytic recovery without a linear first layer)."""
-
-
-class AttackStop:
-    """The :class:`attacker.engine.StopSignal` the plugin hands to an attack: stop when the run's end
-    budget is spent (``run_cancel``, the worker's event, set) or the attack's own time budget of
-    ``seconds`` (0 = none) has run out. Optimisations poll :meth:`is_set`."""
-
-    def __init__(self, run_cancel: threading.Event | None = None, seconds: float = 0.0) -> None:
-        self.run_cancel = run_cancel or threading.Event()
-        self._deadline = time.monotonic() + seconds if seconds > 0 else None
-
-    @property
-    def timed_out(self) -> bool:
-        """Whether the attack's own time budget has run out."""
-        return self._deadline is not None and time.monotonic() > self._deadline
-
-    def is_set(self) -> bool:
-        """Whether the attack must stop now."""
-        return self.run_cancel.is_set() or self.timed_out
-

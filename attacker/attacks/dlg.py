@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attacker.engine import CANCEL_CHECK_EVERY, AttackCancelled, StopSignal
 from attacker.labels import recover_labels
 from attacker.lbfgs import LBFGS
 from attacker.matching import matching_for, restrict
@@ -40,6 +39,7 @@ from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
 from attacker.steps import Step
+from attacker.stop import CHECK_EVERY, Stop
 from attacker.victim import Victim
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
@@ -47,19 +47,19 @@ STOP_LOSS = 1e-6
 
 
 def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-            cancel: StopSignal | None = None) -> list[Reconstruction]:
+            stop: Stop | None = None) -> list[Reconstruction]:
     """DLG on each update: image and soft label optimised together."""
-    return [_lbfgs_attack(victim, obs, settings, recover=False, cancel=cancel) for obs in observations]
+    return [_lbfgs_attack(victim, obs, settings, recover=False, stop=stop) for obs in observations]
 
 
 def run_idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-             cancel: StopSignal | None = None) -> list[Reconstruction]:
+             stop: Stop | None = None) -> list[Reconstruction]:
     """iDLG on each update: label recovered from the classifier's gradient, then fixed."""
-    return [_lbfgs_attack(victim, obs, settings, recover=True, cancel=cancel) for obs in observations]
+    return [_lbfgs_attack(victim, obs, settings, recover=True, stop=stop) for obs in observations]
 
 
 def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, recover: bool,
-                  cancel: StopSignal | None) -> Reconstruction:
+                  stop: Stop | None) -> Reconstruction:
     start = time.perf_counter()
     matching = matching_for(victim, obs, omit_stochastic=settings.stochastic == "omit")
     target = restrict({n: g.to(victim.device) for n, g in obs.gradient_estimate(matching.names).items()},
@@ -72,7 +72,7 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
     for restart in range(settings.restarts):
         seed = obs.random_stream(settings.seed, restart)
         found = _lbfgs_try(victim, step, target, mask, obs.batch_size, labels, settings,
-                           torch.Generator().manual_seed(seed), cancel)
+                           torch.Generator().manual_seed(seed), stop)
         total_iterations += found.iterations
         if best is None or found.loss < best.loss:
             best = found
@@ -98,7 +98,7 @@ class _Point:
 
 def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask: dict[str, torch.Tensor],
                num_images: int, labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
-               cancel: StopSignal | None) -> _Point:
+               stop: Stop | None) -> _Point:
     """One L-BFGS run from a random start; returns its lowest-cost point.
 
     ``optimizer.step(closure)`` returns the cost at the point the step *started* from, so each
@@ -125,8 +125,8 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask
 
     best, iterations = _Point(float("inf"), *here()), 0
     for iterations in range(1, settings.iterations + 1):
-        if cancel is not None and iterations % CANCEL_CHECK_EVERY == 0 and cancel.is_set():
-            raise AttackCancelled(f"cancelled after {iterations} of {settings.iterations} iterations")
+        if stop is not None and iterations % CHECK_EVERY == 0:
+            stop.check(f"after {iterations} of {settings.iterations} iterations")
         start = here()
         loss = float(optimizer.step(closure))
         if not math.isfinite(loss):

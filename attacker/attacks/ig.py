@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
-from attacker.engine import AdamSchedule, AttackCancelled, StopSignal, minimize_with
+from attacker.engine import AdamSchedule, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
@@ -39,6 +39,7 @@ from attacker.observation import Observation
 from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels,
                              simulate_update)
 from attacker.steps import Step
+from attacker.stop import Stop
 from attacker.victim import Victim
 
 
@@ -85,19 +86,19 @@ class Plan:
 
 
 def run_ig(victim: Victim, observations: list[Observation], settings: AttackSettings,
-           cancel: StopSignal | None = None) -> list[Reconstruction]:
+           stop: Stop | None = None) -> list[Reconstruction]:
     """Reconstruct every observed update with the variant ``attack.*`` asks for."""
     variant = Variant.from_settings(settings)
-    return run_plans(victim, [plan_attack(victim, obs, variant, settings, cancel=cancel) for obs in observations],
-                     settings, cancel)
+    return run_plans(victim, [plan_attack(victim, obs, variant, settings, stop=stop) for obs in observations],
+                     settings, stop)
 
 
 def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: AttackSettings,
-                label_cache: dict | None = None, cancel: StopSignal | None = None) -> Plan:
+                label_cache: dict | None = None, stop: Stop | None = None) -> Plan:
     """Decide, for one update and variant, the dummy images, labels, target and what is matched.
 
     Plans of one update that differ only in their TV weight share their labels through ``label_cache``
-    (the replay's label search is worth doing once). The label search polls ``cancel`` before every
+    (the replay's label search is worth doing once). The label search polls ``stop`` before every
     replay it tries.
     """
     bottleneck = victim.bottleneck
@@ -134,7 +135,7 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
     if labels is None:
         labels = recover_labels(obs.gradient_estimate(victim.param_names), images, victim).to(victim.device)
         if schedule is not None:
-            labels = _search_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching, cancel)
+            labels = _search_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching, stop)
         if label_cache is not None:
             label_cache[key] = labels
     return Plan(obs=obs, variant=variant, stochastic=stochastic, labels=labels, target=target, mask=matching.mask or {},
@@ -142,33 +143,33 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
 
 
 def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
-                   target: dict[str, torch.Tensor], matching: Matching, cancel: StopSignal | None) -> torch.Tensor:
+                   target: dict[str, torch.Tensor], matching: Matching, stop: Stop | None) -> torch.Tensor:
     """The replay's per-slot labels, searched (order between steps, and values) on neutral grey images."""
     grey = torch.full((schedule.slots, *victim.input_shape), 0.5, device=victim.device)
 
     def cost(trial_labels: torch.Tensor) -> float:
-        if cancel is not None and cancel.is_set():
-            raise AttackCancelled("cancelled during the replay's label search")
+        if stop is not None:
+            stop.check("during the replay's label search")
         update = simulate_update(victim, grey, trial_labels, obs.train, schedule.batches)
         return float(cosine_distance(restrict(update, matching.names, matching.mask), target))
     return search_labels(cost, labels, schedule, victim.num_classes)
 
 
 def run_plans(victim: Victim, plans: list[Plan], settings: AttackSettings,
-              cancel: StopSignal | None = None) -> list[Reconstruction]:
+              stop: Stop | None = None) -> list[Reconstruction]:
     """Run every plan; plans of the same shape are optimised together. Results come in plan order."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for index, plan in enumerate(plans):
         groups[plan.shape_key].append(index)
     results: list[Reconstruction | None] = [None] * len(plans)
     for members in groups.values():
-        for index, rec in zip(members, _attack_group(victim, [plans[i] for i in members], settings, cancel)):
+        for index, rec in zip(members, _attack_group(victim, [plans[i] for i in members], settings, stop)):
             results[index] = rec
     return results  # type: ignore[return-value]
 
 
 def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
-                  cancel: StopSignal | None) -> list[Reconstruction]:
+                  stop: Stop | None) -> list[Reconstruction]:
     start = time.perf_counter()
     restarts = settings.restarts
     first = plans[0]
@@ -184,7 +185,7 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
     masks = step.lay_out({n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask})
     tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
     found, losses = minimize_with(step, variables, (labels, targets, masks, tvs),
-                                  AdamSchedule(iterations=settings.iterations, lr=settings.lr), cancel=cancel)
+                                  AdamSchedule(iterations=settings.iterations, lr=settings.lr), stop=stop)
     notes = [step.describe()] if step.describe() else []
     images = found[0]
     seconds = time.perf_counter() - start

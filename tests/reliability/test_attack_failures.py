@@ -56,13 +56,13 @@ def test_end_of_run_budget_cuts_pending_attacks(tiny_config):
     assert events[-1]["status"] == "completed"
 
 
-def test_an_attack_that_ignores_the_cancel_is_abandoned_and_reported_cut():
+def test_an_attack_that_ignores_its_stop_is_abandoned_and_reported_cut():
     from attacker.worker import BackgroundWorker
 
     release = threading.Event()
     started = threading.Event()
 
-    def stuck(job, cancel):  # never polls ``cancel``, as a loop on absurd values would
+    def stuck(job, stop):  # never polls ``stop``, as a loop on absurd values would
         started.set()
         release.wait(timeout=30)
 
