@@ -12,10 +12,6 @@ from fl_sim.config import TrainConfig
 from fl_sim.plugins import InterceptedUpdate
 from fl_sim.protocol import train_config_from_record
 
-#: Defenses whose upload is a subset of the coordinates; the rest never reach the server.
-PRUNING_DEFENSES = ("topk", "dgp")
-
-
 @dataclass(frozen=True)
 class Observation:
     """One intercepted update as the server sees it: no data, no audit, only what travels.
@@ -29,6 +25,8 @@ class Observation:
         local_steps: the optimizer steps the client reported.
         defense: the update defense the protocol makes every client run (``defense.name``): the
             server knows it, as it knows the training settings (Kerckhoffs).
+        positions: for a sparse upload, the flat positions of the entries that travelled, by name, as
+            the message carried them; ``None`` for a dense upload.
     """
 
     server_round: int
@@ -40,6 +38,7 @@ class Observation:
     num_examples: int
     local_steps: int
     defense: str = "none"
+    positions: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def from_update(cls, update: InterceptedUpdate, defense: str = "none") -> Observation:
@@ -54,6 +53,8 @@ class Observation:
             num_examples=update.num_examples,
             local_steps=int(update.metrics.get(protocol.LOCAL_STEPS, 1)),
             defense=defense,
+            positions=None if update.travelled is None else
+            {k: torch.from_numpy(np.array(v)) for k, v in update.travelled.items()},
         )
 
     def random_stream(self, seed: int, *extra: int) -> int:
@@ -75,16 +76,20 @@ class Observation:
 
     @property
     def pruned(self) -> bool:
-        """Whether the protocol's defense uploads only some coordinates (``topk``, ``dgp``)."""
-        return self.defense in PRUNING_DEFENSES
+        """Whether the upload carried only some coordinates (a pruning defense's sparse upload)."""
+        return self.positions is not None
 
     def travelled(self, names: list[str]) -> dict[str, torch.Tensor] | None:
-        """For a pruned upload, which coordinates travelled (bool masks by name); ``None`` for a dense one.
-
-        A sparse upload carries exactly the positions of its non-zero entries
-        (:func:`fl_sim.sparse.encode`), so the mask is where the update is non-zero.
-        """
-        return {name: self.update[name] != 0 for name in names} if self.pruned else None
+        """For a pruned upload, which coordinates travelled (bool masks by name, from the positions the message
+        carried); ``None`` for a dense one."""
+        if self.positions is None:
+            return None
+        masks = {}
+        for name in names:
+            mask = torch.zeros(self.update[name].numel(), dtype=torch.bool)
+            mask[self.positions[name].long()] = True
+            masks[name] = mask.view_as(self.update[name])
+        return masks
 
     def gradient_estimate(self, names: list[str]) -> dict[str, torch.Tensor]:
         """The standard approximation of the batch gradient: ``-update / (lr * local steps)``.

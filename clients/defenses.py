@@ -21,9 +21,10 @@ to upload and, where it keeps one, a residual for the next round (error feedback
   the top 10% and the bottom 80%, upload 10%) are ours; both are settings. ADGP (aligned
   positions across clients, needing a trusted broadcaster) is not implemented.
 
-Bytes: a dense upload costs 4 bytes per float32 entry; a sparse one (``topk``, ``dgp``) travels
-as the kept entries' int32 positions and float32 values, 8 bytes per kept entry, in the Flower
-message itself (see :mod:`fl_sim.sparse`).
+Bytes: a dense upload costs 4 bytes per float32 entry; a pruned one (``topk``, ``dgp``) always
+travels as the kept entries' int32 positions and float32 values, 8 bytes per kept entry, in the
+Flower message itself (see :mod:`fl_sim.sparse`), so that the server is told which entries
+travelled (a kept entry may be exactly zero) instead of guessing them from the values.
 """
 
 from __future__ import annotations
@@ -44,17 +45,19 @@ SPARSE_BYTES_PER_ENTRY = 8
 
 @dataclass
 class DefendedUpdate:
-    """What a defense made of an update: the update to upload, the residual to keep, the upload's size."""
+    """What a defense made of an update: the update to upload, the residual to keep, the upload's size, and for a
+    pruned upload the entries it keeps (bool masks by name), the positions that travel."""
 
     update: Arrays
     residual: Arrays | None
     upload_bytes: int
     dense_bytes: int
+    kept: Arrays | None = None
 
     @property
     def sparse(self) -> bool:
-        """Whether the update travels sparse: pruned enough that positions and values cost less."""
-        return self.upload_bytes < self.dense_bytes
+        """Whether the update travels sparse, as the positions and values of its kept entries."""
+        return self.kept is not None
 
 
 def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
@@ -73,16 +76,16 @@ def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: 
         private = {k: v * scale + std * torch.randn(v.shape, generator=generator) for k, v in update.items()}
         return DefendedUpdate(private, None, dense, dense)
     if config.name == "topk":
-        kept = {k: prune_by_magnitude(v, drop_top=0.0, drop_bottom=config.topk_prune_ratio) for k, v in update.items()}
-        return DefendedUpdate(kept, None, min(_sparse_bytes(kept), dense), dense)
+        kept = {k: kept_by_magnitude(v, drop_top=0.0, drop_bottom=config.topk_prune_ratio) for k, v in update.items()}
+        return _pruned(update, kept, error_feedback=False)
     carried = {k: v + residual[k] for k, v in update.items()} if residual and config.error_feedback else dict(update)
-    kept = {k: prune_by_magnitude(v, config.dgp_top_ratio, config.dgp_bottom_ratio) for k, v in carried.items()}
-    new_residual = {k: carried[k] - kept[k] for k in carried} if config.error_feedback else None
-    return DefendedUpdate(kept, new_residual, min(_sparse_bytes(kept), dense), dense)
+    kept = {k: kept_by_magnitude(v, config.dgp_top_ratio, config.dgp_bottom_ratio) for k, v in carried.items()}
+    return _pruned(carried, kept, error_feedback=config.error_feedback)
 
 
-def prune_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float) -> torch.Tensor:
-    """Zero the ``drop_top`` share of largest-magnitude and ``drop_bottom`` share of smallest entries.
+def kept_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float) -> torch.Tensor:
+    """The entries kept (a bool mask) when the ``drop_top`` share of largest-magnitude and the ``drop_bottom``
+    share of smallest entries are dropped.
 
     The counts are ``round(share x n)`` per tensor; ties are broken by position (a stable sort).
     """
@@ -92,12 +95,18 @@ def prune_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float
     order = torch.argsort(flat.abs(), stable=True)
     keep = torch.zeros(n, dtype=torch.bool)
     keep[order[n_bottom: n - n_top]] = True
-    return torch.where(keep, flat, torch.zeros_like(flat)).view_as(values)
+    return keep.view_as(values)
 
 
-def _sparse_bytes(kept: Mapping[str, torch.Tensor]) -> int:
-    """What :func:`fl_sim.sparse.pack` will send: an int32 position and a float32 value per kept entry."""
-    return sum(int(torch.count_nonzero(v)) for v in kept.values()) * SPARSE_BYTES_PER_ENTRY
+def _pruned(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor],
+            error_feedback: bool) -> DefendedUpdate:
+    """``update`` where ``kept``, zero elsewhere, to travel as positions and values; with ``error_feedback``,
+    what was dropped as the residual."""
+    values = {k: torch.where(kept[k], v, torch.zeros_like(v)) for k, v in update.items()}
+    residual = {k: update[k] - values[k] for k in update} if error_feedback else None
+    entries = sum(int(mask.sum()) for mask in kept.values())
+    return DefendedUpdate(values, residual, entries * SPARSE_BYTES_PER_ENTRY,
+                          sum(v.numel() for v in update.values()) * DENSE_BYTES_PER_ENTRY, kept=dict(kept))
 
 
 def defend_weights(global_state: Mapping[str, torch.Tensor], local_state: Mapping[str, torch.Tensor],
@@ -110,7 +119,8 @@ def defend_weights(global_state: Mapping[str, torch.Tensor], local_state: Mappin
     """
     floats = [k for k, v in global_state.items() if v.is_floating_point()]
     result = defend({k: local_state[k] - global_state[k] for k in floats}, config, residual, generator)
-    if result.sparse:
-        return sparse.pack(result.update, {k: v for k, v in local_state.items() if k not in result.update}), result
+    if result.kept is not None:
+        others = {k: v for k, v in local_state.items() if k not in result.update}
+        return sparse.pack(result.update, result.kept, others), result
     upload = {k: global_state[k] + result.update[k] if k in result.update else v for k, v in local_state.items()}
     return upload, result

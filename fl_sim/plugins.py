@@ -32,6 +32,9 @@ class InterceptedUpdate:
         train_config: the training settings the server sent this round (lr, local epochs, ...).
         audit: simulation-only ground truth the client reported (e.g. which samples it trained
             on). A real server never has it: only judges of attacks may read it, never attacks.
+        travelled: for a sparse upload (a pruning defense, :mod:`fl_sim.sparse`), the flat positions of
+            the entries that travelled, by array name, as the message carried them; ``None`` for a
+            dense upload, in which every entry travelled.
     """
 
     server_round: int
@@ -42,6 +45,7 @@ class InterceptedUpdate:
     metrics: Mapping[str, Any]
     train_config: Mapping[str, Any]
     audit: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    travelled: Mapping[str, np.ndarray] | None = None
 
     @property
     def num_examples(self) -> int:

@@ -15,8 +15,8 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from clients.defenses import defend
-from fl_sim import protocol
+from clients.defenses import defend_weights
+from fl_sim import protocol, sparse
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.models import build_run_model
@@ -41,17 +41,17 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]],
         model.load_state_dict(global_state)
         local = dataset.train.subset(np.asarray(indices))
         result = train_local(model, local, config.train, seed=client, dp=dp_sgd(config, len(local)))
-        local_state = model.state_dict()
-        floats = [k for k, v in local_state.items() if v.is_floating_point()]
-        defended = defend({k: local_state[k] - global_state[k] for k in floats}, config.defense, None,
-                          torch.Generator().manual_seed(client)).update
-        client_arrays = {k: (global_state[k] + defended[k] if k in defended else v).numpy()
-                         for k, v in local_state.items()}
+        upload, _ = defend_weights(global_state, model.state_dict(), config.defense, None,
+                                   torch.Generator().manual_seed(client))
+        client_arrays, travelled = {k: v.numpy() for k, v in upload.items()}, None
+        if any(name.endswith(sparse.POSITIONS) for name in client_arrays):  # as the strategy restores it
+            client_arrays, travelled = sparse.unpack(client_arrays, global_arrays)
         updates.append(InterceptedUpdate(
             server_round=1, node_id=FIRST_NODE_ID + client, partition_id=client, global_arrays=global_arrays,
             client_arrays=MappingProxyType(client_arrays),
             metrics=MappingProxyType({protocol.NUM_EXAMPLES: len(local), protocol.LOCAL_STEPS: result.steps}),
             train_config=train_record,
-            audit=MappingProxyType({protocol.AUDIT_SAMPLES: [int(i) for i in indices]})))
+            audit=MappingProxyType({protocol.AUDIT_SAMPLES: [int(i) for i in indices]}),
+            travelled=MappingProxyType(travelled) if travelled is not None else None))
         data.append(local)
     return updates, data

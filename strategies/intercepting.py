@@ -106,9 +106,7 @@ class InterceptingStrategy(Strategy):
         server_round += self.round_offset
         self._disabled = set()
         replies = _in_partition_order(replies)
-        for reply in replies:
-            if not reply.has_error():
-                self._densify(reply)
+        travelled = {id(reply): self._densify(reply) for reply in replies if not reply.has_error()}
         node_of = self._node_of_reply()
         failures = [(node_of(reply), reply.error.reason) for reply in replies if reply.has_error()]
         answered = {node_of(reply) for reply in replies}
@@ -117,7 +115,8 @@ class InterceptingStrategy(Strategy):
         for node_id, reason in failures:
             for plugin in self._active():
                 self._call(server_round, plugin, plugin.on_failure, server_round, node_id, reason)
-        kept = [reply for reply in replies if reply.has_error() or self._intercept(server_round, reply)]
+        kept = [reply for reply in replies
+                if reply.has_error() or self._intercept(server_round, reply, travelled[id(reply)])]
         usable = sum(not reply.has_error() for reply in kept)
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_round_end, server_round)
@@ -160,8 +159,9 @@ class InterceptingStrategy(Strategy):
         log(INFO, "\t├──> Aggregated by: %s", type(self.strategy).__name__)
         self.strategy.summary()
 
-    def _intercept(self, server_round: int, reply: Message) -> bool:
-        """Run filters and observers on one reply; return False if a filter dropped it."""
+    def _intercept(self, server_round: int, reply: Message, travelled: Mapping[str, np.ndarray] | None) -> bool:
+        """Run filters and observers on one reply (with the positions of a sparse upload that travelled); return
+        False if a filter dropped it."""
         content = reply.content
         update = InterceptedUpdate(
             server_round=server_round,
@@ -172,6 +172,7 @@ class InterceptingStrategy(Strategy):
             metrics=MappingProxyType(dict(content.metric_records.get(protocol.METRICS, {}))),
             train_config=self._sent_config,
             audit=_audit(reply),
+            travelled=MappingProxyType(travelled) if travelled is not None else None,
         )
         for plugin in self._active():
             if not isinstance(plugin, UpdateFilter):
@@ -190,17 +191,21 @@ class InterceptingStrategy(Strategy):
             self._call(server_round, plugin, plugin.on_update, update)
         return True
 
-    def _densify(self, reply: Message) -> None:
-        """Turn a sparse update (:mod:`fl_sim.sparse`) back into dense weights, ``global + update``, in place.
+    def _densify(self, reply: Message) -> dict[str, np.ndarray] | None:
+        """Turn a sparse update (:mod:`fl_sim.sparse`) back into dense weights, ``global + update``, in place;
+        return the positions that travelled (``None`` for a dense upload).
 
         A malformed one is left as it came, and the validator rejects it for its array names.
         """
         record = reply.content.array_records.get(self.strategy.arrayrecord_key)
         if record is None or not any(name.endswith(sparse.POSITIONS) for name in record):
-            return
-        dense = sparse.unpack(frozen_numpy(record), self._sent_arrays)
-        if dense is not None:
-            reply.content.array_records[self.strategy.arrayrecord_key] = _array_record(dense)
+            return None
+        unpacked = sparse.unpack(frozen_numpy(record), self._sent_arrays)
+        if unpacked is None:
+            return None
+        dense, travelled = unpacked
+        reply.content.array_records[self.strategy.arrayrecord_key] = _array_record(dense)
+        return travelled
 
     def _active(self) -> list[ServerPlugin]:
         return [plugin for plugin in self.plugins if id(plugin) not in self._disabled]

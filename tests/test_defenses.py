@@ -8,7 +8,7 @@ import torch
 
 from clients.client_app import create_client_app
 from clients.mods import RESIDUAL
-from clients.defenses import defend, defend_weights, prune_by_magnitude
+from clients.defenses import defend, defend_weights, kept_by_magnitude
 from fl_sim import sparse
 from fl_sim.config import DefenseConfig, RunConfig
 from fl_sim.errors import ConfigError
@@ -24,13 +24,14 @@ def _update(seed=0):
 
 def test_dual_pruning_drops_exact_shares_per_layer():
     values = torch.randn(1000, generator=torch.Generator().manual_seed(1))
-    kept = prune_by_magnitude(values, drop_top=0.1, drop_bottom=0.8)
-    survivors = kept != 0
+    survivors = kept_by_magnitude(values, drop_top=0.1, drop_bottom=0.8)
     assert int(survivors.sum()) == 100
     magnitude = values.abs()
     assert magnitude[survivors].max() <= magnitude.sort().values[899]  # the top 100 are gone
     assert magnitude[survivors].min() >= magnitude.sort().values[800]  # the bottom 800 are gone
-    assert torch.equal(kept[survivors], values[survivors])
+    result = defend({"w": values}, DefenseConfig(name="dgp", dgp_top_ratio=0.1, dgp_bottom_ratio=0.8,
+                                                 error_feedback=False), None, torch.Generator())
+    assert torch.equal(result.kept["w"], survivors) and torch.equal(result.update["w"][survivors], values[survivors])
 
 
 def test_dgp_per_layer_counts_and_error_feedback_conserve_the_mass():
@@ -57,7 +58,8 @@ def test_bytes_dense_vs_sparse():
     assert pruned.upload_bytes == 8 * kept and kept == 90 + 1  # 900 -> 90, 10 -> 1
     assert pruned.upload_bytes < plain.dense_bytes / 4 and pruned.sparse and not plain.sparse
     half = defend(update, DefenseConfig(name="topk", topk_prune_ratio=0.5), None, torch.Generator())
-    assert half.upload_bytes == half.dense_bytes and not half.sparse  # 8 bytes x half = 4 bytes x all: dense
+    kept_half = sum(int(mask.sum()) for mask in half.kept.values())
+    assert half.sparse and half.upload_bytes == 8 * kept_half  # positions travel, even where dense costs as much
 
 
 def test_dp_clips_then_adds_noise_and_noise_adds_noise():
@@ -73,10 +75,32 @@ def test_dp_clips_then_adds_noise_and_noise_adds_noise():
 def test_defend_weights_adds_the_defended_update_to_the_global_weights():
     global_state = {"w": torch.zeros(100), "steps": torch.tensor(3)}
     local_state = {"w": torch.arange(100.0), "steps": torch.tensor(4)}
+    upload, result = defend_weights(global_state, local_state, DefenseConfig(name="noise", noise_std=1.0),
+                                    None, torch.Generator().manual_seed(0))
+    assert torch.equal(upload["w"], global_state["w"] + result.update["w"]) and not result.sparse
+    assert upload["steps"].item() == 4 and set(result.update) == {"w"}
+
+
+def test_a_kept_entry_that_is_exactly_zero_travels_and_the_attacker_matches_it():
+    """Top-k keeps the larger half of six zeros and four ones: one kept entry is exactly zero. Its position
+    travels, and the attacker's mask of what travelled comes from the positions, not from the values."""
+    from types import MappingProxyType
+
+    from attacker.observation import Observation
+    from fl_sim.plugins import InterceptedUpdate
+
+    global_state = {"w": torch.zeros(10)}
+    local_state = {"w": torch.tensor([0.0] * 6 + [1.0] * 4)}
     upload, result = defend_weights(global_state, local_state, DefenseConfig(name="topk", topk_prune_ratio=0.5),
                                     None, torch.Generator())
-    assert torch.equal(upload["w"][50:], torch.arange(50.0, 100.0)) and upload["w"][:50].abs().sum() == 0
-    assert upload["steps"].item() == 4 and set(result.update) == {"w"}
+    assert result.kept["w"].tolist() == [False] * 5 + [True] * 5 and upload["w@positions"].tolist() == [5, 6, 7, 8, 9]
+    globals_ = {"w": global_state["w"].numpy()}
+    dense, travelled = sparse.unpack({name: value.numpy() for name, value in upload.items()}, globals_)
+    update = InterceptedUpdate(server_round=1, node_id=1, partition_id=0, global_arrays=globals_,
+                               client_arrays=dense, metrics={}, train_config=MappingProxyType({}),
+                               travelled=travelled)
+    observation = Observation.from_update(update, "topk")
+    assert observation.update["w"][5] == 0 and observation.travelled(["w"])["w"].tolist() == [False] * 5 + [True] * 5
 
 
 def test_a_pruned_upload_is_positions_and_values_that_the_server_adds_to_the_global_weights():
@@ -88,8 +112,9 @@ def test_a_pruned_upload_is_positions_and_values_that_the_server_adds_to_the_glo
     assert set(upload) == {"w@positions", "w@values", "steps"} and upload["w@values"].numel() == 20
     arrays = {name: value.numpy() for name, value in upload.items()}
     globals_ = {name: value.numpy() for name, value in global_state.items()}
-    dense = sparse.unpack(arrays, globals_)
+    dense, travelled = sparse.unpack(arrays, globals_)
     assert np.array_equal(dense["w"], (global_state["w"] + result.update["w"]).numpy()) and dense["steps"] == 4
+    assert np.array_equal(travelled["w"], np.flatnonzero(result.kept["w"].numpy()))
 
 
 @pytest.mark.parametrize("corrupt", [
@@ -100,7 +125,8 @@ def test_a_pruned_upload_is_positions_and_values_that_the_server_adds_to_the_glo
     lambda a: {**a, "backdoor@positions": a["w@positions"]},  # an array the model does not have
 ])
 def test_malformed_sparse_uploads_are_not_unpacked(corrupt):
-    upload = sparse.pack({"w": prune_by_magnitude(torch.randn(100), 0.0, 0.9)}, {"steps": torch.tensor(4)})
+    values = torch.randn(100)
+    upload = sparse.pack({"w": values}, {"w": kept_by_magnitude(values, 0.0, 0.9)}, {"steps": torch.tensor(4)})
     arrays = {name: value.numpy() for name, value in upload.items()}
     assert sparse.unpack(arrays, {"w": np.zeros(100, np.float32), "steps": np.array(3)}) is not None
     assert sparse.unpack(corrupt(arrays), {"w": np.zeros(100, np.float32), "steps": np.array(3)}) is None
@@ -188,12 +214,14 @@ def test_tiny_privacy_check_per_defense(tiny_config, defense, leaks):
 
 
 def test_sparse_encoding_round_trips_and_sizes_the_upload():
-    values = prune_by_magnitude(torch.randn(7, 9, generator=torch.Generator().manual_seed(3)), 0.2, 0.5)
-    positions, kept = sparse.encode(values)
+    values = torch.randn(7, 9, generator=torch.Generator().manual_seed(3))
+    mask = kept_by_magnitude(values, 0.2, 0.5)
+    positions, kept = sparse.encode(values, mask)
     assert positions.dtype == torch.int32 and kept.dtype == torch.float32
     assert kept.numel() == 63 - round(0.2 * 63) - round(0.5 * 63)
-    assert torch.equal(sparse.decode(positions, kept, values.shape), values)
-    result = defend({"w": values}, DefenseConfig(name="topk", topk_prune_ratio=0.0), None, torch.Generator())
+    assert torch.equal(sparse.decode(positions, kept, values.shape), torch.where(mask, values, 0.0))
+    result = defend({"w": values}, DefenseConfig(name="dgp", dgp_top_ratio=0.2, dgp_bottom_ratio=0.5), None,
+                    torch.Generator())
     assert result.upload_bytes == positions.numel() * 4 + kept.numel() * 4
 
 

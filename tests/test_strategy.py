@@ -147,4 +147,5 @@ def test_a_sparse_upload_with_a_repeated_position_is_not_unpacked():
               "w" + sparse.VALUES: np.array([0.5, -0.5], dtype=np.float32)}
     assert sparse.unpack(upload, reference) is None
     upload["w" + sparse.POSITIONS] = np.array([1, 2], dtype=np.int64)
-    assert sparse.unpack(upload, reference)["w"].tolist() == [0.0, 0.5, -0.5, 0.0]
+    dense, travelled = sparse.unpack(upload, reference)
+    assert dense["w"].tolist() == [0.0, 0.5, -0.5, 0.0] and travelled["w"].tolist() == [1, 2]

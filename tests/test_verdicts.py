@@ -131,7 +131,7 @@ def test_pruned_uploads_are_matched_where_they_travelled():
     assert observations[0].pruned
     aware = ATTACKS["idlg"](victim, observations, _settings(config, "idlg", iterations=200))[0]
     assert any("defense-aware" in note for note in aware.notes)
-    naive_obs = [dataclasses.replace(observations[0], defense="none")]
+    naive_obs = [dataclasses.replace(observations[0], defense="none", positions=None)]
     naive = ATTACKS["idlg"](victim, naive_obs, _settings(config, "idlg", iterations=200))[0]
     assert _ssim(config, aware, [3]) >= 0.6 > _ssim(config, naive, [3])
 
