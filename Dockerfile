@@ -2,7 +2,7 @@
 # fills deploy/wheelhouse/ with the wheels of every pinned dependency; both kinds of base install
 # exactly those wheels, with no index:
 #
-#   BASE_IMAGE=flwr/<role>:1.41.0-py3.11-ubuntu24.04  Flower's official image (the default; needs
+#   BASE_IMAGE=flwr/<role>:1.42.0-py3.11-ubuntu24.04  Flower's official image (the default; needs
 #                                                      Docker Hub)
 #   BASE_IMAGE=fl-sim-base:local                       deploy/base.Dockerfile, made from Debian's
 #                                                      packages (scripts/build_images.sh --offline)
@@ -12,7 +12,7 @@
 # The app's own code is not baked in: `flwr run` ships it (as a FAB) to the SuperLink, which hands
 # it to the SuperNodes. The containers run as `app` (uid 49999), in /app.
 ARG ROLE=supernode
-ARG FLWR_VERSION=1.41.0
+ARG FLWR_VERSION=1.42.0
 ARG BASE_IMAGE=flwr/${ROLE}:${FLWR_VERSION}-py3.11-ubuntu24.04
 
 FROM ${BASE_IMAGE} AS install

@@ -115,6 +115,10 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     watch = EngineWatch()
     with guard, display:
         try:
+            # Flower 1.42 deprecates run_simulation for `flwr run` on a SuperLink, which runs apps loaded from
+            # a FAB. The lab keeps it while Flower has no replacement that runs a ServerApp and ClientApp built
+            # in this process: the plugins, the engine watch and the live display are Python objects handed
+            # in here, not settings a FAB can carry (`fl-sim flwr-run` covers the `flwr run` path).
             run_simulation(
                 server_app=create_server_app(config, plugins, resume, console=None if live else console, watch=watch),
                 client_app=create_client_app(config),

@@ -56,7 +56,7 @@ class InterceptingStrategy(Strategy):
 
     Args:
         strategy: the Flower strategy that samples clients and aggregates (FedAvg or one derived
-            from it: every Flower 1.41 strategy this project offers is).
+            from it: every Flower 1.42 strategy this project offers is).
         plugins: observers and filters, called in this order for every update.
         on_plugin_error: called with (round, plugin name, exception) when a plugin raises.
         seed: makes client sampling reproducible (Flower samples with Python's ``random``).

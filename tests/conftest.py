@@ -9,6 +9,10 @@ import pytest
 
 from fl_sim.config import RunConfig
 
+# Flower's telemetry writes an id to ~/.flwr/source on its first event (run_simulation sends one): the tests,
+# and the Flower processes they start, leave the user's home alone and send nothing.
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
 #: A run small enough for unit tests: 16x16 digits, 3 clients, 2 rounds of 2 local steps.
 TINY = {
     "num-server-rounds": 2,

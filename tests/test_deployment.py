@@ -62,7 +62,7 @@ def _docker_answers() -> bool:
 needs_docker = pytest.mark.skipif(_compose_command() is None or not _docker_answers(),
                                   reason="no Docker daemon answers (.ci/run starts one where it can), or no compose")
 #: Flower's official SuperLink image, the default base; without a registry the images are built --offline.
-FLOWER_BASE_IMAGE = "flwr/superlink:1.41.0-py3.11-ubuntu24.04"
+FLOWER_BASE_IMAGE = "flwr/superlink:1.42.0-py3.11-ubuntu24.04"
 
 
 def _image_ids() -> set[str]:
