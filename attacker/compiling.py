@@ -22,8 +22,10 @@ aten = torch.ops.aten
 
 
 def compile_step(transformed: Callable, device: torch.device | None) -> Callable:
-    """``transformed`` through ``torch.compile`` with the whole graph and static shapes: on a GPU with CUDA
-    graphs (``mode="reduce-overhead"``, one launch per step), on the CPU with the rewrite above."""
+    """``transformed`` through ``torch.compile`` with the whole graph and static shapes.
+
+    On a GPU with CUDA graphs (``mode="reduce-overhead"``, one launch per step), on the CPU with the rewrite above.
+    """
     if device is not None and device.type == "cuda":
         return torch.compile(transformed, fullgraph=True, dynamic=False, mode="reduce-overhead")
     return torch.compile(transformed, fullgraph=True, dynamic=False,
@@ -31,10 +33,14 @@ def compile_step(transformed: Callable, device: torch.device | None) -> Callable
 
 
 class TransposedAsInputGradient(CustomGraphPass):
-    """An inductor graph pass: every grouped, strided, unbiased 2-d transposed convolution becomes the input
-    gradient of the convolution it transposes. Its ``uuid`` (this file's hash) keys torch's compile caches."""
+    """An inductor graph pass.
+
+    Every grouped, strided, unbiased 2-d transposed convolution becomes the input gradient of the convolution it
+    transposes. Its ``uuid`` (this file's hash) keys torch's compile caches.
+    """
 
     def __call__(self, graph: torch.fx.Graph) -> None:
+        """Rewrite, in place, every grouped strided transposed convolution of ``graph`` as an input gradient."""
         for node in list(graph.find_nodes(op="call_function", target=aten.convolution.default)):
             x, weight, bias, stride, padding, dilation, transposed, _, groups = node.args
             output = node.meta["val"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import torch
 
 from attacker.steps import Step, Variables
@@ -25,9 +26,11 @@ from attacker.stop import CHECK_EVERY, Stop
 
 @dataclass(frozen=True)
 class AdamSchedule:
-    """Inverting Gradients' optimiser: Adam, step decay x0.1 at 3/8, 5/8 and 7/8 of the iterations,
-    signed gradients and a boxed pixel range (inversefed ``DEFAULT_CONFIG`` with its
-    experiments' ``signed=True``; breaching's ``invertinggradients.yaml``)."""
+    """Inverting Gradients' optimiser.
+
+    Adam, step decay x0.1 at 3/8, 5/8 and 7/8 of the iterations, signed gradients and a boxed pixel range (inversefed
+    ``DEFAULT_CONFIG`` with its experiments' ``signed=True``; breaching's ``invertinggradients.yaml``).
+    """
 
     iterations: int
     lr: float
@@ -50,8 +53,10 @@ def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variable
 
 def minimize_with(step: Step, variables: Variables, args: tuple, schedule: AdamSchedule,
                   stop: Stop | None = None) -> tuple[Variables, torch.Tensor]:
-    """:func:`minimize` with a prepared step (e.g. a compiled one, kept across rounds): batched, all K
-    attacks in one optimisation; otherwise the K attacks one after the other."""
+    """:func:`minimize` with a prepared step (e.g. a compiled one, kept across rounds).
+
+    Batched, all K attacks in one optimisation; otherwise the K attacks one after the other.
+    """
     if step.batched:
         return _adam(step, variables, args, schedule, stop)
     results = [_adam(step, tuple(v[k] for v in variables), _index(args, k), schedule, stop)

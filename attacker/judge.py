@@ -91,8 +91,10 @@ class Verdict:
 
     @property
     def iip(self) -> float:
-        """Image Identifiability Precision (pixel score): the share of reconstructions whose nearest
-        neighbour of their match's label is their match."""
+        """Image Identifiability Precision (pixel score).
+
+        The share of reconstructions whose nearest neighbour of their match's label is their match.
+        """
         return sum(image.nearest_of_label for image in self.images) / len(self.images)
 
     @property

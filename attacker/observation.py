@@ -12,6 +12,7 @@ from fl_sim.config import TrainConfig
 from fl_sim.plugins import InterceptedUpdate
 from fl_sim.protocol import train_config_from_record
 
+
 @dataclass(frozen=True)
 class Observation:
     """One intercepted update as the server sees it: no data, no audit, only what travels.
@@ -58,8 +59,10 @@ class Observation:
         )
 
     def random_stream(self, seed: int, *extra: int) -> int:
-        """The seed of this update's random attack starts, from the run's ``seed`` and what is stable across runs:
-        the round and the client's partition id (Flower's node ids are drawn anew by every run)."""
+        """The seed of this update's random attack starts, from the run's ``seed`` and what is stable across runs.
+
+        The round and the client's partition id (Flower's node ids are drawn anew by every run).
+        """
         client = self.partition_id if self.partition_id is not None else self.node_id % 2**31
         return seeds.ATTACK_START.seed(seed, self.server_round, client, *extra)
 
@@ -80,8 +83,10 @@ class Observation:
         return self.positions is not None
 
     def travelled(self, names: list[str]) -> dict[str, torch.Tensor] | None:
-        """For a pruned upload, which coordinates travelled (bool masks by name, from the positions the message
-        carried); ``None`` for a dense one."""
+        """For a pruned upload, which coordinates travelled (bool masks by name); ``None`` for a dense one.
+
+        The masks are built from the positions the message carried.
+        """
         if self.positions is None:
             return None
         masks = {}

@@ -125,8 +125,11 @@ class AttackerPlugin(ServerPlugin):
         return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
 
     def _attack_round(self, job: RoundJob, run_stop: Stop) -> None:
-        """Attack, judge and log one round; a failure or a spent ``attack.timeout-seconds`` is logged and
-        the round skipped (``attack-error``, ``attack-timeout``), so that the run always goes on."""
+        """Attack, judge and log one round.
+
+        A failure or a spent ``attack.timeout-seconds`` is logged and the round skipped (``attack-error``, ``attack-
+        timeout``), so that the run always goes on.
+        """
         start = time.perf_counter()
         stop = Stop(self.attack.timeout_seconds, parent=run_stop)
         try:
@@ -155,8 +158,11 @@ class AttackerPlugin(ServerPlugin):
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
 
     def _victim_of(self, global_arrays: Mapping[str, torch.Tensor]) -> Victim:
-        """The model the round's clients started from: one victim for the whole run, its weights replaced per
-        round, so that the optimisation steps built on it (compiled ones above all) are built once."""
+        """The model the round's clients started from.
+
+        One victim for the whole run, its weights replaced per round, so that the optimisation steps built on it
+        (compiled ones above all) are built once.
+        """
         if self._victim is None:
             self._victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes, global_arrays,
                                               self.device)
@@ -165,8 +171,10 @@ class AttackerPlugin(ServerPlugin):
         return self._victim
 
     def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
-        """Judge the reconstruction (for ``auto``, every attack of the portfolio, keeping the worst case),
-        save its grid and log the ``attack`` event."""
+        """Judge the reconstruction, save its grid and log the ``attack`` event.
+
+        For ``auto``, every attack of the portfolio is judged and the worst case kept.
+        """
         obs = rec.observation
         candidates = rec.candidates or [rec]
         verdicts: list[Verdict | None] = [None] * len(candidates)

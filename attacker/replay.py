@@ -179,8 +179,11 @@ def search_labels(cost: Callable[[torch.Tensor], float], labels: torch.Tensor, s
 
 
 def _relabelled(labels: torch.Tensor, slot: int, label: int, schedule: ReplaySchedule) -> torch.Tensor:
-    """``labels`` with slot ``slot`` of the first copy set to ``label``, and in every later copy the first slot
-    that held the same old label, so that every copy keeps the same multiset of labels."""
+    """``labels`` with slot ``slot`` of the first copy set to ``label``, and the same change in every copy.
+
+    In every later copy the first slot that held the same old label changes, so that every copy keeps the
+    same multiset of labels.
+    """
     trial, old = labels.clone(), int(labels[slot])
     trial[slot] = label
     for copy in range(1, schedule.copies):

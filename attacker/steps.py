@@ -69,8 +69,9 @@ def autograd_step(objective: Callable[..., torch.Tensor], count: int = 1) -> Cal
 
 
 class Step:
-    """``(gradients, value)`` of ``objective`` in its first ``count`` arguments, for one attack or, with
-    ``batched``, for K attacks stacked along the first dimension of every input.
+    """``(gradients, value)`` of ``objective`` in its first ``count`` arguments.
+
+    For one attack or, with ``batched``, for K attacks stacked along the first dimension of every input.
 
     With ``compiled``, the first call compiles (its seconds are kept in :attr:`compile_seconds`).
     If compiling or a compiled call fails, ``strict`` (``attack.compile=on``) raises
@@ -106,8 +107,9 @@ class Step:
         return self._compiled is not None
 
     def lay_out(self, arrays: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``arrays`` matched element by element with the model's gradients (targets, masks; attacks first
-        when batched), in the memory layout those gradients come in; the values are unchanged.
+        """``arrays`` in the memory layout of the model's gradients they are matched with; values unchanged.
+
+        ``arrays`` are targets or masks (attacks first when batched), matched element by element.
 
         Compiled on the CPU, the step gets its convolution weight gradients from oneDNN channels-last
         (input channels innermost). A target in torch's default layout makes each fused dot product read
@@ -120,6 +122,7 @@ class Step:
         return {name: _channels_last(a) if a.dim() == dims else a for name, a in arrays.items()}
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[Variables, torch.Tensor]:
+        """The gradients in the step's variables and the objective's value at ``inputs``."""
         self.evaluations += 1
         if self._compiled is None:
             return self._eager(*inputs)

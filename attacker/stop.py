@@ -21,8 +21,11 @@ class AttackStopped(RuntimeError):
 
 
 class Stop:
-    """Whether an attack must stop now: set by hand (:meth:`set`, the run's end), by a ``parent`` that is set
-    (the run's stop, for one round's), or once ``seconds`` (> 0) have passed since it was made."""
+    """Whether an attack must stop now.
+
+    Set by hand (:meth:`set`, the run's end), by a ``parent`` that is set (the run's stop, for one round's), or once
+    ``seconds`` (> 0) have passed since it was made.
+    """
 
     def __init__(self, seconds: float = 0.0, parent: Stop | None = None) -> None:
         self._event = threading.Event()

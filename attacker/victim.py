@@ -102,8 +102,10 @@ class Victim:
         return next((m for m in self.model.modules() if isinstance(m, VariationalBottleneck)), None)
 
     def stochastic_param_names(self) -> list[str]:
-        """Parameters whose gradient depends on the bottleneck's sampled noise: the bottleneck's own and
-        every later layer's (what the omit-gradient attack leaves out); empty without PRECODE."""
+        """Parameters whose gradient depends on the bottleneck's sampled noise.
+
+        The bottleneck's own and every later layer's (what the omit-gradient attack leaves out); empty without PRECODE.
+        """
         bottleneck = self.bottleneck
         if bottleneck is None:
             return []

@@ -65,8 +65,10 @@ def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
 
 
 def warm_up(victim: Victim, observations: list[Observation], settings: AttackSettings) -> float:
-    """Compile the IG step of ``observations`` (kept on the victim, so the timed runs that follow reuse it)
-    before the clock starts; its seconds."""
+    """Compile the IG step of ``observations`` before the clock starts; its seconds.
+
+    The step is kept on the victim, so the timed runs that follow reuse it.
+    """
     before = set(victim.steps)
     ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
     return sum(victim.steps[key].compile_seconds or 0.0 for key in set(victim.steps) - before)

@@ -1,5 +1,7 @@
-"""A table that grows row by row: each row appended to a CSV file at once and printed, so that an
-interrupted benchmark keeps what it measured."""
+"""A table that grows row by row.
+
+Each row appended to a CSV file at once and printed, so that an interrupted benchmark keeps what it measured.
+"""
 
 from __future__ import annotations
 

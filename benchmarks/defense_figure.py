@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from defense_table import DEFENSES
+
 from figures import save_rows
 from leakage_table import data_settings
 from worst_case import FEDSGD, attack_worst_case

@@ -28,11 +28,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from csv_rows import RowLog
-
 from fl_sim.config import RunConfig
 from fl_sim.results import read_events
 from lab.simulation import simulate
+
+from csv_rows import RowLog
 
 DEFENSES = {
     "none": {},

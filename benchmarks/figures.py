@@ -11,8 +11,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import torch  # noqa: E402 - after the backend, with the rest
 
 Row = tuple[str, torch.Tensor, list[float] | None]
 
@@ -45,8 +45,10 @@ def save_rows(path: Path, rows: list[Row], title: str, threshold: float = 0.6) -
 
 
 def matched(reconstruction: torch.Tensor, matches: list[int], count: int) -> tuple[torch.Tensor, list[int]]:
-    """Reconstructions reordered under the ground truth they were matched to (``count`` images); the
-    positions of truths no reconstruction matched stay blank (zeros)."""
+    """Reconstructions reordered under the ground truth they were matched to (``count`` images).
+
+    The positions of truths no reconstruction matched stay blank (zeros).
+    """
     ordered = torch.zeros((count, *reconstruction.shape[1:]))
     slots = []
     for image, match in zip(reconstruction, matches):

@@ -5,8 +5,9 @@ images of the same data set the client never held) are drawn at random, and the 
 as if they were the update's reconstructions, against a reference of every other image of the
 data set (decoys, reference and the client's images disjoint). The table gives the share of decoy
 images and of decoy updates judged leaked (and identified, whatever their SSIM), for random decoys
-and for decoys of the same labels as the held images (the harder case). Then the held images with Gaussian noise at 25 dB PSNR (measured
-after clipping to [0, 1]) are judged: the share of updates and of images that leak. Last, the
+and for decoys of the same labels as the held images (the harder case). Then the held images with
+Gaussian noise at 25 dB PSNR (measured after clipping to [0, 1]) are judged: the share of updates
+and of images that leak. Last, the
 judge's time for one update of 128 images on one thread, and the one-off cost of measuring chance.
 
 Data: digits (1,797 images) and faces (200); with ``--victims FILE``, PRECODE's 128 CIFAR-10
@@ -47,8 +48,10 @@ def images_of(name: str, victims: Path) -> ImageData | None:
 
 
 def noisy(images: torch.Tensor, target_db: float) -> torch.Tensor:
-    """``images`` with Gaussian noise scaled (bisection) so that, clipped to [0, 1], their mean PSNR is
-    ``target_db``."""
+    """``images`` with Gaussian noise, clipped to [0, 1], at a mean PSNR of ``target_db``.
+
+    The noise's scale is found by bisection on the clipped images.
+    """
     noise = torch.randn_like(images)
     low, high = 0.0, 1.0
     for _ in range(40):

@@ -31,9 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from csv_rows import RowLog
-from figures import Row, matched, save_rows
-from old_criterion import old_leaks
 
 from attacker.attacks import AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -46,8 +43,13 @@ from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images, write_image_folder
 from lab.offline import intercepted_updates
 
+from csv_rows import RowLog
+from figures import Row, matched, save_rows
+from old_criterion import old_leaks
+
 FIELDS = ["dataset", "optimizer", "steps", "batch", "epochs", "mode", "clients_leaked", "clients", "images_leaked",
-          "images_identified", "images_held", "old_clients_leaked", "old_images_leaked", "iip", "mean_ssim", "label_accuracy", "plan_seconds", "seconds"]
+          "images_identified", "images_held", "old_clients_leaked", "old_images_leaked", "iip", "mean_ssim",
+          "label_accuracy", "plan_seconds", "seconds"]
 SGD = {"train.optimizer": "sgd", "train.lr": 0.1}
 DEFAULT_JOB = {"train.optimizer": "adam", "train.lr": 0.005, "train.batch-size": 16, "train.local-epochs": 2}
 
@@ -161,7 +163,8 @@ def main() -> None:
                                epochs=epochs)
                     table.add(row)
     if figure:
-        title = f"IG (TV {args.tv:g}, {args.iterations} steps) against local training\nfirst client, SSIM under each image"
+        title = (f"IG (TV {args.tv:g}, {args.iterations} steps) against local training\n"
+                 f"first client, SSIM under each image")
         print(f"figure: {save_rows(args.figure, figure, title)}")
 
 

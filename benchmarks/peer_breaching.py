@@ -32,7 +32,6 @@ import time
 
 import torch
 
-from attack_throughput import timed, warm_up
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.metrics import ssim as pairwise_ssim
 from attacker.observation import Observation
@@ -41,6 +40,8 @@ from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from lab.offline import intercepted_updates
 
+from attack_throughput import timed, warm_up
+
 #: digits served as 3 channels: breaching's total variation is written for RGB
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
           "data.channels": 3, "attack.method": "ig", "attack.tv": 0.1, "attack.lr": 0.1}
@@ -48,9 +49,11 @@ FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "tra
 
 def breaching_attacker(model: torch.nn.Module, iterations: int, attack: str = "invertinggradients",
                        labels_given: bool = False):
-    """breaching's ``invertinggradients`` or ``deepleakage``, from its packaged config, set to our
-    hyperparameters (IG: lr 0.1, TV 0.1; DLG: its own, L-BFGS lr 1, which are ours). ``deepleakage``
-    with ``labels_given`` optimises the image alone (iDLG's setting once its label is known)."""
+    """Breaching's ``invertinggradients`` or ``deepleakage``, from its packaged config, set to our hyperparameters.
+
+    IG: lr 0.1, TV 0.1; DLG: its own, L-BFGS lr 1, which are ours. ``deepleakage`` with ``labels_given`` optimises the
+    image alone (iDLG's setting once its label is known).
+    """
     import breaching
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -67,8 +70,10 @@ def breaching_attacker(model: torch.nn.Module, iterations: int, attack: str = "i
 
 
 def run_breaching(attacker, victim: Victim, obs: Observation, label: torch.Tensor | None, start: torch.Tensor):
-    """One update through breaching (``label`` None: it recovers it, as DLG does); the reconstruction and the
-    seconds it took."""
+    """One update through breaching: the reconstruction and the seconds it took.
+
+    With ``label`` None breaching recovers the label, as DLG does.
+    """
     from omegaconf import OmegaConf  # breaching's own config library, read by attribute and by key
 
     metadata = OmegaConf.create(dict(shape=list(victim.input_shape), modality="vision", task="classification",
@@ -111,10 +116,11 @@ def main() -> None:
     one = {"eager": [], "compiled": [], "breaching": []}
     for _ in range(args.repeats):  # one update, interleaved
         for mode, mode_settings in modes.items():
-            one[mode].append(timed(lambda: ATTACKS["ig"](victim, observations[:1], mode_settings), victim.device)[1])
+            one[mode].append(timed(lambda s=mode_settings: ATTACKS["ig"](victim, observations[:1], s),
+                                   victim.device)[1])
         one["breaching"].append(run_breaching(attacker, victim, observations[0], truths[0].labels, starts[0])[1])
     rate = {tool: args.iterations / min(seconds) for tool, seconds in one.items()}
-    batched = {mode: timed(lambda: ATTACKS["ig"](victim, observations, mode_settings), victim.device)
+    batched = {mode: timed(lambda s=mode_settings: ATTACKS["ig"](victim, observations, s), victim.device)
                for mode, mode_settings in modes.items()}
     found = [run_breaching(attacker, victim, obs, truth.labels, start)
              for obs, truth, start in zip(observations, truths, starts)]
@@ -163,6 +169,7 @@ class CountingObjective:
         self.objective, self.calls = objective, 0
 
     def __call__(self, *args, **kwargs):
+        """Count the call, then make it."""
         self.calls += 1
         return self.objective(*args, **kwargs)
 
@@ -172,9 +179,12 @@ class CountingObjective:
 
 def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], truths: list,
                   starts: list[torch.Tensor], settings: AttackSettings, iterations: int) -> None:
-    """DLG (image and label jointly) or iDLG (label given to breaching, recovered by fl-sim), L-BFGS, one update
-    at a time in both tools, interleaved. Equal work is one gradient evaluation (L-BFGS evaluates up to 20
-    times per step and stops early on its tolerances), so the rate compared is evaluations per second."""
+    """DLG or iDLG with L-BFGS, one update at a time in both tools, interleaved.
+
+    DLG optimises image and label jointly; iDLG's label is given to breaching and recovered by fl-sim.
+    Equal work is one gradient evaluation (L-BFGS evaluates up to 20
+    times per step and stops early on its tolerances), so the rate compared is evaluations per second.
+    """
     lbfgs = settings.for_method(method, iterations=iterations)
     modes = compile_modes(lbfgs)
     ATTACKS[method](victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
@@ -185,7 +195,7 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     for obs, truth, start in zip(observations, truths, starts):
         for mode, mode_settings in modes.items():
             before = sum(step.evaluations for step in victim.steps.values())
-            rec, seconds = timed(lambda: ATTACKS[method](victim, [obs], mode_settings)[0], victim.device)
+            rec, seconds = timed(lambda o=obs, s=mode_settings: ATTACKS[method](victim, [o], s)[0], victim.device)
             rates[mode].append((sum(step.evaluations for step in victim.steps.values()) - before) / seconds)
             ssims[mode].append(ssim(rec.images, truth))
         counter.calls = 0

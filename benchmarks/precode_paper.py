@@ -50,10 +50,11 @@ from attacker.metrics import ssim
 from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
 from attacker.victim import Victim
-from csv_rows import RowLog
 from fl_sim.config import RunConfig
 from fl_sim.data.convert import CIFAR10_MEAN, CIFAR10_STD
 from fl_sim.models import build_run_model
+
+from csv_rows import RowLog
 from leakage_table import data_settings
 from worst_case import FEDSGD, attack_all
 
@@ -124,8 +125,11 @@ def as_fedsgd_observations(victim: Victim, gradients: list[dict[str, torch.Tenso
 
 
 def run_protocol(images: torch.Tensor, labels: torch.Tensor, args, device: torch.device, log: RowLog) -> None:
-    """The notebook's table for MLP and VB-MLP: IG with its settings on the first ``--images`` victims, and
-    the analytic attack (the worst case for these models) on all of them."""
+    """The notebook's table for MLP and VB-MLP.
+
+    IG with its settings on the first ``--images`` victims, and the analytic attack (the worst case for these models) on
+    all of them.
+    """
     mean, std = (torch.tensor(v).view(3, 1, 1).to(device) for v in (CIFAR10_MEAN, CIFAR10_STD))
 
     def pixels(x: torch.Tensor) -> torch.Tensor:
@@ -169,10 +173,10 @@ def time_batched_vs_one_by_one(images: torch.Tensor, k: int, iterations: int, de
         for batch in (1, k):
             _, _, seconds = notebook_ig(victim, gradients, iterations, batch, mean, std)
             per_iteration[batch] = seconds / iterations
+        hours = {mode: per_iteration[mode] * 7000 * 128 / k / 3600 for mode in (1, k)}
         print(f"{name}: {k} attacks, s/iteration one by one {per_iteration[1]:.3f}, batched {per_iteration[k]:.3f} "
               f"({per_iteration[1] / per_iteration[k]:.2f}x); 128 images x 7,000 iterations: one by one "
-              f"{per_iteration[1] * 7000 * 128 / k / 3600:.1f} h, batched {per_iteration[k] * 7000 * 128 / k / 3600:.1f} h",
-              flush=True)
+              f"{hours[1]:.1f} h, batched {hours[k]:.1f} h", flush=True)
 
 
 def main() -> None:

@@ -27,15 +27,16 @@ import tempfile
 from pathlib import Path
 
 import torch
-from csv_rows import RowLog
 from defense_table import DEFENSES, UTILITY_FIELDS
-from worst_case import FEDSGD, attack_worst_case
 
 from fl_sim import privacy
 from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.data import load_client_data
 from fl_sim.results import read_events
 from lab.simulation import simulate
+
+from csv_rows import RowLog
+from worst_case import FEDSGD, attack_worst_case
 
 #: DP-SGD rows: the epsilon a client may spend over the default job (delta 1e-5).
 DP_EPSILONS = (8.0, 3.0, 1.0)
@@ -48,8 +49,10 @@ FIELDS = ["row", "clients_leaked", "mean_ssim", "leaked_by", "final_accuracy", "
 
 
 def dp_defense(epsilon: float, training: dict) -> dict:
-    """DP-SGD settings (with ``training``) and the noise multiplier a default-job client needs to stay within
-    ``epsilon`` under that training."""
+    """DP-SGD settings (with ``training``) and the noise multiplier they need.
+
+    The multiplier is what a default-job client needs to stay within ``epsilon`` under that training.
+    """
     target = RunConfig.from_flat({**training, "defense.name": "dpsgd", "defense.dpsgd-target-epsilon": epsilon})
     typical = len(load_client_data(target.data, 0, target.simulation.num_clients, target.seed).train)
     return {**training, "defense.name": "dpsgd",
@@ -78,8 +81,10 @@ def run_privacy(flat: dict, clients: int, iterations: int, out: Path) -> dict:
 
 
 def utility(flat: dict, rounds: int, out: Path) -> dict:
-    """Final accuracy of the default job (``rounds`` rounds) with ``flat``, and the most epsilon any DP-SGD client
-    spent."""
+    """Final accuracy of the default job (``rounds`` rounds) with ``flat``, and the most epsilon spent.
+
+    The epsilon is the most any DP-SGD client spent.
+    """
     events = read_events(simulate(RunConfig.from_flat({**flat, "num-server-rounds": rounds, "output.dir": str(out)})))
     spent = [e["epsilon"] for e in events if e["event"] == "privacy"]
     return {"final_accuracy": [e for e in events if e["event"] == "round"][-1]["test_accuracy"],

@@ -1,5 +1,7 @@
-"""A run's reconstructions as one picture: a row per attacked round, each client's ground truth over
-what the attacker recovered, with the SSIM the run logged (red: leaked).
+"""A run's reconstructions as one picture.
+
+A row per attacked round, each client's ground truth over what the attacker recovered, with the SSIM the run logged
+(red: leaked).
 
     python benchmarks/run_figure.py RUN_DIR [--out docs/run.png]
 """
@@ -12,8 +14,9 @@ from pathlib import Path
 import torch
 from torchvision.io import ImageReadMode, read_image
 
-from figures import save_rows
 from fl_sim.results import read_events
+
+from figures import save_rows
 
 
 def main() -> None:
@@ -33,7 +36,8 @@ def main() -> None:
         rows.append((f"round {server_round}", torch.stack([g[:, :height, :width] for g in grids]),
                      [max(i["ssim"] for i in e["per_image"]) for e in events]))
     winners = sorted({e["attack"] for e in attacks if e["success"]})
-    title = f"{args.run_dir.name}: each client's image (top) over the server's reconstruction\nleaked by {', '.join(winners)}"
+    title = (f"{args.run_dir.name}: each client's image (top) over the server's reconstruction\n"
+             f"leaked by {', '.join(winners)}")
     print(f"figure: {save_rows(args.out, rows, title)}")
 
 

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from leakage_table import data_settings
-from old_criterion import old_leaks
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -37,6 +35,9 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.data import ImageData, load_dataset
 from lab.offline import intercepted_updates
+
+from leakage_table import data_settings
+from old_criterion import old_leaks
 
 FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 #: The row of the per-update worst case over the portfolio.

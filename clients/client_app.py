@@ -33,8 +33,9 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
         run, partition_id, data, model, device = _prepare(msg, context, config)
         settings = protocol.train_config_from_record(msg.content[protocol.CONFIG])
         server_round = int(msg.content[protocol.CONFIG][protocol.SERVER_ROUND])
-        result = train_local(model, data.train, settings, seed=seeds.TRAINING.seed(run.seed, server_round, partition_id),
-                             device=device, dp=privacy.dp_sgd(run, len(data.train)))
+        seed = seeds.TRAINING.seed(run.seed, server_round, partition_id)
+        result = train_local(model, data.train, settings, seed=seed, device=device,
+                             dp=privacy.dp_sgd(run, len(data.train)))
         metrics = MetricRecord({protocol.TRAIN_LOSS: result.loss, protocol.TRAIN_ACCURACY: result.accuracy,
                                 protocol.NUM_EXAMPLES: result.num_examples, protocol.LOCAL_STEPS: result.steps,
                                 protocol.TRAIN_SECONDS: result.seconds})

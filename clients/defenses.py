@@ -45,8 +45,11 @@ SPARSE_BYTES_PER_ENTRY = 8
 
 @dataclass
 class DefendedUpdate:
-    """What a defense made of an update: the update to upload, the residual to keep, the upload's size, and for a
-    pruned upload the entries it keeps (bool masks by name), the positions that travel."""
+    """What a defense made of an update.
+
+    The update to upload, the residual to keep, the upload's size, and for a pruned upload the entries it keeps (bool
+    masks by name), the positions that travel.
+    """
 
     update: Arrays
     residual: Arrays | None
@@ -84,8 +87,9 @@ def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: 
 
 
 def kept_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float) -> torch.Tensor:
-    """The entries kept (a bool mask) when the ``drop_top`` share of largest-magnitude and the ``drop_bottom``
-    share of smallest entries are dropped.
+    """The entries kept (a bool mask) when the largest and the smallest entries by magnitude are dropped.
+
+    The ``drop_top`` share of largest-magnitude and the ``drop_bottom`` share of smallest entries go.
 
     The counts are ``round(share x n)`` per tensor; ties are broken by position (a stable sort).
     """
@@ -100,8 +104,10 @@ def kept_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float)
 
 def _pruned(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor],
             error_feedback: bool) -> DefendedUpdate:
-    """``update`` where ``kept``, zero elsewhere, to travel as positions and values; with ``error_feedback``,
-    what was dropped as the residual."""
+    """``update`` where ``kept``, zero elsewhere, to travel as positions and values.
+
+    With ``error_feedback``, what was dropped as the residual.
+    """
     values = {k: torch.where(kept[k], v, torch.zeros_like(v)) for k, v in update.items()}
     residual = {k: update[k] - values[k] for k in update} if error_feedback else None
     entries = sum(int(mask.sum()) for mask in kept.values())

@@ -52,8 +52,10 @@ def defense_mod(config: RunConfig | None = None) -> Mod:
 
 
 def fault_mod(config: RunConfig | None = None) -> Mod:
-    """A mod that makes the partitions ``faults.*`` names fail in its rounds: before training (``raise``,
-    ``timeout``) or instead of uploading (``nan``, ``drop``)."""
+    """A mod that makes the partitions ``faults.*`` names fail in its rounds.
+
+    Before training (``raise``, ``timeout``) or instead of uploading (``nan``, ``drop``).
+    """
 
     def inject_faults(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         if msg.metadata.message_type != MessageType.TRAIN:

@@ -303,7 +303,8 @@ def check_path_component(name: str, key: str) -> None:
 class RunConfig:
     """Everything one federated run needs. Build it with :meth:`from_flat`."""
 
-    seed: int = _setting(42, "seed for data partitioning, model init and local training (0 to 2^32-1)", min=0, max=MAX_SEED)
+    seed: int = _setting(42, "seed for data partitioning, model init and local training (0 to 2^32-1)", min=0,
+                         max=MAX_SEED)
     num_server_rounds: int = _setting(20, "federated rounds", min=1)
     server: ServerConfig = field(default_factory=ServerConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
@@ -341,8 +342,11 @@ class RunConfig:
 
 
 def train_settings(values: Mapping[str, Any]) -> TrainConfig:
-    """Validate ``train.*`` values (unprefixed keys) on their own: what a client rebuilds from the round's
-    message. Unknown keys are ignored, checks that involve other sections (e.g. the strategy) are not made."""
+    """Validate ``train.*`` values (unprefixed keys) on their own.
+
+    What a client rebuilds from the round's message. Unknown keys are ignored, checks that involve other sections (e.g.
+    the strategy) are not made.
+    """
     return _build(TrainConfig, {key: value for key, value in values.items() if key in _fields(TrainConfig)},
                   prefix="train.")
 
@@ -467,8 +471,10 @@ def _flatten(obj: Any, prefix: str):
 
 
 def _check_strategy(config: RunConfig) -> None:
-    """Every ``strategy.*`` key set away from its default is one the chosen strategy reads; Byzantine-robust
-    aggregators get the updates their rule needs."""
+    """Every ``strategy.*`` key set away from its default is one the chosen strategy reads.
+
+    Byzantine-robust aggregators get the updates their rule needs.
+    """
     name, chosen = config.strategy.name, dict(_flatten(config.strategy, "strategy."))
     for key, value in _flatten(StrategyConfig(), "strategy."):
         short = key.removeprefix("strategy.")

@@ -40,8 +40,10 @@ def sample_rate(config: RunConfig, num_examples: int) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def noise_multiplier(config: RunConfig, num_examples: int) -> float:
-    """``sigma`` of a client holding ``num_examples`` samples: the configured one, or the one its target epsilon
-    needs over the whole run."""
+    """``sigma`` of a client holding ``num_examples`` samples.
+
+    The configured one, or the one its target epsilon needs over the whole run.
+    """
     defense = config.defense
     if not defense.dpsgd_target_epsilon:
         return defense.dpsgd_noise_multiplier

@@ -65,8 +65,10 @@ def check_output_dir(out: Path) -> None:
 
 
 def resume_config(run_dir: Path) -> RunConfig:
-    """The configuration of an earlier run, read back from its ``config.json``, writing to ``run_dir`` itself
-    (a copied or moved run directory resumes where it is, not where it was first written)."""
+    """The configuration of an earlier run, read back from its ``config.json``, writing to ``run_dir`` itself.
+
+    A copied or moved run directory resumes where it is, not where it was first written.
+    """
     saved = json.loads((require_run_directory(run_dir) / CONFIG).read_text())
     where = Path(run_dir).resolve()
     return RunConfig.from_flat({**saved, "output.dir": str(where.parent), "output.run-id": where.name})

@@ -21,8 +21,10 @@ class Stream:
     suffix: tuple[int, ...] = ()
 
     def seed(self, run_seed: int, server_round: int, partition: int | None = None, *extra: int) -> int:
-        """This stream's seed for ``server_round``, for a client's stream its ``partition``, and ``extra``
-        (an attack's restart)."""
+        """This stream's seed for ``server_round``.
+
+        A client's stream also takes its ``partition``, an attack's start its restart as ``extra``.
+        """
         parts = [run_seed, server_round, *([] if partition is None else [partition]), *self.suffix, *extra]
         return derive_seed(*parts)
 

@@ -35,8 +35,10 @@ def decode(positions: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> 
 
 def pack(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor],
          others: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The arrays a client sends: each update tensor's ``kept`` entries as positions and values, ``others`` as
-    they are."""
+    """The arrays a client sends.
+
+    Each update tensor's ``kept`` entries as positions and values, ``others`` as they are.
+    """
     arrays = dict(others)
     for name, values in update.items():
         arrays[name + POSITIONS], arrays[name + VALUES] = encode(values, kept[name])
@@ -45,9 +47,11 @@ def pack(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor],
 
 def unpack(arrays: Mapping[str, np.ndarray],
            global_arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
-    """``global + update`` for every sparse array and the others as sent, and the flat positions that travelled
-    of each sparse array; ``None`` if ``arrays`` is not a well-formed sparse update of the model (the
-    validator then rejects it as it stands)."""
+    """``global + update`` for every sparse array and the others as sent, and the positions that travelled.
+
+    The positions are flat, per sparse array. ``None`` if ``arrays`` is not a well-formed sparse update of
+    the model (the validator then rejects it as it stands).
+    """
     dense, travelled, used = {}, {}, set()
     for name, reference in global_arrays.items():
         positions, values = arrays.get(name + POSITIONS), arrays.get(name + VALUES)

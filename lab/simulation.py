@@ -72,8 +72,10 @@ def check_private_model(config: RunConfig) -> None:
 
 
 def _probe_ray_address(address: str) -> None:
-    """Fail in one line, at once, when nothing listens at a ``host:port`` Ray address (``ray.init`` would
-    retry for minutes)."""
+    """Fail in one line, at once, when nothing listens at a ``host:port`` Ray address.
+
+    ``ray.init`` would retry for minutes.
+    """
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not address or address == "auto" or not port.isdigit():
         return
@@ -138,8 +140,11 @@ SERVER_WRAP_UP_SECONDS = 60
 
 
 def _end_after_engine_stopped(watch: EngineWatch, run_dir: Path, err: Exception) -> typing.NoReturn:
-    """The Simulation Engine crashed while the ServerApp waited for replies: let the ServerApp record a
-    ``failed`` end at once (not after ``server.round-timeout``), then raise :class:`EngineStopped`."""
+    """The Simulation Engine crashed while the ServerApp waited for replies.
+
+    Let the ServerApp record a ``failed`` end at once (not after ``server.round-timeout``), then raise
+    :class:`EngineStopped`.
+    """
     watch.engine_stopped.set()
     watch.server_finished.wait(SERVER_WRAP_UP_SECONDS)
     root = err

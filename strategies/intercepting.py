@@ -160,8 +160,10 @@ class InterceptingStrategy(Strategy):
         self.strategy.summary()
 
     def _intercept(self, server_round: int, reply: Message, travelled: Mapping[str, np.ndarray] | None) -> bool:
-        """Run filters and observers on one reply (with the positions of a sparse upload that travelled); return
-        False if a filter dropped it."""
+        """Run filters and observers on one reply (with the positions of a sparse upload that travelled).
+
+        Return False if a filter dropped it.
+        """
         content = reply.content
         update = InterceptedUpdate(
             server_round=server_round,
@@ -192,8 +194,9 @@ class InterceptingStrategy(Strategy):
         return True
 
     def _densify(self, reply: Message) -> dict[str, np.ndarray] | None:
-        """Turn a sparse update (:mod:`fl_sim.sparse`) back into dense weights, ``global + update``, in place;
-        return the positions that travelled (``None`` for a dense upload).
+        """Turn a sparse update (:mod:`fl_sim.sparse`) back into dense weights, ``global + update``, in place.
+
+        Return the positions that travelled (``None`` for a dense upload).
 
         A malformed one is left as it came, and the validator rejects it for its array names.
         """

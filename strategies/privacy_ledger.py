@@ -12,8 +12,11 @@ from fl_sim.results import ResultsWriter
 
 
 class PrivacyLedger(ServerPlugin):
-    """Logs a ``privacy`` event per DP-SGD client update: the epsilon (at ``defense.dpsgd-delta``) the client
-    has spent over every round it trained in, from the protocol and what it reported (samples, steps)."""
+    """Logs a ``privacy`` event per DP-SGD client update.
+
+    The epsilon (at ``defense.dpsgd-delta``) the client has spent over every round it trained in, from the protocol and
+    what it reported (samples, steps).
+    """
 
     name = "privacy-ledger"
 

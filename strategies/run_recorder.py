@@ -122,8 +122,10 @@ class RunRecorder(ServerPlugin):
         return _test_metrics(test)
 
     def finish(self, status: str = "completed", error: str | None = None) -> dict[str, Any]:
-        """Write ``summary.json`` and a final ``run-end`` event (with the run's ``error``, if any); return the
-        summary."""
+        """Write ``summary.json`` and a final ``run-end`` event (with the run's ``error``, if any).
+
+        Return the summary.
+        """
         summary = {
             **summarise(self.history, status),
             **({"error": error} if error else {}),

@@ -21,8 +21,10 @@ from fl_sim.results import ResultsWriter
 
 
 def problem_with(update: InterceptedUpdate, max_examples: int | None = None) -> str | None:
-    """Why ``update`` cannot be aggregated, or ``None`` if it can (``max_examples``: the most samples a
-    client can hold)."""
+    """Why ``update`` cannot be aggregated, or ``None`` if it can.
+
+    ``max_examples`` is the most samples a client can hold.
+    """
     return _problem_with_reply(update, max_examples) or _problem_with_arrays(update)
 
 

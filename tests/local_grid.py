@@ -43,14 +43,16 @@ class LocalGrid(Grid):
         # SuperLink would set for a real ServerApp process.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
 
-    def set_run(self, run) -> None:  # noqa: D102 - not needed in-process
-        pass
+    def set_run(self, run) -> None:
+        """Nothing to set in-process."""
 
     @property
-    def run(self):  # noqa: D102
+    def run(self):
+        """Not used by the lab's ServerApp."""
         raise NotImplementedError
 
-    def create_message(self, *args, **kwargs) -> Message:  # noqa: D102
+    def create_message(self, *args, **kwargs) -> Message:
+        """Not used by the lab's ServerApp (its strategy builds messages itself)."""
         raise NotImplementedError
 
     def _context(self, node_id: int) -> Context:
@@ -67,13 +69,16 @@ class LocalGrid(Grid):
         """Every node is always connected."""
         return list(self.node_ids)
 
-    def get_nodes(self):  # noqa: D102
+    def get_nodes(self):
+        """Not used by the lab's ServerApp."""
         raise NotImplementedError
 
-    def push_messages(self, messages):  # noqa: D102
+    def push_messages(self, messages):
+        """Not used: :meth:`send_and_receive` runs each message at once."""
         raise NotImplementedError
 
-    def pull_messages(self, message_ids):  # noqa: D102
+    def pull_messages(self, message_ids):
+        """Not used: :meth:`send_and_receive` runs each message at once."""
         raise NotImplementedError
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
@@ -99,7 +104,9 @@ class LocalGrid(Grid):
 
 
 def run_locally(config: RunConfig, *plugins, grid: Grid | None = None, resume: bool = False):
-    """Run the real ServerApp logic of ``config`` on a LocalGrid (or ``grid``) with extra ``plugins``;
-    return the results directory."""
+    """Run the real ServerApp logic of ``config`` on a LocalGrid (or ``grid``) with extra ``plugins``.
+
+    Return the results directory.
+    """
     grid = grid or LocalGrid(create_client_app(config), config.simulation.num_clients)
     return run_federation(grid, config, plugins=lambda cfg, writer: list(plugins), resume=resume)

@@ -22,13 +22,17 @@ class Spy(ServerPlugin):
         return [(update.server_round, update.partition_id) for update in self.updates]
 
     def on_update(self, update):
+        """Record the update."""
         self.updates.append(update)
 
     def on_evaluate_reply(self, server_round, node_id, partition_id, metrics):
+        """Record the evaluation reply."""
         self.evaluations.append((server_round, partition_id))
 
     def on_round_end(self, server_round):
+        """Record the round's end."""
         self.round_ends.append(server_round)
 
     def close(self):
+        """Record the close."""
         self.closed = True

@@ -73,7 +73,8 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations, rest
     """DLG's LeNet, one image, one SGD step: the setting where every paper reports success.
 
     L-BFGS diverges from some random starts (here 2 of 8 seeds); keeping the best of two starts,
-    which is what ``attack.restarts`` is for, succeeded from every seed tried."""
+    which is what ``attack.restarts`` is for, succeeded from every seed tried.
+    """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": method})
     victim, observations, _ = _observe(config, [[3]])
     rec = ATTACKS[method](victim, observations, _settings(config, iterations=iterations, restarts=restarts))[0]
@@ -84,10 +85,12 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations, rest
 
 
 def test_dlg_lowers_its_cost_from_a_joint_image_and_label_start():
-    """DLG optimises image and soft label together; 60 L-BFGS steps lower its matching cost far below
-    the first step's. L-BFGS can diverge from an unlucky start (it does from the first start of
-    image 3 with numpy 2.4 and scikit-learn 1.9: the start is then kept), which is what
-    ``attack.restarts`` addresses: the best of two tries is kept."""
+    """DLG optimises image and soft label together.
+
+    60 L-BFGS steps lower its matching cost far below the first step's. L-BFGS can diverge from an unlucky start (it
+    does from the first start of image 3 with numpy 2.4 and scikit-learn 1.9: the start is then kept), which is what
+    ``attack.restarts`` addresses: the best of two tries is kept.
+    """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "dlg"})
     victim, observations, _ = _observe(config, [[3], [40]])
     first = ATTACKS["dlg"](victim, observations, _settings(config, iterations=1))

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from clients.client_app import create_client_app
-from clients.mods import RESIDUAL
 from clients.defenses import defend, defend_weights, kept_by_magnitude
+from clients.mods import RESIDUAL
 from fl_sim import sparse
 from fl_sim.config import DefenseConfig, RunConfig
 from fl_sim.errors import ConfigError
 from fl_sim.results import read_events
+
 from local_grid import LocalGrid, run_locally
 from spy import Spy
 
@@ -82,8 +83,11 @@ def test_defend_weights_adds_the_defended_update_to_the_global_weights():
 
 
 def test_a_kept_entry_that_is_exactly_zero_travels_and_the_attacker_matches_it():
-    """Top-k keeps the larger half of six zeros and four ones: one kept entry is exactly zero. Its position
-    travels, and the attacker's mask of what travelled comes from the positions, not from the values."""
+    """Top-k keeps the larger half of six zeros and four ones.
+
+    One kept entry is exactly zero. Its position travels, and the attacker's mask of what travelled comes from the
+    positions, not from the values.
+    """
     from types import MappingProxyType
 
     from attacker.observation import Observation
@@ -232,6 +236,7 @@ def test_the_defense_mod_defends_a_users_own_client_app():
     from flwr.serverapp.strategy import FedAvg
 
     from clients.mods import defense_mod
+
     from local_grid import LocalGrid
 
     app = ClientApp(mods=[defense_mod(RunConfig.from_flat({"defense.name": "dgp"}))])
@@ -259,9 +264,12 @@ def test_the_defense_mod_defends_a_users_own_client_app():
 
 
 def test_dp_is_flowers_local_dp_mechanism_seeded():
-    """``dp`` clips as Flower's LocalDpMod does (``compute_clip_model_update``: the whole update's L2 norm) and
-    adds noise of the std LocalDpMod would for sensitivity = clip and epsilon = sqrt(2 ln(1.25/delta)) / multiplier;
-    unlike LocalDpMod (NumPy's global generator) its noise is seeded, so runs repeat."""
+    """``dp`` clips and adds noise as Flower's LocalDpMod does.
+
+    It clips as ``compute_clip_model_update`` does (the whole update's L2 norm) and adds noise of the std
+    LocalDpMod would for sensitivity = clip and epsilon = sqrt(2 ln(1.25/delta)) / multiplier; unlike
+    LocalDpMod (NumPy's global generator) its noise is seeded, so runs repeat.
+    """
     import math
 
     import numpy as np

@@ -1,5 +1,7 @@
-"""Deployment: the compose federation in real containers, the same topology as local processes (insecure and
-TLS), a Ray cluster."""
+"""Deployment.
+
+The compose federation in real containers, the same topology as local processes (insecure and TLS), a Ray cluster.
+"""
 
 from __future__ import annotations
 

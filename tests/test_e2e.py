@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
 
 from fl_sim.plugins import ServerPlugin
 from fl_sim.results import read_events
 from lab.simulation import simulate
 
+from conftest import TINY
 from spy import Spy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +28,12 @@ LOCAL_SUPERLINK_PORT = 39091
 
 
 class Exploder(ServerPlugin):
+    """A plugin with a bug: it raises on every update."""
+
     name = "exploder"
 
     def on_update(self, update):
+        """Raise, as a buggy plugin would."""
         raise ValueError("plugin bug")
 
 

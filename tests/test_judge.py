@@ -43,8 +43,10 @@ def judge():
 
 @pytest.mark.parametrize("count", [1, 8, 32, 128])
 def test_real_images_the_client_never_held_are_not_judged_leaked(judge, count):
-    """Decoys, at random and of the images' own labels, as the reconstructions of an update of ``count``
-    images; the old criterion (SSIM >= 0.6 over the assignment) called most batches of 8 or more leaked."""
+    """Decoys, at random and of the images' own labels, as the reconstructions of an update of ``count`` images.
+
+    The old criterion (SSIM >= 0.6 over the assignment) called most batches of 8 or more leaked.
+    """
     rng = np.random.default_rng(count)
     labels = judge.data.labels.numpy()
     verdicts = []
@@ -84,8 +86,10 @@ def test_the_margin_a_leak_needs_grows_with_the_count(judge):
 
 
 def test_more_reconstructions_than_images_buy_nothing(judge):
-    """The true image returned among seven decoys: chance is measured at eight guesses, and the seven
-    left over after the one-to-one match never leak."""
+    """The true image returned among seven decoys.
+
+    Chance is measured at eight guesses, and the seven left over after the one-to-one match never leak.
+    """
     held, decoys = [3], list(range(100, 107))
     truth, labels = judge.truth(held).tensors()
     guesses, guess_labels = judge.truth(decoys).tensors()
@@ -97,8 +101,11 @@ def test_more_reconstructions_than_images_buy_nothing(judge):
 
 
 def test_the_nearest_other_image_of_the_data_set_does_not_leak_the_true_one(judge):
-    """A reconstruction that is another real image, the most similar one to the truth: the old criterion
-    called it a leak (its SSIM reaches 0.6); it identifies nothing, since it is itself in the reference."""
+    """A reconstruction that is another real image, the most similar one to the truth.
+
+    The old criterion called it a leak (its SSIM reaches 0.6); it identifies nothing, since it is itself in the
+    reference.
+    """
     held = [3]
     truth, labels = judge.truth(held).tensors()
     others, other_labels = judge.data.tensors()

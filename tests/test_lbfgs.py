@@ -24,7 +24,7 @@ def test_lbfgs_takes_the_steps_of_torchs_lbfgs(history_size):
         x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
         optimizer = optimizer_class([x], lr=0.5, max_iter=4, history_size=history_size)
 
-        def closure():
+        def closure(x=x):
             value = _objective(x)
             x.grad = torch.autograd.grad(value, x)[0]
             return value.detach()

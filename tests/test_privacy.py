@@ -68,8 +68,11 @@ def test_dpsgd_and_fedprox_are_refused_together():
 
 
 def test_dp_sgd_clips_every_per_sample_gradient_and_adds_seeded_noise():
-    """Plain SGD, lr 0.1, 3 steps: with per-sample gradients clipped to C and no noise, each step moves the
-    weights by at most lr x C (the batch mean of vectors of norm <= C); with noise, seeds repeat it exactly."""
+    """Plain SGD, lr 0.1, 3 steps.
+
+    With per-sample gradients clipped to C and no noise, each step moves the weights by at most lr x C (the batch mean
+    of vectors of norm <= C); with noise, seeds repeat it exactly.
+    """
     import torch
 
     from fl_sim.data import load_client_data, load_dataset

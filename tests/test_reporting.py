@@ -98,9 +98,9 @@ def test_plain_lines_show_a_dash_for_a_loss_that_is_not_finite():
 @pytest.fixture(scope="module")
 def attacked_runs(tmp_path_factory):
     """Two finished runs on 3 clients x 2 rounds with every update attacked: undefended and DGP."""
-    from conftest import TINY
-
     from fl_sim.config import RunConfig
+
+    from conftest import TINY
 
     out = tmp_path_factory.mktemp("runs")
     runs = {}
@@ -192,7 +192,8 @@ def test_watch_draws_the_live_round_table_within_80_columns(attacked_runs):
     drawn = _in_pty([str(BIN / "fl-sim"), "watch", str(attacked_runs["none"])], timeout=60, columns=80)
     assert "round 2/2" in drawn and "completed" in drawn and "round 0/0" not in drawn
     assert re.search(r"best\s+.\s+median\s+.\s+best\s+.\s+median", drawn), drawn  # headers whole, on two lines
-    assert re.search(r"round\s+.\s+clients\s+.\s+leaked\s+.\s+SSIM\s+.\s+SSIM\s+.\s+PSNR\s+.\s+PSNR\s+.\s+seconds", drawn)
+    headers = r"round\s+.\s+clients\s+.\s+leaked\s+.\s+SSIM\s+.\s+SSIM\s+.\s+PSNR\s+.\s+PSNR\s+.\s+seconds"
+    assert re.search(headers, drawn)
     assert re.search(r"\s2\s+.\s+3\s+.\s+\d+%", drawn), drawn  # the row of round 2: 3 clients attacked
     assert max(len(line) for line in re.split(r"[\r\n]", drawn)) <= 80
 

@@ -1,5 +1,8 @@
-"""Every ``strategy.name``, wrapped by the interception: all replies reach the plugins, and the new global
-model is what that strategy's rule makes of them (computed here from the intercepted updates)."""
+"""Every ``strategy.name``, wrapped by the interception.
+
+All replies reach the plugins, and the new global model is what that strategy's rule makes of them (computed here from
+the intercepted updates).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import pytest
 import torch
 
 from fl_sim.config import RunConfig
+
 from local_grid import run_locally
 from spy import Spy
 
@@ -48,7 +52,8 @@ RULES = {
     "bulyan": ({}, lambda g, c, w: np.stack(c).mean(axis=0)),  # f = 0: every update selected, none trimmed
     "fedadam": ({"strategy.eta": ADAM["eta"]}, lambda g, c, w: _fedopt(
         g, _weighted_mean(c, w), lambda d: (1 - ADAM["beta_2"]) * d ** 2,
-        lambda d: ADAM["eta"] * np.sqrt(1 - ADAM["beta_2"] ** 2) / (1 - ADAM["beta_1"] ** 2) * (1 - ADAM["beta_1"]) * d)),
+        lambda d: ADAM["eta"] * np.sqrt(1 - ADAM["beta_2"] ** 2) / (1 - ADAM["beta_1"] ** 2)
+        * (1 - ADAM["beta_1"]) * d)),
     "fedyogi": ({"strategy.eta": ADAM["eta"]}, lambda g, c, w: _fedopt(
         g, _weighted_mean(c, w), lambda d: (1 - ADAM["beta_2"]) * d ** 2,
         lambda d: ADAM["eta"] * (1 - ADAM["beta_1"]) * d)),

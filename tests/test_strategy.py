@@ -1,5 +1,8 @@
-"""The intercepting strategy: every reply reaches every plugin; plugins cannot change aggregation
-unless they are filters; a raising plugin is logged and skipped for the round, and training goes on."""
+"""The intercepting strategy.
+
+Every reply reaches every plugin; plugins cannot change aggregation unless they are filters; a raising plugin is logged
+and skipped for the round, and training goes on.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class Vandal(ServerPlugin):
         self.calls = 0
 
     def on_update(self, update):
+        """Count or record the update."""
         self.calls += 1
         next(iter(update.client_arrays.values()))[...] = 0.0
 
@@ -40,6 +44,7 @@ class CrashOnce(ServerPlugin):
         self.seen: list[tuple[int, int]] = []
 
     def on_update(self, update):
+        """Count or record the update."""
         self.seen.append((update.server_round, update.partition_id))
         if update.server_round == 1:
             raise RuntimeError("boom")

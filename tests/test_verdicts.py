@@ -189,8 +189,10 @@ def test_two_runs_of_one_config_reach_the_same_verdict_whatever_flowers_node_ids
 
 
 def test_a_stop_stops_the_replays_label_search():
-    """The label search replays local training up to 256 times before any optimisation step: it polls the
-    stop too (unpolled, an end-of-run budget could not stop it)."""
+    """The label search replays local training up to 256 times before any optimisation step.
+
+    It polls the stop too (unpolled, an end-of-run budget could not stop it).
+    """
     from attacker.stop import AttackStopped, Stop
 
     flat = {**FEDSGD, "train.local-steps": 2, "data.image-size": 16}

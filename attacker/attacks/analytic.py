@@ -29,8 +29,8 @@ from torch import nn
 from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
 from attacker.engine import AdamSchedule, minimize
 from attacker.labels import recover_labels
-from attacker.observation import Observation
 from attacker.objectives import total_variation
+from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
 

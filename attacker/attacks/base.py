@@ -49,8 +49,10 @@ class AttackSettings:
                    compile=config.compile, seed=seed)
 
     def for_method(self, method: str, **changes) -> AttackSettings:
-        """These settings for ``method`` (an attack of ``auto``'s portfolio): unset iterations and lr
-        take that method's default."""
+        """These settings for ``method`` (an attack of ``auto``'s portfolio).
+
+        Unset iterations and lr take that method's default.
+        """
         resolved = dataclasses.replace(self, method=method, iterations=self.iterations or DEFAULT_ITERATIONS[method],
                                        lr=self.lr or DEFAULT_LR[method])
         return dataclasses.replace(resolved, **changes)
@@ -58,8 +60,9 @@ class AttackSettings:
 
 def victim_step(victim: Victim, settings: AttackSettings, key: tuple, objective: Callable[..., torch.Tensor],
                 count: int = 1, batched: bool = False) -> Step:
-    """The step of ``objective`` in its first ``count`` arguments, kept on ``victim`` under ``key`` and compiled
-    as ``attack.compile`` decides.
+    """The step of ``objective`` in its first ``count`` arguments, kept on ``victim`` under ``key``.
+
+    It is compiled as ``attack.compile`` decides.
 
     ``key`` must name everything ``objective`` depends on: the first step built under it is reused by
     later updates and rounds of the same shape (a compiled step is compiled once per shape and run).

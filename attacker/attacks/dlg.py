@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
 from attacker.labels import recover_labels
 from attacker.lbfgs import LBFGS
 from attacker.matching import matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
-from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
 from attacker.steps import Step
 from attacker.stop import CHECK_EVERY, Stop
 from attacker.victim import Victim
@@ -54,7 +54,7 @@ def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSet
 
 def run_idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
              stop: Stop | None = None) -> list[Reconstruction]:
-    """iDLG on each update: label recovered from the classifier's gradient, then fixed."""
+    """IDLG on each update: label recovered from the classifier's gradient, then fixed."""
     return [_lbfgs_attack(victim, obs, settings, recover=True, stop=stop) for obs in observations]
 
 
@@ -143,8 +143,10 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask
 
 
 def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackSettings) -> Step:
-    """The L2-matching step (of the image, and for DLG of the label logits too), kept on the victim for later
-    updates and rounds."""
+    """The L2-matching step, kept on the victim for later updates and rounds.
+
+    It optimises the image and, for DLG, the label logits too.
+    """
     if soft_labels:
         def cost(image, label_logits, target, mask):
             trial = victim.gradient(image, F.softmax(label_logits, dim=-1))

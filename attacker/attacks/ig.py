@@ -36,8 +36,7 @@ from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
 from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
-from attacker.replay import (ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels,
-                             simulate_update)
+from attacker.replay import ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels, simulate_update
 from attacker.steps import Step
 from attacker.stop import Stop
 from attacker.victim import Victim

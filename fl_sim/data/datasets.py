@@ -5,8 +5,8 @@ needs no download; ``faces`` is scikit-image's subset of Labeled Faces in the Wi
 and 100 non-faces, 25x25 gray), embedded as well. MNIST, Fashion-MNIST, CIFAR-10/100 and a
 user's ``ImageFolder`` load through torchvision from a local root (``download`` is never
 attempted: these machines may have no internet); Fashion-MNIST is also found where Debian's
-``dataset-fashion-mnist`` package installs it. Every data set is served at ``data.image-size`` and ``data.channels`` with
-pixel values in [0, 1], the range in which reconstructions are judged.
+``dataset-fashion-mnist`` package installs it. Every data set is served at ``data.image-size`` and
+``data.channels`` with pixel values in [0, 1], the range in which reconstructions are judged.
 """
 
 from __future__ import annotations
@@ -137,8 +137,10 @@ def _load_digits(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays,
 
 
 def _load_faces(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
-    """scikit-image's Labeled Faces in the Wild subset: 200 25x25 gray images, class 0 face (the first 100),
-    class 1 non-face (the other 100, patches of natural images)."""
+    """scikit-image's Labeled Faces in the Wild subset.
+
+    200 25x25 gray images, class 0 face (the first 100), class 1 non-face (the other 100, patches of natural images).
+    """
     from skimage.data import lfw_subset
 
     images = torch.as_tensor(lfw_subset(), dtype=torch.float32).unsqueeze(1)
@@ -148,8 +150,10 @@ def _load_faces(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, 
 
 
 def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
-    """Fashion-MNIST from torchvision's layout under ``root``, else from IDX files (plain or ``.gz``) in
-    ``root``, ``root/fashion-mnist`` or Debian's package folder."""
+    """Fashion-MNIST from torchvision's layout under ``root``, else from IDX files.
+
+    IDX files (plain or ``.gz``) are looked for in ``root``, ``root/fashion-mnist`` or Debian's package folder.
+    """
     require_files("fashion-mnist", root)
     if (root / TORCHVISION_LAYOUT["fashion-mnist"][1]).exists():
         return _torchvision_loader("fashion-mnist")(root, test_fraction, size)
@@ -227,7 +231,8 @@ def _read_picture(loader: Callable, path: str):
             picture.load()
         return picture.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"'{path}' is not a readable image ({type(err).__name__}: {err}); remove or replace it") from err
+        raise DataError(f"'{path}' is not a readable image ({type(err).__name__}: {err}); "
+                        f"remove or replace it") from err
 
 
 _LOADERS: dict[str, Loader] = {

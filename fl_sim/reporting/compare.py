@@ -86,8 +86,10 @@ def write_csv(rows: list[RunFigures], path: Path) -> Path:
 
 
 def plot_privacy_vs_utility(rows: list[RunFigures], path: Path) -> Path:
-    """Final accuracy against attack success rate, one labelled point per run (runs without an attack
-    are left out: they have no privacy figure)."""
+    """Final accuracy against attack success rate, one labelled point per run.
+
+    Runs without an attack are left out: they have no privacy figure.
+    """
     figure, axes = plt.subplots(figsize=(6, 4.2))
     labelled: Counter = Counter()  # runs already labelled at (about) the same point
     for row in rows:

@@ -9,10 +9,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402 - after the backend, with the rest
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402 - the backend must be chosen first
 
-from fl_sim.reporting.progress import RunProgress  # noqa: E402
+from fl_sim.reporting.progress import RunProgress  # noqa: E402 - after the backend, with the rest
 
 #: File names of the plots, under the run's ``plots/`` folder.
 ACCURACY, LOSS, ATTACK_SUCCESS, SIMILARITY = "accuracy.png", "loss.png", "attack_success.png", "similarity.png"
@@ -116,8 +116,10 @@ def _every_nth(labels: list[int], most: int = 20) -> tuple[list[int], list[int]]
 
 
 def _heatmap(progress: RunProgress, path: Path) -> Path:
-    """Clients x rounds, coloured by the best SSIM of each attacked client's reconstructions; leaked cells
-    marked with a red dot, cells not attacked left blank."""
+    """Clients x rounds, coloured by the best SSIM of each attacked client's reconstructions.
+
+    Leaked cells marked with a red dot, cells not attacked left blank.
+    """
     cells = {(c["partition_id"], a.round): (max(i["ssim"] for i in c["per_image"]), bool(c.get("success")))
              for a in progress.attack_rows() for c in a.clients
              if c.get("per_image") and c.get("partition_id") is not None}

@@ -112,7 +112,8 @@ def _rounds(progress: RunProgress) -> str:
 LEAK_CRITERION = ("An image leaks when a reconstruction identifies it (closer to it than to any other image of the "
                   "data set by the margin that real images the client never held reach in at most "
                   "attack.false-leak-rate of updates of the same size) and its SSIM reaches attack.success-ssim; a "
-                  "client leaks when one of its images does. \"No leak found\" is a statement about the attacks run, not a proof of safety.")
+                  "client leaks when one of its images does. \"No leak found\" is a statement about the attacks "
+                  "run, not a proof of safety.")
 
 
 def _attacks(run_dir: Path, progress: RunProgress) -> str:
@@ -154,7 +155,8 @@ def _attack_round(run_dir: Path, attack: AttackRound) -> str:
             scores += (f"<br>identified {client['images_identified']}/{client['held']} "
                        f"(needs {client['chance']['required_margin_db']:.1f} dB over the nearest reference image)")
         picture = (f'<img src="{html.escape(client["image"])}" alt="client {client.get("partition_id")}"'
-                   f'{_twice_as_wide(run_dir / client["image"])}>' if client.get("image") else "<p>(no image saved)</p>")
+                   f'{_twice_as_wide(run_dir / client["image"])}>' if client.get("image")
+                   else "<p>(no image saved)</p>")
         figures.append(f"<figure>{picture}<figcaption>client {client.get('partition_id')}: {verdict}{scores}"
                        f"</figcaption></figure>")
     return (f"<h3>Round {attack.round}: ground truth (top) over reconstruction (bottom)</h3>"

@@ -10,6 +10,7 @@ import torch
 
 from attacker import attacks as attack_registry
 from fl_sim.results import read_events
+
 from local_grid import run_locally
 
 

@@ -8,6 +8,7 @@ from flwr.app import ArrayRecord
 
 from clients.client_app import create_client_app
 from fl_sim.results import read_events
+
 from local_grid import FIRST_NODE_ID, LocalGrid, run_locally
 from spy import Spy
 
@@ -40,6 +41,7 @@ class TamperingGrid(LocalGrid):
         self.tamper = tamper
 
     def send_and_receive(self, messages, *, timeout=None):
+        """Send as the grid does, then tamper with the replies."""
         replies = list(super().send_and_receive(messages, timeout=timeout))
         for reply in replies:
             if reply.metadata.src_node_id == FIRST_NODE_ID and "arrays" in reply.content.array_records:

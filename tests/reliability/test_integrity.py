@@ -1,5 +1,7 @@
-"""What a run directory guarantees under faults: one writer, whole event lines, no duplicated rows,
-resume where the directory is, atomic images."""
+"""What a run directory guarantees under faults.
+
+One writer, whole event lines, no duplicated rows, resume where the directory is, atomic images.
+"""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ class StopInRound(ServerPlugin):
         self.at = at
 
     def on_round_end(self, server_round):
+        """Stop the process at the chosen round."""
         if server_round == self.at:
             raise KeyboardInterrupt
 
