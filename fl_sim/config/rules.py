@@ -1,0 +1,86 @@
+"""Cross-field rules: settings that are valid one by one but impossible together.
+
+Each rule raises :class:`fl_sim.errors.ConfigError` with one line that names the keys involved and
+what to change. :func:`check_combinations` runs them all on a built configuration.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fl_sim.config.flat import flatten, parse_ids
+from fl_sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fl_sim.config.schema import RunConfig
+
+#: The ``strategy.*`` keys each strategy reads (all others must keep their defaults).
+STRATEGY_KEYS = {
+    "fedavgm": ("server-learning-rate", "server-momentum"),
+    "fedadam": ("eta", "beta-1", "beta-2", "tau"),
+    "fedyogi": ("eta", "beta-1", "beta-2", "tau"),
+    "fedadagrad": ("eta", "tau"),
+    "fedtrimmedavg": ("trim-fraction",),
+    "krum": ("num-malicious-nodes",),
+    "multikrum": ("num-malicious-nodes", "num-nodes-to-select"),
+    "bulyan": ("num-malicious-nodes",),
+}
+
+
+def _check_strategy(config: RunConfig) -> None:
+    """Every ``strategy.*`` key set away from its default is one the chosen strategy reads.
+
+    Byzantine-robust aggregators get the updates their rule needs.
+    """
+    name, chosen = config.strategy.name, dict(flatten(config.strategy, "strategy."))
+    for key, value in flatten(type(config.strategy)(), "strategy."):
+        short = key.removeprefix("strategy.")
+        if short != "name" and chosen[key] != value and short not in STRATEGY_KEYS.get(name, ()):
+            users = ", ".join(s for s, keys in STRATEGY_KEYS.items() if short in keys)
+            raise ConfigError(f"config key '{key}' is set but strategy.name={name} does not use it (it is for "
+                              f"{users}); remove it or choose one of those strategies")
+    if config.train.proximal_mu > 0 and config.defense.name == "dpsgd":
+        raise ConfigError("config key 'train.proximal-mu' cannot be combined with defense.name=dpsgd: DP-SGD clips "
+                          "per-sample gradients and FedProx's term is not a per-sample loss; set one of them off")
+    if config.train.proximal_mu > 0 and name != "fedprox":
+        raise ConfigError(f"config key 'train.proximal-mu' is FedProx's proximal term but strategy.name={name}; "
+                          f"set strategy.name=fedprox or train.proximal-mu=0")
+    malicious, least = config.strategy.num_malicious_nodes, config.server.min_train_nodes
+    needed = {"krum": 2 * malicious + 3, "multikrum": 2 * malicious + 3, "bulyan": 4 * malicious + 3}.get(name, 0)
+    if least < needed:
+        rule = "4f + 3" if name == "bulyan" else "2f + 3"
+        raise ConfigError(f"strategy.name={name} with strategy.num-malicious-nodes={malicious} needs at least "
+                          f"{rule} = {needed} updates per round, but server.min-train-nodes is {least}; raise it "
+                          f"(and simulation.num-clients) or lower num-malicious-nodes")
+    if name == "multikrum" and config.strategy.num_nodes_to_select > least:
+        raise ConfigError(f"config key 'strategy.num-nodes-to-select' ({config.strategy.num_nodes_to_select}) "
+                          f"exceeds server.min-train-nodes ({least}); lower it")
+
+
+def check_combinations(config: RunConfig) -> None:
+    """Reject settings that are valid one by one but impossible together."""
+    _check_strategy(config)
+    server = config.server
+    if server.min_available_nodes > config.simulation.num_clients:
+        raise ConfigError(
+            f"config key 'server.min-available-nodes' ({server.min_available_nodes}) exceeds "
+            f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
+    failing = parse_ids(config.faults.partitions, "faults.partitions")
+    parse_ids(config.faults.rounds, "faults.rounds")
+    if failing and max(failing) >= config.simulation.num_clients:
+        raise ConfigError(f"config key 'faults.partitions' names partition {max(failing)} but there are only "
+                          f"{config.simulation.num_clients} clients (0..{config.simulation.num_clients - 1})")
+    if config.faults.mode == "timeout" and config.faults.delay_seconds == 0:
+        raise ConfigError("config key 'faults.mode' is timeout but 'faults.delay-seconds' is 0; set it above "
+                          f"server.round-timeout ({server.round_timeout}) to make the client miss the round")
+    if config.defense.dgp_top_ratio + config.defense.dgp_bottom_ratio > 1:
+        raise ConfigError(f"config keys 'defense.dgp-top-ratio' + 'defense.dgp-bottom-ratio' "
+                          f"({config.defense.dgp_top_ratio} + {config.defense.dgp_bottom_ratio}) exceed 1; "
+                          f"lower them so that something is uploaded")
+    if config.data.val_fraction == 0 and server.fraction_evaluate > 0:
+        raise ConfigError("config key 'data.val-fraction' is 0, so clients have nothing to evaluate on; "
+                          "set server.fraction-evaluate=0 or a val-fraction above 0")
+    if server.min_train_nodes > config.simulation.num_clients:
+        raise ConfigError(
+            f"config key 'server.min-train-nodes' ({server.min_train_nodes}) exceeds "
+            f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")

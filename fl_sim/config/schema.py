@@ -1,0 +1,299 @@
+"""The run's schema: every section of the configuration, its fields, defaults, ranges and help.
+
+Each field declares its type (``Literal`` types list the allowed values) and, where it has one,
+its range in the field metadata (:func:`fl_sim.config.flat.setting`); :mod:`fl_sim.config.flat` reads them to turn
+flat dotted keys into a validated :class:`RunConfig` and back, and :mod:`fl_sim.config.rules`
+checks the settings that depend on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, flatten, parse_ids, resolve_key, setting
+from fl_sim.config.flat import all_keys as keys_of
+from fl_sim.config.flat import describe as describe_schema
+from fl_sim.config.rules import check_combinations
+
+#: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server samples clients each round (Flower FedAvg settings)."""
+
+    fraction_train: float = setting(1.0, "share of connected clients trained each round", min=0, max=1)
+    fraction_evaluate: float = setting(1.0, "share of clients asked for federated evaluation", min=0, max=1)
+    min_train_nodes: int = setting(2, "minimum clients trained per round", min=0)
+    min_evaluate_nodes: int = setting(2, "minimum clients evaluated per round", min=0)
+    min_available_nodes: int = setting(2, "clients that must be connected before a round starts", min=1)
+    round_timeout: float = setting(3600.0, "seconds to wait for client replies per round", min=0,
+                                    min_exclusive=True)
+
+
+#: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian", "fedtrimmedavg",
+              "krum", "multikrum", "bulyan")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Which Flower strategy aggregates the (intercepted) updates, and its own parameters."""
+
+    name: Literal[STRATEGIES] = setting(
+        "fedavg", "Flower strategy that aggregates; fedprox's proximal term is train.proximal-mu")
+    server_learning_rate: float = setting(1.0, "fedavgm: server learning rate", min=0, min_exclusive=True)
+    server_momentum: float = setting(0.0, "fedavgm: server momentum", min=0, max=1)
+    eta: float = setting(0.0, "fedadam, fedyogi, fedadagrad: server learning rate; 0 = Flower's default "
+                               "(0.1; fedyogi 0.01)", min=0)
+    beta_1: float = setting(0.9, "fedadam, fedyogi: first-moment decay", min=0, max=1)
+    beta_2: float = setting(0.99, "fedadam, fedyogi: second-moment decay", min=0, max=1)
+    tau: float = setting(1e-3, "fedadam, fedyogi, fedadagrad: adaptivity (added to the root of the second moment)",
+                          min=0, min_exclusive=True)
+    trim_fraction: float = setting(0.2, "fedtrimmedavg: share of the largest and of the smallest values cut per "
+                                         "coordinate (Flower's beta, below 0.5)", min=0, max=0.4999)
+    num_malicious_nodes: int = setting(0, "krum, multikrum, bulyan: Byzantine clients tolerated (f)", min=0)
+    num_nodes_to_select: int = setting(1, "multikrum: updates averaged after selection (m)", min=1)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set is used and how it is split among clients."""
+
+    dataset: Literal["digits", "faces", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"] = setting(
+        "digits", "data set; digits and faces (LFW subset: face / non-face) are embedded, fashion-mnist also "
+                  "comes from Debian's dataset-fashion-mnist, the others load from data.root")
+    root: str = setting("data", "directory holding torchvision data sets or an image folder")
+    image_size: int = setting(32, "images are resized to image-size x image-size", min=8)
+    channels: Literal[1, 3] = setting(1, "channels served to the model (gray images are repeated to 3)")
+    partitioner: Literal["iid", "dirichlet", "classes"] = setting(
+        "iid", "how training samples are split among clients")
+    dirichlet_alpha: float = setting(0.5, "Dirichlet concentration for label skew (smaller = more skew)",
+                                      min=0, min_exclusive=True)
+    classes_per_client: int = setting(2, "classes each client holds with partitioner=classes", min=1)
+    val_fraction: float = setting(0.1, "share of each client's partition held out for its evaluation",
+                                   min=0, max=0.9)
+    test_fraction: float = setting(0.2, "test share for data sets without their own test split "
+                                         "(digits, faces, imagefolder)", min=0.05, max=0.9)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network the federation trains."""
+
+    name: Literal["lenet", "convnet", "mlp", "resnet18"] = setting("lenet", "model architecture")
+    init: Literal["default", "dlg"] = setting(
+        "dlg", "weight init: PyTorch's default, or DLG's uniform(-0.5, 0.5) on every parameter")
+    norm: Literal["batch", "group"] = setting("group", "normalisation layers of resnet18")
+    width: int = setting(1024, "hidden units per layer of the MLP", min=1)
+    depth: int = setting(2, "hidden layers of the MLP", min=1)
+
+
+@dataclass(frozen=True)
+class PrecodeConfig:
+    """PRECODE's variational bottleneck (Scheliga et al., 2022), added to the model of model.name."""
+
+    enabled: bool = setting(False, "extend the model with PRECODE's variational bottleneck")
+    k: int = setting(256, "bottleneck size K (paper: 256)", min=1)
+    beta: float = setting(1e-3, "weight of the KL term in the loss (paper: 1e-3)", min=0)
+    position: Literal["head", "early"] = setting(
+        "head", "before the classifier (paper) or after the first block (CVB follow-up; lenet, mlp, resnet18)")
+    eval_sampling: Literal["sample", "mean"] = setting(
+        "sample", "at evaluation sample z as the official code does, or use its mean")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Local training each client runs on its partition; the server sends it every round."""
+
+    optimizer: Literal["sgd", "adam"] = setting("adam", "local optimizer")
+    lr: float = setting(0.005, "local learning rate", min=0, min_exclusive=True)
+    momentum: float = setting(0.0, "SGD momentum", min=0, max=1)
+    weight_decay: float = setting(0.0, "L2 weight decay", min=0)
+    local_epochs: int = setting(2, "passes over the local partition per round (if local-steps is 0)", min=1)
+    local_steps: int = setting(0, "optimizer steps per round; 0 means use local-epochs", min=0)
+    batch_size: int = setting(16, "local mini-batch size", min=1)
+    proximal_mu: float = setting(0.0, "FedProx's proximal term mu: local loss + mu/2 x squared L2 distance to the "
+                                       "global model (Li et al. 2020); needs strategy.name=fedprox (0 = none)", min=0)
+
+
+@dataclass(frozen=True)
+class DefenseConfig:
+    """How a client transforms its update before upload (combines with precode.*)."""
+
+    name: Literal["none", "noise", "dp", "dpsgd", "topk", "dgp"] = setting(
+        "none", "update defense; dpsgd is DP-SGD in local training (per-sample clipping and noise, Opacus)")
+    noise_std: float = setting(1e-3, "noise: std of the Gaussian noise added to every update entry", min=0)
+    dp_clip: float = setting(1.0, "dp: L2 norm the whole update is clipped to", min=0, min_exclusive=True)
+    dp_noise_multiplier: float = setting(1.0, "dp: Gaussian noise std = multiplier x clip", min=0)
+    topk_prune_ratio: float = setting(0.9, "topk: share of each layer's smallest-magnitude entries dropped",
+                                       min=0, max=1)
+    dgp_top_ratio: float = setting(0.1, "dgp: share of each layer's largest-magnitude entries dropped", min=0, max=1)
+    dgp_bottom_ratio: float = setting(0.8, "dgp: share of each layer's smallest-magnitude entries dropped",
+                                       min=0, max=1)
+    error_feedback: bool = setting(True, "dgp: keep what was pruned and add it to the next round's update")
+    dpsgd_max_grad_norm: float = setting(1.0, "dpsgd: L2 norm every per-sample gradient is clipped to", min=0,
+                                          min_exclusive=True)
+    dpsgd_noise_multiplier: float = setting(1.0, "dpsgd: Gaussian noise std = multiplier x max-grad-norm, per "
+                                                  "batch (used when dpsgd-target-epsilon is 0)", min=0)
+    dpsgd_target_epsilon: float = setting(0.0, "dpsgd: epsilon each client may spend over the whole run; the "
+                                                "noise multiplier is derived from it (0 = use the multiplier)", min=0)
+    dpsgd_delta: float = setting(1e-5, "dpsgd: delta of the (epsilon, delta) guarantee", min=0, max=1,
+                                  min_exclusive=True)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The honest-but-curious server: which gradient inversion it runs on intercepted updates."""
+
+    enabled: bool = setting(False, "run the attacker plugin on every intercepted update")
+    method: Literal["auto", "ig", "idlg", "dlg", "analytic"] = setting(
+        "auto", "gradient-inversion attack; auto = every applicable attack of a portfolio, the worst case kept")
+    iterations: int = setting(0, "optimisation steps; 0 = the method's published default "
+                                  "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps, analytic's feature "
+                                  "inversion 2000; for auto it sets the Adam attacks', iDLG keeps 300)", min=0)
+    lr: float = setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
+    tv: float = setting(0.1, "ig: total-variation weight (auto tries 0.1, 0.01 and 0.001)", min=0)
+    restarts: int = setting(1, "random restarts per attacked update, lowest final cost kept "
+                                "(dlg/idlg restart only while above their stop cost)", min=1)
+    multistep: Literal["replay", "approx"] = setting(
+        "replay", "ig on updates other than one plain SGD step: replay the client's local training "
+                  "(optimizer, epochs, batches) on dummy images, or approx: gradient = -update/(lr*steps)")
+    max_images: int = setting(32, "replay: at most this many dummy images per epoch (a client with more "
+                                   "is modelled with this many, and the event says so)", min=1)
+    stochastic: Literal["sample", "omit", "restore"] = setting(
+        "sample", "ig/idlg against PRECODE: sample the bottleneck's noise, omit the bottleneck's and later "
+                  "gradients from the matching, or restore (optimise) the noise with the image (ig)")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "where attacks run; auto = cuda when present")
+    threads: int = setting(0, "torch threads of the server process, where attacks run; 0 = the cores this "
+                               "machine's simulated clients leave free (at least 1)", min=0)
+    batched: bool = setting(True, "ig: optimise all attacks of a round as one vmap-batched problem")
+    compile: Literal["auto", "on", "off"] = setting(
+        "auto", "ig, dlg, idlg: compile the optimisation step with torch.compile (CUDA graphs on a GPU); auto = "
+                "for attacks of 2000 or more iterations (so not DLG's 300 L-BFGS steps) on a model without "
+                "PRECODE, where a C++ compiler or a GPU is present; a failed compile then runs uncompiled "
+                "and the event says so")
+    blocking: bool = setting(False, "run attacks inside the round (deterministic) instead of a background worker")
+    queue_size: int = setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)
+    end_budget_seconds: float = setting(0.0, "at the end of a run, seconds to let pending attacks finish; "
+                                              "0 = wait for all", min=0)
+    timeout_seconds: float = setting(0.0, "time budget of one round's attack; past it the attack is stopped, "
+                                           "logged as attack-timeout and skipped (0 = none)", min=0)
+    success_ssim: float = setting(0.6, "an image leaks when a reconstruction identifies it (closer to it than "
+                                        "chance allows, see attack.false-leak-rate) with an SSIM of at least this",
+                                   min=0, max=1)
+    false_leak_rate: float = setting(0.005, "the judge's error per update: the identification margin a leak needs "
+                                            "is set so that real images the client never held (decoys) would "
+                                            "make at most this share of updates of the same size leak", min=0,
+                                      max=0.5)
+    max_clients: int = setting(0, "attack at most this many clients per round (0 = all)", min=0)
+    every: int = setting(1, "attack every n-th round", min=1)
+    save_images: bool = setting(True, "save ground truth vs reconstruction PNG grids")
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    """Injected client failures, to see how a run copes (simulation and local deployment alike)."""
+
+    partitions: str = setting("", "comma-separated partition ids that fail, e.g. '0,3' (empty = none)")
+    rounds: str = setting("", "comma-separated rounds in which they fail (empty = every round)")
+    mode: Literal["raise", "nan", "timeout", "drop"] = setting(
+        "raise", "raise: training raises; nan: the update is all NaN; timeout: the client sleeps "
+                 "faults.delay-seconds before training (set it above server.round-timeout to miss the "
+                 "round); drop: the client process exits after training, before uploading")
+    delay_seconds: float = setting(0.0, "timeout: how long the failing client stalls", min=0)
+
+    def fails(self, partition_id: int, server_round: int) -> bool:
+        """Whether ``partition_id`` is to fail in ``server_round``."""
+        rounds = parse_ids(self.rounds, "faults.rounds")
+        return partition_id in parse_ids(self.partitions, "faults.partitions") and (
+            not rounds or server_round in rounds)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Flower Simulation Engine (Ray) settings used by `fl-sim run`."""
+
+    num_clients: int = setting(10, "virtual clients (SuperNodes), one data partition each", min=1)
+    client_cpus: float = setting(1.0, "CPU cores reserved per client actor", min=0, min_exclusive=True)
+    client_gpus: float = setting(0.0, "GPU share per client actor (0 = CPU only)", min=0)
+    ray_address: str = setting("", "Ray cluster to run the clients on: '' starts a private local Ray, 'auto' "
+                                    "joins the cluster of this machine, 'host:port' or 'ray://host:port' a "
+                                    "remote one (fl-sim must be installed on every node)")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where a run writes its results."""
+
+    dir: str = setting("results", "parent directory of the run's results directory")
+    run_id: str = setting("", "name of the results directory (one path component); empty = a timestamped id")
+    report: bool = setting(True, "write report.html and plots/ at the end of the run")
+
+    def __post_init__(self) -> None:
+        check_path_component(self.run_id, "output.run-id")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one federated run needs. Build it with :meth:`from_flat`."""
+
+    seed: int = setting(42, "seed for data partitioning, model init and local training (0 to 2^32-1)", min=0,
+                         max=MAX_SEED)
+    num_server_rounds: int = setting(20, "federated rounds", min=1)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    precode: PrecodeConfig = field(default_factory=PrecodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> RunConfig:
+        """Build a validated configuration from dotted keys; missing keys keep their defaults."""
+        nested: dict[str, Any] = {}
+        for key, value in flat.items():
+            path = resolve_key(cls, key)
+            target = nested
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        config = build(cls, nested, prefix="")
+        check_combinations(config)
+        return config
+
+    def to_flat(self) -> dict[str, Scalar]:
+        """Return the configuration as Flower's flat run config (dotted kebab-case keys)."""
+        return dict(flatten(self, prefix=""))
+
+    def with_overrides(self, flat: Mapping[str, Any]) -> RunConfig:
+        """Return a copy with the given dotted keys replaced (validated like :meth:`from_flat`)."""
+        return RunConfig.from_flat({**self.to_flat(), **flat})
+
+
+def train_settings(values: Mapping[str, Any]) -> TrainConfig:
+    """Validate ``train.*`` values (unprefixed keys) on their own.
+
+    What a client rebuilds from the round's message. Unknown keys are ignored, checks that involve other sections (e.g.
+    the strategy) are not made.
+    """
+    return build(TrainConfig, {key: value for key, value in values.items() if key in fields_of(TrainConfig)},
+                 prefix="train.")
+
+
+def all_keys() -> list[str]:
+    """Every dotted key of the run's configuration, in declaration order."""
+    return keys_of(RunConfig)
+
+
+def describe() -> list[tuple[str, Scalar, str]]:
+    """(key, default, help) for every key, as `fl-sim config` and docs/configuration.md show them."""
+    return describe_schema(RunConfig)
