@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fl_sim import events
+
 #: Smoothing (Gaussian standard deviation, pixels) of images before identification distances.
 IDENTITY_SIGMA = 1.0
 #: Draws of (client images, decoys, reference) per calibrated count.
@@ -72,10 +74,11 @@ class Chance:
         """The required ratio as a margin: how many dB closer to its match than to the nearest reference image."""
         return -20 * math.log10(self.required_ratio) if self.required_ratio > 0 else math.inf
 
-    def as_event(self) -> dict[str, float | int]:
-        """The fields an ``attack`` event carries of chance."""
-        return {"required_margin_db": round(self.required_margin_db, 3), "decoy_update_rate": self.decoy_update_rate,
-                "decoy_image_rate": self.decoy_image_rate, "draws": self.draws}
+    def as_event(self) -> events.ChanceLevel:
+        """What an ``attack`` event carries of chance."""
+        return events.ChanceLevel(required_margin_db=round(self.required_margin_db, 3),
+                                  decoy_update_rate=self.decoy_update_rate, decoy_image_rate=self.decoy_image_rate,
+                                  draws=self.draws)
 
 
 class ChanceModel:

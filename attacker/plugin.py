@@ -11,6 +11,7 @@ federated run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -102,14 +103,13 @@ class AttackerPlugin(ServerPlugin):
             self.writer.emit(events.AttackCut(round=job.server_round, clients=len(job.observations),
                                               reason=f"end-of-run budget of {self.attack.end_budget_seconds} s spent"))
 
-    def account_for_earlier_rounds(self, earlier: list[dict[str, Any]], done: int) -> list[int]:
+    def account_for_earlier_rounds(self, earlier: list[events.Event], done: int) -> list[int]:
         """On resume: log ``attack-cut`` for each earlier round that was due an attack and has no outcome.
 
         Those attacks were pending when the run stopped; the server keeps no updates, so they
         cannot be redone, and the results must say so rather than look complete. Returns the rounds.
         """
-        ends = (events.AttackRound.KIND, *events.ATTACK_ENDS_WITHOUT_SUMMARY)
-        ended = {e["round"] for e in earlier if e["event"] in ends}
+        ended = {e.round for e in earlier if isinstance(e, (events.AttackRound, *events.ATTACK_ENDS_WITHOUT_SUMMARY))}
         lost = [r for r in range(1, done + 1) if (r - 1) % self.attack.every == 0 and r not in ended]
         for server_round in lost:
             self.writer.emit(events.AttackCut(
@@ -225,18 +225,19 @@ class AttackerPlugin(ServerPlugin):
         self.writer.emit(events.AttackRound(**summary))
 
 
-def _portfolio_entry(rec: Reconstruction, verdict: Verdict | None) -> dict[str, Any]:
+def _portfolio_entry(rec: Reconstruction, verdict: Verdict | None) -> events.PortfolioEntry:
     """One attack of ``auto``'s portfolio as the event lists it."""
-    entry = {"attack": rec.attack, "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "loss": rec.loss}
-    if verdict is not None:
-        entry.update(success=verdict.leaked, images_leaked=verdict.images_leaked,
-                     images_identified=verdict.images_identified, best_ssim=verdict.best_ssim,
-                     mean_ssim=verdict.mean_ssim, label_accuracy=verdict.label_accuracy)
-    return entry
+    entry = events.PortfolioEntry(attack=rec.attack, iterations=rec.iterations, seconds=round(rec.seconds, 3),
+                                  loss=rec.loss)
+    if verdict is None:
+        return entry
+    return dataclasses.replace(entry, success=verdict.leaked, images_leaked=verdict.images_leaked,
+                               images_identified=verdict.images_identified, best_ssim=verdict.best_ssim,
+                               mean_ssim=verdict.mean_ssim, label_accuracy=verdict.label_accuracy)
 
 
-def _image_entry(image: ImageVerdict) -> dict[str, Any]:
+def _image_entry(image: ImageVerdict) -> events.ImageScore:
     """One judged image as the event lists it."""
-    return {"mse": image.scores.mse, "psnr": image.scores.psnr, "ssim": image.scores.ssim,
-            "margin_db": image.margin_db, "identified": image.identified, "label_recovered": image.label_recovered,
-            "leaked": image.leaked}
+    return events.ImageScore(mse=image.scores.mse, psnr=image.scores.psnr, ssim=image.scores.ssim, leaked=image.leaked,
+                             margin_db=image.margin_db, identified=image.identified,
+                             label_recovered=image.label_recovered)

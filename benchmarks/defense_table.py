@@ -28,8 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from fl_sim import events
 from fl_sim.config import RunConfig
-from fl_sim.results import read_events
+from fl_sim.results import load_events
 from lab.simulation import simulate
 
 from csv_rows import RowLog
@@ -54,19 +55,20 @@ FIELDS = ["setting", "defense", "attack", "success_rate", "mean_ssim", "label_ac
           "upload_bytes_per_round", "dense_bytes_per_round", "attacked_images", "leaked_by", "seconds"]
 
 
-def _run(flat: dict, out: Path) -> list[dict]:
+def _run(flat: dict, out: Path) -> list[events.Event]:
+    """The events of a simulated run of ``flat``, written under ``out``."""
     config = RunConfig.from_flat({**flat, "output.dir": str(out)})
-    return read_events(simulate(config))
+    return load_events(simulate(config))
 
 
 def utility(defense: dict, out: Path) -> dict:
     """Final accuracy and mean upload bytes per client per round of the default job with ``defense``."""
-    events = _run(defense, out)
-    rounds = [e for e in events if e["event"] == "round" and e["round"] > 0]
-    train = [e for e in events if e["event"] == "client-train"]
-    return {"final_accuracy": rounds[-1]["test_accuracy"],
-            "upload_bytes_per_round": statistics.mean(e["upload_bytes"] for e in train),
-            "dense_bytes_per_round": statistics.mean(e["dense_bytes"] for e in train)}
+    run = _run(defense, out)
+    rounds = [e for e in run if isinstance(e, events.Round) and e.round > 0]
+    train = [e for e in run if isinstance(e, events.ClientTrain)]
+    return {"final_accuracy": rounds[-1].test_accuracy,
+            "upload_bytes_per_round": statistics.mean(e.upload_bytes for e in train),
+            "dense_bytes_per_round": statistics.mean(e.dense_bytes for e in train)}
 
 
 def privacy(setting: dict, defense: dict, attack: str, rounds: int, iterations: int, clients: int,
@@ -75,12 +77,12 @@ def privacy(setting: dict, defense: dict, attack: str, rounds: int, iterations: 
     flat = {**setting, **defense, "attack.method": attack, **ATTACKS[attack], "num-server-rounds": rounds,
             "attack.enabled": True, "attack.blocking": True, "server.fraction-evaluate": 0.0,
             "attack.iterations": iterations, "simulation.num-clients": clients}
-    attacks = [e for e in _run(flat, out) if e["event"] == "attack"]
-    images = [image for e in attacks for image in e["per_image"]]
-    winners = Counter(e["attack"] for e in attacks if e["success"])
-    return {"success_rate": sum(i["leaked"] for i in images) / len(images),
-            "mean_ssim": statistics.mean(i["ssim"] for i in images),
-            "label_accuracy": statistics.mean(e["label_accuracy"] for e in attacks),
+    attacks = [e for e in _run(flat, out) if isinstance(e, events.Attack)]
+    images = [image for e in attacks for image in e.per_image]
+    winners = Counter(e.attack for e in attacks if e.success)
+    return {"success_rate": sum(i.leaked for i in images) / len(images),
+            "mean_ssim": statistics.mean(i.ssim for i in images),
+            "label_accuracy": statistics.mean(e.label_accuracy for e in attacks),
             "attacked_images": len(images), "leaked_by": " ".join(f"{k}:{n}" for k, n in winners.most_common())}
 
 

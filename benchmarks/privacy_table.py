@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 from defense_table import DEFENSES, UTILITY_FIELDS
 
-from fl_sim import privacy
+from fl_sim import events, privacy
 from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.data import load_client_data
-from fl_sim.results import read_events
+from fl_sim.results import load_events
 from lab.simulation import simulate
 
 from csv_rows import RowLog
@@ -74,10 +74,10 @@ def run_privacy(flat: dict, clients: int, iterations: int, out: Path) -> dict:
                                   "attack.enabled": True, "attack.method": "ig", "attack.blocking": True,
                                   "attack.iterations": iterations, "server.fraction-evaluate": 0.0,
                                   "output.dir": str(out)})
-    attacks = [e for e in read_events(simulate(config)) if e["event"] == "attack"]
-    leaked = sum(e["success"] for e in attacks)
+    attacks = [e for e in load_events(simulate(config)) if isinstance(e, events.Attack)]
+    leaked = sum(e.success for e in attacks)
     return {"clients_leaked": f"{leaked}/{len(attacks)}", "leaked_by": "ig" if leaked else "-",
-            "mean_ssim": statistics.mean(i["ssim"] for e in attacks for i in e["per_image"])}
+            "mean_ssim": statistics.mean(i.ssim for e in attacks for i in e.per_image)}
 
 
 def utility(flat: dict, rounds: int, out: Path) -> dict:
@@ -85,9 +85,9 @@ def utility(flat: dict, rounds: int, out: Path) -> dict:
 
     The epsilon is the most any DP-SGD client spent.
     """
-    events = read_events(simulate(RunConfig.from_flat({**flat, "num-server-rounds": rounds, "output.dir": str(out)})))
-    spent = [e["epsilon"] for e in events if e["event"] == "privacy"]
-    return {"final_accuracy": [e for e in events if e["event"] == "round"][-1]["test_accuracy"],
+    run = load_events(simulate(RunConfig.from_flat({**flat, "num-server-rounds": rounds, "output.dir": str(out)})))
+    spent = [e.epsilon for e in run if isinstance(e, events.Privacy)]
+    return {"final_accuracy": [e for e in run if isinstance(e, events.Round)][-1].test_accuracy,
             "epsilon_spent": max(spent) if spent else "-"}
 
 

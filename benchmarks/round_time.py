@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fl_sim import events
+from fl_sim.results import load_events
 
 
 def run(out: Path, run_id: str, rounds: int, extra: list[str]) -> dict:
@@ -36,10 +38,10 @@ def run(out: Path, run_id: str, rounds: int, extra: list[str]) -> dict:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     with open(out / run_id / "metrics.csv") as handle:
         seconds = [float(row["seconds"]) for row in csv.DictReader(handle) if int(row["round"]) > 0]
-    events = [json.loads(line) for line in (out / run_id / "events.jsonl").read_text().splitlines()]
+    run = load_events(out / run_id)
     return {"median": statistics.median(seconds), "max": max(seconds), "wall": wall,
-            "attacked_rounds": sum(e["event"] == "attack-round" for e in events),
-            "cut_rounds": sum(e["event"] == "attack-cut" for e in events)}
+            "attacked_rounds": sum(isinstance(e, events.AttackRound) for e in run),
+            "cut_rounds": sum(isinstance(e, events.AttackCut) for e in run)}
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torchvision.io import ImageReadMode, read_image
 
-from fl_sim.results import read_events
+from fl_sim import events
+from fl_sim.results import load_events
 
 from figures import save_rows
 
@@ -25,17 +26,16 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/run.png"))
     args = parser.parse_args()
-    attacks = sorted((e for e in read_events(args.run_dir) if e["event"] == "attack"),
-                     key=lambda e: (e["round"], e["partition_id"]))
+    attacks = sorted((e for e in load_events(args.run_dir) if isinstance(e, events.Attack)),
+                     key=lambda e: (e.round, e.partition_id))
     rows = []
-    for server_round in sorted({e["round"] for e in attacks}):
-        events = [e for e in attacks if e["round"] == server_round]
-        grids = [read_image(str(args.run_dir / "reconstructions" / f"round-{server_round}" /
-                                f"client-{e['partition_id']}.png"), ImageReadMode.RGB).float() / 255 for e in events]
+    for server_round in sorted({e.round for e in attacks}):
+        of_round = [e for e in attacks if e.round == server_round]
+        grids = [read_image(str(args.run_dir / e.image), ImageReadMode.RGB).float() / 255 for e in of_round]
         height, width = min(g.shape[1] for g in grids), min(g.shape[2] for g in grids)
         rows.append((f"round {server_round}", torch.stack([g[:, :height, :width] for g in grids]),
-                     [max(i["ssim"] for i in e["per_image"]) for e in events]))
-    winners = sorted({e["attack"] for e in attacks if e["success"]})
+                     [max(i.ssim for i in e.per_image) for e in of_round]))
+    winners = sorted({e.attack for e in attacks if e.success})
     title = (f"{args.run_dir.name}: each client's image (top) over the server's reconstruction\n"
              f"leaked by {', '.join(winners)}")
     print(f"figure: {save_rows(args.out, rows, title)}")

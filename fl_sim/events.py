@@ -1,28 +1,36 @@
 """Every event a run writes to ``events.jsonl``, with its fields: the one declaration writers and readers share.
 
 A writer builds one of these classes and hands it to :meth:`fl_sim.results.ResultsWriter.emit`,
-which writes ``{"event": KIND, "time": ..., **fields}`` as one JSON line. Readers get those lines
-back as dicts (:func:`fl_sim.results.read_events`), compare ``event["event"]`` with a class's
-``KIND`` and read the fields declared here; :func:`parse` turns a line back into its class.
+which writes ``{"event": KIND, "time": ..., **fields}`` as one JSON line. Readers get the same
+classes back, each line parsed once by its kind (:func:`parse`, :func:`fl_sim.results.load_events`),
+and read their attributes; records nested in an event (an attacked image's scores, chance, an
+attack of ``auto``'s portfolio) are classes of their own. Fields added after runs were written
+have defaults, so that older runs still read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
 class Event:
-    """Base of every event: ``KIND`` is the value of the line's ``event`` field."""
+    """Base of every event: ``KIND`` is the value of the line's ``event`` field.
+
+    ``time`` is when it was written: set by the writer, None until then.
+    """
 
     KIND: ClassVar[str]
+    time: float | None = field(default=None, kw_only=True)
 
     def fields(self) -> dict[str, Any]:
-        """The event's fields, as written after ``event`` and ``time``."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        """The event's fields, as written after ``event`` and ``time`` (nested records as mappings)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "time"}
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -167,6 +175,57 @@ class Privacy(Event):
 # --- the attacker -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class ImageScore:
+    """One reconstructed image of an ``attack`` event: its scores against the image it was matched with.
+
+    ``psnr`` is None for an exact copy (infinite), ``margin_db`` likewise; runs written before the
+    judge measured chance lack ``margin_db``, ``identified`` and ``label_recovered``.
+    """
+
+    mse: float
+    psnr: float | None
+    ssim: float
+    leaked: bool
+    margin_db: float | None = None
+    identified: bool | None = None
+    label_recovered: bool | None = None
+
+    @property
+    def psnr_capped(self) -> float:
+        """The PSNR for plots and means, capped at 100 dB (an exact copy's is infinite, logged as null)."""
+        return min(self.psnr, 100.0) if self.psnr is not None else 100.0
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    """What decoys (real images the client never held) reach at an update's counts.
+
+    The margin a leak needs, and the shares of decoy updates and images that would have been identified at it.
+    """
+
+    required_margin_db: float | None
+    decoy_update_rate: float
+    decoy_image_rate: float
+    draws: int
+
+
+@dataclass(frozen=True)
+class PortfolioEntry:
+    """One attack of ``auto``'s portfolio on one update, and its verdict (None without ground truth)."""
+
+    attack: str
+    iterations: int
+    seconds: float
+    loss: float | None
+    success: bool | None = None
+    images_leaked: int | None = None
+    images_identified: int | None = None
+    best_ssim: float | None = None
+    mean_ssim: float | None = None
+    label_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
 class Attack(Event):
     """One client's update attacked: the reconstruction's scores against the client's real data.
 
@@ -192,15 +251,15 @@ class Attack(Event):
     labels: list[int]
     loss: float | None
     label_accuracy: float | None
-    per_image: list[dict[str, Any]] | None
+    per_image: list[ImageScore] | None
     success: bool | None
     image: str | None
     notes: list[str]
-    portfolio: list[dict[str, Any]] | None
+    portfolio: list[PortfolioEntry] | None
     held: int | None = None
     images_identified: int | None = None
     iip: float | None = None
-    chance: dict[str, Any] | None = None
+    chance: ChanceLevel | None = None
 
 
 @dataclass(frozen=True)
@@ -272,7 +331,7 @@ KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (
     RunStart, RunResumed, Round, RunEnd, ReportError, ClientTrain, ClientEvaluate, ClientFailure, UpdateRejected,
     PluginError, Privacy, Attack, AttackRound, AttackCut, AttackTimeout, AttackError)}
 #: The ways a round's attack ends without an ``attack-round`` summary.
-ATTACK_ENDS_WITHOUT_SUMMARY = (AttackError.KIND, AttackTimeout.KIND, AttackCut.KIND)
+ATTACK_ENDS_WITHOUT_SUMMARY = (AttackError, AttackTimeout, AttackCut)
 
 
 def parse(line: Mapping[str, Any]) -> Event:
@@ -280,4 +339,30 @@ def parse(line: Mapping[str, Any]) -> Event:
     kind = line.get("event")
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}; the kinds are {', '.join(sorted(KINDS))}")
-    return KINDS[kind](**{key: value for key, value in line.items() if key not in ("event", "time")})
+    return _record(KINDS[kind], {key: value for key, value in line.items() if key != "event"})
+
+
+def _record(cls: type, values: Mapping[str, Any]) -> Any:
+    """``cls`` built from ``values``, its nested records (and lists of them) built from theirs."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{key: _typed(hints[key], value) if key in hints else value for key, value in values.items()})
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """``value`` as the record class ``hint`` names (through ``| None`` and ``list[...]``), else as it is."""
+    if value is None:
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        return [_record(typing.get_args(hint)[0], item) for item in value]
+    return _record(hint, value) if dataclasses.is_dataclass(hint) else value
+
+
+def _plain(value: Any) -> Any:
+    """A nested record (or list of them) as the mapping the JSON line holds."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

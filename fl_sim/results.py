@@ -14,6 +14,7 @@ A run directory has one writer: :class:`ResultsWriter` holds an advisory lock on
 from __future__ import annotations
 
 import csv
+import dataclasses
 import fcntl
 import json
 import math
@@ -127,8 +128,8 @@ class ResultsWriter:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        #: Called with every event written (e.g. to echo it on the console); must not raise.
-        self.echo: Callable[[dict[str, Any]], None] | None = None
+        #: Called with every event written, its time set (e.g. to echo it on the console); must not raise.
+        self.echo: Callable[[events.Event], None] | None = None
         self._lock = threading.Lock()
         self._csv_fields: list[str] | None = None
 
@@ -194,7 +195,7 @@ class ResultsWriter:
                     _truncate_quietly(handle, start)  # whole or absent: no torn line for the next event
                     raise
             if self.echo is not None:
-                self.echo(record)
+                self.echo(dataclasses.replace(event, time=record["time"]))
 
     def metrics_row(self, row: Mapping[str, Any]) -> None:
         """Append one row to ``metrics.csv`` (the first row fixes the columns)."""
@@ -340,8 +341,13 @@ def _number(text: str) -> float | int | None:
     return int(value) if value.is_integer() and "." not in text else value
 
 
+def load_events(directory: Path) -> list[events.Event]:
+    """All events of a results directory as their classes, in order (each line parsed once, by its kind)."""
+    return [events.parse(line) for line in read_events(directory)]
+
+
 def read_events(directory: Path) -> list[dict[str, Any]]:
-    """All events of a results directory, in order (a torn last line, if any, is skipped)."""
+    """All events of a results directory as the JSON lines hold them, in order (a torn last line is skipped)."""
     path = Path(directory) / EVENTS
     if not path.exists():
         return []

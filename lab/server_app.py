@@ -22,7 +22,7 @@ from fl_sim.models import build_run_model
 from fl_sim.plugins import ServerPlugin
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
-from fl_sim.results import ResultsWriter, load_checkpoint, read_events, read_metrics, run_directory
+from fl_sim.results import ResultsWriter, load_checkpoint, load_events, read_metrics, run_directory
 from strategies.catalog import build_strategy
 from strategies.intercepting import InterceptingStrategy
 from strategies.privacy_ledger import PrivacyLedger
@@ -86,7 +86,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     if config.defense.name == "dpsgd":
         ledger = PrivacyLedger(config, writer)
         if resume:
-            ledger.account_for_earlier_rounds(read_events(writer.directory), done)
+            ledger.account_for_earlier_rounds(load_events(writer.directory), done)
         extra.append(ledger)
     if config.attack.enabled:
         # The simulator, not the attacker, knows the clients' data: it lends the judge the data set, in
@@ -95,7 +95,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         attacker = AttackerPlugin(config, writer, judge=Judge.of_dataset(dataset, config.attack, seed=config.seed),
                                   input_shape=dataset.input_shape, num_classes=dataset.num_classes)
         if resume:
-            attacker.account_for_earlier_rounds(read_events(writer.directory), done)
+            attacker.account_for_earlier_rounds(load_events(writer.directory), done)
         extra.append(attacker)
     server = config.server
     strategy = InterceptingStrategy(

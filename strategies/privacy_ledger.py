@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from fl_sim import events, privacy, protocol
 from fl_sim.config import RunConfig
@@ -25,11 +24,11 @@ class PrivacyLedger(ServerPlugin):
         self.writer = writer
         self._steps: dict[int, int] = {}  # partition -> DP-SGD steps taken so far
 
-    def account_for_earlier_rounds(self, earlier: Iterable[Mapping[str, Any]], done: int) -> None:
+    def account_for_earlier_rounds(self, earlier: Iterable[events.Event], done: int) -> None:
         """On resume: take each client's steps up to round ``done`` from the earlier ``privacy`` events."""
         for event in earlier:
-            if event["event"] == events.Privacy.KIND and event["round"] <= done:
-                self._steps[event["partition_id"]] = event["steps"]
+            if isinstance(event, events.Privacy) and event.round <= done:
+                self._steps[event.partition_id] = event.steps
 
     def on_update(self, update: InterceptedUpdate) -> None:
         """Add the update's steps to its client's total and log what that client has spent."""

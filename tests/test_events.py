@@ -8,7 +8,7 @@ import pytest
 
 from fl_sim import events
 from fl_sim.config import RunConfig
-from fl_sim.results import ResultsWriter, read_events
+from fl_sim.results import ResultsWriter, load_events, read_events
 from strategies.run_recorder import RunRecorder
 
 from local_grid import run_locally
@@ -24,12 +24,20 @@ def test_kinds_are_unique_and_every_class_is_registered():
 def test_every_line_of_a_run_parses_into_its_declared_event(tiny_config):
     config = tiny_config.with_overrides({"attack.enabled": True, "attack.method": "ig", "attack.iterations": 3,
                                          "faults.partitions": "1", "faults.rounds": "2"})
-    lines = read_events(run_locally(config))
-    parsed = [events.parse(line) for line in lines]
+    run_dir = run_locally(config)
+    lines, parsed = read_events(run_dir), load_events(run_dir)
     assert {event.KIND for event in parsed} >= {"run-start", "round", "client-train", "client-evaluate",
                                                  "client-failure", "attack", "attack-round", "run-end"}
     for line, event in zip(lines, parsed):  # nothing written that the declaration does not name
-        assert set(line) - {"event", "time"} == {field.name for field in dataclasses.fields(event)}
+        assert set(line) - {"event"} == {field.name for field in dataclasses.fields(event)}
+        assert event.time == line["time"]
+    attacks = [event for event in parsed if isinstance(event, events.Attack)]
+    image_fields = {field.name for field in dataclasses.fields(events.ImageScore)}
+    assert all(isinstance(image, events.ImageScore) for event in attacks for image in event.per_image)
+    assert all(set(image) == image_fields for line in lines if line["event"] == "attack" for image in line["per_image"])
+    assert all(isinstance(event.chance, events.ChanceLevel) for event in attacks)
+    assert [event.fields() for event in parsed] == [{k: v for k, v in line.items() if k not in ("event", "time")}
+                                                    for line in lines]  # written back, the same lines
 
 
 def test_an_undeclared_kind_or_field_does_not_parse():

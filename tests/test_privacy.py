@@ -9,7 +9,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError
 from fl_sim.reporting.progress import RunProgress
-from fl_sim.results import read_events
+from fl_sim.results import load_events, read_events
 from lab.simulation import check_private_model
 
 from local_grid import run_locally
@@ -42,7 +42,7 @@ def test_the_epsilon_the_run_reports_is_opacus_accountant_for_the_same_settings(
         assert event["epsilon"] == pytest.approx(_opacus_epsilon(sigma, rate, event["steps"], 1e-5), rel=1e-9)
     if "defense.dpsgd-target-epsilon" in privacy:
         assert max(e["epsilon"] for e in ledger) <= 8.0  # the budget holds at the end of the run
-    epsilon, delta = RunProgress.from_events(events).privacy_spent()
+    epsilon, delta = RunProgress.from_events(load_events(run_dir)).privacy_spent()
     assert (epsilon, delta) == (max(e["epsilon"] for e in ledger), 1e-5)
 
 

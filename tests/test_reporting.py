@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from fl_sim import events
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.reporting.report import write_report
@@ -32,27 +33,42 @@ ATTACKED = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "t
             "attack.enabled": True, "attack.method": "ig", "attack.iterations": 150, "attack.blocking": True}
 
 
+def _round(server_round, clients, train_loss, train_accuracy, test_loss, test_accuracy, seconds):
+    return events.Round(round=server_round, clients=clients, train_loss=train_loss, train_accuracy=train_accuracy,
+                        eval_loss=None, eval_accuracy=None, test_loss=test_loss, test_accuracy=test_accuracy,
+                        samples=0, seconds=seconds)
+
+
+def _train(server_round, upload_bytes):
+    return events.ClientTrain(round=server_round, node_id=1, partition_id=0, train_loss=1.0, train_accuracy=0.5,
+                              num_examples=10, local_steps=1, train_seconds=0.1, upload_bytes=upload_bytes,
+                              dense_bytes=upload_bytes)
+
+
+def _attack(partition, ssim, psnr, leaked):
+    return events.Attack(round=1, node_id=partition, partition_id=partition, method="ig", attack="ig", iterations=1,
+                         seconds=1.0, device="cpu", images=1, labels=[0], loss=0.0, label_accuracy=1.0,
+                         per_image=[events.ImageScore(mse=0.01, psnr=psnr, ssim=ssim, leaked=leaked)], success=leaked,
+                         image=None, notes=[], portfolio=None)
+
+
 def _events():
     """A two-of-three-rounds run with an attack reported for round 1 only and one failing client."""
     return [
-        {"event": "run-start", "time": 100.0, "rounds": 3},
-        {"event": "round", "round": 0, "clients": 0, "test_loss": 2.3, "test_accuracy": 0.1, "seconds": 0.0},
-        {"event": "client-train", "round": 1, "upload_bytes": 1000},
-        {"event": "client-train", "round": 1, "upload_bytes": 1000},
-        {"event": "attack", "round": 1, "partition_id": 0, "success": True,
-         "per_image": [{"ssim": 0.9, "psnr": 25.0, "mse": 0.01, "leaked": True}]},
-        {"event": "attack", "round": 1, "partition_id": 1, "success": False,
-         "per_image": [{"ssim": 0.3, "psnr": 12.0, "mse": 0.1, "leaked": False}]},
-        {"event": "round", "round": 1, "clients": 2, "train_loss": 2.0, "train_accuracy": 0.3, "test_loss": 1.9,
-         "test_accuracy": 0.4, "seconds": 4.0},
-        {"event": "attack-round", "round": 1, "method": "ig", "clients": 2, "clients_judged": 2,
-         "clients_leaked": 1, "client_success_rate": 0.5, "images_held": 2, "images_leaked": 1,
-         "best_ssim": 0.9, "median_ssim": 0.6,
-         "best_psnr": 25.0, "median_psnr": 18.5, "seconds": 3.2, "queue": 0},
-        {"event": "client-failure", "round": 2, "node_id": 7, "reason": "InjectedFault: boom"},
-        {"event": "client-train", "round": 2, "upload_bytes": 3000},
-        {"event": "round", "round": 2, "clients": 1, "train_loss": 1.5, "train_accuracy": 0.5, "test_loss": 1.4,
-         "test_accuracy": 0.6, "seconds": 6.0},
+        events.RunStart(run_dir="r", rounds=3, from_round=0, time=100.0),
+        _round(0, 0, None, None, 2.3, 0.1, 0.0),
+        _train(1, 1000),
+        _train(1, 1000),
+        _attack(0, 0.9, 25.0, True),
+        _attack(1, 0.3, 12.0, False),
+        _round(1, 2, 2.0, 0.3, 1.9, 0.4, 4.0),
+        events.AttackRound(round=1, method="ig", clients=2, clients_judged=2, clients_leaked=1, client_success_rate=0.5,
+                           images=2, images_leaked=1, image_success_rate=0.5, label_accuracy=1.0, best_ssim=0.9,
+                           median_ssim=0.6, best_psnr=25.0, median_psnr=18.5, seconds=3.2, device="cpu", queue=0,
+                           images_held=2, images_identified=1),
+        events.ClientFailure(round=2, node_id=7, reason="InjectedFault: boom"),
+        _train(2, 3000),
+        _round(2, 1, 1.5, 0.5, 1.4, 0.6, 6.0),
     ]
 
 
@@ -64,8 +80,9 @@ def test_progress_is_folded_from_events():
     assert progress.attack_success_rate() == 0.5
     assert progress.mean_ssim() == pytest.approx(0.6)
     assert progress.mean_upload_bytes() == pytest.approx(2500.0)
-    assert [f["node_id"] for f in progress.failures] == [7]
-    progress.add({"event": "run-end", "status": "completed"})
+    assert [f.node_id for f in progress.failures] == [7]
+    progress.add(events.RunEnd(status="completed", rounds=3, last_completed_round=3, final_test_accuracy=0.6,
+                               final_test_loss=1.4, best_test_accuracy=0.6))
     assert progress.finished and progress.eta_seconds() is None and progress.pending_attacks() == 0
 
 
@@ -86,10 +103,9 @@ def test_plain_lines_print_rounds_attacks_and_failures():
 def test_plain_lines_show_a_dash_for_a_loss_that_is_not_finite():
     stream = io.StringIO()  # a diverged model's loss is logged as null (JSON has no inf)
     echo = PlainLines(stream)
-    echo({"event": "run-start", "time": 0.0, "rounds": 1})
-    echo({"event": "round", "round": 0, "test_loss": None, "test_accuracy": 0.1})
-    echo({"event": "round", "round": 1, "clients": 2, "train_loss": None, "train_accuracy": 0.1, "test_loss": None,
-          "test_accuracy": None, "seconds": 1.0})
+    echo(events.RunStart(run_dir="r", rounds=1, from_round=0, time=0.0))
+    echo(_round(0, 0, None, None, None, 0.1, 0.0))
+    echo(_round(1, 2, None, 0.1, None, None, 1.0))
     lines = stream.getvalue().splitlines()
     assert lines[0] == "round  0/1  initial model: test_loss - test_acc 0.1000"
     assert "test_loss -  test_acc -" in lines[1]

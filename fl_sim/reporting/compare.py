@@ -11,7 +11,7 @@ from pathlib import Path
 from fl_sim.reporting.formatting import fmt
 from fl_sim.reporting.plots import plt
 from fl_sim.reporting.progress import RunProgress
-from fl_sim.results import CONFIG, read_events, require_run_directory
+from fl_sim.results import CONFIG, load_events, require_run_directory
 
 COLUMNS = ("run", "defense", "attack", "rounds", "final_accuracy", "attack_success_rate", "mean_ssim",
            "upload_bytes_per_round", "wall_seconds")
@@ -49,15 +49,15 @@ def run_figures(run_dir: Path) -> RunFigures:
     """The comparison row of one results directory."""
     run_dir = require_run_directory(Path(run_dir))
     config = json.loads((run_dir / CONFIG).read_text())
-    progress = RunProgress.from_events(read_events(run_dir), config)
-    last = progress.rounds[-1] if progress.rounds else {}
+    progress = RunProgress.from_events(load_events(run_dir), config)
+    last, end = progress.last_round, progress.end
     return RunFigures(
         run=run_dir.name, defense=defense_label(config),
         attack=config.get("attack.method", "-") if config.get("attack.enabled") else "off",
-        rounds=progress.done, final_accuracy=last.get("test_accuracy"),
+        rounds=progress.done, final_accuracy=last.test_accuracy if last else None,
         attack_success_rate=progress.attack_success_rate(), mean_ssim=progress.mean_ssim(),
         upload_bytes_per_round=progress.mean_upload_bytes(),
-        wall_seconds=(progress.end or {}).get("wall_seconds"))
+        wall_seconds=end.wall_seconds if end else None)
 
 
 def format_table(rows: list[RunFigures]) -> str:

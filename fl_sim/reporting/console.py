@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -34,14 +33,13 @@ def attack_line(attack: AttackRound) -> str:
     if attack.summary is None:
         return f"attack round {attack.round}: {attack.ended_by}: {attack.reason}"
     s = attack.summary
-    rate = s.get("client_success_rate")
-    leaked = f"{s['clients_leaked']}/{s['clients_judged']} clients leaked above chance ({fmt(rate, '.0%')})"
-    if s.get("images_held") is not None:
-        leaked += f", {s['images_leaked']}/{s['images_held']} images"
-    return (f"attack round {attack.round}: {s['method']} on {s['clients']} clients, {leaked}, "
-            f"SSIM best {fmt(s.get('best_ssim'))} median {fmt(s.get('median_ssim'))}, "
-            f"PSNR best {fmt(s.get('best_psnr'), '.1f')} median {fmt(s.get('median_psnr'), '.1f')} dB, "
-            f"{s['seconds']:.1f} s, queue {s.get('queue', 0)}")
+    leaked = f"{s.clients_leaked}/{s.clients_judged} clients leaked above chance ({fmt(s.client_success_rate, '.0%')})"
+    if s.images_held is not None:
+        leaked += f", {s.images_leaked}/{s.images_held} images"
+    return (f"attack round {attack.round}: {s.method} on {s.clients} clients, {leaked}, "
+            f"SSIM best {fmt(s.best_ssim)} median {fmt(s.median_ssim)}, "
+            f"PSNR best {fmt(s.best_psnr, '.1f')} median {fmt(s.median_psnr, '.1f')} dB, "
+            f"{s.seconds:.1f} s, queue {s.queue}")
 
 
 class PlainLines:
@@ -51,31 +49,31 @@ class PlainLines:
         self.stream = stream
         self.progress = RunProgress()
 
-    def __call__(self, event: Mapping[str, Any]) -> None:
+    def __call__(self, event: events.Event) -> None:
         """Take one event; print its line, if it has one."""
         self.progress.add(event)
         line = self._line(event)
         if line:
             print(line, file=self.stream, flush=True)
 
-    def _line(self, event: Mapping[str, Any]) -> str | None:
-        kind, total = event["event"], self.progress.total_rounds
-        if kind == events.Round.KIND and event["round"] == 0:
-            return (f"round  0/{total}  initial model: test_loss {fmt(event['test_loss'], '.4f')} "
-                    f"test_acc {fmt(event['test_accuracy'], '.4f')}")
-        if kind == events.Round.KIND:
-            eta = self.progress.eta_seconds()
-            return (f"round {event['round']:2d}/{total}  clients {event['clients']:3d}  "
-                    f"train_loss {fmt(event['train_loss'], '.4f')}  train_acc {fmt(event['train_accuracy'], '.4f')}  "
-                    f"test_loss {fmt(event['test_loss'], '.4f')}  test_acc {fmt(event['test_accuracy'], '.4f')}  "
-                    f"{event['seconds']:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
-        if kind in (events.AttackRound.KIND, *events.ATTACK_ENDS_WITHOUT_SUMMARY):
-            return attack_line(self.progress.attacks[event["round"]])
-        if kind == events.ClientFailure.KIND:
-            return f"client failure, round {event['round']}, node {event['node_id']}: {event['reason']}"
-        if kind == events.UpdateRejected.KIND:
-            return (f"update rejected, round {event['round']}, partition {event.get('partition_id')}: "
-                    f"{event.get('reason')}")
+    def _line(self, event: events.Event) -> str | None:
+        total = self.progress.total_rounds
+        match event:
+            case events.Round(round=0):
+                return (f"round  0/{total}  initial model: test_loss {fmt(event.test_loss, '.4f')} "
+                        f"test_acc {fmt(event.test_accuracy, '.4f')}")
+            case events.Round():
+                eta = self.progress.eta_seconds()
+                return (f"round {event.round:2d}/{total}  clients {event.clients:3d}  "
+                        f"train_loss {fmt(event.train_loss, '.4f')}  train_acc {fmt(event.train_accuracy, '.4f')}  "
+                        f"test_loss {fmt(event.test_loss, '.4f')}  test_acc {fmt(event.test_accuracy, '.4f')}  "
+                        f"{event.seconds:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
+            case events.AttackRound() | events.AttackError() | events.AttackTimeout() | events.AttackCut():
+                return attack_line(self.progress.attacks[event.round])
+            case events.ClientFailure():
+                return f"client failure, round {event.round}, node {event.node_id}: {event.reason}"
+            case events.UpdateRejected():
+                return f"update rejected, round {event.round}, partition {event.partition_id}: {event.reason}"
         return None
 
 
@@ -98,11 +96,11 @@ def live_view(progress: RunProgress, title: str) -> Group:
                 ProgressBar(total=max(total, 1), completed=done, width=40, style="bright_black",
                             complete_style="cyan", finished_style="green"),
                 Text(f"ETA {duration(progress.eta_seconds())}"))
-    last = progress.rounds[-1] if progress.rounds else {}
+    last = progress.last_round
+    loss, accuracy, test = (last.train_loss, last.train_accuracy, last.test_accuracy) if last else (None, None, None)
     current = Text(
-        f"loss {fmt(last.get('train_loss'), '.4f')}  acc {fmt(last.get('train_accuracy'), '.4f')}  "
-        f"test acc {fmt(last.get('test_accuracy'), '.4f')}  clients {progress.clients_this_round}  "
-        f"failures {len(progress.failures)}")
+        f"loss {fmt(loss, '.4f')}  acc {fmt(accuracy, '.4f')}  test acc {fmt(test, '.4f')}  "
+        f"clients {progress.clients_this_round}  failures {len(progress.failures)}")
     parts = [header, bar, current]
     if progress.attack_enabled or progress.attacks:
         parts.append(_attack_table(progress))
@@ -119,9 +117,9 @@ def _attack_table(progress: RunProgress) -> Table:
             ended_by = (attack.ended_by or "").removeprefix("attack-")  # cut, timeout or error
             table.add_row(str(attack.round), "-", Text(ended_by, style="red"), *["-"] * 6)
             continue
-        table.add_row(str(attack.round), str(s["clients"]), fmt(s.get("client_success_rate"), ".0%"),
-                      fmt(s.get("best_ssim")), fmt(s.get("median_ssim")), fmt(s.get("best_psnr"), ".1f"),
-                      fmt(s.get("median_psnr"), ".1f"), f"{s['seconds']:.1f}", str(s.get("queue", 0)))
+        table.add_row(str(attack.round), str(s.clients), fmt(s.client_success_rate, ".0%"),
+                      fmt(s.best_ssim), fmt(s.median_ssim), fmt(s.best_psnr, ".1f"),
+                      fmt(s.median_psnr, ".1f"), f"{s.seconds:.1f}", str(s.queue))
     return table
 
 
@@ -132,8 +130,8 @@ class EventTail:
         self.path = Path(run_dir) / EVENTS
         self._offset = 0
 
-    def read(self) -> list[dict[str, Any]]:
-        """The complete new events (a line still being written waits for the next call)."""
+    def read(self) -> list[events.Event]:
+        """The complete new events, as their classes (a line still being written waits for the next call)."""
         if not self.path.is_file():
             return []
         with open(self.path, "rb") as handle:
@@ -141,7 +139,7 @@ class EventTail:
             chunk = handle.read()
         complete = chunk[:chunk.rfind(b"\n") + 1]
         self._offset += len(complete)
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return [events.parse(json.loads(line)) for line in complete.splitlines() if line.strip()]
 
 
 def follow(run_dir: Path, stream: TextIO, live: bool, stop: threading.Event | None = None,
@@ -159,11 +157,11 @@ def follow(run_dir: Path, stream: TextIO, live: bool, stop: threading.Event | No
     def step() -> bool:
         """Take in the new events; whether to stop following."""
         nonlocal config_read
-        events = tail.read()
-        if events and not config_read:  # config.json is written before the first event: read it once
+        new = tail.read()
+        if new and not config_read:  # config.json is written before the first event: read it once
             progress.attack_enabled = bool(json.loads((Path(run_dir) / CONFIG).read_text()).get("attack.enabled"))
             config_read = True
-        for event in events:
+        for event in new:
             if live:
                 progress.add(event)
             else:

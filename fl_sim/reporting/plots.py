@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 import numpy as np  # noqa: E402 - after the backend, with the rest
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402 - the backend must be chosen first
 
+from fl_sim import events  # noqa: E402 - after the backend, with the rest
 from fl_sim.reporting.progress import RunProgress  # noqa: E402 - after the backend, with the rest
 
 #: File names of the plots, under the run's ``plots/`` folder.
@@ -32,8 +33,9 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
-    points = [(r["round"], r[key]) for r in rows if r.get(key) is not None]
+def _series(rows: list[events.Round] | list[events.AttackRound], field: str) -> tuple[list[int], list[float]]:
+    """(rounds, values) of the event field ``field`` over ``rows``, where it has a value."""
+    points = [(r.round, getattr(r, field)) for r in rows if getattr(r, field) is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -95,13 +97,12 @@ def _attack_success(progress: RunProgress, path: Path) -> Path:
 def _similarity(progress: RunProgress, success_ssim: float, path: Path) -> Path:
     scores = progress.image_scores()
     figure, (ssim_axes, psnr_axes) = plt.subplots(1, 2, figsize=(9, 3.6))
-    ssim_axes.hist([s["ssim"] for s in scores], bins=20, range=(-0.2, 1.0), color="tab:blue")
+    ssim_axes.hist([s.ssim for s in scores], bins=20, range=(-0.2, 1.0), color="tab:blue")
     ssim_axes.axvline(success_ssim, color="tab:red", linestyle="--", label=f"leak threshold {success_ssim}")
     ssim_axes.set_xlabel("SSIM (reconstruction vs. ground truth)")
     ssim_axes.set_ylabel("images")
     ssim_axes.legend()
-    psnr = [min(s["psnr"], 100.0) for s in scores]  # exact recoveries have unbounded PSNR
-    psnr_axes.hist(psnr, bins=20, color="tab:green")
+    psnr_axes.hist([s.psnr_capped for s in scores], bins=20, color="tab:green")
     psnr_axes.set_xlabel("PSNR dB (capped at 100)")
     psnr_axes.set_ylabel("images")
     for axes in (ssim_axes, psnr_axes):
@@ -120,9 +121,8 @@ def _heatmap(progress: RunProgress, path: Path) -> Path:
 
     Leaked cells marked with a red dot, cells not attacked left blank.
     """
-    cells = {(c["partition_id"], a.round): (max(i["ssim"] for i in c["per_image"]), bool(c.get("success")))
-             for a in progress.attack_rows() for c in a.clients
-             if c.get("per_image") and c.get("partition_id") is not None}
+    cells = {(c.partition_id, a.round): (max(i.ssim for i in c.per_image), bool(c.success))
+             for a in progress.attack_rows() for c in a.clients if c.per_image and c.partition_id is not None}
     clients = sorted({client for client, _ in cells})
     rounds = sorted({server_round for _, server_round in cells})
     row_of, column_of = {c: i for i, c in enumerate(clients)}, {r: i for i, r in enumerate(rounds)}

@@ -20,10 +20,10 @@ class AttackRound:
     """One round's attack: its summary (if it finished) or how it ended, and its per-client events."""
 
     round: int
-    summary: dict[str, Any] | None = None
+    summary: events.AttackRound | None = None
     ended_by: str | None = None  # attack-error / attack-timeout / attack-cut
     reason: str | None = None
-    clients: list[dict[str, Any]] = field(default_factory=list)
+    clients: list[events.Attack] = field(default_factory=list)
 
 
 @dataclass
@@ -32,50 +32,52 @@ class RunProgress:
 
     total_rounds: int = 0
     started: float | None = None
-    rounds: list[dict[str, Any]] = field(default_factory=list)  # "round" events, round 0 first
+    rounds: list[events.Round] = field(default_factory=list)  # round 0 first
     attacks: dict[int, AttackRound] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)  # client-failure, update-rejected
+    failures: list[events.ClientFailure | events.UpdateRejected] = field(default_factory=list)
     upload_bytes: dict[int, int] = field(default_factory=dict)  # per round, summed over clients
     clients_this_round: int = 0
-    end: dict[str, Any] | None = None
+    end: events.RunEnd | None = None
     attack_enabled: bool = False
-    privacy: dict[int, dict[str, Any]] = field(default_factory=dict)  # partition -> its latest "privacy" event
+    privacy: dict[int, events.Privacy] = field(default_factory=dict)  # partition -> its latest
 
     @classmethod
-    def from_events(cls, events: Iterable[Mapping[str, Any]], config: Mapping[str, Any] | None = None) -> RunProgress:
+    def from_events(cls, run_events: Iterable[events.Event], config: Mapping[str, Any] | None = None) -> RunProgress:
         """Fold a whole event list (``config`` is the run's ``config.json``, for the attack settings)."""
         progress = cls(attack_enabled=bool((config or {}).get("attack.enabled", False)))
-        for event in events:
+        for event in run_events:
             progress.add(event)
         return progress
 
-    def add(self, event: Mapping[str, Any]) -> None:
+    def add(self, event: events.Event) -> None:
         """Take one event into account."""
-        kind, event = event["event"], dict(event)
-        if kind in (events.RunStart.KIND, events.RunResumed.KIND):
-            self.total_rounds = event["rounds"]
-            self.started = self.started or event["time"]
-            self.end = None
-        elif kind == events.Round.KIND:
-            self.rounds = [r for r in self.rounds if r["round"] < event["round"]] + [event]
-            self.clients_this_round = 0
-        elif kind == events.ClientTrain.KIND:
-            self.clients_this_round += 1
-            self.upload_bytes[event["round"]] = self.upload_bytes.get(event["round"], 0) + int(
-                event.get("upload_bytes") or 0)
-        elif kind in (events.ClientFailure.KIND, events.UpdateRejected.KIND):
-            self.failures.append(event)
-        elif kind == events.Attack.KIND:
-            self._attack(event["round"]).clients.append(event)
-        elif kind == events.AttackRound.KIND:
-            self._attack(event["round"]).summary = event
-        elif kind in events.ATTACK_ENDS_WITHOUT_SUMMARY:
-            attack = self._attack(event["round"])
-            attack.ended_by, attack.reason = kind, event.get("error") or event.get("reason")
-        elif kind == events.Privacy.KIND:
-            self.privacy[event["partition_id"]] = event
-        elif kind == events.RunEnd.KIND:
-            self.end = event
+        match event:
+            case events.RunStart():  # a resumed run too
+                self.total_rounds = event.rounds
+                self.started = self.started or event.time
+                self.end = None
+            case events.Round():
+                self.rounds = [r for r in self.rounds if r.round < event.round] + [event]
+                self.clients_this_round = 0
+            case events.ClientTrain():
+                self.clients_this_round += 1
+                self.upload_bytes[event.round] = self.upload_bytes.get(event.round, 0) + event.upload_bytes
+            case events.ClientFailure() | events.UpdateRejected():
+                self.failures.append(event)
+            case events.Attack():
+                self._attack(event.round).clients.append(event)
+            case events.AttackRound():
+                self._attack(event.round).summary = event
+            case events.AttackError() | events.AttackTimeout():
+                attack = self._attack(event.round)
+                attack.ended_by, attack.reason = event.KIND, event.error
+            case events.AttackCut():
+                attack = self._attack(event.round)
+                attack.ended_by, attack.reason = event.KIND, event.reason
+            case events.Privacy():
+                self.privacy[event.partition_id] = event
+            case events.RunEnd():
+                self.end = event
 
     def _attack(self, server_round: int) -> AttackRound:
         return self.attacks.setdefault(server_round, AttackRound(server_round))
@@ -83,7 +85,12 @@ class RunProgress:
     @property
     def done(self) -> int:
         """Rounds completed (the initial evaluation, round 0, does not count)."""
-        return max((r["round"] for r in self.rounds), default=0)
+        return max((r.round for r in self.rounds), default=0)
+
+    @property
+    def last_round(self) -> events.Round | None:
+        """The latest ``round`` event (the initial evaluation, round 0, before any other), or None."""
+        return self.rounds[-1] if self.rounds else None
 
     @property
     def finished(self) -> bool:
@@ -93,11 +100,11 @@ class RunProgress:
     @property
     def status(self) -> str:
         """running, or how the run ended."""
-        return self.end["status"] if self.end else "running"
+        return self.end.status if self.end else "running"
 
     def eta_seconds(self) -> float | None:
         """Time left at the median pace of the rounds so far (None before the first round ends)."""
-        seconds = [r["seconds"] for r in self.rounds if r["round"] > 0 and r.get("seconds") is not None]
+        seconds = [r.seconds for r in self.rounds if r.round > 0]
         if self.finished or not seconds:
             return None
         return statistics.median(seconds) * max(self.total_rounds - self.done, 0)
@@ -106,7 +113,7 @@ class RunProgress:
         """Completed rounds whose attack has not reported yet (queued or running in the background)."""
         if not self.attack_enabled or self.finished:
             return 0
-        return sum(1 for r in self.rounds if r["round"] > 0 and r["round"] not in self.attacks)
+        return sum(1 for r in self.rounds if r.round > 0 and r.round not in self.attacks)
 
     def attack_rows(self) -> list[AttackRound]:
         """Every round's attack, in round order."""
@@ -114,24 +121,24 @@ class RunProgress:
 
     def attack_success_rate(self) -> float | None:
         """Share of judged attacked clients whose data leaked, over the whole run."""
-        judged = [c["success"] for a in self.attacks.values() for c in a.clients if c.get("success") is not None]
+        judged = [c.success for a in self.attacks.values() for c in a.clients if c.success is not None]
         return sum(judged) / len(judged) if judged else None
 
-    def image_scores(self) -> list[dict[str, Any]]:
-        """Every judged reconstructed image's scores (mse, psnr, ssim, leaked), over the whole run."""
-        return [image for a in self.attacks.values() for c in a.clients for image in (c.get("per_image") or [])]
+    def image_scores(self) -> list[events.ImageScore]:
+        """Every judged reconstructed image's scores, over the whole run."""
+        return [image for a in self.attacks.values() for c in a.clients for image in (c.per_image or [])]
 
     def mean_ssim(self) -> float | None:
         """Mean SSIM over every judged reconstructed image."""
-        ssims = [image["ssim"] for image in self.image_scores()]
+        ssims = [image.ssim for image in self.image_scores()]
         return statistics.fmean(ssims) if ssims else None
 
     def privacy_spent(self) -> tuple[float, float] | None:
         """DP-SGD's (epsilon, delta) spent so far by the client that spent most, or None without DP-SGD."""
         if not self.privacy:
             return None
-        worst = max(self.privacy.values(), key=lambda event: event["epsilon"])
-        return worst["epsilon"], worst["delta"]
+        worst = max(self.privacy.values(), key=lambda event: event.epsilon)
+        return worst.epsilon, worst.delta
 
     def mean_upload_bytes(self) -> float | None:
         """Bytes uploaded per round (summed over the round's clients), averaged over rounds."""

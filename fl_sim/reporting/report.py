@@ -17,7 +17,7 @@ from fl_sim.config import AttackConfig
 from fl_sim.reporting import plots
 from fl_sim.reporting.formatting import fmt, setting
 from fl_sim.reporting.progress import AttackRound, RunProgress
-from fl_sim.results import CONFIG, read_events, require_run_directory
+from fl_sim.results import CONFIG, load_events, require_run_directory
 
 REPORT = "report.html"
 PLOTS = "plots"
@@ -54,7 +54,7 @@ def write_report(run_dir: Path) -> Path:
     """Write ``report.html`` and ``plots/*.png`` into ``run_dir`` (a finished or running run); return the page."""
     run_dir = require_run_directory(Path(run_dir))
     config = json.loads((run_dir / CONFIG).read_text())
-    progress = RunProgress.from_events(read_events(run_dir), config)
+    progress = RunProgress.from_events(load_events(run_dir), config)
     success_ssim = config.get("attack.success-ssim", AttackConfig().success_ssim)  # older runs: today's default
     figures = plots.plot_run(progress, success_ssim, run_dir / PLOTS)
     sections = [_overview(run_dir, progress),
@@ -67,7 +67,7 @@ def write_report(run_dir: Path) -> Path:
     if progress.failures:
         sections.append("<h2>Client failures and rejected updates</h2>" + _table(
             ["round", "event", "node", "reason"],
-            [[f["round"], f["event"], f.get("node_id", "-"), f.get("reason", "-")] for f in progress.failures]))
+            [[f.round, f.KIND, f.node_id, f.reason] for f in progress.failures]))
     sections.append("<h2>Configuration</h2>" + _table(["key", "value"], [[k, setting(v)] for k, v in config.items()],
                                                       left=1))
     page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>fl-sim report: "
@@ -81,12 +81,11 @@ def write_report(run_dir: Path) -> Path:
 
 
 def _overview(run_dir: Path, progress: RunProgress) -> str:
-    last = progress.rounds[-1] if progress.rounds else {}
-    end = progress.end or {}
+    last, end = progress.last_round, progress.end
     rows = [["status", progress.status], ["rounds", f"{progress.done} of {progress.total_rounds}"],
-            ["final test accuracy", fmt(last.get("test_accuracy"), ".4f")],
-            ["best test accuracy", fmt(end.get("best_test_accuracy"), ".4f")],
-            ["wall time", f"{fmt(end.get('wall_seconds'), '.1f')} s"],
+            ["final test accuracy", fmt(last.test_accuracy if last else None, ".4f")],
+            ["best test accuracy", fmt(end.best_test_accuracy if end else None, ".4f")],
+            ["wall time", f"{fmt(end.wall_seconds if end else None, '.1f')} s"],
             ["upload per round (all clients)", f"{fmt(progress.mean_upload_bytes(), ',.0f')} bytes"],
             ["client failures / rejected updates", str(len(progress.failures))]]
     if spent := progress.privacy_spent():
@@ -103,9 +102,8 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
 def _rounds(progress: RunProgress) -> str:
     return "<h2>Rounds</h2>" + _table(
         ["round", "clients", "train loss", "train acc", "eval acc", "test loss", "test acc", "seconds"],
-        [[r["round"], r["clients"], fmt(r.get("train_loss"), ".4f"), fmt(r.get("train_accuracy"), ".4f"),
-          fmt(r.get("eval_accuracy"), ".4f"), fmt(r.get("test_loss"), ".4f"), fmt(r.get("test_accuracy"), ".4f"),
-          fmt(r.get("seconds"), ".1f")] for r in progress.rounds])
+        [[r.round, r.clients, fmt(r.train_loss, ".4f"), fmt(r.train_accuracy, ".4f"), fmt(r.eval_accuracy, ".4f"),
+          fmt(r.test_loss, ".4f"), fmt(r.test_accuracy, ".4f"), fmt(r.seconds, ".1f")] for r in progress.rounds])
 
 
 #: What "leaked" means on this page (the judge's criterion, :mod:`attacker.judge`).
@@ -120,10 +118,9 @@ def _attacks(run_dir: Path, progress: RunProgress) -> str:
     parts = ["<h2>Attacks</h2>", f"<p>{LEAK_CRITERION}</p>", _table(
         ["round", "method", "clients", "leaked above chance", "success", "best SSIM", "median SSIM", "median PSNR",
          "seconds"],
-        [[a.round, a.summary["method"], a.summary["clients"], a.summary["clients_leaked"],
-          fmt(a.summary.get("client_success_rate"), ".0%"), fmt(a.summary.get("best_ssim")),
-          fmt(a.summary.get("median_ssim")), fmt(a.summary.get("median_psnr"), ".1f"),
-          fmt(a.summary.get("seconds"), ".1f")] if a.summary else
+        [[a.round, a.summary.method, a.summary.clients, a.summary.clients_leaked,
+          fmt(a.summary.client_success_rate, ".0%"), fmt(a.summary.best_ssim), fmt(a.summary.median_ssim),
+          fmt(a.summary.median_psnr, ".1f"), fmt(a.summary.seconds, ".1f")] if a.summary else
          [a.round, a.ended_by, "-", "-", "-", "-", "-", "-", "-"] for a in progress.attack_rows()])]
     for attack in progress.attack_rows():
         parts.append(_attack_round(run_dir, attack))
@@ -145,19 +142,18 @@ def _attack_round(run_dir: Path, attack: AttackRound) -> str:
         return (f"<h3>Round {attack.round}: {html.escape(attack.ended_by or '')}</h3>"
                 f"<p>{html.escape(attack.reason or '')}</p>")
     figures = []
-    for client in sorted(attack.clients, key=lambda c: c.get("partition_id") or 0):
-        images = client.get("per_image") or []
-        verdict = ("<span class=leaked>leaked</span>" if client.get("success") else
-                   "<span class=safe>no leak found</span>") if client.get("success") is not None else "not judged"
-        scores = (f"<br>SSIM {statistics.fmean(i['ssim'] for i in images):.3f} · "
-                  f"PSNR {statistics.fmean(min(i['psnr'], 100.0) for i in images):.1f} dB") if images else ""
-        if client.get("chance"):
-            scores += (f"<br>identified {client['images_identified']}/{client['held']} "
-                       f"(needs {client['chance']['required_margin_db']:.1f} dB over the nearest reference image)")
-        picture = (f'<img src="{html.escape(client["image"])}" alt="client {client.get("partition_id")}"'
-                   f'{_twice_as_wide(run_dir / client["image"])}>' if client.get("image")
-                   else "<p>(no image saved)</p>")
-        figures.append(f"<figure>{picture}<figcaption>client {client.get('partition_id')}: {verdict}{scores}"
+    for client in sorted(attack.clients, key=lambda c: c.partition_id or 0):
+        images = client.per_image or []
+        verdict = ("<span class=leaked>leaked</span>" if client.success else
+                   "<span class=safe>no leak found</span>") if client.success is not None else "not judged"
+        scores = (f"<br>SSIM {statistics.fmean(i.ssim for i in images):.3f} · "
+                  f"PSNR {statistics.fmean(i.psnr_capped for i in images):.1f} dB") if images else ""
+        if client.chance:
+            scores += (f"<br>identified {client.images_identified}/{client.held} "
+                       f"(needs {fmt(client.chance.required_margin_db, '.1f')} dB over the nearest reference image)")
+        picture = (f'<img src="{html.escape(client.image)}" alt="client {client.partition_id}"'
+                   f'{_twice_as_wide(run_dir / client.image)}>' if client.image else "<p>(no image saved)</p>")
+        figures.append(f"<figure>{picture}<figcaption>client {client.partition_id}: {verdict}{scores}"
                        f"</figcaption></figure>")
     return (f"<h3>Round {attack.round}: ground truth (top) over reconstruction (bottom)</h3>"
             f"<div class=grid>{''.join(figures)}</div>")
