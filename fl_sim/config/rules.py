@@ -10,22 +10,10 @@ from typing import TYPE_CHECKING
 
 from fl_sim.config.flat import flatten, parse_ids
 from fl_sim.errors import ConfigError
+from fl_sim.strategy_registry import STRATEGIES
 
 if TYPE_CHECKING:
     from fl_sim.config.schema import RunConfig
-
-#: The ``strategy.*`` keys each strategy reads (all others must keep their defaults).
-STRATEGY_KEYS = {
-    "fedavgm": ("server-learning-rate", "server-momentum"),
-    "fedadam": ("eta", "beta-1", "beta-2", "tau"),
-    "fedyogi": ("eta", "beta-1", "beta-2", "tau"),
-    "fedadagrad": ("eta", "tau"),
-    "fedtrimmedavg": ("trim-fraction",),
-    "krum": ("num-malicious-nodes",),
-    "multikrum": ("num-malicious-nodes", "num-nodes-to-select"),
-    "bulyan": ("num-malicious-nodes",),
-}
-
 
 def _check_strategy(config: RunConfig) -> None:
     """Every ``strategy.*`` key set away from its default is one the chosen strategy reads.
@@ -34,25 +22,24 @@ def _check_strategy(config: RunConfig) -> None:
     """
     name, chosen = config.strategy.name, dict(flatten(config.strategy, "strategy."))
     for key, value in flatten(type(config.strategy)(), "strategy."):
-        short = key.removeprefix("strategy.")
-        if short != "name" and chosen[key] != value and short not in STRATEGY_KEYS.get(name, ()):
-            users = ", ".join(s for s, keys in STRATEGY_KEYS.items() if short in keys)
+        if key != "strategy.name" and chosen[key] != value and key not in STRATEGIES[name].settings:
+            users = ", ".join(entry.name for entry in STRATEGIES.values() if key in entry.settings)
             raise ConfigError(f"config key '{key}' is set but strategy.name={name} does not use it (it is for "
                               f"{users}); remove it or choose one of those strategies")
     if config.train.proximal_mu > 0 and config.defense.name == "dpsgd":
         raise ConfigError("config key 'train.proximal-mu' cannot be combined with defense.name=dpsgd: DP-SGD clips "
                           "per-sample gradients and FedProx's term is not a per-sample loss; set one of them off")
-    if config.train.proximal_mu > 0 and name != "fedprox":
+    if config.train.proximal_mu > 0 and "train.proximal-mu" not in STRATEGIES[name].settings:
+        users = "/".join(entry.name for entry in STRATEGIES.values() if "train.proximal-mu" in entry.settings)
         raise ConfigError(f"config key 'train.proximal-mu' is FedProx's proximal term but strategy.name={name}; "
-                          f"set strategy.name=fedprox or train.proximal-mu=0")
+                          f"set strategy.name={users} or train.proximal-mu=0")
     malicious, least = config.strategy.num_malicious_nodes, config.server.min_train_nodes
-    needed = {"krum": 2 * malicious + 3, "multikrum": 2 * malicious + 3, "bulyan": 4 * malicious + 3}.get(name, 0)
-    if least < needed:
-        rule = "4f + 3" if name == "bulyan" else "2f + 3"
+    needed, rule = STRATEGIES[name].least_updates or (lambda _: 0, "")
+    if least < needed(malicious):
         raise ConfigError(f"strategy.name={name} with strategy.num-malicious-nodes={malicious} needs at least "
-                          f"{rule} = {needed} updates per round, but server.min-train-nodes is {least}; raise it "
-                          f"(and simulation.num-clients) or lower num-malicious-nodes")
-    if name == "multikrum" and config.strategy.num_nodes_to_select > least:
+                          f"{rule} = {needed(malicious)} updates per round, but server.min-train-nodes is {least}; "
+                          f"raise it (and simulation.num-clients) or lower num-malicious-nodes")
+    if "strategy.num-nodes-to-select" in STRATEGIES[name].settings and config.strategy.num_nodes_to_select > least:
         raise ConfigError(f"config key 'strategy.num-nodes-to-select' ({config.strategy.num_nodes_to_select}) "
                           f"exceeds server.min-train-nodes ({least}); lower it")
 

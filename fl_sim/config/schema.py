@@ -16,6 +16,7 @@ from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, f
 from fl_sim.config.flat import all_keys as keys_of
 from fl_sim.config.flat import describe as describe_schema
 from fl_sim.config.rules import check_combinations
+from fl_sim.strategy_registry import STRATEGIES as STRATEGY_REGISTRY
 
 #: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
 MAX_SEED = 2**32 - 1
@@ -35,8 +36,7 @@ class ServerConfig:
 
 
 #: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
-STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian", "fedtrimmedavg",
-              "krum", "multikrum", "bulyan")
+STRATEGIES = tuple(STRATEGY_REGISTRY)
 
 
 @dataclass(frozen=True)
