@@ -4,13 +4,15 @@ The configuration's allowed values, its help, the rule that a ``strategy.*`` key
 for a strategy that reads it, the Byzantine aggregators' minimum number of updates and the code
 that builds the strategy (:func:`strategies.catalog.build_strategy`) all read this table. It
 names Flower's classes by import path, so that a configuration is checked without importing
-Flower. Adding a strategy is one :func:`register_strategy` call.
+Flower. Adding a strategy is one ``STRATEGIES.register`` call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from fl_sim.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -35,15 +37,7 @@ class StrategyEntry:
 
 
 #: Every strategy by name, in the order the help lists them.
-STRATEGIES: dict[str, StrategyEntry] = {}
-
-
-def register_strategy(entry: StrategyEntry) -> StrategyEntry:
-    """Add ``entry`` to :data:`STRATEGIES` (a name may be declared once)."""
-    if entry.name in STRATEGIES:
-        raise ValueError(f"strategy {entry.name!r} is declared twice")
-    STRATEGIES[entry.name] = entry
-    return entry
+STRATEGIES: Registry[StrategyEntry] = Registry("strategy")
 
 
 _FLOWER = "flwr.serverapp.strategy:"
@@ -69,4 +63,4 @@ for _entry in (
     StrategyEntry("bulyan", _FLOWER + "Bulyan", {"strategy.num-malicious-nodes": "num_malicious_nodes"},
                   least_updates=(lambda f: 4 * f + 3, "4f + 3")),
 ):
-    register_strategy(_entry)
+    STRATEGIES.register(_entry)

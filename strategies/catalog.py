@@ -6,12 +6,11 @@ What each strategy is (its Flower class, the settings it takes) is declared once
 
 from __future__ import annotations
 
-import importlib
-
 from flwr.serverapp import strategy as flower
 
 from fl_sim import protocol
 from fl_sim.config import RunConfig
+from fl_sim.registry import load
 from fl_sim.strategy_registry import STRATEGIES
 
 
@@ -25,5 +24,4 @@ def build_strategy(config: RunConfig) -> flower.FedAvg:
     values = config.to_flat()
     own = {argument: values[key] for key, argument in entry.settings.items()
            if not (key in entry.default_when_zero and values[key] == 0)}
-    module, _, name = entry.flower_class.partition(":")
-    return getattr(importlib.import_module(module), name)(**common, **own)
+    return load(entry.flower_class)(**common, **own)

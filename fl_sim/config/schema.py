@@ -16,6 +16,7 @@ from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, f
 from fl_sim.config.flat import all_keys as keys_of
 from fl_sim.config.flat import describe as describe_schema
 from fl_sim.config.rules import check_combinations
+from fl_sim.model_registry import MODELS
 from fl_sim.strategy_registry import STRATEGIES as STRATEGY_REGISTRY
 
 #: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
@@ -31,8 +32,7 @@ class ServerConfig:
     min_train_nodes: int = setting(2, "minimum clients trained per round", min=0)
     min_evaluate_nodes: int = setting(2, "minimum clients evaluated per round", min=0)
     min_available_nodes: int = setting(2, "clients that must be connected before a round starts", min=1)
-    round_timeout: float = setting(3600.0, "seconds to wait for client replies per round", min=0,
-                                    min_exclusive=True)
+    round_timeout: float = setting(3600.0, "seconds to wait for client replies per round", min=0, min_exclusive=True)
 
 
 #: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
@@ -84,7 +84,7 @@ class DataConfig:
 class ModelConfig:
     """Which network the federation trains."""
 
-    name: Literal["lenet", "convnet", "mlp", "resnet18"] = setting("lenet", "model architecture")
+    name: Literal[tuple(MODELS)] = setting("lenet", "model architecture")
     init: Literal["default", "dlg"] = setting(
         "dlg", "weight init: PyTorch's default, or DLG's uniform(-0.5, 0.5) on every parameter")
     norm: Literal["batch", "group"] = setting("group", "normalisation layers of resnet18")

@@ -1,4 +1,7 @@
-"""The model zoo: every model is a :class:`FeatureClassifier` chosen by ``model.name``."""
+"""The model zoo: every model is a :class:`FeatureClassifier` chosen by ``model.name``.
+
+Which builder a name means is declared once, in :mod:`fl_sim.model_registry`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,15 @@ import torch
 from torch import nn
 
 from fl_sim.config import ModelConfig, RunConfig
+from fl_sim.config.flat import flatten
+from fl_sim.model_registry import MODELS
 from fl_sim.models.base import FeatureClassifier
 from fl_sim.models.convnet import convnet
 from fl_sim.models.lenet import lenet
 from fl_sim.models.mlp import mlp
 from fl_sim.models.precode import VariationalBottleneck, extend_with_precode
 from fl_sim.models.resnet import resnet18
+from fl_sim.registry import load
 
 __all__ = ["FeatureClassifier", "VariationalBottleneck", "build_model", "build_run_model", "convnet", "lenet",
            "mlp", "resnet18"]
@@ -33,14 +39,9 @@ def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_clas
     """Build the configured model; with ``seed`` its initial weights are reproducible."""
     if seed is not None:
         torch.manual_seed(seed)
-    if config.name == "lenet":
-        model = lenet(input_shape, num_classes)
-    elif config.name == "convnet":
-        model = convnet(input_shape, num_classes)
-    elif config.name == "mlp":
-        model = mlp(input_shape, num_classes, width=config.width, depth=config.depth)
-    else:
-        model = resnet18(input_shape, num_classes, norm=config.norm)
+    entry, values = MODELS[config.name], dict(flatten(config, "model."))
+    model = load(entry.builder)(input_shape, num_classes, **{argument: values[key]
+                                                            for key, argument in entry.settings.items()})
     if config.init == "dlg":
         _dlg_uniform_init(model)
     return model

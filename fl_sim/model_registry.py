@@ -1,0 +1,35 @@
+"""Every ``model.name`` a run can train, declared once: its builder and the ``model.*`` settings it takes.
+
+The configuration's allowed values and :func:`fl_sim.models.build_model` read this table; builders
+are named by import path, so that a configuration is checked without importing torch. Adding a
+model is one ``MODELS.register`` call and its builder, ``builder(input_shape, num_classes,
+**settings) -> FeatureClassifier`` (torchvision's ``register_model`` is the pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fl_sim.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model: its name, its builder (``module:function``) and configuration key -> builder argument."""
+
+    name: str
+    builder: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Every model by name.
+MODELS: Registry[ModelEntry] = Registry("model")
+
+for _entry in (
+    ModelEntry("lenet", "fl_sim.models.lenet:lenet"),
+    ModelEntry("convnet", "fl_sim.models.convnet:convnet"),
+    ModelEntry("mlp", "fl_sim.models.mlp:mlp", {"model.width": "width", "model.depth": "depth"}),
+    ModelEntry("resnet18", "fl_sim.models.resnet:resnet18", {"model.norm": "norm"}),
+):
+    MODELS.register(_entry)
