@@ -36,6 +36,8 @@ import torch
 
 from fl_sim import sparse
 from fl_sim.config import DefenseConfig
+from fl_sim.defense_registry import DEFENSES
+from fl_sim.registry import load
 
 Arrays = dict[str, torch.Tensor]
 
@@ -65,25 +67,47 @@ class DefendedUpdate:
 
 def defend(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
            generator: torch.Generator) -> DefendedUpdate:
-    """Apply ``defense.name`` to ``update`` (with last round's ``residual`` for error feedback)."""
-    dense = sum(v.numel() for v in update.values()) * DENSE_BYTES_PER_ENTRY
-    if config.name in ("none", "dpsgd"):  # DP-SGD's privacy is in training: the update travels as it is
-        return DefendedUpdate(dict(update), None, dense, dense)
-    if config.name == "noise":
-        noisy = {k: v + config.noise_std * torch.randn(v.shape, generator=generator) for k, v in update.items()}
-        return DefendedUpdate(noisy, None, dense, dense)
-    if config.name == "dp":
-        norm = torch.sqrt(sum(v.double().pow(2).sum() for v in update.values())).item()
-        scale = min(1.0, config.dp_clip / norm) if norm > 0 else 1.0
-        std = config.dp_noise_multiplier * config.dp_clip
-        private = {k: v * scale + std * torch.randn(v.shape, generator=generator) for k, v in update.items()}
-        return DefendedUpdate(private, None, dense, dense)
-    if config.name == "topk":
-        kept = {k: kept_by_magnitude(v, drop_top=0.0, drop_bottom=config.topk_prune_ratio) for k, v in update.items()}
-        return _pruned(update, kept, error_feedback=False)
+    """Apply ``defense.name``'s transform (:mod:`fl_sim.defense_registry`) to ``update``.
+
+    ``residual`` is last round's, for error feedback.
+    """
+    return load(DEFENSES[config.name].transform)(update, config, residual, generator)
+
+
+def unchanged(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
+              generator: torch.Generator) -> DefendedUpdate:
+    """``none`` (and ``dpsgd``, whose privacy is in training): the update as it is."""
+    return _dense(dict(update))
+
+
+def add_noise(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
+              generator: torch.Generator) -> DefendedUpdate:
+    """``noise``: Gaussian noise of std ``defense.noise-std`` on every entry."""
+    return _dense({k: v + config.noise_std * torch.randn(v.shape, generator=generator) for k, v in update.items()})
+
+
+def clip_and_noise(update: Mapping[str, torch.Tensor], config: DefenseConfig,
+                   residual: Mapping[str, torch.Tensor] | None, generator: torch.Generator) -> DefendedUpdate:
+    """``dp``: the whole update clipped to L2 norm ``dp-clip``, then noise of std ``dp-noise-multiplier x dp-clip``."""
+    norm = torch.sqrt(sum(v.double().pow(2).sum() for v in update.values())).item()
+    scale = min(1.0, config.dp_clip / norm) if norm > 0 else 1.0
+    std = config.dp_noise_multiplier * config.dp_clip
+    return _dense({k: v * scale + std * torch.randn(v.shape, generator=generator) for k, v in update.items()})
+
+
+def top_k(update: Mapping[str, torch.Tensor], config: DefenseConfig, residual: Mapping[str, torch.Tensor] | None,
+          generator: torch.Generator) -> DefendedUpdate:
+    """``topk``: per layer, the ``topk-prune-ratio`` smallest-magnitude entries dropped."""
+    kept = {k: kept_by_magnitude(v, drop_top=0.0, drop_bottom=config.topk_prune_ratio) for k, v in update.items()}
+    return pruned_upload(update, kept, error_feedback=False)
+
+
+def dual_gradient_pruning(update: Mapping[str, torch.Tensor], config: DefenseConfig,
+                          residual: Mapping[str, torch.Tensor] | None, generator: torch.Generator) -> DefendedUpdate:
+    """``dgp``: per layer, the largest and the smallest entries dropped, what was dropped fed back next round."""
     carried = {k: v + residual[k] for k, v in update.items()} if residual and config.error_feedback else dict(update)
     kept = {k: kept_by_magnitude(v, config.dgp_top_ratio, config.dgp_bottom_ratio) for k, v in carried.items()}
-    return _pruned(carried, kept, error_feedback=config.error_feedback)
+    return pruned_upload(carried, kept, error_feedback=config.error_feedback)
 
 
 def kept_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float) -> torch.Tensor:
@@ -102,9 +126,9 @@ def kept_by_magnitude(values: torch.Tensor, drop_top: float, drop_bottom: float)
     return keep.view_as(values)
 
 
-def _pruned(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor],
-            error_feedback: bool) -> DefendedUpdate:
-    """``update`` where ``kept``, zero elsewhere, to travel as positions and values.
+def pruned_upload(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor],
+                  error_feedback: bool) -> DefendedUpdate:
+    """``update`` where ``kept``, zero elsewhere, to travel as positions and values (what a pruning defense returns).
 
     With ``error_feedback``, what was dropped as the residual.
     """
@@ -113,6 +137,12 @@ def _pruned(update: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor]
     entries = sum(int(mask.sum()) for mask in kept.values())
     return DefendedUpdate(values, residual, entries * SPARSE_BYTES_PER_ENTRY,
                           sum(v.numel() for v in update.values()) * DENSE_BYTES_PER_ENTRY, kept=dict(kept))
+
+
+def _dense(update: Arrays) -> DefendedUpdate:
+    """``update`` to travel dense, as it is."""
+    entries = sum(v.numel() for v in update.values())
+    return DefendedUpdate(update, None, entries * DENSE_BYTES_PER_ENTRY, entries * DENSE_BYTES_PER_ENTRY)
 
 
 def defend_weights(global_state: Mapping[str, torch.Tensor], local_state: Mapping[str, torch.Tensor],

@@ -291,3 +291,29 @@ def test_dp_is_flowers_local_dp_mechanism_seeded():
              for _ in range(2)]
     assert torch.equal(*draws)
     assert (draws[0] - ours["w"]).std().item() == pytest.approx(local_dp_std, rel=0.1)
+
+
+def test_a_registered_pruning_defense_needs_no_other_edit(tiny_config, monkeypatch):
+    """One entry and its function (tests/toy_defense.py): the defense is listed by `fl-sim config`, validates,
+    runs through the client, travels as the positions it kept (its kept zeros included) and is attacked
+    defense-aware.
+    """
+    from fl_sim.config import describe
+    from fl_sim.defense_registry import DEFENSES, DefenseEntry
+
+    entry = DefenseEntry("keep-a-zero", "toy_defense:keep_a_zero", prunes=True)
+    monkeypatch.setitem(DEFENSES._entries, entry.name, entry)  # registered for this test only
+    assert "keep-a-zero" in dict((key, text) for key, _, text in describe())["defense.name"]
+    config = tiny_config.with_overrides({"defense.name": "keep-a-zero", "num-server-rounds": 1, "attack.enabled": True,
+                                         "attack.method": "idlg", "attack.iterations": 5, "attack.blocking": True,
+                                         "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1,
+                                         "train.local-steps": 1})
+    spy = Spy()
+    events = read_events(run_locally(config, spy))
+    update = spy.updates[0]
+    kept_zeros = sum(int((update.client_arrays[name].ravel()[positions] ==
+                          update.global_arrays[name].ravel()[positions]).sum())
+                     for name, positions in update.travelled.items())
+    assert kept_zeros >= len(update.travelled)  # each layer's zeroed entry travelled
+    attacks = [e for e in events if e["event"] == "attack"]
+    assert len(attacks) == 3 and all("defense-aware" in " ".join(e["notes"]) for e in attacks)

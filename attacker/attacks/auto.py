@@ -41,6 +41,7 @@ from attacker.attacks.ig import Variant, plan_attack, run_plans
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
+from fl_sim.defense_registry import DEFENSES
 
 #: Total-variation weights of the IG attacks: IG's default and two weaker priors, which real
 #: 32x32 photos need (on them TV 0.1 over-smooths).
@@ -57,7 +58,7 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
               "ig": lambda: _inverting_gradients(victim, observations, settings, stop),
               "idlg": lambda: _idlg(victim, observations, settings, stop)}
     notes = [f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched as it is"
-             for obs in observations[:1] if obs.defense in ("noise", "dp", "dpsgd")]
+             for obs in observations[:1] if DEFENSES[obs.defense].adds_noise]
     for name, stage in stages.items():
         try:
             for index, rec in stage():

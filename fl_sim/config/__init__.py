@@ -12,26 +12,30 @@ typed values and back (any unknown key or bad value raises :class:`ConfigError` 
 that names the key and what is allowed); :mod:`fl_sim.config.rules` rejects settings that are
 valid one by one but impossible together.
 """
+
 from fl_sim.config.flat import Scalar, check_path_component, parse_assignment, parse_ids, read_toml
 from fl_sim.config.schema import (
-                                  MAX_SEED,
-                                  STRATEGIES,
-                                  AttackConfig,
-                                  DataConfig,
-                                  DefenseConfig,
-                                  FaultsConfig,
-                                  ModelConfig,
-                                  OutputConfig,
-                                  PrecodeConfig,
-                                  RunConfig,
-                                  ServerConfig,
-                                  SimulationConfig,
-                                  StrategyConfig,
-                                  TrainConfig,
-                                  all_keys,
-                                  describe,
-                                  train_settings,
+    MAX_SEED,
+    AttackConfig,
+    DataConfig,
+    DefenseConfig,
+    FaultsConfig,
+    ModelConfig,
+    OutputConfig,
+    PrecodeConfig,
+    RunConfig,
+    ServerConfig,
+    SimulationConfig,
+    StrategyConfig,
+    TrainConfig,
+    all_keys,
+    describe,
+    train_settings,
 )
+from fl_sim.strategy_registry import STRATEGIES as _STRATEGY_REGISTRY
+
+#: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
+STRATEGIES = tuple(_STRATEGY_REGISTRY)
 
 __all__ = ["MAX_SEED", "STRATEGIES", "AttackConfig", "DataConfig", "DefenseConfig", "FaultsConfig", "ModelConfig",
            "OutputConfig", "PrecodeConfig", "RunConfig", "Scalar", "ServerConfig", "SimulationConfig", "StrategyConfig",

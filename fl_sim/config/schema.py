@@ -16,8 +16,9 @@ from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, f
 from fl_sim.config.flat import all_keys as keys_of
 from fl_sim.config.flat import describe as describe_schema
 from fl_sim.config.rules import check_combinations
+from fl_sim.defense_registry import DEFENSES
 from fl_sim.model_registry import MODELS
-from fl_sim.strategy_registry import STRATEGIES as STRATEGY_REGISTRY
+from fl_sim.strategy_registry import STRATEGIES
 
 #: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
 MAX_SEED = 2**32 - 1
@@ -35,15 +36,11 @@ class ServerConfig:
     round_timeout: float = setting(3600.0, "seconds to wait for client replies per round", min=0, min_exclusive=True)
 
 
-#: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
-STRATEGIES = tuple(STRATEGY_REGISTRY)
-
-
 @dataclass(frozen=True)
 class StrategyConfig:
     """Which Flower strategy aggregates the (intercepted) updates, and its own parameters."""
 
-    name: Literal[STRATEGIES] = setting(
+    name: Literal[tuple(STRATEGIES)] = setting(
         "fedavg", "Flower strategy that aggregates; fedprox's proximal term is train.proximal-mu")
     server_learning_rate: float = setting(1.0, "fedavgm: server learning rate", min=0, min_exclusive=True)
     server_momentum: float = setting(0.0, "fedavgm: server momentum", min=0, max=1)
@@ -124,7 +121,7 @@ class TrainConfig:
 class DefenseConfig:
     """How a client transforms its update before upload (combines with precode.*)."""
 
-    name: Literal["none", "noise", "dp", "dpsgd", "topk", "dgp"] = setting(
+    name: Literal[tuple(DEFENSES)] = setting(
         "none", "update defense; dpsgd is DP-SGD in local training (per-sample clipping and noise, Opacus)")
     noise_std: float = setting(1e-3, "noise: std of the Gaussian noise added to every update entry", min=0)
     dp_clip: float = setting(1.0, "dp: L2 norm the whole update is clipped to", min=0, min_exclusive=True)

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fl_sim.defense_registry import DEFENSES
 from fl_sim.reporting.formatting import fmt
 from fl_sim.reporting.plots import plt
 from fl_sim.reporting.progress import RunProgress
@@ -36,10 +37,10 @@ def defense_label(config: dict) -> str:
     """How a run defends its updates, in a few words (``precode+dgp``, ``noise 0.01``, ``none``)."""
     parts = ["precode"] if config.get("precode.enabled") else []
     name = config.get("defense.name", "none")
-    if name == "noise":
-        parts.append(f"noise {config['defense.noise-std']:g}")
-    elif name == "topk":
-        parts.append(f"topk {config['defense.topk-prune-ratio']:.0%}")
+    label = DEFENSES[name].label if name in DEFENSES else None
+    if label:
+        key, style = label
+        parts.append(f"{name} {format(config[key], style)}")
     elif name != "none":
         parts.append(name)
     return "+".join(parts) or "none"
