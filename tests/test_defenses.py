@@ -294,9 +294,10 @@ def test_dp_is_flowers_local_dp_mechanism_seeded():
 
 
 def test_a_registered_pruning_defense_needs_no_other_edit(tiny_config, monkeypatch):
-    """One entry and its function (tests/toy_defense.py): the defense is listed by `fl-sim config`, validates,
-    runs through the client, travels as the positions it kept (its kept zeros included) and is attacked
-    defense-aware.
+    """One entry and its function (tests/toy_defense.py) are all a pruning defense needs.
+
+    The defense is listed by `fl-sim config`, validates, runs through the client, travels as the positions it
+    kept (its kept zeros included) and is attacked defense-aware.
     """
     from fl_sim.config import describe
     from fl_sim.defense_registry import DEFENSES, DefenseEntry

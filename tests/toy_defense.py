@@ -1,6 +1,7 @@
-"""A toy pruning defense for the test that a registered defense needs no other edit: it keeps each layer's
-larger half by magnitude, and sends its largest kept entry as exactly zero (a kept entry the server must
-not mistake for a pruned one).
+"""A toy pruning defense, for the test that a registered defense needs no other edit.
+
+It keeps each layer's larger half by magnitude, and sends its largest kept entry as exactly zero (a kept
+entry the server must not mistake for a pruned one).
 """
 
 from __future__ import annotations
