@@ -2,17 +2,17 @@
 
 Every attack is ``run(victim, observations, settings, stop) -> list[Reconstruction]``: it
 gets the global model and what the server observed of each update, nothing else. ``auto`` runs
-the others as a portfolio and hands every result to the judge.
+the others as a portfolio and hands every result to the judge. Which runner a name means, and its
+defaults, are declared once in :mod:`fl_sim.attack_registry`.
 """
 
 from __future__ import annotations
 
-from attacker.attacks.analytic import run_analytic
-from attacker.attacks.auto import run_auto
 from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
-from attacker.attacks.dlg import run_dlg, run_idlg
-from attacker.attacks.ig import run_ig
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
+from fl_sim.registry import load
 
-ATTACKS = {"auto": run_auto, "dlg": run_dlg, "idlg": run_idlg, "ig": run_ig, "analytic": run_analytic}
+#: Every attack's runner by ``attack.method``, as :mod:`fl_sim.attack_registry` declares them.
+ATTACKS = {name: load(entry.runner) for name, entry in zip(ATTACK_ENTRIES, ATTACK_ENTRIES.values())}
 
 __all__ = ["ATTACKS", "AttackSettings", "NotApplicable", "Reconstruction"]

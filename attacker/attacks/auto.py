@@ -35,12 +35,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from attacker.attacks.analytic import run_analytic
-from attacker.attacks.base import DEFAULT_ITERATIONS, DEFAULT_LR, AttackSettings, NotApplicable, Reconstruction
+from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
 from attacker.attacks.dlg import run_idlg
 from attacker.attacks.ig import Variant, plan_attack, run_plans
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 from fl_sim.defense_registry import DEFENSES
 
 #: Total-variation weights of the IG attacks: IG's default and two weaker priors, which real
@@ -106,7 +107,7 @@ def _idlg(victim: Victim, observations: list[Observation], settings: AttackSetti
           stop: Stop | None) -> list[tuple[int, Reconstruction]]:
     chosen = [i for i, obs in enumerate(observations) if obs.batch_size == 1 and obs.local_steps == 1]
     stochastic = "omit" if victim.bottleneck is not None else "sample"
-    lbfgs = settings.for_method("idlg", iterations=DEFAULT_ITERATIONS["idlg"], lr=DEFAULT_LR["idlg"],
+    lbfgs = settings.for_method("idlg", iterations=ATTACK_ENTRIES["idlg"].iterations, lr=ATTACK_ENTRIES["idlg"].lr,
                                 stochastic=stochastic)
     results = run_idlg(victim, [observations[i] for i in chosen], lbfgs, stop)
     for rec in results:

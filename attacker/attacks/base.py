@@ -11,15 +11,8 @@ import torch
 from attacker.observation import Observation
 from attacker.steps import Step, compile_wanted
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 from fl_sim.config import AttackConfig
-
-#: Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py), iDLG the same
-#: (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam steps
-#: at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
-#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours).
-#: ``auto`` leaves 0: each attack of its portfolio takes its own default.
-DEFAULT_ITERATIONS = {"dlg": 300, "idlg": 300, "ig": 4800, "analytic": 2000, "auto": 0}
-DEFAULT_LR = {"dlg": 1.0, "idlg": 1.0, "ig": 0.1, "analytic": 0.1, "auto": 0.0}
 
 
 @dataclass(frozen=True)
@@ -42,8 +35,8 @@ class AttackSettings:
     def from_config(cls, config: AttackConfig, seed: int) -> AttackSettings:
         """Resolve ``attack.*`` settings; 0 means the method's published default."""
         return cls(method=config.method,
-                   iterations=config.iterations or DEFAULT_ITERATIONS[config.method],
-                   lr=config.lr or DEFAULT_LR[config.method],
+                   iterations=config.iterations or ATTACK_ENTRIES[config.method].iterations,
+                   lr=config.lr or ATTACK_ENTRIES[config.method].lr,
                    tv=config.tv, restarts=config.restarts, multistep=config.multistep,
                    stochastic=config.stochastic, max_images=config.max_images, batched=config.batched,
                    compile=config.compile, seed=seed)
@@ -53,8 +46,9 @@ class AttackSettings:
 
         Unset iterations and lr take that method's default.
         """
-        resolved = dataclasses.replace(self, method=method, iterations=self.iterations or DEFAULT_ITERATIONS[method],
-                                       lr=self.lr or DEFAULT_LR[method])
+        entry = ATTACK_ENTRIES[method]
+        resolved = dataclasses.replace(self, method=method, iterations=self.iterations or entry.iterations,
+                                       lr=self.lr or entry.lr)
         return dataclasses.replace(resolved, **changes)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fl_sim.attack_registry import ATTACKS
 from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, flatten, parse_ids, resolve_key, setting
 from fl_sim.config.flat import all_keys as keys_of
 from fl_sim.config.flat import describe as describe_schema
@@ -147,7 +148,7 @@ class AttackConfig:
     """The honest-but-curious server: which gradient inversion it runs on intercepted updates."""
 
     enabled: bool = setting(False, "run the attacker plugin on every intercepted update")
-    method: Literal["auto", "ig", "idlg", "dlg", "analytic"] = setting(
+    method: Literal[tuple(ATTACKS)] = setting(
         "auto", "gradient-inversion attack; auto = every applicable attack of a portfolio, the worst case kept")
     iterations: int = setting(0, "optimisation steps; 0 = the method's published default "
                                   "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps, analytic's feature "

@@ -1,0 +1,41 @@
+"""Every ``attack.method`` the attacker can run, declared once: its runner and its published defaults.
+
+The configuration's allowed values, :class:`attacker.attacks.base.AttackSettings` (a setting of 0
+takes the method's default) and the attacker's dispatch (:data:`attacker.attacks.ATTACKS`) read this
+table; runners are named by import path, so that a configuration is checked without importing torch.
+Adding an attack is one ``ATTACKS.register`` call and its runner,
+``run(victim, observations, settings, stop) -> list[Reconstruction]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fl_sim.registry import Registry
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """One attack: its name, runner (``module:function``) and default iterations and step size (0: none)."""
+
+    name: str
+    runner: str
+    iterations: int
+    lr: float
+
+
+#: Every attack by name. Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py),
+#: iDLG the same (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam
+#: steps at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
+#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours).
+#: ``auto`` leaves 0: each attack of its portfolio takes its own default.
+ATTACKS: Registry[AttackEntry] = Registry("attack")
+
+for _entry in (
+    AttackEntry("auto", "attacker.attacks.auto:run_auto", 0, 0.0),
+    AttackEntry("ig", "attacker.attacks.ig:run_ig", 4800, 0.1),
+    AttackEntry("idlg", "attacker.attacks.dlg:run_idlg", 300, 1.0),
+    AttackEntry("dlg", "attacker.attacks.dlg:run_dlg", 300, 1.0),
+    AttackEntry("analytic", "attacker.attacks.analytic:run_analytic", 2000, 0.1),
+):
+    ATTACKS.register(_entry)
