@@ -108,7 +108,13 @@ def test_resume_records_the_attacks_the_stop_lost(tmp_path, every, lost):
     config = RunConfig.from_flat({"attack.enabled": True, "attack.blocking": True, "attack.every": every,
                                   "output.dir": str(tmp_path), "output.run-id": "r"})
     writer = ResultsWriter.create(config)
-    earlier = [{"event": "attack-round", "round": 1}, {"event": "attack-timeout", "round": 3}]
+    from fl_sim import events
+
+    earlier = [events.AttackRound(round=1, method="ig", clients=1, clients_judged=1, clients_leaked=0,
+                                  client_success_rate=0.0, images=1, images_leaked=0, image_success_rate=0.0,
+                                  label_accuracy=1.0, best_ssim=0.1, median_ssim=0.1, best_psnr=10.0,
+                                  median_psnr=10.0, seconds=1.0, device="cpu", queue=0),
+               events.AttackTimeout(round=3, method="ig", clients=1, seconds=1.0, error="spent")]
     plugin = AttackerPlugin(config, writer, judge=None, input_shape=(1, 32, 32), num_classes=10)
     assert plugin.account_for_earlier_rounds(earlier, done=4) == lost
     cut = [e for e in read_events(writer.directory) if e["event"] == "attack-cut"]
