@@ -45,9 +45,6 @@ class Registry(Generic[EntryT]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def values(self) -> list[EntryT]:
         """Every entry, in registration order."""
         return list(self._entries.values())

@@ -302,7 +302,7 @@ def test_a_registered_pruning_defense_needs_no_other_edit(tiny_config, monkeypat
     from fl_sim.config import describe
     from fl_sim.defense_registry import DEFENSES, DefenseEntry
 
-    entry = DefenseEntry("keep-a-zero", "toy_defense:keep_a_zero", prunes=True)
+    entry = DefenseEntry("keep-a-zero", "toy_defense:keep_a_zero")
     monkeypatch.setitem(DEFENSES._entries, entry.name, entry)  # registered for this test only
     assert "keep-a-zero" in dict((key, text) for key, _, text in describe())["defense.name"]
     config = tiny_config.with_overrides({"defense.name": "keep-a-zero", "num-server-rounds": 1, "attack.enabled": True,

@@ -13,6 +13,6 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 from fl_sim.registry import load
 
 #: Every attack's runner by ``attack.method``, as :mod:`fl_sim.attack_registry` declares them.
-ATTACKS = {name: load(entry.runner) for name, entry in zip(ATTACK_ENTRIES, ATTACK_ENTRIES.values())}
+ATTACKS = {entry.name: load(entry.runner) for entry in ATTACK_ENTRIES.values()}
 
 __all__ = ["ATTACKS", "AttackSettings", "NotApplicable", "Reconstruction"]
