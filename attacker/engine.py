@@ -15,6 +15,8 @@ then any others unboxed (the bottleneck noise of the noise-restoring attack on P
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,10 +40,22 @@ class AdamSchedule:
     box: tuple[float, float] | None = (0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class Minimum:
+    """Where an optimisation ended: the variables, each attack's final loss ``[K]``, and the iterations it ran.
+
+    ``iterations`` is below the schedule's when the attack's budget was spent first (the result is then the
+    point reached so far: attacks are anytime).
+    """
+
+    variables: Variables
+    losses: torch.Tensor
+    iterations: int
+
+
 def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variables, args: tuple,
-             schedule: AdamSchedule, batched: bool = True,
-             stop: Stop | None = None) -> tuple[Variables, torch.Tensor]:
-    """Minimise ``objective(*variables_k, *args_k)`` for every attack k; return final variables and losses ``[K]``.
+             schedule: AdamSchedule, batched: bool = True, stop: Stop | None = None) -> Minimum:
+    """Minimise ``objective(*variables_k, *args_k)`` for every attack k, until done or the budget is spent.
 
     ``x0`` is the images ``[K, ...]`` or a tuple (images, other variables ...); every variable and
     every leaf of ``args`` has the attacks along its first dimension. The images are boxed.
@@ -52,7 +66,7 @@ def minimize(objective: Callable[..., torch.Tensor], x0: torch.Tensor | Variable
 
 
 def minimize_with(step: Step, variables: Variables, args: tuple, schedule: AdamSchedule,
-                  stop: Stop | None = None) -> tuple[Variables, torch.Tensor]:
+                  stop: Stop | None = None) -> Minimum:
     """:func:`minimize` with a prepared step (e.g. a compiled one, kept across rounds).
 
     Batched, all K attacks in one optimisation; otherwise the K attacks one after the other.
@@ -61,21 +75,32 @@ def minimize_with(step: Step, variables: Variables, args: tuple, schedule: AdamS
         return _adam(step, variables, args, schedule, stop)
     results = [_adam(step, tuple(v[k] for v in variables), _index(args, k), schedule, stop)
                for k in range(variables[0].shape[0])]
-    stacked = tuple(torch.stack([found[i] for found, _ in results]) for i in range(len(variables)))
-    return stacked, torch.stack([loss for _, loss in results])
+    stacked = tuple(torch.stack([found.variables[i] for found in results]) for i in range(len(variables)))
+    return Minimum(stacked, torch.stack([found.losses for found in results]),
+                   min(found.iterations for found in results))
 
 
-def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule,
-          stop: Stop | None) -> tuple[Variables, torch.Tensor]:
+def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule, stop: Stop | None) -> Minimum:
+    """Adam with step decay; under a budget, the decay is moved so that it happens within the budget.
+
+    After the first :data:`CHECK_EVERY` iterations the pace is known: if the budget cannot hold every
+    iteration, the schedule is shortened to the iterations it holds (an anytime attack still decays its
+    step, which IG's final quality depends on), and the loop also ends when the budget is spent.
+    """
     variables = [v.detach().clone().requires_grad_(True) for v in x0]
     optimizer = torch.optim.Adam(variables, lr=schedule.lr)
     its = schedule.iterations
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=[int(its * 3 / 8), int(its * 5 / 8), int(its * 7 / 8)], gamma=0.1)
-    for iteration in range(its):
-        if stop is not None and iteration % CHECK_EVERY == 0:
-            stop.check(f"after {iteration} of {its} iterations")
-        gradients, _ = step(*(v.detach() for v in variables), *args)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_decay_at(its), gamma=0.1)
+    started, loss = time.perf_counter(), None
+    for done in range(its + 1):
+        if done == its or (stop is not None and stop.ends(done, its)):
+            break
+        if stop is not None and stop.seconds and done == CHECK_EVERY:
+            fits = done + int(stop.remaining() / ((time.perf_counter() - started) / done))
+            if fits < its:
+                its = fits
+                scheduler.milestones = Counter(_decay_at(its))
+        gradients, loss = step(*(v.detach() for v in variables), *args)
         for variable, gradient in zip(variables, gradients):
             variable.grad = gradient.sign() if schedule.signed else gradient
         optimizer.step()
@@ -83,8 +108,16 @@ def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule,
         if schedule.box is not None:
             with torch.no_grad():
                 variables[0].clamp_(*schedule.box)
-    _, loss = step(*(v.detach() for v in variables), *args)
-    return tuple(v.detach() for v in variables), loss.detach().clone()  # a CUDA graph reuses its outputs
+    if stop is None or not stop.spent:  # the end point's loss; past the budget, the last step's start point's
+        _, loss = step(*(v.detach() for v in variables), *args)
+    elif loss is None:  # no step ran: no loss is known
+        loss = torch.full((variables[0].shape[0],) if step.batched else (), float("inf"))
+    return Minimum(tuple(v.detach() for v in variables), loss.detach().clone(), done)  # a CUDA graph reuses outputs
+
+
+def _decay_at(iterations: int) -> list[int]:
+    """Inverting Gradients' step decay points: 3/8, 5/8 and 7/8 of the iterations."""
+    return [int(iterations * 3 / 8), int(iterations * 5 / 8), int(iterations * 7 / 8)]
 
 
 def _index(args: tuple, k: int) -> tuple:

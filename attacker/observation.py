@@ -72,6 +72,11 @@ class Observation:
         return max(1, min(self.train.batch_size, self.num_examples))
 
     @property
+    def most_images(self) -> int:
+        """The most distinct images the update can hold: the local data, or batch x steps if that is fewer."""
+        return max(1, min(self.num_examples, self.batch_size * self.local_steps))
+
+    @property
     def exact_gradient(self) -> bool:
         """True when ``-update / lr`` is exactly the gradient of one batch (one plain SGD step)."""
         plain_sgd = self.train.optimizer == "sgd" and self.train.momentum == 0 and self.train.weight_decay == 0

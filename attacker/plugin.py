@@ -1,12 +1,13 @@
 """The attacker as a server plugin: collects each round's updates, attacks them, judges, logs.
 
-Per attacked client and round it writes an ``attack`` event (method, iterations, seconds,
-device, label accuracy, per-image MSE/PSNR/SSIM and identification margin, the images identified
-out of the images held, what chance reaches at those counts, success) and a PNG grid under
-``reconstructions/round-<r>/``; per round an ``attack-round`` event with the attack success
-rate over images held and over clients. A failing attack (an exception, an out-of-memory error, an
-attack that does not apply to the model) is logged as ``attack-error`` and never reaches the
-federated run.
+Per client and round it writes an ``attack`` event (the client's defense, the attacks that applied
+and why the others did not, method, iterations, seconds, device, label accuracy, per-image
+MSE/PSNR/SSIM and identification margin, the images identified out of the images held, what
+chance reaches at those counts, the verdict) and a PNG grid under ``reconstructions/round-<r>/``;
+per round an ``attack-round`` event with the attack success rate over images held and over
+clients, and the clients per verdict. Each round's attacks run within a budget of
+``attack.budget-seconds`` per update and end in a verdict. A failing attack (an exception, an
+out-of-memory error) is logged as ``attack-error`` and never reaches the federated run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import logging
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,8 @@ class AttackerPlugin(ServerPlugin):
     def on_update(self, update: InterceptedUpdate) -> None:
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
         if (update.server_round - 1) % self.attack.every == 0:
-            self._collected.append((Observation.from_update(update, self.config.defense.name), dict(update.audit)))
+            defense = self.config.defense.of(update.partition_id)
+            self._collected.append((Observation.from_update(update, defense), dict(update.audit)))
 
     def on_round_end(self, server_round: int) -> None:
         """Attack the round's updates, inline (``attack.blocking``) or in the background."""
@@ -125,28 +127,31 @@ class AttackerPlugin(ServerPlugin):
         return [collected[i] for i in sorted(rng.choice(len(collected), size=limit, replace=False))]
 
     def _attack_round(self, job: RoundJob, run_stop: Stop) -> None:
-        """Attack, judge and log one round.
+        """Attack, judge and log one round, within its budget: ``attack.budget-seconds`` per update attacked.
 
-        A failure or a spent ``attack.timeout-seconds`` is logged and the round skipped (``attack-error``, ``attack-
-        timeout``), so that the run always goes on.
+        Each update is attacked by what applies to it (an update nothing applies to gets that verdict and its
+        reasons); at the budget, the attacks return their best so far, which is judged. A failure is logged
+        (``attack-error``) and the round skipped, so that the run always goes on.
         """
         start = time.perf_counter()
-        stop = Stop(self.attack.timeout_seconds, parent=run_stop)
+        attack = ATTACKS[self.settings.method]
         try:
             victim = self._victim_of(job.observations[0].global_arrays)
-            reconstructions = ATTACKS[self.settings.method](victim, job.observations, self.settings, stop)
-            verdicts = [self._report(rec, audit) for rec, audit in zip(reconstructions, job.audits)]
+            reasons = [attack.reasons(victim, obs) for obs in job.observations]
+            attacked = [i for i, why in enumerate(reasons) if any(reason is None for reason in why.values())]
+            stop = Stop(self.attack.budget_seconds * len(attacked), parent=run_stop)
+            judged: dict[int, Verdict] = {}
+            found: dict[int, Reconstruction] = {}
+            if attacked:
+                observations = [job.observations[i] for i in attacked]
+                extra = {"settled": self._settled([job.audits[i] for i in attacked], judged)} \
+                    if attack.portfolio else {}
+                found = dict(zip(attacked, attack.run(victim, observations, self.settings, stop, **extra)))
+            verdicts = [self._report(job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
+                        for i in range(len(job.observations))]
             self._summarise(job.server_round, verdicts, round(time.perf_counter() - start, 3))
-        except AttackStopped as stopped:
-            if not stop.timed_out:
-                raise  # the end-of-run budget: the worker logs the round as cut
-            logger.error("round %d: attack %s exceeded attack.timeout-seconds=%s", job.server_round,
-                         self.settings.method, self.attack.timeout_seconds)
-            self.writer.emit(events.AttackTimeout(
-                round=job.server_round, method=self.settings.method, clients=len(job.observations),
-                seconds=round(time.perf_counter() - start, 3),
-                error=f"{stopped}; attack.timeout-seconds={self.attack.timeout_seconds} spent "
-                      f"(raise it, or lower attack.iterations or attack.max-clients)"))
+        except AttackStopped:
+            raise  # the end-of-run budget: the worker logs the round as cut
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
             hint = _OUT_OF_MEMORY_HINT if isinstance(err, torch.OutOfMemoryError) else ""
             logger.error("round %d: attack %s failed: %s%s", job.server_round, self.settings.method, err, hint)
@@ -156,6 +161,23 @@ class AttackerPlugin(ServerPlugin):
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
+
+    def _settled(self, audits: list[Mapping[str, Any]], judged: dict[int, Verdict]) -> Callable[[int, Reconstruction],
+                                                                                                   bool]:
+        """``auto``'s race: whether an update's results so far identify every image it holds (the judge says).
+
+        Each result's verdict is kept in ``judged`` (by the result's id) for the event, so nothing is judged twice.
+        """
+        identified: dict[int, set[int]] = {}
+
+        def settled(index: int, rec: Reconstruction) -> bool:
+            held = audits[index].get(protocol.AUDIT_SAMPLES)
+            if self.judge is None or not held:
+                return False
+            verdict = judged[id(rec)] = self.judge(rec.images, rec.labels, held=held)
+            identified.setdefault(index, set()).update(image.match for image in verdict.images if image.identified)
+            return len(identified[index]) >= verdict.held
+        return settled
 
     def _victim_of(self, global_arrays: Mapping[str, torch.Tensor]) -> Victim:
         """The model the round's clients started from.
@@ -170,24 +192,38 @@ class AttackerPlugin(ServerPlugin):
             self._victim.load(global_arrays)
         return self._victim
 
-    def _report(self, rec: Reconstruction, audit: Mapping[str, Any]) -> Verdict | None:
-        """Judge the reconstruction, save its grid and log the ``attack`` event.
+    def _report(self, obs: Observation, rec: Reconstruction | None, audit: Mapping[str, Any],
+                reasons: Mapping[str, str | None], judged: dict[int, Verdict]) -> tuple[str, Verdict | None]:
+        """Judge the reconstruction, save its grid and log the ``attack`` event; return the verdict and its scores.
 
-        For ``auto``, every attack of the portfolio is judged and the worst case kept.
+        For ``auto``, every attack of the portfolio is judged and the worst case kept. ``rec`` is None when no
+        attack applies to the update.
         """
-        obs = rec.observation
+        applied = [name for name, reason in reasons.items() if reason is None]
+        not_applied = {name: reason for name, reason in reasons.items() if reason is not None}
+        defense = {"defense": obs.defense, "applied": applied, "not_applied": not_applied}
+        if rec is None:
+            self.writer.emit(events.Attack(
+                round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
+                method=self.settings.method, attack="", iterations=0, seconds=0.0, device=str(self.device), images=0,
+                labels=[], loss=None, label_accuracy=None, per_image=None, success=None, image=None,
+                notes=[f"{name}: {reason}" for name, reason in not_applied.items()], portfolio=None,
+                verdict=events.NO_ATTACK_APPLIES, **defense))
+            return events.NO_ATTACK_APPLIES, None
         candidates = rec.candidates or [rec]
         verdicts: list[Verdict | None] = [None] * len(candidates)
         chosen, image_path = 0, None
         indices = audit.get(protocol.AUDIT_SAMPLES)
         if self.judge is not None and indices:
-            verdicts = [self.judge(c.images, c.labels, held=indices) for c in candidates]
+            verdicts = [judged.get(id(c)) or self.judge(c.images, c.labels, held=indices) for c in candidates]
             chosen = worst_case(verdicts)
             if self.attack.save_images:
                 matched = self.judge.truth(indices).tensors()[0][[v.match for v in verdicts[chosen].images]]
                 image_path = f"reconstructions/round-{obs.server_round}/client-{obs.partition_id}.png"
                 save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
         best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
+        outcome = events.NO_GROUND_TRUTH if verdict is None else events.LEAKED if verdict.leaked else \
+            events.NOT_LEAKED
         self.writer.emit(events.Attack(
             round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
             method=self.settings.method, attack=best.attack, iterations=best.iterations,
@@ -201,16 +237,17 @@ class AttackerPlugin(ServerPlugin):
             chance=verdict.chance.as_event() if verdict else None,
             success=verdict.leaked if verdict else None, image=image_path,
             notes=best.notes if best is rec else best.notes + rec.notes,
-            portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None))
-        return verdict
+            portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None,
+            verdict=outcome, **defense))
+        return outcome, verdict
 
-    def _summarise(self, server_round: int, verdicts: list[Verdict | None], seconds: float) -> None:
-        judged = [v for v in verdicts if v is not None]
+    def _summarise(self, server_round: int, outcomes: list[tuple[str, Verdict | None]], seconds: float) -> None:
+        judged = [v for _, v in outcomes if v is not None]
         images = [image for v in judged for image in v.images]
         held = sum(v.held for v in judged)
         ssims = [image.scores.ssim for image in images]
         summary = {
-            "round": server_round, "method": self.settings.method, "clients": len(verdicts),
+            "round": server_round, "method": self.settings.method, "clients": len(outcomes),
             "clients_judged": len(judged), "clients_leaked": sum(v.leaked for v in judged),
             "client_success_rate": sum(v.leaked for v in judged) / len(judged) if judged else None,
             "images": len(images), "images_held": held, "images_leaked": sum(i.leaked for i in images),
@@ -221,6 +258,7 @@ class AttackerPlugin(ServerPlugin):
             "best_psnr": max((i.scores.psnr for i in images), default=None),
             "median_psnr": statistics.median(i.scores.psnr for i in images) if images else None,
             "seconds": seconds, "device": str(self.device), "queue": max(self.pending - 1, 0),
+            "verdicts": {name: sum(outcome == name for outcome, _ in outcomes) for name in events.VERDICTS},
         }
         self.writer.emit(events.AttackRound(**summary))
 

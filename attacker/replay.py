@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from attacker.stop import Stop
 from attacker.victim import Victim
 from fl_sim.config import TrainConfig
 
@@ -131,14 +132,15 @@ def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
 
 
 def search_labels(cost: Callable[[torch.Tensor], float], labels: torch.Tensor, schedule: ReplaySchedule,
-                  num_classes: int) -> torch.Tensor:
+                  num_classes: int, stop: Stop | None = None) -> torch.Tensor:
     """Per-slot labels (each epoch copy its own order) after greedy moves that lower ``cost``.
 
     ``cost(labels)`` is the matching cost of a replay with those labels. Moves: swap two labels
     between steps within a copy (the order), and, with one copy, change one slot's label to
     another class (the counts, which the bias-gradient estimate can get wrong when the model
     moves between steps). Moves that change nothing or were tried are skipped; at most
-    :data:`LABEL_SEARCH_STEPS` local steps are replayed in all (16 to 256 replays).
+    :data:`LABEL_SEARCH_STEPS` local steps are replayed in all (16 to 256 replays), fewer when ``stop``'s
+    budget is spent first (the best labels so far are kept).
     """
     step_of = {slot: step for step, rows in enumerate(schedule.batches) for slot in rows}
     best_labels, best = labels.clone(), cost(labels)
@@ -146,6 +148,9 @@ def search_labels(cost: Callable[[torch.Tensor], float], labels: torch.Tensor, s
 
     def consider(trial: torch.Tensor) -> bool:
         nonlocal best_labels, best, budget
+        if stop is not None and stop.spent:
+            budget = 0
+            return False
         budget -= 1
         value = cost(trial)
         if value < best:

@@ -28,6 +28,7 @@ import dataclasses
 import time
 
 import torch
+from papers import PAPERS
 from torch.profiler import ProfilerActivity, profile
 
 from attacker.attacks import ATTACKS, AttackSettings
@@ -39,7 +40,7 @@ from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
 from lab.offline import intercepted_updates
 
-FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
+FEDSGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
           "attack.method": "ig"}
 
 

@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from papers import PAPERS
+
 from fl_sim import events
 from fl_sim.config import RunConfig
 from fl_sim.results import load_events
@@ -46,8 +48,8 @@ DEFENSES = {
     "precode+dgp": {"precode.enabled": True, "defense.name": "dgp"},
 }
 SETTINGS = {
-    "fedsgd": {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1},
-    "multistep": {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 5},
+    "fedsgd": {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1},
+    "multistep": {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 5},
 }
 ATTACKS = {"ig": {}, "idlg": {}, "analytic-mlp": {"model.name": "mlp", "attack.method": "analytic"}, "auto": {}}
 UTILITY_FIELDS = ["final_accuracy", "upload_bytes_per_round", "dense_bytes_per_round"]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from papers import PAPERS
 
 from attacker.attacks import AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -50,8 +51,8 @@ from old_criterion import old_leaks
 FIELDS = ["dataset", "optimizer", "steps", "batch", "epochs", "mode", "clients_leaked", "clients", "images_leaked",
           "images_identified", "images_held", "old_clients_leaked", "old_images_leaked", "iip", "mean_ssim",
           "label_accuracy", "plan_seconds", "seconds"]
-SGD = {"train.optimizer": "sgd", "train.lr": 0.1}
-DEFAULT_JOB = {"train.optimizer": "adam", "train.lr": 0.005, "train.batch-size": 16, "train.local-epochs": 2}
+SGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1}
+DEFAULT_JOB = {**PAPERS, "train.optimizer": "adam", "train.lr": 0.005, "train.batch-size": 16, "train.local-epochs": 2}
 
 
 def data_settings(name: str, victims: Path | None, workdir: Path) -> dict | None:

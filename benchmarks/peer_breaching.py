@@ -31,6 +31,7 @@ import statistics
 import time
 
 import torch
+from papers import PAPERS
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.metrics import ssim as pairwise_ssim
@@ -43,7 +44,7 @@ from lab.offline import intercepted_updates
 from attack_throughput import timed, warm_up
 
 #: digits served as 3 channels: breaching's total variation is written for RGB
-FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
+FEDSGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
           "data.channels": 3, "attack.method": "ig", "attack.tv": 0.1, "attack.lr": 0.1}
 
 

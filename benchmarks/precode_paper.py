@@ -108,7 +108,7 @@ def notebook_ig(victim: Victim, gradients: list[dict[str, torch.Tensor]], iterat
         stacked = {name: torch.stack([t[name] for t in targets]) for name in victim.param_names}
         x0 = torch.randn((len(targets), 1, *SHAPE), generator=generator).to(victim.device)
         begin = time.perf_counter()
-        (x,), _ = minimize(cost, x0, (labels, stacked), schedule, batched=batch > 1)
+        (x,) = minimize(cost, x0, (labels, stacked), schedule, batched=batch > 1).variables
         seconds += time.perf_counter() - begin
         found.append(x[:, 0].cpu())
         recovered.append(labels[:, 0].cpu())

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from papers import PAPERS
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -39,7 +40,7 @@ from lab.offline import intercepted_updates
 from leakage_table import data_settings
 from old_criterion import old_leaks
 
-FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
+FEDSGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 #: The row of the per-update worst case over the portfolio.
 WORST = "auto (worst case)"
 

@@ -65,10 +65,10 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
 
 
 def _prepare(msg: Message, context: Context, config: RunConfig | None):
-    """Resolve the run config, this node's partition and data, and the model with the received weights."""
-    run = config or RunConfig.from_flat(context.run_config)
-    torch.set_num_threads(max(1, int(run.simulation.client_cpus)))
+    """Resolve the run config (as this partition runs it), this node's partition and data, and the received model."""
     partition_id = int(context.node_config[protocol.PARTITION_ID])
+    run = (config or RunConfig.from_flat(context.run_config)).of_client(partition_id)
+    torch.set_num_threads(max(1, int(run.simulation.client_cpus)))
     num_partitions = int(context.node_config["num-partitions"])
     data = load_client_data(run.data, partition_id, num_partitions, run.seed)
     dataset = load_dataset(run.data)

@@ -27,15 +27,19 @@ RESIDUAL = "defense-residual"
 
 
 def defense_mod(config: RunConfig | None = None) -> Mod:
-    """A mod that applies ``config.defense`` (``None``: each message's run config) to every train reply."""
+    """A mod that applies the client's defense to every train reply.
+
+    The defense is ``config.defense`` (``None``: each message's run config), as ``defense.per-client`` sets it for
+    this partition.
+    """
 
     def apply_defense(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         reply = call_next(msg, context)
         if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
             return reply
-        run = config or RunConfig.from_flat(context.run_config)
         (_, sent), (key, trained) = _only_arrays(msg), _only_arrays(reply)
         server_round, partition_id = _round_and_partition(msg, context)
+        run = (config or RunConfig.from_flat(context.run_config)).of_client(partition_id)
         residual = context.state[RESIDUAL].to_torch_state_dict() if RESIDUAL in context.state else None
         upload, defended = defend_weights(sent.to_torch_state_dict(), trained.to_torch_state_dict(), run.defense,
                                           residual, torch.Generator().manual_seed(

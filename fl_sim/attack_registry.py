@@ -3,8 +3,9 @@
 The configuration's allowed values, :class:`attacker.attacks.base.AttackSettings` (a setting of 0
 takes the method's default) and the attacker's dispatch (:data:`attacker.attacks.ATTACKS`) read this
 table; runners are named by import path, so that a configuration is checked without importing torch.
-Adding an attack is one ``ATTACKS.register`` call and its runner,
-``run(victim, observations, settings, stop) -> list[Reconstruction]``.
+Adding an attack is one ``ATTACKS.register`` call and its :class:`attacker.attacks.base.Attack`: its runner,
+``run(victim, observations, settings, stop) -> list[Reconstruction]``, and ``why_not(victim, observation)``,
+which says where it does not apply.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from fl_sim.registry import Registry
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack: its name, runner (``module:function``) and default iterations and step size (0: none)."""
+    """One attack: its name, its ``Attack`` (``module:object``) and default iterations and step size (0: none)."""
 
     name: str
-    runner: str
+    attack: str
     iterations: int
     lr: float
 
@@ -27,15 +28,16 @@ class AttackEntry:
 #: Every attack by name. Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py),
 #: iDLG the same (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam
 #: steps at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
-#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours).
-#: ``auto`` leaves 0: each attack of its portfolio takes its own default.
+#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours). Neuron
+#: isolation is closed-form. ``auto`` leaves 0: each attack of its portfolio takes its own default.
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 for _entry in (
-    AttackEntry("auto", "attacker.attacks.auto:run_auto", 0, 0.0),
-    AttackEntry("ig", "attacker.attacks.ig:run_ig", 4800, 0.1),
-    AttackEntry("idlg", "attacker.attacks.dlg:run_idlg", 300, 1.0),
-    AttackEntry("dlg", "attacker.attacks.dlg:run_dlg", 300, 1.0),
-    AttackEntry("analytic", "attacker.attacks.analytic:run_analytic", 2000, 0.1),
+    AttackEntry("auto", "attacker.attacks.auto:AUTO", 0, 0.0),
+    AttackEntry("ig", "attacker.attacks.ig:IG", 4800, 0.1),
+    AttackEntry("idlg", "attacker.attacks.dlg:IDLG", 300, 1.0),
+    AttackEntry("dlg", "attacker.attacks.dlg:DLG", 300, 1.0),
+    AttackEntry("analytic", "attacker.attacks.analytic:ANALYTIC", 2000, 0.1),
+    AttackEntry("isolation", "attacker.attacks.isolation:ISOLATION", 1, 0.0),
 ):
     ATTACKS.register(_entry)

@@ -225,6 +225,13 @@ class PortfolioEntry:
     label_accuracy: float | None = None
 
 
+#: What an ``attack`` event concludes of its update: an attack that applied identified an image above chance (and
+#: at the SSIM threshold), the attacks that applied did not, none of the attacks here applies to it, or the server
+#: had no ground truth to judge against (a deployment).
+LEAKED, NOT_LEAKED, NO_ATTACK_APPLIES, NO_GROUND_TRUTH = "leaked", "not leaked", "no attack applies", "no ground truth"
+VERDICTS = (LEAKED, NOT_LEAKED, NO_ATTACK_APPLIES, NO_GROUND_TRUTH)
+
+
 @dataclass(frozen=True)
 class Attack(Event):
     """One client's update attacked: the reconstruction's scores against the client's real data.
@@ -235,7 +242,10 @@ class Attack(Event):
     the update holds, ``images_identified`` how many of them a reconstruction identifies, ``iip``
     the Image Identifiability Precision; ``chance`` what decoys reach at these counts
     (required_margin_db, decoy_update_rate, decoy_image_rate, draws, reference); ``portfolio`` lists
-    every attack ``auto`` ran. Runs written before the judge measured chance lack the last four.
+    every attack ``auto`` ran. ``verdict`` is one of :data:`VERDICTS`; ``applied`` names the attacks that
+    applied to the update, ``not_applied`` each other one with the reason; ``defense`` is the client's update
+    defense. Runs written before the judge measured chance lack ``held`` to ``chance``, and runs written before
+    attacks declared where they apply lack the last four.
     """
 
     KIND = "attack"
@@ -260,6 +270,10 @@ class Attack(Event):
     images_identified: int | None = None
     iip: float | None = None
     chance: ChanceLevel | None = None
+    verdict: str | None = None
+    applied: list[str] | None = None
+    not_applied: dict[str, str] | None = None
+    defense: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,7 +282,8 @@ class AttackRound(Event):
 
     ``images`` counts reconstructions, ``images_held`` the images the judged updates held (the
     denominator of ``image_success_rate``); runs written before the judge measured chance lack
-    ``images_held`` and ``images_identified``.
+    ``images_held`` and ``images_identified``, and runs written before verdicts were named lack ``verdicts`` (the
+    clients per verdict).
     """
 
     KIND = "attack-round"
@@ -291,6 +306,7 @@ class AttackRound(Event):
     queue: int
     images_held: int | None = None
     images_identified: int | None = None
+    verdicts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +321,10 @@ class AttackCut(Event):
 
 @dataclass(frozen=True)
 class AttackTimeout(Event):
-    """A round's attack ran past ``attack.timeout-seconds`` and was stopped."""
+    """A round's attack ran past ``attack.timeout-seconds`` and was stopped.
+
+    Written by runs before attacks became anytime (``attack.budget-seconds`` ends in a verdict); read for them only.
+    """
 
     KIND = "attack-timeout"
     round: int

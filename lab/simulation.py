@@ -187,8 +187,8 @@ def _start_ray(address: str, verbose: bool = False) -> None:
     # Ray's worker processes import this project's modules: they get this process's import path
     pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
-    if not address:
-        ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING,
+    if not address:  # "local": a private Ray, never a cluster `ray start` left running on this machine
+        ray.init(address="local", runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=verbose)
         return
     try:

@@ -1,18 +1,19 @@
-"""The gradient-inversion attacks, one module each, behind one signature.
+"""The gradient-inversion attacks, one module each, behind one interface (:class:`Attack`).
 
-Every attack is ``run(victim, observations, settings, stop) -> list[Reconstruction]``: it
-gets the global model and what the server observed of each update, nothing else. ``auto`` runs
-the others as a portfolio and hands every result to the judge. Which runner a name means, and its
-defaults, are declared once in :mod:`fl_sim.attack_registry`.
+Every attack runs as ``run(victim, observations, settings, stop) -> list[Reconstruction]``: it gets
+the global model and what the server observed of each update, nothing else; ``why_not(victim,
+observation)`` says where it does not apply. ``auto`` races the others as a portfolio and hands every
+result to the judge. Which attack a name means, and its defaults, are declared once in
+:mod:`fl_sim.attack_registry`.
 """
 
 from __future__ import annotations
 
-from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 from fl_sim.registry import load
 
-#: Every attack's runner by ``attack.method``, as :mod:`fl_sim.attack_registry` declares them.
-ATTACKS = {entry.name: load(entry.runner) for entry in ATTACK_ENTRIES.values()}
+#: Every attack by ``attack.method``, as :mod:`fl_sim.attack_registry` declares them.
+ATTACKS: dict[str, Attack] = {entry.name: load(entry.attack) for entry in ATTACK_ENTRIES.values()}
 
-__all__ = ["ATTACKS", "AttackSettings", "NotApplicable", "Reconstruction"]
+__all__ = ["ATTACKS", "Attack", "AttackSettings", "Reconstruction"]

@@ -26,7 +26,7 @@ import time
 import torch
 from torch import nn
 
-from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction, plain_sgd_reason
 from attacker.engine import AdamSchedule, minimize
 from attacker.labels import recover_labels
 from attacker.objectives import total_variation
@@ -45,36 +45,47 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
     at_input = victim.param_names[0] == f"{layer}.weight" and \
         victim.params[f"{layer}.weight"].shape[1] == math.prod(victim.input_shape)
     start = time.perf_counter()
-    found = [_layer_input(victim, obs, layer) for obs in observations]
+    found = [layer_input(victim, obs, layer) for obs in observations]
     if at_input:
         images = [h.reshape(1, *victim.input_shape) for h, _, _ in found]  # the judge clamps
         iterations = 1
     else:
-        images = list(_invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
-                                       settings, stop))
-        iterations = settings.iterations
+        inverted, iterations = _invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
+                                                settings, stop)
+        images = list(inverted)
     seconds = (time.perf_counter() - start) / len(observations)
     results = []
     for obs, image, (_, _, notes) in zip(observations, images, found):
         if not at_input:
+            cut = "" if iterations == settings.iterations else f"; budget spent: cut short after {iterations}"
             notes.append(f"inputs of '{layer}' recovered analytically, image by feature inversion "
-                         f"({settings.iterations} Adam steps)")
+                         f"({settings.iterations} Adam steps{cut})")
         labels = recover_labels(obs.gradient_estimate(victim.param_names), 1, victim)
         results.append(Reconstruction(observation=obs, images=image.cpu(), labels=labels.cpu(), loss=0.0,
                                       iterations=iterations, seconds=seconds, notes=notes, attack="analytic"))
     return results
 
 
-def first_linear_layer(victim: Victim) -> str:
-    """Name of the model's first ``nn.Linear`` with a bias (the layer the analytic attack reads)."""
-    for name, module in victim.model.named_modules():
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            return name
-    raise NotApplicable("analytic recovery needs a linear layer with a bias; this model has none")
+def why_not(victim: Victim, obs: Observation) -> str | None:
+    """Why analytic recovery does not apply to ``obs``: it needs a linear layer with a bias and one image."""
+    if first_linear_layer(victim) is None:
+        return "the model has no linear layer with a bias"
+    if obs.most_images > 1:
+        return f"the update can hold {obs.most_images} images: the layer's input is a mixture of them"
+    return plain_sgd_reason(obs)
 
 
-def _layer_input(victim: Victim, obs: Observation, layer: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The layer's input by least squares over rows, which coordinates were determined, and notes."""
+def first_linear_layer(victim: Victim) -> str | None:
+    """Name of the model's first ``nn.Linear`` with a bias (the layer the analytic attack reads), if any."""
+    return next((name for name, module in victim.model.named_modules()
+                 if isinstance(module, nn.Linear) and module.bias is not None), None)
+
+
+def layer_input(victim: Victim, obs: Observation, layer: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The layer's input by least squares over rows, which coordinates were determined, and notes.
+
+    Exact for one image; for several, a mixture of them (what is left when no neuron isolates one).
+    """
     names = [f"{layer}.weight", f"{layer}.bias"]
     d_weight, d_bias = obs.update[names[0]].double(), obs.update[names[1]].double()
     travelled = obs.travelled(names)
@@ -97,8 +108,11 @@ def _layer_input(victim: Victim, obs: Observation, layer: str) -> tuple[torch.Te
 
 def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tensor, torch.Tensor]],
                      observations: list[Observation], settings: AttackSettings,
-                     stop: Stop | None) -> torch.Tensor:
-    """Images whose inputs to ``layer`` match the recovered ones (on the determined coordinates), batched."""
+                     stop: Stop | None) -> tuple[torch.Tensor, int]:
+    """Images whose inputs to ``layer`` match the recovered ones (on the determined coordinates), batched.
+
+    Returns them and the iterations run (fewer than asked when the budget was spent).
+    """
     targets = torch.stack([h for h, _ in features])
     known = torch.stack([k.to(h.dtype) for h, k in features])
     x0 = torch.stack([torch.randn((1, *victim.input_shape), generator=torch.Generator().manual_seed(
@@ -108,6 +122,9 @@ def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tens
         trial = victim.input_of(layer, x).flatten()
         return ((trial - target) ** 2 * mask).sum() / mask.sum().clamp(min=1) + FEATURE_TV * total_variation(x)
 
-    found, _ = minimize(cost, x0, (targets, known), AdamSchedule(iterations=settings.iterations, lr=settings.lr),
-                        batched=settings.batched, stop=stop)
-    return found[0]
+    found = minimize(cost, x0, (targets, known), AdamSchedule(iterations=settings.iterations, lr=settings.lr),
+                     batched=settings.batched, stop=stop)
+    return found.variables[0], found.iterations
+
+
+ANALYTIC = Attack("analytic", run=run_analytic, why_not=why_not)

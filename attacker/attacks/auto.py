@@ -1,45 +1,50 @@
-"""``auto``: a worst-case verdict per update, AutoAttack's idea (Croce and Hein, ICML 2020) for gradient inversion.
+"""``auto``: a worst-case verdict per update, raced; AutoAttack's idea (Croce and Hein, ICML 2020) for inversion.
 
 A defense's reported leakage must not hinge on one attack's tuning, nor on an attack that ignores
-what the server knows. Per update, every applicable attack of a small, fixed portfolio runs; the
+what the server knows. Per update, the attacks of a small, fixed portfolio that apply to it run; the
 judge scores each, and the verdict is the maximum, logged with the attack and settings that
 reached it (every attack's result stays in the event). Choosing the maximum uses the ground
 truth, as AutoAttack's per-sample worst case does: the verdict says what the best of these
 attacks achieves on this update, an upper bound on any single one of them.
 
-The portfolio, cheapest first (each defense-aware: a pruned upload is matched only where it
-travelled, see :mod:`attacker.matching`):
+The portfolio runs cheapest first, each attack only where it applies (:attr:`Attack.why_not`), each
+defense-aware (a pruned upload is matched only where it travelled, see :mod:`attacker.matching`):
 
-1. ``analytic``: every model of the zoo ends in a linear layer with a bias, so the input of the
-   first such layer is recovered exactly for one image (the image itself for an MLP; otherwise a
-   feature vector, which PRECODE's encoder sees before its noise, inverted to an image).
-2. Inverting Gradients at TV weights :data:`TV_GRID`; for updates other than one plain SGD step
+1. ``isolation``: the images that single neurons of a fully connected first layer isolate, exact over
+   any number of SGD steps and batches (closed form, milliseconds);
+2. ``analytic``: the input of the first linear layer with a bias for a one-image update (the image
+   itself for an MLP; otherwise a feature vector, which PRECODE's encoder sees before its noise,
+   inverted to an image);
+3. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient matching;
+4. Inverting Gradients at TV weights :data:`TV_GRID`; for updates other than one plain SGD step
    both ``approx`` and ``replay`` (the client's local training redone); against PRECODE also
    ``omit`` (omit-gradient) and, for one-step updates, ``restore`` (noise-restoring). All of
    them, for all updates of the round, run as vmap-batched optimisations, one per shape.
-3. iDLG, for updates of one image and one step (L-BFGS runs update by update); against PRECODE
-   with the omit-gradient matching.
+
+**The race.** An update leaves the portfolio as soon as the judge finds every image it holds
+identified by the attacks so far (``settled``, given by the plugin, which holds the judge): the
+later, dearer attacks would only confirm it. **The budget** (the round's :class:`attacker.stop.Stop`):
+when it is spent, the attack running returns its best so far and the later ones run only for
+updates that have no result yet; the event's notes say which attacks did not run.
 
 ``attack.iterations`` and ``attack.lr`` (when set) apply to the Adam-based attacks (IG and the
 analytic attack's feature inversion); iDLG keeps its published 300 L-BFGS steps at lr 1.
 
 ``noise`` and ``dp`` uploads: no adaptive attack is attempted (the noise is fresh and unknown to
 the server); the portfolio matches the noisy update as it is, and the event says so.
-
-``attack.timeout-seconds`` bounds the whole portfolio: when it runs out, the attacks that finished
-are judged and the event names the ones that did not run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from attacker.attacks.analytic import run_analytic
-from attacker.attacks.base import AttackSettings, NotApplicable, Reconstruction
-from attacker.attacks.dlg import run_idlg
-from attacker.attacks.ig import Variant, plan_attack, run_plans
+from attacker.attacks.analytic import ANALYTIC
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction
+from attacker.attacks.dlg import IDLG
+from attacker.attacks.ig import IG, Variant, plan_attack, run_plans
+from attacker.attacks.isolation import ISOLATION
 from attacker.observation import Observation
-from attacker.stop import AttackStopped, Stop
+from attacker.stop import Stop
 from attacker.victim import Victim
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 from fl_sim.defense_registry import DEFENSES
@@ -48,51 +53,65 @@ from fl_sim.defense_registry import DEFENSES
 #: 32x32 photos need (on them TV 0.1 over-smooths).
 TV_GRID = (1e-1, 1e-2, 1e-3)
 
-Stage = Callable[[], list[tuple[int, Reconstruction]]]
+#: The portfolio, cheapest first.
+PORTFOLIO = (ISOLATION, ANALYTIC, IDLG, IG)
+
+#: ``settled(index, reconstruction)``: whether the update at ``index``, with this new result, has every image it
+#: holds identified (the plugin's judge answers).
+Settled = Callable[[int, Reconstruction], bool]
 
 
 def run_auto(victim: Victim, observations: list[Observation], settings: AttackSettings,
-             stop: Stop | None = None) -> list[Reconstruction]:
-    """Every applicable attack on every update; each result carries all of them as ``candidates``."""
+             stop: Stop | None = None, settled: Settled | None = None) -> list[Reconstruction]:
+    """The portfolio raced on every update; each result carries every attack that ran as ``candidates``.
+
+    Every update must have at least one attack of the portfolio that applies (the plugin checks).
+    """
     candidates: list[list[Reconstruction]] = [[] for _ in observations]
-    stages = {"analytic": lambda: _analytic(victim, observations, settings, stop),
-              "ig": lambda: _inverting_gradients(victim, observations, settings, stop),
-              "idlg": lambda: _idlg(victim, observations, settings, stop)}
-    notes = [f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched as it is"
-             for obs in observations[:1] if DEFENSES[obs.defense].adds_noise]
-    for name, stage in stages.items():
-        try:
-            for index, rec in stage():
-                candidates[index].append(rec)
-        except AttackStopped:
-            if stop is None or not stop.timed_out or not all(candidates):
-                raise  # the run's end, or nothing to judge for some update: the round is cut or timed out
-            notes.append(f"attack.timeout-seconds ran out: {', '.join(list(stages)[list(stages).index(name):])} "
-                         f"did not run")
-            break
+    notes: list[list[str]] = [[f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched "
+                               f"as it is"] if DEFENSES[obs.defense].adds_noise else [] for obs in observations]
+    racing = set(range(len(observations)))
+    stages = {"isolation": _isolation, "analytic": _analytic, "idlg": _idlg, "ig": _inverting_gradients}
+    for attack in PORTFOLIO:
+        name = attack.name
+        chosen = [i for i in sorted(racing) if attack.why_not(victim, observations[i]) is None]
+        if stop is not None and stop.spent:
+            for i in [i for i in chosen if candidates[i]]:
+                notes[i].append(f"budget spent: {name} did not run")
+            chosen = [i for i in chosen if not candidates[i]]
+        if not chosen:
+            continue
+        for index, rec in stages[name](victim, [observations[i] for i in chosen], settings, stop, chosen):
+            candidates[index].append(rec)
+            if settled is not None and settled(index, rec):
+                racing.discard(index)
+                notes[index].append(f"every image held identified after {rec.attack}: the rest of the "
+                                    f"portfolio did not run")
     return [Reconstruction(observation=obs, images=found[0].images, labels=found[0].labels, loss=found[0].loss,
                            iterations=sum(c.iterations for c in found), seconds=sum(c.seconds for c in found),
-                           notes=notes, attack="auto", candidates=found)
-            for obs, found in zip(observations, candidates)]
+                           notes=own, attack="auto", candidates=found)
+            for obs, found, own in zip(observations, candidates, notes)]
 
 
-def _analytic(victim: Victim, observations: list[Observation], settings: AttackSettings,
-              stop: Stop | None) -> list[tuple[int, Reconstruction]]:
-    try:
-        return list(enumerate(run_analytic(victim, observations, settings.for_method("analytic"), stop)))
-    except NotApplicable:
-        return []
+def _isolation(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
+               owners: list[int]) -> list[tuple[int, Reconstruction]]:
+    return list(zip(owners, ISOLATION.run(victim, observations, settings.for_method("isolation"), stop)))
+
+
+def _analytic(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
+              owners: list[int]) -> list[tuple[int, Reconstruction]]:
+    return list(zip(owners, ANALYTIC.run(victim, observations, settings.for_method("analytic"), stop)))
 
 
 def _inverting_gradients(victim: Victim, observations: list[Observation], settings: AttackSettings,
-                         stop: Stop | None) -> list[tuple[int, Reconstruction]]:
+                         stop: Stop | None, owners: list[int]) -> list[tuple[int, Reconstruction]]:
     ig = settings.for_method("ig")
-    owners, plans, label_cache = [], [], {}
-    for index, obs in enumerate(observations):
+    plan_owners, plans, label_cache = [], [], {}
+    for owner, obs in zip(owners, observations):
         for variant in variants(victim, obs):
-            owners.append(index)
+            plan_owners.append(owner)
             plans.append(plan_attack(victim, obs, variant, ig, label_cache, stop))
-    return list(zip(owners, run_plans(victim, plans, ig, stop)))
+    return list(zip(plan_owners, run_plans(victim, plans, ig, stop)))
 
 
 def variants(victim: Victim, obs: Observation) -> list[Variant]:
@@ -103,13 +122,16 @@ def variants(victim: Victim, obs: Observation) -> list[Variant]:
             for mode in stochastic if not (mode == "restore" and multistep == "replay")]
 
 
-def _idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-          stop: Stop | None) -> list[tuple[int, Reconstruction]]:
-    chosen = [i for i, obs in enumerate(observations) if obs.batch_size == 1 and obs.local_steps == 1]
+def _idlg(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
+          owners: list[int]) -> list[tuple[int, Reconstruction]]:
     stochastic = "omit" if victim.bottleneck is not None else "sample"
     lbfgs = settings.for_method("idlg", iterations=ATTACK_ENTRIES["idlg"].iterations, lr=ATTACK_ENTRIES["idlg"].lr,
                                 stochastic=stochastic)
-    results = run_idlg(victim, [observations[i] for i in chosen], lbfgs, stop)
+    results = IDLG.run(victim, observations, lbfgs, stop)
     for rec in results:
         rec.attack = "idlg" + (" omit" if stochastic == "omit" else "")
-    return list(zip(chosen, results))
+    return list(zip(owners, results))
+
+
+
+AUTO = Attack("auto", run=run_auto, portfolio=PORTFOLIO)

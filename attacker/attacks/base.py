@@ -39,7 +39,7 @@ class AttackSettings:
                    lr=config.lr or ATTACK_ENTRIES[config.method].lr,
                    tv=config.tv, restarts=config.restarts, multistep=config.multistep,
                    stochastic=config.stochastic, max_images=config.max_images, batched=config.batched,
-                   compile=config.compile, seed=seed)
+                   compile=_compile_mode(config), seed=seed)
 
     def for_method(self, method: str, **changes) -> AttackSettings:
         """These settings for ``method`` (an attack of ``auto``'s portfolio).
@@ -50,6 +50,17 @@ class AttackSettings:
         resolved = dataclasses.replace(self, method=method, iterations=self.iterations or entry.iterations,
                                        lr=self.lr or entry.lr)
         return dataclasses.replace(resolved, **changes)
+
+
+#: The smallest budget per update under which ``attack.compile=auto`` compiles: compiling a step costs tens of
+#: seconds per shape on a CPU, more than a short budget holds (it pays off over many rounds of long attacks).
+COMPILE_MIN_BUDGET = 60.0
+
+
+def _compile_mode(config: AttackConfig) -> str:
+    """``attack.compile``, with ``auto`` turned ``off`` under a budget per update too short to pay for compiling."""
+    short = 0 < config.budget_seconds < COMPILE_MIN_BUDGET
+    return "off" if config.compile == "auto" and short else config.compile
 
 
 def victim_step(victim: Victim, settings: AttackSettings, key: tuple, objective: Callable[..., torch.Tensor],
@@ -86,5 +97,37 @@ class Reconstruction:
     candidates: list[Reconstruction] = field(default_factory=list)
 
 
-class NotApplicable(ValueError):
-    """The attack cannot run on this model or update (e.g. analytic recovery without a linear first layer)."""
+@dataclass(frozen=True)
+class Attack:
+    """One gradient-inversion attack (or a portfolio of them): how it runs, and on which updates it is known to work.
+
+    ``run(victim, observations, settings, stop) -> list[Reconstruction]`` gets the global model and
+    what the server observed of each update, nothing else. ``why_not(victim, observation)`` says why the
+    attack does not apply to an update (its published setting does not cover it), or ``None`` when it does;
+    a portfolio (``auto``) has its attacks' instead. An attack runs only where it applies, and a verdict of
+    "not leaked" needs one that did.
+    """
+
+    name: str
+    run: Callable[..., list[Reconstruction]]
+    why_not: Callable[[Victim, Observation], str | None] | None = None
+    portfolio: tuple[Attack, ...] = ()
+
+    def reasons(self, victim: Victim, obs: Observation) -> dict[str, str | None]:
+        """For this attack, or each of its portfolio, why it does not apply to ``obs`` (``None`` where it does)."""
+        if self.portfolio:
+            return {attack.name: attack.why_not(victim, obs) for attack in self.portfolio}
+        return {self.name: self.why_not(victim, obs)}
+
+    def applies(self, victim: Victim, obs: Observation) -> bool:
+        """Whether this attack (or one of its portfolio) applies to ``obs``."""
+        return any(reason is None for reason in self.reasons(victim, obs).values())
+
+
+def plain_sgd_reason(obs: Observation) -> str | None:
+    """Why ``obs``'s local training is not SGD that keeps every step a linear combination of the inputs' gradients."""
+    if obs.train.optimizer != "sgd":
+        return f"local {obs.train.optimizer} rescales every entry of the update on its own"
+    if obs.train.weight_decay:
+        return "weight decay adds the weights themselves to the update"
+    return None

@@ -32,18 +32,38 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction, victim_step
 from attacker.labels import recover_labels
 from attacker.lbfgs import LBFGS
 from attacker.matching import matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
 from attacker.steps import Step
-from attacker.stop import CHECK_EVERY, Stop
+from attacker.stop import Stop
 from attacker.victim import Victim
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
 STOP_LOSS = 1e-6
+#: The largest batch DLG's paper inverts (Zhu et al. 2019, batches of 1 to 8).
+DLG_MOST_IMAGES = 8
+
+
+def dlg_why_not(_victim: Victim, obs: Observation) -> str | None:
+    """Why DLG does not apply to ``obs``: it matches one plain SGD step's gradient of at most 8 images."""
+    if not obs.exact_gradient:
+        return "DLG matches the gradient of one plain SGD step; this update is not one"
+    if obs.most_images > DLG_MOST_IMAGES:
+        return f"the update can hold {obs.most_images} images; DLG is known to work up to {DLG_MOST_IMAGES}"
+    return None
+
+
+def idlg_why_not(_victim: Victim, obs: Observation) -> str | None:
+    """Why iDLG does not apply to ``obs``: it needs one plain SGD step on one image."""
+    if not obs.exact_gradient:
+        return "iDLG matches the gradient of one plain SGD step; this update is not one"
+    if obs.most_images > 1:
+        return f"iDLG recovers the label of one image; the update can hold {obs.most_images}"
+    return None
 
 
 def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
@@ -76,11 +96,13 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
         total_iterations += found.iterations
         if best is None or found.loss < best.loss:
             best = found
-        if best.loss < STOP_LOSS:
+        if best.loss < STOP_LOSS or (stop is not None and stop.spent):
             break
     notes = matching.notes + ([step.describe()] if step.describe() else [])
     if not obs.exact_gradient:
         notes.append(f"approximate gradient: {obs.local_steps} local steps of {obs.train.optimizer}")
+    if stop is not None and stop.spent and best.loss >= STOP_LOSS:
+        notes.append(f"budget spent: cut short after {total_iterations} iterations")
     return Reconstruction(observation=obs, images=best.image.cpu(), labels=best.labels.cpu(),
                           loss=best.loss, iterations=total_iterations, seconds=time.perf_counter() - start,
                           notes=notes, attack=settings.method)
@@ -124,9 +146,10 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask
         return x.detach().clone(), found
 
     best, iterations = _Point(float("inf"), *here()), 0
-    for iterations in range(1, settings.iterations + 1):
-        if stop is not None and iterations % CHECK_EVERY == 0:
-            stop.check(f"after {iterations} of {settings.iterations} iterations")
+    while iterations < settings.iterations:
+        if stop is not None and stop.ends(iterations, settings.iterations):
+            break
+        iterations += 1
         start = here()
         loss = float(optimizer.step(closure))
         if not math.isfinite(loss):
@@ -156,3 +179,7 @@ def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackS
             return l2_distance(restrict(victim.gradient(image, labels), names, mask), target)
     return victim_step(victim, settings, ("dlg" if soft_labels else "idlg", tuple(names)), cost,
                        2 if soft_labels else 1)
+
+
+DLG = Attack("dlg", run=run_dlg, why_not=dlg_why_not)
+IDLG = Attack("idlg", run=run_idlg, why_not=idlg_why_not)

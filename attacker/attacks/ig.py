@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacker.attacks.base import AttackSettings, Reconstruction, victim_step
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction, victim_step
 from attacker.engine import AdamSchedule, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
@@ -40,6 +40,19 @@ from attacker.replay import ReplaySchedule, epoch_prior, merge_copies, replay_sc
 from attacker.steps import Step
 from attacker.stop import Stop
 from attacker.victim import Victim
+
+#: The most images per update Inverting Gradients is known to invert (Geiping et al. 2020: batches of up to
+#: 100 images, and FedAvg updates of up to 100 images over several local epochs of SGD).
+IG_MOST_IMAGES = 100
+
+
+def why_not(_victim: Victim, obs: Observation) -> str | None:
+    """Why Inverting Gradients does not apply to ``obs``: local SGD over at most 100 images is what it inverts."""
+    if obs.train.optimizer != "sgd":
+        return f"no published attack inverts local {obs.train.optimizer} training (IG's FedAvg setting is SGD)"
+    if obs.most_images > IG_MOST_IMAGES:
+        return f"the update can hold {obs.most_images} images; IG is known to work up to {IG_MOST_IMAGES}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, l
             stop.check("during the replay's label search")
         update = simulate_update(victim, grey, trial_labels, obs.train, schedule.batches)
         return float(cosine_distance(restrict(update, matching.names, matching.mask), target))
-    return search_labels(cost, labels, schedule, victim.num_classes)
+    return search_labels(cost, labels, schedule, victim.num_classes, stop)
 
 
 def run_plans(victim: Victim, plans: list[Plan], settings: AttackSettings,
@@ -183,10 +196,12 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
     targets = step.lay_out({n: torch.stack([plan.target[n] for plan, _ in tries]) for n in first.target})
     masks = step.lay_out({n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask})
     tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
-    found, losses = minimize_with(step, variables, (labels, targets, masks, tvs),
-                                  AdamSchedule(iterations=settings.iterations, lr=settings.lr), stop=stop)
+    found = minimize_with(step, variables, (labels, targets, masks, tvs),
+                          AdamSchedule(iterations=settings.iterations, lr=settings.lr), stop=stop)
     notes = [step.describe()] if step.describe() else []
-    images = found[0]
+    if found.iterations < settings.iterations:
+        notes.append(f"budget spent: cut short after {found.iterations} of {settings.iterations} iterations")
+    images, losses = found.variables[0], found.losses
     seconds = time.perf_counter() - start
     results = []
     for i, plan in enumerate(plans):
@@ -197,7 +212,7 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
             x, labels = merge_copies(x, labels, plan.schedule)
         results.append(Reconstruction(
             observation=plan.obs, images=x, labels=labels, loss=float(losses[own][best]),
-            iterations=settings.iterations, seconds=seconds / len(plans), notes=plan.notes + notes,
+            iterations=found.iterations, seconds=seconds / len(plans), notes=plan.notes + notes,
             attack=plan.name))
     return results
 
@@ -227,3 +242,6 @@ def _step(victim: Victim, plan: Plan, attacks: int, settings: AttackSettings) ->
 def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(obs.random_stream(seed, restart))
     return torch.randn(shape, generator=generator).to(victim.device)
+
+
+IG = Attack("ig", run=run_ig, why_not=why_not)

@@ -8,16 +8,18 @@ checks the settings that depend on each other.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fl_sim.attack_registry import ATTACKS
+from fl_sim.config.attack import AttackConfig
 from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, flatten, parse_ids, resolve_key, setting
 from fl_sim.config.flat import all_keys as keys_of
 from fl_sim.config.flat import describe as describe_schema
 from fl_sim.config.rules import check_combinations
 from fl_sim.defense_registry import DEFENSES
+from fl_sim.errors import ConfigError
 from fl_sim.model_registry import MODELS
 from fl_sim.strategy_registry import STRATEGIES
 
@@ -82,12 +84,12 @@ class DataConfig:
 class ModelConfig:
     """Which network the federation trains."""
 
-    name: Literal[tuple(MODELS)] = setting("lenet", "model architecture")
+    name: Literal[tuple(MODELS)] = setting("mlp", "model architecture")
     init: Literal["default", "dlg"] = setting(
-        "dlg", "weight init: PyTorch's default, or DLG's uniform(-0.5, 0.5) on every parameter")
+        "default", "weight init: PyTorch's default, or DLG's uniform(-0.5, 0.5) on every parameter")
     norm: Literal["batch", "group"] = setting("group", "normalisation layers of resnet18")
     width: int = setting(1024, "hidden units per layer of the MLP", min=1)
-    depth: int = setting(2, "hidden layers of the MLP", min=1)
+    depth: int = setting(1, "hidden layers of the MLP", min=1)
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,13 @@ class PrecodeConfig:
 class TrainConfig:
     """Local training each client runs on its partition; the server sends it every round."""
 
-    optimizer: Literal["sgd", "adam"] = setting("adam", "local optimizer")
-    lr: float = setting(0.005, "local learning rate", min=0, min_exclusive=True)
+    optimizer: Literal["sgd", "adam"] = setting("sgd", "local optimizer")
+    lr: float = setting(0.1, "local learning rate", min=0, min_exclusive=True)
     momentum: float = setting(0.0, "SGD momentum", min=0, max=1)
     weight_decay: float = setting(0.0, "L2 weight decay", min=0)
     local_epochs: int = setting(2, "passes over the local partition per round (if local-steps is 0)", min=1)
-    local_steps: int = setting(0, "optimizer steps per round; 0 means use local-epochs", min=0)
-    batch_size: int = setting(16, "local mini-batch size", min=1)
+    local_steps: int = setting(8, "optimizer steps per round; 0 means use local-epochs", min=0)
+    batch_size: int = setting(8, "local mini-batch size", min=1)
     proximal_mu: float = setting(0.0, "FedProx's proximal term mu: local loss + mu/2 x squared L2 distance to the "
                                        "global model (Li et al. 2020); needs strategy.name=fedprox (0 = none)", min=0)
 
@@ -141,55 +143,31 @@ class DefenseConfig:
                                                 "noise multiplier is derived from it (0 = use the multiplier)", min=0)
     dpsgd_delta: float = setting(1e-5, "dpsgd: delta of the (epsilon, delta) guarantee", min=0, max=1,
                                   min_exclusive=True)
+    per_client: str = setting("dgp:6,7;topk:8,9", "partitions that run another update defense than defense.name, e.g. "
+                                  "'dgp:6,7;topk:8,9' (part of the protocol: the server knows it; not dpsgd; partitions beyond "
+                                  "simulation.num-clients are not run)")
 
+    def __post_init__(self) -> None:
+        self.assigned()
 
-@dataclass(frozen=True)
-class AttackConfig:
-    """The honest-but-curious server: which gradient inversion it runs on intercepted updates."""
+    def assigned(self) -> dict[int, str]:
+        """The partitions ``per-client`` assigns a defense, and its name."""
+        assigned: dict[int, str] = {}
+        for group in filter(None, (g.strip() for g in self.per_client.split(";"))):
+            name, _, ids = group.partition(":")
+            allowed = [d for d in DEFENSES if d != "dpsgd"]
+            if name.strip() not in allowed:
+                raise ConfigError(f"config key 'defense.per-client' names defense {name.strip()!r}; allowed: "
+                                  f"{', '.join(allowed)} (each as 'name:partition,partition', groups split by ';')")
+            for partition_id in parse_ids(ids, "defense.per-client"):
+                if partition_id in assigned:
+                    raise ConfigError(f"config key 'defense.per-client' assigns partition {partition_id} twice")
+                assigned[partition_id] = name.strip()
+        return assigned
 
-    enabled: bool = setting(False, "run the attacker plugin on every intercepted update")
-    method: Literal[tuple(ATTACKS)] = setting(
-        "auto", "gradient-inversion attack; auto = every applicable attack of a portfolio, the worst case kept")
-    iterations: int = setting(0, "optimisation steps; 0 = the method's published default "
-                                  "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps, analytic's feature "
-                                  "inversion 2000; for auto it sets the Adam attacks', iDLG keeps 300)", min=0)
-    lr: float = setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
-    tv: float = setting(0.1, "ig: total-variation weight (auto tries 0.1, 0.01 and 0.001)", min=0)
-    restarts: int = setting(1, "random restarts per attacked update, lowest final cost kept "
-                                "(dlg/idlg restart only while above their stop cost)", min=1)
-    multistep: Literal["replay", "approx"] = setting(
-        "replay", "ig on updates other than one plain SGD step: replay the client's local training "
-                  "(optimizer, epochs, batches) on dummy images, or approx: gradient = -update/(lr*steps)")
-    max_images: int = setting(32, "replay: at most this many dummy images per epoch (a client with more "
-                                   "is modelled with this many, and the event says so)", min=1)
-    stochastic: Literal["sample", "omit", "restore"] = setting(
-        "sample", "ig/idlg against PRECODE: sample the bottleneck's noise, omit the bottleneck's and later "
-                  "gradients from the matching, or restore (optimise) the noise with the image (ig)")
-    device: Literal["auto", "cpu", "cuda"] = setting("auto", "where attacks run; auto = cuda when present")
-    threads: int = setting(0, "torch threads of the server process, where attacks run; 0 = the cores this "
-                               "machine's simulated clients leave free (at least 1)", min=0)
-    batched: bool = setting(True, "ig: optimise all attacks of a round as one vmap-batched problem")
-    compile: Literal["auto", "on", "off"] = setting(
-        "auto", "ig, dlg, idlg: compile the optimisation step with torch.compile (CUDA graphs on a GPU); auto = "
-                "for attacks of 2000 or more iterations (so not DLG's 300 L-BFGS steps) on a model without "
-                "PRECODE, where a C++ compiler or a GPU is present; a failed compile then runs uncompiled "
-                "and the event says so")
-    blocking: bool = setting(False, "run attacks inside the round (deterministic) instead of a background worker")
-    queue_size: int = setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)
-    end_budget_seconds: float = setting(0.0, "at the end of a run, seconds to let pending attacks finish; "
-                                              "0 = wait for all", min=0)
-    timeout_seconds: float = setting(0.0, "time budget of one round's attack; past it the attack is stopped, "
-                                           "logged as attack-timeout and skipped (0 = none)", min=0)
-    success_ssim: float = setting(0.6, "an image leaks when a reconstruction identifies it (closer to it than "
-                                        "chance allows, see attack.false-leak-rate) with an SSIM of at least this",
-                                   min=0, max=1)
-    false_leak_rate: float = setting(0.005, "the judge's error per update: the identification margin a leak needs "
-                                            "is set so that real images the client never held (decoys) would "
-                                            "make at most this share of updates of the same size leak", min=0,
-                                      max=0.5)
-    max_clients: int = setting(0, "attack at most this many clients per round (0 = all)", min=0)
-    every: int = setting(1, "attack every n-th round", min=1)
-    save_images: bool = setting(True, "save ground truth vs reconstruction PNG grids")
+    def of(self, partition_id: int | None) -> str:
+        """The update defense partition ``partition_id`` runs: its ``per-client`` one, else ``defense.name``."""
+        return self.assigned().get(partition_id, self.name) if partition_id is not None else self.name
 
 
 @dataclass(frozen=True)
@@ -241,7 +219,7 @@ class RunConfig:
 
     seed: int = setting(42, "seed for data partitioning, model init and local training (0 to 2^32-1)", min=0,
                          max=MAX_SEED)
-    num_server_rounds: int = setting(20, "federated rounds", min=1)
+    num_server_rounds: int = setting(15, "federated rounds", min=1)
     server: ServerConfig = field(default_factory=ServerConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -267,6 +245,12 @@ class RunConfig:
         config = build(cls, nested, prefix="")
         check_combinations(config)
         return config
+
+    def of_client(self, partition_id: int) -> RunConfig:
+        """This configuration as partition ``partition_id`` runs it: with its own update defense."""
+        own = self.defense.of(partition_id)
+        return self if own == self.defense.name else dataclasses.replace(
+            self, defense=dataclasses.replace(self.defense, name=own, per_client=""))
 
     def to_flat(self) -> dict[str, Scalar]:
         """Return the configuration as Flower's flat run config (dotted kebab-case keys)."""
