@@ -143,9 +143,10 @@ class DefenseConfig:
                                                 "noise multiplier is derived from it (0 = use the multiplier)", min=0)
     dpsgd_delta: float = setting(1e-5, "dpsgd: delta of the (epsilon, delta) guarantee", min=0, max=1,
                                   min_exclusive=True)
-    per_client: str = setting("dgp:6,7;topk:8,9", "partitions that run another update defense than defense.name, e.g. "
-                                  "'dgp:6,7;topk:8,9' (part of the protocol: the server knows it; not dpsgd; partitions beyond "
-                                  "simulation.num-clients are not run)")
+    per_client: str = setting(
+        "dgp:6,7;topk:8,9", "partitions that run another update defense than defense.name, as 'name:ids;name:ids' "
+                            "(part of the protocol: the server knows it; not dpsgd; ids beyond simulation.num-clients "
+                            "are not run; '' = every client runs defense.name)")
 
     def __post_init__(self) -> None:
         self.assigned()
