@@ -179,6 +179,31 @@ class Judge:
         return to_match < to_reference.masked_fill(other_label, float("inf")).min(1).values
 
 
+class Race:
+    """``auto``'s race, judged: whether an update's results so far identify every image it holds.
+
+    Called as ``race(index, result)`` for each new result of the update at ``index`` (``helds[index]``: the
+    positions of the images it held, or None without ground truth, which never settles). Each result's
+    verdict is kept in :attr:`verdicts` by the result's ``id``, so that nothing is judged twice.
+    """
+
+    def __init__(self, judge: Judge, helds: Sequence[Sequence[int] | None]) -> None:
+        self.judge = judge
+        self.helds = helds
+        self.verdicts: dict[int, Verdict] = {}
+        self._identified: dict[int, set[int]] = {}
+
+    def __call__(self, index: int, result) -> bool:
+        """Judge ``result`` (it has ``images`` and ``labels``); True once the update's every image is identified."""
+        held = self.helds[index]
+        if not held:
+            return False
+        verdict = self.verdicts[id(result)] = self.judge(result.images, result.labels, held=held)
+        found = self._identified.setdefault(index, set())
+        found.update(image.match for image in verdict.images if image.identified)
+        return len(found) >= verdict.held
+
+
 def worst_case(verdicts: list[Verdict]) -> int:
     """Index of the verdict that leaks most: most images leaked, then identified, then the highest mean SSIM."""
     return max(range(len(verdicts)),

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,9 @@ import torch
 
 from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
 from attacker.images import save_grid
-from attacker.judge import ImageVerdict, Judge, Verdict, worst_case
+from attacker.judge import ImageVerdict, Judge, Race, Verdict, worst_case
 from attacker.observation import Observation
+from attacker.pool import AttackPool
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
@@ -72,6 +73,7 @@ class AttackerPlugin(ServerPlugin):
         self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
         self._victim: Victim | None = None
+        self._pool = AttackPool(config, input_shape, num_classes) if self.attack.workers else None
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
 
     @property
@@ -98,12 +100,13 @@ class AttackerPlugin(ServerPlugin):
             self._worker.submit(job)
 
     def close(self) -> None:
-        """Let pending attacks finish (or cut them at ``attack.end-budget-seconds``) and log the cut ones."""
-        if self._worker is None:
-            return
-        for job in self._worker.close(self.attack.end_budget_seconds):
+        """Let pending attacks finish (or cut them at ``attack.end-budget-seconds``), log those cut, stop the pool."""
+        cut = self._worker.close(self.attack.end_budget_seconds) if self._worker is not None else []
+        for job in cut:
             self.writer.emit(events.AttackCut(round=job.server_round, clients=len(job.observations),
                                               reason=f"end-of-run budget of {self.attack.end_budget_seconds} s spent"))
+        if self._pool is not None:  # Flower's backend shuts Ray down once the run returns: the pool goes first
+            self._pool.close()
 
     def account_for_earlier_rounds(self, earlier: list[events.Event], done: int) -> list[int]:
         """On resume: log ``attack-cut`` for each earlier round that was due an attack and has no outcome.
@@ -139,45 +142,50 @@ class AttackerPlugin(ServerPlugin):
             victim = self._victim_of(job.observations[0].global_arrays)
             reasons = [attack.reasons(victim, obs) for obs in job.observations]
             attacked = [i for i, why in enumerate(reasons) if any(reason is None for reason in why.values())]
-            stop = Stop(self.attack.budget_seconds * len(attacked), parent=run_stop)
-            judged: dict[int, Verdict] = {}
-            found: dict[int, Reconstruction] = {}
-            if attacked:
-                observations = [job.observations[i] for i in attacked]
-                extra = {"settled": self._settled([job.audits[i] for i in attacked], judged)} \
-                    if attack.portfolio else {}
-                found = dict(zip(attacked, attack.run(victim, observations, self.settings, stop, **extra)))
-            verdicts = [self._report(job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
-                        for i in range(len(job.observations))]
-            self._summarise(job.server_round, verdicts, round(time.perf_counter() - start, 3))
+            race = Race(self.judge, [job.audits[i].get(protocol.AUDIT_SAMPLES) for i in attacked]) \
+                if self.judge is not None else None
+            found, failed = self._reconstruct(job, victim, attacked, run_stop, race)
+            judged = {} if race is None else race.verdicts
+            outcomes = [self._report(job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
+                        for i in range(len(job.observations)) if i not in failed]
+            self._summarise(job.server_round, outcomes, round(time.perf_counter() - start, 3))
         except AttackStopped:
             raise  # the end-of-run budget: the worker logs the round as cut
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
-            hint = _OUT_OF_MEMORY_HINT if isinstance(err, torch.OutOfMemoryError) else ""
-            logger.error("round %d: attack %s failed: %s%s", job.server_round, self.settings.method, err, hint)
-            self.writer.emit(events.AttackError(round=job.server_round, method=self.settings.method,
-                                                clients=len(job.observations),
-                                                error=f"{type(err).__name__}: {err}{hint}"))
+            self._log_error(job.server_round, len(job.observations), err)
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
 
-    def _settled(self, audits: list[Mapping[str, Any]], judged: dict[int, Verdict]) -> Callable[[int, Reconstruction],
-                                                                                                   bool]:
-        """``auto``'s race: whether an update's results so far identify every image it holds (the judge says).
+    def _reconstruct(self, job: RoundJob, victim: Victim, attacked: list[int], run_stop: Stop,
+                     race: Race | None) -> tuple[dict[int, Reconstruction], set[int]]:
+        """The reconstructions of the updates at ``attacked`` (positions in the round), and those whose attack failed.
 
-        Each result's verdict is kept in ``judged`` (by the result's id) for the event, so nothing is judged twice.
+        Here, one optimisation for the round (``auto`` raced by the judge) within the round's budget; on the pool,
+        one job per update, each within ``attack.budget-seconds`` (a failed job is that update's ``attack-error``).
         """
-        identified: dict[int, set[int]] = {}
+        if not attacked:
+            return {}, set()
+        observations = [job.observations[i] for i in attacked]
+        attack = ATTACKS[self.settings.method]
+        if self._pool is None:
+            stop = Stop(self.attack.budget_seconds * len(attacked), parent=run_stop)
+            racing = {"settled": race} if attack.portfolio and race is not None else {}
+            return dict(zip(attacked, attack.run(victim, observations, self.settings, stop, **racing))), set()
+        results = self._pool.attack(observations, self.settings, self.attack.budget_seconds, run_stop)
+        failed = set()
+        for i, result in zip(attacked, results):
+            if isinstance(result, Exception):
+                failed.add(i)
+                self._log_error(job.server_round, 1, result, f" (partition {job.observations[i].partition_id})")
+        return {i: rec for i, rec in zip(attacked, results) if i not in failed}, failed
 
-        def settled(index: int, rec: Reconstruction) -> bool:
-            held = audits[index].get(protocol.AUDIT_SAMPLES)
-            if self.judge is None or not held:
-                return False
-            verdict = judged[id(rec)] = self.judge(rec.images, rec.labels, held=held)
-            identified.setdefault(index, set()).update(image.match for image in verdict.images if image.identified)
-            return len(identified[index]) >= verdict.held
-        return settled
+    def _log_error(self, server_round: int, clients: int, err: Exception, where: str = "") -> None:
+        """Log an attack that failed (``attack-error``), with what to lower when it ran out of memory."""
+        hint = _OUT_OF_MEMORY_HINT if isinstance(err, torch.OutOfMemoryError) else ""
+        logger.error("round %d: attack %s failed%s: %s%s", server_round, self.settings.method, where, err, hint)
+        self.writer.emit(events.AttackError(round=server_round, method=self.settings.method, clients=clients,
+                                            error=f"{type(err).__name__}{where}: {err}{hint}"))
 
     def _victim_of(self, global_arrays: Mapping[str, torch.Tensor]) -> Victim:
         """The model the round's clients started from.

@@ -28,7 +28,6 @@ import dataclasses
 import time
 
 import torch
-from papers import PAPERS
 from torch.profiler import ProfilerActivity, profile
 
 from attacker.attacks import ATTACKS, AttackSettings
@@ -36,17 +35,17 @@ from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
 from lab.offline import intercepted_updates
 
-FEDSGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
-          "attack.method": "ig"}
+ATTACKED = {**FEDSGD, "attack.method": "ig"}
 
 
 def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
     """Attack K one-image updates in ``mode``; seconds, iterations/s, compile seconds, GPU busy share, successes."""
-    config = RunConfig.from_flat(FEDSGD)
+    config = RunConfig.from_flat(ATTACKED)
     dataset = load_dataset(config.data)
     samples = [[(7 * i) % len(dataset.train)] for i in range(k)]
     updates, _ = intercepted_updates(config, samples)
@@ -56,8 +55,8 @@ def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0), iterations=iterations,
                                    batched=mode != "sequential", compile="on" if mode == "compiled" else "off")
     compile_seconds = warm_up(victim, observations, settings) if mode == "compiled" else None
-    reconstructions, seconds = timed(lambda: ATTACKS["ig"](victim, observations, settings), device)
-    busy = gpu_busy_share(lambda: ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=20)),
+    reconstructions, seconds = timed(lambda: ATTACKS["ig"].run(victim, observations, settings), device)
+    busy = gpu_busy_share(lambda: ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=20)),
                           device)
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     successes = sum(judge(rec.images, rec.labels, held).leaked for rec, held in zip(reconstructions, samples))
@@ -71,7 +70,7 @@ def warm_up(victim: Victim, observations: list[Observation], settings: AttackSet
     The step is kept on the victim, so the timed runs that follow reuse it.
     """
     before = set(victim.steps)
-    ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=2))
+    ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=2))
     return sum(victim.steps[key].compile_seconds or 0.0 for key in set(victim.steps) - before)
 
 

@@ -19,9 +19,11 @@ from pathlib import Path
 import torch
 from defense_table import DEFENSES
 
+from fl_sim.config.presets import FEDSGD
+
 from figures import save_rows
 from leakage_table import data_settings
-from worst_case import FEDSGD, attack_worst_case
+from worst_case import attack_worst_case
 
 
 def main() -> None:

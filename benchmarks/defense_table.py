@@ -28,10 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from papers import PAPERS
-
 from fl_sim import events
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import PAPERS
 from fl_sim.results import load_events
 from lab.simulation import simulate
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from papers import PAPERS
 
 from attacker.attacks import AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -40,6 +39,7 @@ from attacker.judge import Judge, Verdict
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import PAPERS
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images, write_image_folder
 from lab.offline import intercepted_updates

@@ -31,21 +31,20 @@ import statistics
 import time
 
 import torch
-from papers import PAPERS
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.metrics import ssim as pairwise_ssim
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from lab.offline import intercepted_updates
 
 from attack_throughput import timed, warm_up
 
 #: digits served as 3 channels: breaching's total variation is written for RGB
-FEDSGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1,
-          "data.channels": 3, "attack.method": "ig", "attack.tv": 0.1, "attack.lr": 0.1}
+ATTACKED = {**FEDSGD, "data.channels": 3, "attack.method": "ig", "attack.tv": 0.1, "attack.lr": 0.1}
 
 
 def breaching_attacker(model: torch.nn.Module, iterations: int, attack: str = "invertinggradients",
@@ -101,7 +100,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both tools")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = RunConfig.from_flat(FEDSGD)
+    config = RunConfig.from_flat(ATTACKED)
     dataset = load_dataset(config.data)
     updates, truths = intercepted_updates(config, [[(7 * i) % len(dataset.train)] for i in range(args.k)])
     observations = [Observation.from_update(update) for update in updates]
@@ -117,11 +116,11 @@ def main() -> None:
     one = {"eager": [], "compiled": [], "breaching": []}
     for _ in range(args.repeats):  # one update, interleaved
         for mode, mode_settings in modes.items():
-            one[mode].append(timed(lambda s=mode_settings: ATTACKS["ig"](victim, observations[:1], s),
+            one[mode].append(timed(lambda s=mode_settings: ATTACKS["ig"].run(victim, observations[:1], s),
                                    victim.device)[1])
         one["breaching"].append(run_breaching(attacker, victim, observations[0], truths[0].labels, starts[0])[1])
     rate = {tool: args.iterations / min(seconds) for tool, seconds in one.items()}
-    batched = {mode: timed(lambda s=mode_settings: ATTACKS["ig"](victim, observations, s), victim.device)
+    batched = {mode: timed(lambda s=mode_settings: ATTACKS["ig"].run(victim, observations, s), victim.device)
                for mode, mode_settings in modes.items()}
     found = [run_breaching(attacker, victim, obs, truth.labels, start)
              for obs, truth, start in zip(observations, truths, starts)]
@@ -188,7 +187,7 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     """
     lbfgs = settings.for_method(method, iterations=iterations)
     modes = compile_modes(lbfgs)
-    ATTACKS[method](victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
+    ATTACKS[method].run(victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
     attacker = breaching_attacker(victim.model, iterations, "deepleakage", labels_given=method == "idlg")
     attacker.objective = counter = CountingObjective(attacker.objective)
     rates = {"eager": [], "compiled": [], "breaching": []}
@@ -196,7 +195,7 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     for obs, truth, start in zip(observations, truths, starts):
         for mode, mode_settings in modes.items():
             before = sum(step.evaluations for step in victim.steps.values())
-            rec, seconds = timed(lambda o=obs, s=mode_settings: ATTACKS[method](victim, [o], s)[0], victim.device)
+            rec, seconds = timed(lambda o=obs, s=mode_settings: ATTACKS[method].run(victim, [o], s)[0], victim.device)
             rates[mode].append((sum(step.evaluations for step in victim.steps.values()) - before) / seconds)
             ssims[mode].append(ssim(rec.images, truth))
         counter.calls = 0

@@ -51,12 +51,13 @@ from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data.convert import CIFAR10_MEAN, CIFAR10_STD
 from fl_sim.models import build_run_model
 
 from csv_rows import RowLog
 from leakage_table import data_settings
-from worst_case import FEDSGD, attack_all
+from worst_case import attack_all
 
 DEFAULT_VICTIMS = Path("../shared/data/precode-victims/128CIF_RECDATA.dict")
 NOTEBOOK = {"mlp": 0.9997, "vb-mlp": 0.0045}
@@ -153,7 +154,7 @@ def run_protocol(images: torch.Tensor, labels: torch.Tensor, args, device: torch
         observations = as_fedsgd_observations(victim, gradients)
         settings = AttackSettings.from_config(RunConfig().attack, seed=0).for_method("analytic")
         begin = time.perf_counter()
-        results = ATTACKS["analytic"](victim, observations, settings)
+        results = ATTACKS["analytic"].run(victim, observations, settings)
         add_row(name, "analytic", torch.cat([r.images for r in results]), torch.cat([r.labels for r in results]),
                 1, len(results), time.perf_counter() - begin)
         if args.images:

@@ -31,12 +31,13 @@ from defense_table import DEFENSES, UTILITY_FIELDS
 
 from fl_sim import events, privacy
 from fl_sim.config import RunConfig, parse_assignment
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_client_data
 from fl_sim.results import load_events
 from lab.simulation import simulate
 
 from csv_rows import RowLog
-from worst_case import FEDSGD, attack_worst_case
+from worst_case import attack_worst_case
 
 #: DP-SGD rows: the epsilon a client may spend over the default job (delta 1e-5).
 DP_EPSILONS = (8.0, 3.0, 1.0)

@@ -7,7 +7,9 @@ judged, and the table gives, per attack alone and for the per-update maximum, th
 clients whose image leaked (identified above chance, SSIM >= 0.6; beside it the old criterion,
 SSIM >= 0.6 alone), the mean SSIM and IIP; updates only the old criterion called leaked are
 listed with their margins. It also times ``ig`` alone (its defaults: TV 0.1) on the same updates,
-for the cost of the worst case in seconds per update.
+and ``auto`` raced (cheapest attack first; an update leaves the portfolio once the judge finds
+every image it holds identified), for the cost of the worst case in seconds per update, and the
+images the raced and the full portfolio identify.
 
 Data: digits, and, with ``--victims FILE``, PRECODE's 128 CIFAR-10 victims (3 channels;
 converted to a temporary image folder, never committed). ``--set key=value`` changes the run
@@ -26,21 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from papers import PAPERS
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.attacks.base import Reconstruction
-from attacker.judge import Judge, Verdict, worst_case
+from attacker.judge import Judge, Race, Verdict, worst_case
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig, parse_assignment
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import ImageData, load_dataset
 from lab.offline import intercepted_updates
 
 from leakage_table import data_settings
 from old_criterion import old_leaks
 
-FEDSGD = {**PAPERS, "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 #: The row of the per-update worst case over the portfolio.
 WORST = "auto (worst case)"
 
@@ -57,10 +58,15 @@ class WorstCase:
     old_leaked: dict[str, list[bool]]
     auto_seconds: float
     ig_seconds: float | None
+    #: the raced ``auto`` (an update leaves the portfolio once every image it holds is identified): its seconds
+    #: per update and the images its worst case identifies; the full portfolio's images identified beside
+    raced_seconds: float | None
+    raced_identified: int | None
+    full_identified: int
 
 
 def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool = True) -> WorstCase:
-    """Run ``auto`` (and, with ``time_ig``, ``ig`` alone, for its cost) on ``clients`` FedSGD updates."""
+    """Run ``auto`` (and, with ``time_ig``, ``ig`` alone and the raced ``auto``, for their cost) on FedSGD updates."""
     config = RunConfig.from_flat(flat)
     dataset = load_dataset(config.data)
     stride = max(1, len(dataset.train) // clients)
@@ -69,19 +75,24 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
     victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
                                 torch.device("cpu"))
-    settings = AttackSettings.from_config(config.attack, seed=0)
+    settings = AttackSettings.from_config(config.attack, seed=0).for_method("auto", iterations=iterations)
+    judge = Judge.of_dataset(dataset, config.attack, seed=0)
     start = time.perf_counter()
-    results = ATTACKS["auto"](victim, observations, settings.for_method("auto", iterations=iterations))
+    results = ATTACKS["auto"].run(victim, observations, settings)
     auto_seconds = (time.perf_counter() - start) / clients
-    ig_seconds = None
+    ig_seconds = raced_seconds = raced_identified = None
     if time_ig:
+        race = Race(judge, samples)
         start = time.perf_counter()
-        ATTACKS["ig"](victim, observations, settings.for_method("ig", iterations=iterations or 0))
+        raced = ATTACKS["auto"].run(victim, observations, settings, settled=race)
+        raced_seconds = (time.perf_counter() - start) / clients
+        raced_identified = sum(max(race.verdicts[id(c)].images_identified for c in rec.candidates) for rec in raced)
+        start = time.perf_counter()
+        ATTACKS["ig"].run(victim, observations, settings.for_method("ig", iterations=iterations or 0))
         ig_seconds = (time.perf_counter() - start) / clients
     per_attack: dict[str, list[Verdict]] = {}
     old_leaked: dict[str, list[bool]] = {}
     best, best_verdicts = [], []
-    judge = Judge.of_dataset(dataset, config.attack, seed=0)
     for rec, held, truth in zip(results, samples, truths):
         verdicts = [judge(c.images, c.labels, held) for c in rec.candidates]
         olds = [old_leaks(c.images, truth.tensors()[0]) > 0 for c in rec.candidates]
@@ -92,7 +103,8 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
         winner = worst_case(verdicts)
         best.append(rec.candidates[winner])
         best_verdicts.append(verdicts[winner])
-    return WorstCase(truths, best, best_verdicts, per_attack, old_leaked, auto_seconds, ig_seconds)
+    return WorstCase(truths, best, best_verdicts, per_attack, old_leaked, auto_seconds, ig_seconds, raced_seconds,
+                     raced_identified, sum(v.images_identified for v in best_verdicts))
 
 
 def attack_all(flat: dict, clients: int, iterations: int) -> None:
@@ -109,8 +121,10 @@ def attack_all(flat: dict, clients: int, iterations: int) -> None:
             image = verdict.images[0]
             print(f"  client {client}: leaked by the old criterion only: SSIM {image.scores.ssim:.3f}, margin "
                   f"{image.margin_db:.2f} dB where chance needs {verdict.chance.required_margin_db:.2f} dB")
-    print(f"seconds per update: auto {found.auto_seconds:.1f}, ig alone {found.ig_seconds:.1f} "
-          f"({found.auto_seconds / found.ig_seconds:.1f}x)", flush=True)
+    print(f"seconds per update: ig alone {found.ig_seconds:.1f}; auto, full portfolio {found.auto_seconds:.1f} "
+          f"({found.auto_seconds / found.ig_seconds:.1f}x), images identified {found.full_identified}/{clients}; "
+          f"auto raced {found.raced_seconds:.1f} ({found.raced_seconds / found.ig_seconds:.1f}x), images "
+          f"identified {found.raced_identified}/{clients}", flush=True)
 
 
 def main() -> None:

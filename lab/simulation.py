@@ -16,6 +16,7 @@ from typing import TextIO
 import ray
 from flwr.simulation import run_simulation
 
+from attacker.pool import pool_resources
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig, SimulationConfig
 from fl_sim.data import load_client_data, load_dataset
@@ -110,7 +111,7 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     # messages; Flower's own log, tracebacks included, is for --verbose
     flwr_logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
-    _start_ray(sim.ray_address, verbose)
+    _start_ray(sim.ray_address, verbose, pool_resources(config))
     _check_client_resources(sim)
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
     display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()
@@ -172,8 +173,10 @@ class _LiveDisplay:
         self._thread.join(timeout=5)
 
 
-def _start_ray(address: str, verbose: bool = False) -> None:
+def _start_ray(address: str, verbose: bool = False, resources: dict[str, float] | None = None) -> None:
     """Start Ray, or join the cluster at ``address``, as Flower's Ray backend would (which then reuses it).
+
+    A private Ray declares ``resources`` (the attack workers' custom resource); a cluster's nodes declare their own.
 
     Done here so that our signal handlers come after Ray's own: ``ray.init`` replaces the
     SIGTERM handler of the process. The clients' own output (Flower's actor warnings, Ray's
@@ -189,7 +192,7 @@ def _start_ray(address: str, verbose: bool = False) -> None:
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
     if not address:  # "local": a private Ray, never a cluster `ray start` left running on this machine
         ray.init(address="local", runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=verbose)
+                 log_to_driver=verbose, resources=resources)
         return
     try:
         context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,

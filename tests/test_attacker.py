@@ -13,6 +13,7 @@ from attacker.labels import recover_labels
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
@@ -21,9 +22,6 @@ from lab.offline import intercepted_updates
 
 from judging import judge_for
 from local_grid import run_locally
-
-#: One plain-SGD step on one image: the FedSGD setting in which -update/lr is the exact gradient.
-FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 
 
 def _observe(config: RunConfig, samples: list[list[int]], seed: int = 0):
@@ -63,7 +61,7 @@ def test_labels_recovered_for_one_image_and_for_a_batch():
 def test_analytic_recovers_one_image_exactly_from_an_mlp():
     config = RunConfig.from_flat({**FEDSGD, "model.name": "mlp", "model.width": 128})
     victim, observations, _ = _observe(config, [[5]])
-    rec = ATTACKS["analytic"](victim, observations, _settings(config, "analytic"))[0]
+    rec = ATTACKS["analytic"].run(victim, observations, _settings(config, "analytic"))[0]
     ssim, psnr, verdict = _ssim_psnr(config, rec, [5])
     assert psnr >= 60 and ssim > 0.999 and verdict.label_accuracy == 1.0 and verdict.leaked
 
@@ -77,7 +75,7 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations, rest
     """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": method})
     victim, observations, _ = _observe(config, [[3]])
-    rec = ATTACKS[method](victim, observations, _settings(config, iterations=iterations, restarts=restarts))[0]
+    rec = ATTACKS[method].run(victim, observations, _settings(config, iterations=iterations, restarts=restarts))[0]
     ssim, _, verdict = _ssim_psnr(config, rec, [3])
     start = judge_for(config.data)(torch.randn(1, 1, 32, 32), rec.labels, [3])
     assert ssim >= 0.6 > start.best_ssim
@@ -93,8 +91,8 @@ def test_dlg_lowers_its_cost_from_a_joint_image_and_label_start():
     """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "dlg"})
     victim, observations, _ = _observe(config, [[3], [40]])
-    first = ATTACKS["dlg"](victim, observations, _settings(config, iterations=1))
-    final = ATTACKS["dlg"](victim, observations, _settings(config, iterations=60, restarts=2))
+    first = ATTACKS["dlg"].run(victim, observations, _settings(config, iterations=1))
+    final = ATTACKS["dlg"].run(victim, observations, _settings(config, iterations=60, restarts=2))
     assert all(b.loss < a.loss / 10 for a, b in zip(first, final))
 
 
@@ -102,8 +100,8 @@ def test_batched_engine_equals_sequential():
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "ig"})
     victim, observations, _ = _observe(config, [[1], [2], [3]])
     settings = _settings(config, iterations=20, restarts=2)
-    batched = ATTACKS["ig"](victim, observations, dataclasses.replace(settings, batched=True))
-    sequential = ATTACKS["ig"](victim, observations, dataclasses.replace(settings, batched=False))
+    batched = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, batched=True))
+    sequential = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, batched=False))
     for a, b in zip(batched, sequential):
         assert torch.allclose(a.images, b.images, atol=1e-4)
         assert a.loss == pytest.approx(b.loss, abs=1e-5)
@@ -113,8 +111,8 @@ def test_replayed_local_steps_reduce_the_matching_cost():
     config = RunConfig.from_flat({**FEDSGD, "train.local-steps": 3, "attack.method": "ig"})
     victim, observations, truths = _observe(config, [[4, 9, 13]])
     assert observations[0].local_steps == 3 and not observations[0].exact_gradient
-    short = ATTACKS["ig"](victim, observations, _settings(config, iterations=1))[0]
-    longer = ATTACKS["ig"](victim, observations, _settings(config, iterations=150))[0]
+    short = ATTACKS["ig"].run(victim, observations, _settings(config, iterations=1))[0]
+    longer = ATTACKS["ig"].run(victim, observations, _settings(config, iterations=150))[0]
     assert longer.images.shape == (3, 1, 32, 32) and "replay" in longer.attack
     assert longer.loss < short.loss
 
@@ -169,7 +167,7 @@ def test_analytic_fails_only_the_client_whose_bias_did_not_move():
     frozen = dataclasses.replace(observations[0], update={
         name: torch.zeros_like(value) if name.endswith("bias") else value
         for name, value in observations[0].update.items()})
-    first, second = ATTACKS["analytic"](victim, [frozen, observations[1]], _settings(config, "analytic"))
+    first, second = ATTACKS["analytic"].run(victim, [frozen, observations[1]], _settings(config, "analytic"))
     assert "nothing recovered" in first.notes[-1] and not _ssim_psnr(config, first, [5])[2].leaked
     assert _ssim_psnr(config, second, [6])[1] >= 60
 

@@ -104,7 +104,7 @@ def test_describe_covers_every_key_with_help():
     rows = describe()
     assert [key for key, _, _ in rows] == all_keys()
     assert all(help_text for _, _, help_text in rows)
-    assert dict((k, d) for k, d, _ in rows)["model.name"] == "lenet"
+    assert dict((k, d) for k, d, _ in rows)["model.name"] == "mlp"
 
 
 def test_the_configuration_reference_page_is_current_and_lists_every_key():
@@ -121,4 +121,4 @@ def test_fl_sim_config_prints_booleans_as_they_are_written(capsys):
 
     assert cli.main(["config"]) == 0
     lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
-    assert (lines["attack.enabled"], lines["defense.error-feedback"]) == ("false", "true")
+    assert (lines["attack.blocking"], lines["defense.error-feedback"]) == ("false", "true")

@@ -57,7 +57,8 @@ def test_any_model_of_the_zoo_can_be_extended_before_its_classifier(name):
 
 
 def test_early_position_follows_the_first_block():
-    config = RunConfig.from_flat({"precode.enabled": True, "precode.position": "early", "precode.k": 8})
+    config = RunConfig.from_flat({"model.name": "lenet", "precode.enabled": True, "precode.position": "early",
+                                  "precode.k": 8})
     model = build_run_model(config, (1, 32, 32), 10)
     assert isinstance(model.features[2], VariationalBottleneck)
     assert model.features[2].encoder.in_features == 12 * 16 * 16

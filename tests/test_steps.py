@@ -13,10 +13,10 @@ from attacker.observation import Observation
 from attacker.steps import COMPILE_MIN_ITERATIONS, CompileFailed, Step, compile_wanted
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from lab.offline import intercepted_updates
 
-FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 CPU = torch.device("cpu")
 
 

@@ -15,6 +15,7 @@ from attacker.replay import replay_schedule, simulate_update
 from attacker.victim import Victim
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from fl_sim.results import read_events
 from fl_sim.training import batch_schedule
@@ -22,8 +23,6 @@ from lab.offline import intercepted_updates
 
 from judging import judge_for
 from local_grid import LocalGrid, run_locally
-
-FEDSGD = {"train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1, "train.local-steps": 1}
 
 
 def _observe(flat: dict, samples: list[list[int]]):
@@ -86,7 +85,7 @@ def test_dlg_reports_the_cost_of_the_image_it_returns():
     config, victim, observations, _ = _observe(FEDSGD, [[3]])
     for method in ("idlg", "dlg"):
         for iterations in (1, 3):
-            rec = ATTACKS[method](victim, observations, _settings(config, method, iterations=iterations))[0]
+            rec = ATTACKS[method].run(victim, observations, _settings(config, method, iterations=iterations))[0]
             target = observations[0].gradient_estimate(victim.param_names)
             soft = torch.nn.functional.one_hot(rec.labels, victim.num_classes).float()
             trial = victim.gradient(rec.images, rec.labels if method == "idlg" else soft)
@@ -118,7 +117,7 @@ def test_worst_case_picks_the_verdict_that_leaks_most():
 def test_replay_beats_its_start_and_approx_on_two_local_steps():
     flat = {**FEDSGD, "train.local-steps": 2, "data.image-size": 16}
     config, victim, observations, truths = _observe(flat, [[3, 40]])
-    replay = ATTACKS["ig"](victim, observations, _settings(config, "ig", iterations=400, tv=0.01))[0]
+    replay = ATTACKS["ig"].run(victim, observations, _settings(config, "ig", iterations=400, tv=0.01))[0]
     assert replay.images.shape == (2, 1, 16, 16) and "replay" in replay.attack
     assert sorted(replay.labels.tolist()) == sorted(truths[0].labels.tolist())
     assert _ssim(config, replay, [3, 40]) > _start_ssim(config, replay, [3, 40]) + 0.2
@@ -129,17 +128,17 @@ def test_pruned_uploads_are_matched_where_they_travelled():
     flat = {**FEDSGD, "defense.name": "dgp", "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3]])
     assert observations[0].pruned
-    aware = ATTACKS["idlg"](victim, observations, _settings(config, "idlg", iterations=200))[0]
+    aware = ATTACKS["idlg"].run(victim, observations, _settings(config, "idlg", iterations=200))[0]
     assert any("defense-aware" in note for note in aware.notes)
     naive_obs = [dataclasses.replace(observations[0], defense="none", positions=None)]
-    naive = ATTACKS["idlg"](victim, naive_obs, _settings(config, "idlg", iterations=200))[0]
+    naive = ATTACKS["idlg"].run(victim, naive_obs, _settings(config, "idlg", iterations=200))[0]
     assert _ssim(config, aware, [3]) >= 0.6 > _ssim(config, naive, [3])
 
 
 def test_analytic_recovers_features_before_precode_and_inverts_them():
     flat = {**FEDSGD, "precode.enabled": True, "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3]])
-    rec = ATTACKS["analytic"](victim, observations, _settings(config, "analytic", iterations=1000))[0]
+    rec = ATTACKS["analytic"].run(victim, observations, _settings(config, "analytic", iterations=1000))[0]
     assert "features.1.encoder" in rec.notes[-1]
     assert _ssim(config, rec, [3]) >= 0.8
 
@@ -149,8 +148,8 @@ def test_precode_adaptive_attacks_beat_their_start(stochastic):
     flat = {**FEDSGD, "precode.enabled": True, "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3]])
     settings = _settings(config, "ig", tv=0.01, stochastic=stochastic)
-    first = ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=1))[0]
-    rec = ATTACKS["ig"](victim, observations, dataclasses.replace(settings, iterations=300))[0]
+    first = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=1))[0]
+    rec = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=300))[0]
     assert rec.attack == f"ig tv=0.01 {stochastic}"
     assert rec.loss < first.loss and _ssim(config, rec, [3]) > _start_ssim(config, rec, [3]) + 0.05
 
@@ -163,8 +162,12 @@ def test_auto_logs_the_worst_case_of_its_portfolio(tiny_config):
     assert len(attacks) == 3
     for event in attacks:
         portfolio = event["portfolio"]
-        assert {entry["attack"] for entry in portfolio} == {"analytic", "ig tv=0.1", "ig tv=0.01", "ig tv=0.001",
-                                                            "idlg"}
+        assert event["applied"] == ["analytic", "idlg", "ig"] and "isolation" in event["not_applied"]
+        ran = [entry["attack"] for entry in portfolio]
+        assert ran[:2] == ["analytic", "idlg"]  # cheapest first
+        raced = any(note.startswith("every image held identified after") for note in event["notes"])
+        assert ran[2:] == ([] if raced else ["ig tv=0.1", "ig tv=0.01", "ig tv=0.001"])
+        assert event["verdict"] == ("leaked" if event["success"] else "not leaked")
         best = max(portfolio, key=lambda e: (e["images_leaked"], e["images_identified"], e["mean_ssim"]))
         assert event["attack"] == best["attack"] and event["success"] == best["success"]
         assert max(image["ssim"] for image in event["per_image"]) == pytest.approx(best["best_ssim"])
@@ -200,4 +203,4 @@ def test_a_stop_stops_the_replays_label_search():
     stop = Stop()
     stop.set()
     with pytest.raises(AttackStopped, match="label search"):
-        ATTACKS["ig"](victim, observations, _settings(config, "ig", iterations=10), stop)
+        ATTACKS["ig"].run(victim, observations, _settings(config, "ig", iterations=10), stop)

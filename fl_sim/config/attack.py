@@ -40,6 +40,13 @@ class AttackConfig:
                 "for attacks of 2000 or more iterations (so not DLG's 300 L-BFGS steps) on a model without "
                 "PRECODE, where a C++ compiler or a GPU is present; a failed compile then runs uncompiled "
                 "and the event says so")
+    workers: int = setting(0, "attack workers: 0 = a thread of the server, N = N Ray actors on the simulation's "
+                               "Ray or the cluster at simulation.ray-address (each reserves the custom resource "
+                               "'attack')", min=0)
+    worker_cpus: float = setting(1.0, "units of Ray's 'attack' resource, and torch threads, per attack worker", min=0,
+                                  min_exclusive=True)
+    worker_gpus: float = setting(0.0, "GPUs per attack worker (num_gpus; with attack.device=auto it attacks there)",
+                                  min=0)
     blocking: bool = setting(False, "run attacks inside the round (deterministic) instead of a background worker")
     queue_size: int = setting(4, "background worker: rounds waiting to be attacked before training waits", min=1)
     end_budget_seconds: float = setting(0.0, "at the end of a run, seconds to let pending attacks finish; "

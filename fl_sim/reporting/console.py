@@ -36,6 +36,9 @@ def attack_line(attack: AttackRound) -> str:
     leaked = f"{s.clients_leaked}/{s.clients_judged} clients leaked above chance ({fmt(s.client_success_rate, '.0%')})"
     if s.images_held is not None:
         leaked += f", {s.images_leaked}/{s.images_held} images"
+    others = {v: n for v, n in (s.verdicts or {}).items() if n and v not in (events.LEAKED, events.NOT_LEAKED)}
+    if others:
+        leaked += "; " + ", ".join(f"{n} {verdict}" for verdict, n in others.items())
     return (f"attack round {attack.round}: {s.method} on {s.clients} clients, {leaked}, "
             f"SSIM best {fmt(s.best_ssim)} median {fmt(s.median_ssim)}, "
             f"PSNR best {fmt(s.best_psnr, '.1f')} median {fmt(s.median_psnr, '.1f')} dB, "

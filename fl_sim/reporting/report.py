@@ -11,8 +11,10 @@ import html
 import json
 import statistics
 import struct
+from collections import Counter
 from pathlib import Path
 
+from fl_sim import events
 from fl_sim.config import AttackConfig
 from fl_sim.reporting import plots
 from fl_sim.reporting.formatting import fmt, setting
@@ -114,8 +116,31 @@ LEAK_CRITERION = ("An image leaks when a reconstruction identifies it (closer to
                   "run, not a proof of safety.")
 
 
+def _verdict_html(client: events.Attack) -> str:
+    """An attacked update's verdict as the page shows it: a leak, no leak found, or why there is no verdict."""
+    verdict = client.verdict or (events.NO_GROUND_TRUTH if client.success is None else
+                                 events.LEAKED if client.success else events.NOT_LEAKED)
+    style = {events.LEAKED: "leaked", events.NOT_LEAKED: "safe"}.get(verdict)
+    text = "no leak found" if verdict == events.NOT_LEAKED else verdict
+    return f"<span class={style}>{text}</span>" if style else html.escape(text)
+
+
+def _per_defense(progress: RunProgress) -> str:
+    """Updates per client defense and verdict, over the whole run: the defenses side by side."""
+    counts: dict[str, Counter] = {}
+    for attack in progress.attacks.values():
+        for client in attack.clients:
+            counts.setdefault(client.defense or "?", Counter())[client.verdict or "?"] += 1
+    if not counts:
+        return ""
+    verdicts = [v for v in events.VERDICTS if any(c[v] for c in counts.values())]
+    return "<h3>Updates by defense and verdict</h3>" + _table(
+        ["defense", "updates", *verdicts],
+        [[name, sum(c.values()), *(c[v] for v in verdicts)] for name, c in sorted(counts.items())])
+
+
 def _attacks(run_dir: Path, progress: RunProgress) -> str:
-    parts = ["<h2>Attacks</h2>", f"<p>{LEAK_CRITERION}</p>", _table(
+    parts = ["<h2>Attacks</h2>", f"<p>{LEAK_CRITERION}</p>", _per_defense(progress), _table(
         ["round", "method", "clients", "leaked above chance", "success", "best SSIM", "median SSIM", "median PSNR",
          "seconds"],
         [[a.round, a.summary.method, a.summary.clients, a.summary.clients_leaked,
@@ -144,8 +169,9 @@ def _attack_round(run_dir: Path, attack: AttackRound) -> str:
     figures = []
     for client in sorted(attack.clients, key=lambda c: c.partition_id or 0):
         images = client.per_image or []
-        verdict = ("<span class=leaked>leaked</span>" if client.success else
-                   "<span class=safe>no leak found</span>") if client.success is not None else "not judged"
+        verdict = _verdict_html(client)
+        if client.defense:
+            verdict += f" ({html.escape(client.defense)})"
         scores = (f"<br>SSIM {statistics.fmean(i.ssim for i in images):.3f} · "
                   f"PSNR {statistics.fmean(i.psnr_capped for i in images):.1f} dB") if images else ""
         if client.chance:
