@@ -180,7 +180,10 @@ class Judge:
 
 
 class Race:
-    """``auto``'s race, judged: whether an update's results so far identify every image it holds.
+    """``auto``'s race, judged: whether an update's results so far leak every image it holds.
+
+    Leaked, not only identified: an attack that stops the race must not lower the verdict (an image identified at
+    an SSIM under the threshold may leak to a later attack).
 
     Called as ``race(index, result)`` for each new result of the update at ``index`` (``helds[index]``: the
     positions of the images it held, or None without ground truth, which never settles). Each result's
@@ -194,13 +197,13 @@ class Race:
         self._identified: dict[int, set[int]] = {}
 
     def __call__(self, index: int, result) -> bool:
-        """Judge ``result`` (it has ``images`` and ``labels``); True once the update's every image is identified."""
+        """Judge ``result`` (it has ``images`` and ``labels``); True once every image of the update has leaked."""
         held = self.helds[index]
         if not held:
             return False
         verdict = self.verdicts[id(result)] = self.judge(result.images, result.labels, held=held)
         found = self._identified.setdefault(index, set())
-        found.update(image.match for image in verdict.images if image.identified)
+        found.update(image.match for image in verdict.images if image.leaked)
         return len(found) >= verdict.held
 
 

@@ -43,9 +43,9 @@ from lab.offline import intercepted_updates
 ATTACKED = {**FEDSGD, "attack.method": "ig"}
 
 
-def measure(k: int, iterations: int, mode: str, device: torch.device) -> dict:
+def measure(k: int, iterations: int, mode: str, device: torch.device, dataset: str = "digits") -> dict:
     """Attack K one-image updates in ``mode``; seconds, iterations/s, compile seconds, GPU busy share, successes."""
-    config = RunConfig.from_flat(ATTACKED)
+    config = RunConfig.from_flat({**ATTACKED, "data.dataset": dataset})
     dataset = load_dataset(config.data)
     samples = [[(7 * i) % len(dataset.train)] for i in range(k)]
     updates, _ = intercepted_updates(config, samples)
@@ -104,9 +104,11 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["auto"], choices=["auto", "cpu", "cuda"])
     parser.add_argument("--modes", nargs="+", default=["sequential", "batched", "compiled"],
                         choices=["sequential", "batched", "compiled"])
+    parser.add_argument("--dataset", default="digits", choices=["digits", "faces"],
+                        help="faces needs only scikit-image (digits needs scikit-learn)")
     args = parser.parse_args()
     devices = [resolve_device(requested) for requested in args.devices]
-    print(f"Inverting Gradients, DLG LeNet, digits 32x32, 1 image per update, {args.iterations} iterations")
+    print(f"Inverting Gradients, DLG LeNet, {args.dataset} 32x32, 1 image per update, {args.iterations} iterations")
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
         print(f"  {device.type}: {name}")
@@ -115,12 +117,12 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for device in devices:
-        measure(1, 5, "batched", device)  # warm-up (allocations, kernels)
+        measure(1, 5, "batched", device, args.dataset)  # warm-up (allocations, kernels)
     for k in args.ks:
         baseline = None
         for device in devices:
             for mode in args.modes:
-                r = measure(k, args.iterations, mode, device)
+                r = measure(k, args.iterations, mode, device, args.dataset)
                 baseline = baseline or r["seconds"]
                 per_success = f"{r['seconds'] / r['successes']:.2f}" if r["successes"] else "-"
                 compiling = f"{r['compile_seconds']:.1f}" if r["compile_seconds"] is not None else "-"

@@ -164,9 +164,9 @@ def test_auto_logs_the_worst_case_of_its_portfolio(tiny_config):
         portfolio = event["portfolio"]
         assert event["applied"] == ["analytic", "idlg", "ig"] and "isolation" in event["not_applied"]
         ran = [entry["attack"] for entry in portfolio]
-        assert ran[:2] == ["analytic", "idlg"]  # cheapest first
-        raced = any(note.startswith("every image held identified after") for note in event["notes"])
-        assert ran[2:] == ([] if raced else ["ig tv=0.1", "ig tv=0.01", "ig tv=0.001"])
+        order = ["analytic", "ig tv=0.01", "ig tv=0.001", "ig tv=0.1", "idlg"]  # cheapest first
+        raced = any(note.startswith("every image held leaked after") for note in event["notes"])
+        assert ran == order[:len(ran)] and (raced or ran == order)
         assert event["verdict"] == ("leaked" if event["success"] else "not leaked")
         best = max(portfolio, key=lambda e: (e["images_leaked"], e["images_identified"], e["mean_ssim"]))
         assert event["attack"] == best["attack"] and event["success"] == best["success"]

@@ -1,0 +1,110 @@
+"""The main job: neuron isolation, where each attack applies, the race, per-client defenses, a verdict per update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attacker.attacks import ATTACKS, AttackSettings
+from attacker.judge import Race
+from attacker.observation import Observation
+from attacker.victim import Victim
+from fl_sim.config import RunConfig
+from fl_sim.config.presets import FEDSGD
+from fl_sim.data import load_dataset
+from fl_sim.errors import ConfigError
+from fl_sim.results import read_events
+from lab.offline import intercepted_updates
+
+from judging import judge_for
+from local_grid import run_locally
+
+#: What a client of the main job does, on fewer, smaller neurons: 4 SGD steps on batches of 4.
+LOCAL_SGD = {"model.name": "mlp", "model.width": 256, "model.init": "default", "train.optimizer": "sgd",
+             "train.lr": 0.1, "train.batch-size": 4, "train.local-steps": 4, "defense.per-client": ""}
+
+
+def _observed(flat: dict, samples: list[list[int]]):
+    config = RunConfig.from_flat(flat)
+    updates, _ = intercepted_updates(config, samples)
+    dataset = load_dataset(config.data)
+    observations = [Observation.from_update(u, config.defense.name) for u in updates]
+    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
+                                torch.device("cpu"))
+    return config, victim, observations
+
+
+def test_isolation_reads_images_back_exactly_from_several_steps_of_batches():
+    held = list(range(40, 56))
+    config, victim, [obs] = _observed(LOCAL_SGD, [held])
+    [rec] = ATTACKS["isolation"].run(victim, [obs], AttackSettings.from_config(config.attack, seed=0))
+    assert 1 <= len(rec.images) <= obs.most_images == 16  # never more guesses than images the update can hold
+    verdict = judge_for(config.data)(rec.images, rec.labels, held)
+    exact = [image for image in verdict.images if image.scores.ssim > 0.999]
+    assert len(exact) >= 2 and all(image.identified for image in exact)
+
+
+def test_each_attack_says_where_it_does_not_apply():
+    _, mlp, [sgd] = _observed(LOCAL_SGD, [[3, 4, 5, 6]])
+    assert ATTACKS["isolation"].why_not(mlp, sgd) is None and ATTACKS["ig"].why_not(mlp, sgd) is None
+    assert "16 images" in ATTACKS["analytic"].why_not(mlp, sgd)  # 4 steps of 4: a mixture
+    assert "one plain SGD step" in ATTACKS["idlg"].why_not(mlp, sgd)
+    _, _, [adam] = _observed({**LOCAL_SGD, "train.optimizer": "adam", "train.lr": 0.001}, [[3, 4, 5, 6]])
+    assert not ATTACKS["auto"].applies(mlp, adam)
+    assert "adam" in ATTACKS["isolation"].why_not(mlp, adam) and "adam" in ATTACKS["ig"].why_not(mlp, adam)
+    _, lenet, [one] = _observed(FEDSGD, [[3]])
+    assert "first layer" in ATTACKS["isolation"].why_not(lenet, one)
+    assert ATTACKS["auto"].reasons(lenet, one) == {"isolation": ATTACKS["isolation"].why_not(lenet, one),
+                                                   "analytic": None, "idlg": None, "ig": None}
+
+
+@pytest.mark.parametrize("settles", [True, False])
+def test_auto_stops_attacking_an_update_once_every_image_it_holds_is_identified(settles):
+    config, victim, observations = _observed({**FEDSGD, "model.name": "mlp", "model.width": 64,
+                                              "model.init": "default", "attack.iterations": 5}, [[3], [9]])
+    settings = AttackSettings.from_config(config.attack, seed=0)
+    race = Race(judge_for(config.data), [[3], [9]]) if settles else None
+    results = ATTACKS["auto"].run(victim, observations, settings, settled=race)
+    for rec in results:
+        ran = [c.attack for c in rec.candidates]
+        if settles:  # one SGD step on one image of an MLP: isolation reads it back, nothing else runs
+            assert ran == ["isolation"] and "every image held leaked after isolation" in rec.notes[-1]
+        else:
+            assert ran == ["isolation", "analytic", "ig tv=0.01", "ig tv=0.001", "ig tv=0.1", "idlg"]
+
+
+def test_the_main_job_judges_every_update_with_its_clients_defense(tiny_config):
+    defaults = RunConfig()
+    assert defaults.attack.enabled and defaults.train.optimizer == "sgd" and defaults.model.name == "mlp"
+    config = tiny_config.with_overrides({"model.width": 128, "attack.blocking": True,
+                                         "defense.per-client": "dgp:1;topk:2"})
+    events = read_events(run_locally(config))
+    trained = sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train")
+    attacks = [e for e in events if e["event"] == "attack"]
+    assert sorted((e["round"], e["partition_id"]) for e in attacks) == trained
+    assert {e["partition_id"]: e["defense"] for e in attacks} == {0: "none", 1: "dgp", 2: "topk"}
+    assert all(e["verdict"] in ("leaked", "not leaked") and "isolation" in e["applied"] for e in attacks)
+    assert any(e["verdict"] == "leaked" for e in attacks if e["defense"] == "none")
+    assert not [e for e in events if e["event"] in ("attack-cut", "attack-error", "attack-timeout")]
+    assert events[-1]["status"] == "completed"
+
+
+def test_updates_no_attack_applies_to_say_so_and_are_never_called_not_leaked(tiny_config):
+    config = tiny_config.with_overrides({"model.width": 64, "attack.blocking": True, "train.optimizer": "adam",
+                                         "train.lr": 0.001, "defense.per-client": ""})
+    events = read_events(run_locally(config))
+    attacks = [e for e in events if e["event"] == "attack"]
+    assert len(attacks) == 6 and all(e["verdict"] == "no attack applies" and not e["applied"] for e in attacks)
+    assert all("adam" in e["not_applied"]["ig"] for e in attacks)
+    summaries = [e for e in events if e["event"] == "attack-round"]
+    assert [s["verdicts"]["no attack applies"] for s in summaries] == [3, 3]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("foo:1", "names defense 'foo'; allowed: none, noise, dp, topk, dgp"),
+    ("dgp:1;topk:1", "assigns partition 1 twice"),
+    ("dpsgd:1", "names defense 'dpsgd'"),
+])
+def test_a_bad_per_client_assignment_is_refused_in_one_line(value, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_flat({"defense.per-client": value})
