@@ -59,7 +59,7 @@ class WorstCase:
     old_leaked: dict[str, list[bool]]
     auto_seconds: float
     ig_seconds: float | None
-    #: the raced ``auto`` (an update leaves the portfolio once every image it holds is identified): its seconds
+    #: the raced ``auto`` (an update leaves the portfolio once every image it holds leaked): its seconds
     #: per update and the images its worst case identifies; the full portfolio's images identified beside
     raced_seconds: float | None
     raced_identified: int | None

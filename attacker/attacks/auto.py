@@ -24,8 +24,9 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
    matching (L-BFGS, one update at a time: the dearest per update, so last).
 
 **The race.** An update leaves the portfolio as soon as the judge finds every image it holds
-leaked (identified above chance, at the SSIM threshold) by the attacks so far (``settled``, given by the plugin, which holds the judge): the
-later, dearer attacks would only confirm it. **The budget** (the round's :class:`attacker.stop.Stop`):
+leaked (identified above chance, at the SSIM threshold) by the attacks so far (``settled``, given
+by the plugin, which holds the judge): the later, dearer attacks could not raise its verdict.
+**The budget** (the round's :class:`attacker.stop.Stop`):
 when it is spent, the attack running returns its best so far and the later ones run only for
 updates that have no result yet; the event's notes say which attacks did not run.
 
