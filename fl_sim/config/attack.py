@@ -38,8 +38,9 @@ class AttackConfig:
     compile: Literal["auto", "on", "off"] = setting(
         "auto", "ig, dlg, idlg: compile the optimisation step with torch.compile (CUDA graphs on a GPU); auto = "
                 "for attacks of 2000 or more iterations (so not DLG's 300 L-BFGS steps) on a model without "
-                "PRECODE, where a C++ compiler or a GPU is present; a failed compile then runs uncompiled "
-                "and the event says so")
+                "PRECODE, where a C++ compiler or a GPU is present, and no budget under 60 s per update "
+                "(compiling costs tens of seconds per shape); a failed compile then runs uncompiled and the "
+                "event says so")
     workers: int = setting(0, "attack workers: 0 = a thread of the server, N = N Ray actors on the simulation's "
                                "Ray or the cluster at simulation.ray-address (each reserves the custom resource "
                                "'attack')", min=0)
