@@ -89,8 +89,9 @@ class AttackPool:
         self.options = {"num_cpus": 0, "num_gpus": attack.worker_gpus,
                         "resources": {ATTACK_RESOURCE: attack.worker_cpus}}
         if not ray.is_initialized():  # `flwr run`: Flower's backend reuses the Ray started here
-            ray.init(address=config.simulation.ray_address or "local", resources=pool_resources(config),
-                     include_dashboard=False, log_to_driver=False)
+            address = config.simulation.ray_address or "local"  # a cluster's nodes declare their own resources
+            own = {"resources": pool_resources(config), "include_dashboard": False} if address == "local" else {}
+            ray.init(address=address, log_to_driver=False, **own)
         self._remote = ray.remote(AttackWorker)
         self.workers = [self._start() for _ in range(attack.workers)]
         try:

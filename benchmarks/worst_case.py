@@ -63,7 +63,9 @@ class WorstCase:
     #: per update and the images its worst case identifies; the full portfolio's images identified beside
     raced_seconds: float | None
     raced_identified: int | None
+    raced_leaked: int | None
     full_identified: int
+    full_leaked: int
 
 
 def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool = True) -> WorstCase:
@@ -81,14 +83,16 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     start = time.perf_counter()
     results = ATTACKS["auto"].run(victim, observations, settings)
     auto_seconds = (time.perf_counter() - start) / clients
-    ig_seconds = raced_seconds = raced_identified = None
+    ig_seconds = raced_seconds = raced_identified = raced_leaked = None
     if time_ig:
         race = Race(judge, samples)
         judge.chance.at(1, 1)  # chance is measured once per count: not part of the race's cost
         start = time.perf_counter()
         raced = ATTACKS["auto"].run(victim, observations, settings, settled=race)
         raced_seconds = (time.perf_counter() - start) / clients
-        raced_identified = sum(max(race.verdicts[id(c)].images_identified for c in rec.candidates) for rec in raced)
+        raced_verdicts = [[race.verdicts[id(c)] for c in rec.candidates] for rec in raced]
+        raced_identified = sum(max(v.images_identified for v in verdicts) for verdicts in raced_verdicts)
+        raced_leaked = sum(max(v.images_leaked for v in verdicts) for verdicts in raced_verdicts)
         start = time.perf_counter()
         ATTACKS["ig"].run(victim, observations, settings.for_method("ig", iterations=iterations or 0))
         ig_seconds = (time.perf_counter() - start) / clients
@@ -106,7 +110,8 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
         best.append(rec.candidates[winner])
         best_verdicts.append(verdicts[winner])
     return WorstCase(truths, best, best_verdicts, per_attack, old_leaked, auto_seconds, ig_seconds, raced_seconds,
-                     raced_identified, sum(v.images_identified for v in best_verdicts))
+                     raced_identified, raced_leaked, sum(v.images_identified for v in best_verdicts),
+                     sum(v.images_leaked for v in best_verdicts))
 
 
 def attack_all(flat: dict, clients: int, iterations: int) -> None:
@@ -124,9 +129,10 @@ def attack_all(flat: dict, clients: int, iterations: int) -> None:
             print(f"  client {client}: leaked by the old criterion only: SSIM {image.scores.ssim:.3f}, margin "
                   f"{image.margin_db:.2f} dB where chance needs {verdict.chance.required_margin_db:.2f} dB")
     print(f"seconds per update: ig alone {found.ig_seconds:.1f}; auto, full portfolio {found.auto_seconds:.1f} "
-          f"({found.auto_seconds / found.ig_seconds:.1f}x), images identified {found.full_identified}/{clients}; "
-          f"auto raced {found.raced_seconds:.1f} ({found.raced_seconds / found.ig_seconds:.1f}x), images "
-          f"identified {found.raced_identified}/{clients}", flush=True)
+          f"({found.auto_seconds / found.ig_seconds:.1f}x), images identified {found.full_identified}/{clients}, "
+          f"leaked {found.full_leaked}/{clients}; auto raced {found.raced_seconds:.1f} "
+          f"({found.raced_seconds / found.ig_seconds:.1f}x), images identified {found.raced_identified}/{clients}, "
+          f"leaked {found.raced_leaked}/{clients}", flush=True)
 
 
 def main() -> None:
