@@ -162,7 +162,8 @@ class AttackerPlugin(ServerPlugin):
         """The reconstructions of the updates at ``attacked`` (positions in the round), and those whose attack failed.
 
         Here, one optimisation for the round (``auto`` raced by the judge) within the round's budget; on the pool,
-        one job per update, each within ``attack.budget-seconds`` (a failed job is that update's ``attack-error``).
+        one job per worker, each within ``attack.budget-seconds`` per update (a failed job is its updates'
+        ``attack-error``).
         """
         if not attacked:
             return {}, set()

@@ -2,16 +2,17 @@
 
 ``attack.workers`` = N starts N Ray actors, on the simulation's own Ray or on the cluster at
 ``simulation.ray-address``. Each keeps its victim model (and the optimisation steps built on it)
-across rounds; a round's updates are handed out one per job, results come back in any order and
-are returned in the round's order. Attack workers reserve a custom resource, ``attack`` (so many
+across rounds; a round's updates are shared out, one job per worker (each batches its share, as the
+server's thread batches a round), results come back in any order and are returned in the round's
+order. Attack workers reserve a custom resource, ``attack`` (so many
 units per worker: ``attack.worker-cpus``), with ``num_cpus=0``: an actor that reserved a CPU would
 never be scheduled beside the clients on a small machine, or would starve one of them. The
 simulation's private Ray declares as many units as the workers need; a cluster's nodes declare
 theirs with ``ray start --resources='{"attack": 4}'``. GPUs are reserved with ``num_gpus``.
 
 The workers never see a client's data: they get what the server observed, and the judge stays in
-the server. A worker that dies has its job retried once on a new worker; a second death is that
-update's ``attack-error``. A pool that cannot be scheduled fails at once, in one line that names
+the server. A worker that dies has its job retried once on a new worker; a second death is its
+updates' ``attack-error``. A pool that cannot be scheduled fails at once, in one line that names
 the resources it asked for.
 """
 
@@ -75,7 +76,9 @@ class AttackWorker:
 
 @dataclass
 class _Job:
-    index: int
+    """Updates of a round (their positions in it) attacked together by one worker, as one batched optimisation."""
+
+    indices: list[int]
     observations: list[Observation]
     tries: int = 0
 
@@ -107,12 +110,15 @@ class AttackPool:
 
     def attack(self, observations: Sequence[Observation], settings: AttackSettings, budget_seconds: float,
                run_stop: Stop) -> list[Reconstruction | Exception]:
-        """Each update's reconstruction (or the error its attack ended in), in order; one job per update.
+        """Each update's reconstruction (or the error its attack ended in), in order.
 
-        Raises :class:`AttackStopped` when ``run_stop`` is set while jobs are out (the run is ending).
+        The updates are shared out in one job per worker (each batches its share, as the server's thread batches a
+        round). Raises :class:`AttackStopped` when ``run_stop`` is set while jobs are out (the run is ending).
         """
-        queue = [_Job(i, [obs]) for i, obs in enumerate(observations)]
-        results: list[Reconstruction | Exception | None] = [None] * len(queue)
+        share = -(-len(observations) // len(self.workers))
+        queue = [_Job(list(range(start, min(start + share, len(observations)))),
+                      list(observations[start:start + share])) for start in range(0, len(observations), share)]
+        results: list[Reconstruction | Exception | None] = [None] * len(observations)
         idle, out = list(self.workers), {}
         while queue or out:
             while queue and idle:
@@ -125,18 +131,20 @@ class AttackPool:
             for ref in done:
                 worker, job = out.pop(ref)
                 try:
-                    results[job.index] = ray.get(ref)[0]
+                    found: list[Reconstruction | Exception] = ray.get(ref)
                     idle.append(worker)
                 except RayActorError as err:
                     idle.append(self._replace(worker))
                     if job.tries < TRIES:
                         queue.append(job)
-                    else:
-                        results[job.index] = WorkerDied(f"the attack worker died {job.tries} times on this update "
-                                                        f"({str(err).splitlines()[0]})")
-                except Exception as err:  # noqa: BLE001 - the attack raised: that update's error, not the pool's
+                        continue
+                    found = [WorkerDied(f"the attack worker died {job.tries} times on these updates "
+                                        f"({str(err).splitlines()[0]})")] * len(job.indices)
+                except Exception as err:  # noqa: BLE001 - the attack raised: these updates' error, not the pool's
                     idle.append(worker)
-                    results[job.index] = err
+                    found = [err] * len(job.indices)
+                for index, result in zip(job.indices, found):
+                    results[index] = result
         return results  # type: ignore[return-value]
 
     def close(self) -> None:

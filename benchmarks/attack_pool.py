@@ -5,7 +5,7 @@ no federation; each is attacked by ``ig`` at ``--iterations`` (no budget) and ju
 
 - ``server thread``: what ``attack.workers=0`` does, the round's updates as one batched optimisation;
 - ``pool, 1 worker`` and ``pool, 2 workers``: ``attack.workers=1, 2`` on a private Ray of this machine,
-  one update per job (each worker one torch thread);
+  one job per worker, each batching its share of the updates (each worker one torch thread);
 - with ``--cluster``, ``2 workers, two nodes``: a Ray cluster of two ``ray start`` nodes on this
   machine, each declaring one unit of the ``attack`` resource, joined at ``simulation.ray-address``.
 
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import ray
 import torch
@@ -75,9 +77,10 @@ def main() -> None:
         figures[name] = measure(flat, args.updates, args.iterations)
         ray.shutdown()
     if args.cluster:
-        head = ["ray", "start", "--head", f"--port={CLUSTER_PORT}", "--num-cpus=1", '--resources={"attack": 1}',
+        ray_cli = str(Path(sys.executable).with_name("ray"))  # the venv's, next to this Python
+        head = [ray_cli, "start", "--head", f"--port={CLUSTER_PORT}", "--num-cpus=1", '--resources={"attack": 1}',
                 "--include-dashboard=false"]
-        node = ["ray", "start", f"--address=127.0.0.1:{CLUSTER_PORT}", "--num-cpus=1", '--resources={"attack": 1}']
+        node = [ray_cli, "start", f"--address=127.0.0.1:{CLUSTER_PORT}", "--num-cpus=1", '--resources={"attack": 1}']
         subprocess.run(head, check=True, capture_output=True)
         subprocess.run(node, check=True, capture_output=True)
         try:
@@ -86,7 +89,7 @@ def main() -> None:
                 args.iterations)
         finally:
             ray.shutdown()
-            subprocess.run(["ray", "stop", "--force"], capture_output=True)
+            subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
     one = figures["pool, 1 worker"][0]
     print(f"{args.updates} FedSGD updates, ig at {args.iterations} iterations, 1 torch thread per worker")
     print(f"{'attacker':24s} {'updates/min':>12s} {'vs 1 worker':>12s} {'leaked':>8s}")
