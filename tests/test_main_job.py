@@ -47,7 +47,7 @@ def test_isolation_reads_images_back_exactly_from_several_steps_of_batches():
 def test_each_attack_says_where_it_does_not_apply():
     _, mlp, [sgd] = _observed(LOCAL_SGD, [[3, 4, 5, 6]])
     assert ATTACKS["isolation"].why_not(mlp, sgd) is None and ATTACKS["ig"].why_not(mlp, sgd) is None
-    assert "16 images" in ATTACKS["analytic"].why_not(mlp, sgd)  # 4 steps of 4: a mixture
+    assert "4 images" in ATTACKS["analytic"].why_not(mlp, sgd)  # 4 steps over 4 images: a mixture
     assert "one plain SGD step" in ATTACKS["idlg"].why_not(mlp, sgd)
     _, _, [adam] = _observed({**LOCAL_SGD, "train.optimizer": "adam", "train.lr": 0.001}, [[3, 4, 5, 6]])
     assert not ATTACKS["auto"].applies(mlp, adam)
