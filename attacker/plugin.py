@@ -27,7 +27,6 @@ from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
 from attacker.images import save_grid
 from attacker.judge import ImageVerdict, Judge, Race, Verdict, worst_case
 from attacker.observation import Observation
-from attacker.pool import AttackPool
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
 from attacker.worker import BackgroundWorker
@@ -73,7 +72,10 @@ class AttackerPlugin(ServerPlugin):
         self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
         self._victim: Victim | None = None
-        self._pool = AttackPool(config, input_shape, num_classes) if self.attack.workers else None
+        self._pool = None
+        if self.attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it
+            from attacker.pool import AttackPool
+            self._pool = AttackPool(config, input_shape, num_classes)
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
 
     @property

@@ -13,7 +13,7 @@ from fl_sim.config import RunConfig
 # and the Flower processes they start, leave the user's home alone and send nothing.
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-#: A run small enough for unit tests: 16x16 digits, 3 clients, 2 rounds of 2 local steps.
+#: A run small enough for unit tests: 16x16 digits, 3 clients, 2 rounds of 2 local steps, no attack.
 TINY = {
     "num-server-rounds": 2,
     "data.image-size": 16,
@@ -21,6 +21,7 @@ TINY = {
     "train.local-steps": 2,
     "train.batch-size": 8,
     "output.report": False,  # the report has its own tests
+    "attack.enabled": False,  # the attack tests switch it on
 }
 
 

@@ -76,7 +76,7 @@ def test_auto_stops_attacking_an_update_once_every_image_it_holds_is_identified(
 def test_the_main_job_judges_every_update_with_its_clients_defense(tiny_config):
     defaults = RunConfig()
     assert defaults.attack.enabled and defaults.train.optimizer == "sgd" and defaults.model.name == "mlp"
-    config = tiny_config.with_overrides({"model.width": 128, "attack.blocking": True,
+    config = tiny_config.with_overrides({"model.width": 128, "attack.enabled": True, "attack.blocking": True,
                                          "defense.per-client": "dgp:1;topk:2"})
     events = read_events(run_locally(config))
     trained = sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train")
@@ -90,7 +90,8 @@ def test_the_main_job_judges_every_update_with_its_clients_defense(tiny_config):
 
 
 def test_updates_no_attack_applies_to_say_so_and_are_never_called_not_leaked(tiny_config):
-    config = tiny_config.with_overrides({"model.width": 64, "attack.blocking": True, "train.optimizer": "adam",
+    config = tiny_config.with_overrides({"model.width": 64, "attack.enabled": True, "attack.blocking": True,
+                                         "train.optimizer": "adam",
                                          "train.lr": 0.001, "defense.per-client": ""})
     events = read_events(run_locally(config))
     attacks = [e for e in events if e["event"] == "attack"]

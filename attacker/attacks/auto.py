@@ -103,18 +103,16 @@ def _stages() -> list[tuple[str, Attack, Callable]]:
     settled by one weight is not attacked at the next.
     """
     ig_stages = [(f"ig tv={tv:g}", IG, functools.partial(_inverting_gradients, tvs=(tv,))) for tv in TV_GRID]
-    return [("isolation", ISOLATION, _isolation), ("analytic", ANALYTIC, _analytic), *ig_stages,
+    return [("isolation", ISOLATION, _as_it_is(ISOLATION)), ("analytic", ANALYTIC, _as_it_is(ANALYTIC)), *ig_stages,
             ("idlg", IDLG, _idlg)]
 
 
-def _isolation(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
-               owners: list[int]) -> list[tuple[int, Reconstruction]]:
-    return list(zip(owners, ISOLATION.run(victim, observations, settings.for_method("isolation"), stop)))
-
-
-def _analytic(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
+def _as_it_is(attack: Attack) -> Callable:
+    """A stage that runs ``attack`` with its own defaults on the updates it is handed."""
+    def stage(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
               owners: list[int]) -> list[tuple[int, Reconstruction]]:
-    return list(zip(owners, ANALYTIC.run(victim, observations, settings.for_method("analytic"), stop)))
+        return list(zip(owners, attack.run(victim, observations, settings.for_method(attack.name), stop)))
+    return stage
 
 
 def _inverting_gradients(victim: Victim, observations: list[Observation], settings: AttackSettings,
