@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
+from attacker.attacks import ATTACKS, Attack, AttackSettings, Reconstruction
 from attacker.images import save_grid
 from attacker.judge import ImageVerdict, Judge, Race, Verdict, worst_case
 from attacker.observation import Observation
@@ -141,12 +141,13 @@ class AttackerPlugin(ServerPlugin):
         start = time.perf_counter()
         attack = ATTACKS[self.settings.method]
         try:
-            victim = self._victim_of(job.observations[0].global_arrays)
+            victim = self._victim = Victim.for_round(self._victim, self.config, self.input_shape, self.num_classes,
+                                                     job.observations[0].global_arrays, self.device)
             reasons = [attack.reasons(victim, obs) for obs in job.observations]
             attacked = [i for i, why in enumerate(reasons) if any(reason is None for reason in why.values())]
             race = Race(self.judge, [job.audits[i].get(protocol.AUDIT_SAMPLES) for i in attacked]) \
                 if self.judge is not None else None
-            found, failed = self._reconstruct(job, victim, attacked, run_stop, race)
+            found, failed = self._reconstruct(job, attack, victim, attacked, run_stop, race)
             judged = {} if race is None else race.verdicts
             outcomes = [self._report(job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
                         for i in range(len(job.observations)) if i not in failed]
@@ -159,7 +160,7 @@ class AttackerPlugin(ServerPlugin):
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # what a failed attack held must not starve the next
 
-    def _reconstruct(self, job: RoundJob, victim: Victim, attacked: list[int], run_stop: Stop,
+    def _reconstruct(self, job: RoundJob, attack: Attack, victim: Victim, attacked: list[int], run_stop: Stop,
                      race: Race | None) -> tuple[dict[int, Reconstruction], set[int]]:
         """The reconstructions of the updates at ``attacked`` (positions in the round), and those whose attack failed.
 
@@ -170,7 +171,6 @@ class AttackerPlugin(ServerPlugin):
         if not attacked:
             return {}, set()
         observations = [job.observations[i] for i in attacked]
-        attack = ATTACKS[self.settings.method]
         if self._pool is None:
             stop = Stop(self.attack.budget_seconds * len(attacked), parent=run_stop)
             racing = {"settled": race} if attack.portfolio and race is not None else {}
@@ -190,19 +190,6 @@ class AttackerPlugin(ServerPlugin):
         self.writer.emit(events.AttackError(round=server_round, method=self.settings.method, clients=clients,
                                             error=f"{type(err).__name__}{where}: {err}{hint}"))
 
-    def _victim_of(self, global_arrays: Mapping[str, torch.Tensor]) -> Victim:
-        """The model the round's clients started from.
-
-        One victim for the whole run, its weights replaced per round, so that the optimisation steps built on it
-        (compiled ones above all) are built once.
-        """
-        if self._victim is None:
-            self._victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes, global_arrays,
-                                              self.device)
-        else:
-            self._victim.load(global_arrays)
-        return self._victim
-
     def _report(self, obs: Observation, rec: Reconstruction | None, audit: Mapping[str, Any],
                 reasons: Mapping[str, str | None], judged: dict[int, Verdict]) -> tuple[str, Verdict | None]:
         """Judge the reconstruction, save its grid and log the ``attack`` event; return the verdict and its scores.
@@ -212,14 +199,14 @@ class AttackerPlugin(ServerPlugin):
         """
         applied = [name for name, reason in reasons.items() if reason is None]
         not_applied = {name: reason for name, reason in reasons.items() if reason is not None}
-        defense = {"defense": obs.defense, "applied": applied, "not_applied": not_applied}
+        protocol_fields = {"defense": obs.defense, "applied": applied, "not_applied": not_applied}
         if rec is None:
             self.writer.emit(events.Attack(
                 round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
                 method=self.settings.method, attack="", iterations=0, seconds=0.0, device=str(self.device), images=0,
                 labels=[], loss=None, label_accuracy=None, per_image=None, success=None, image=None,
                 notes=[f"{name}: {reason}" for name, reason in not_applied.items()], portfolio=None,
-                verdict=events.NO_ATTACK_APPLIES, **defense))
+                verdict=events.NO_ATTACK_APPLIES, **protocol_fields))
             return events.NO_ATTACK_APPLIES, None
         candidates = rec.candidates or [rec]
         verdicts: list[Verdict | None] = [None] * len(candidates)
@@ -249,7 +236,7 @@ class AttackerPlugin(ServerPlugin):
             success=verdict.leaked if verdict else None, image=image_path,
             notes=best.notes if best is rec else best.notes + rec.notes,
             portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None,
-            verdict=outcome, **defense))
+            verdict=outcome, **protocol_fields))
         return outcome, verdict
 
     def _summarise(self, server_round: int, outcomes: list[tuple[str, Verdict | None]], seconds: float) -> None:

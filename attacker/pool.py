@@ -65,11 +65,8 @@ class AttackWorker:
     def attack(self, observations: list[Observation], settings: AttackSettings,
                budget_seconds: float) -> list[Reconstruction]:
         """``settings.method`` on ``observations`` within ``budget_seconds`` per update (0: none)."""
-        arrays = observations[0].global_arrays
-        if self.victim is None:
-            self.victim = Victim.from_arrays(self.config, self.input_shape, self.num_classes, arrays, self.device)
-        else:
-            self.victim.load({k: v.to(self.device) for k, v in arrays.items()})
+        self.victim = Victim.for_round(self.victim, self.config, self.input_shape, self.num_classes,
+                                       observations[0].global_arrays, self.device)
         stop = Stop(budget_seconds * len(observations))
         return ATTACKS[settings.method].run(self.victim, observations, settings, stop)
 

@@ -53,6 +53,19 @@ class Victim:
         buffers = {k: v.detach() for k, v in model.named_buffers()}
         return cls(model, params, buffers, input_shape, num_classes, device)
 
+    @classmethod
+    def for_round(cls, previous: Victim | None, config: RunConfig, input_shape: tuple[int, int, int],
+                  num_classes: int, arrays: Mapping[str, torch.Tensor], device: torch.device) -> Victim:
+        """The model a round's clients started from: ``previous`` with ``arrays`` loaded, or a new one for the first.
+
+        One victim serves a whole run, its weights replaced per round, so that the optimisation steps built on it
+        (compiled ones above all) are built once.
+        """
+        if previous is None:
+            return cls.from_arrays(config, input_shape, num_classes, arrays, device)
+        previous.load(arrays)
+        return previous
+
     def load(self, arrays: Mapping[str, torch.Tensor]) -> None:
         """Take a later round's global ``arrays`` in place: same tensors, new values (the steps stay valid)."""
         self.model.load_state_dict(arrays)  # copies into the existing tensors, which params and buffers alias
