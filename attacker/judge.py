@@ -207,6 +207,15 @@ class Race:
         return len(found) >= verdict.held
 
 
+def count_accuracy(counts: Sequence[int], labels: Sequence[int]) -> float:
+    """Share of the images ``labels`` that estimated per-class ``counts`` account for: ``sum_c min(est_c, true_c) / N``.
+
+    iLRG's count accuracy: 1 when every class's count is right; a count too high or too low by k loses k images.
+    """
+    true = Counter(int(label) for label in labels)
+    return sum(min(int(count), true[c]) for c, count in enumerate(counts)) / max(1, len(labels))
+
+
 def worst_case(verdicts: list[Verdict]) -> int:
     """Index of the verdict that leaks most: most images leaked, then identified, then the highest mean SSIM."""
     return max(range(len(verdicts)),

@@ -8,57 +8,104 @@ the head) only the true class's row sums to a negative value. PRECODE's decoder 
 features of either sign, which is why the bias comes first (iDLG's rule alone found 45% of the
 labels of PRECODE's 128 victims on its VB-MLP, the bias rule all of them).
 
-A batch of B: count estimation from the bias gradient, in the family of breaching's
-``bias-corrected`` rule and Geng et al. (2021). For the mean cross-entropy,
-``dL/db_c = pbar_c - n_c / B``, where ``pbar`` is the batch's mean softmax and ``n_c`` the
-number of images of class c. The server does not know the batch, but it knows its own model:
-it estimates ``pbar`` as the model's mean softmax on uniform-noise images, sets
-``n_c = B (pbar_c - dL/db_c)`` and rounds the counts to B labels by largest remainder. On
-DLG's LeNet with digits this recovered all labels of 40 random batches of 4 (the sign-only
-rule, "classes with a negative bias gradient", got 84%). Every class whose weight-gradient row
-sums to a negative value (iDLG's sign, which holds per image) is given at least one image when
-there are enough: over several local steps the model moves and the noise-probe estimate of
-``pbar`` drifts, while the sign of a present class's row stays. Non-finite counts (an update of
-huge values) are clipped, so the rounding always ends.
+Several images, in one batch or over many local SGD steps: counts from the classifier's bias, in the
+family of LLG+ (Wainakh et al., PETS 2022) and iLRG (ICLR 2023). The update divided by ``-lr x steps``
+is the mean over the steps of ``dL/db_c = pbar_c - n_c / B``: the model's mean softmax on the images
+minus each class's share. A class no image has is left with ``pbar_c`` alone, a positive value
+(``eps_c``: what the model gives class c on images of other classes); a class of share ``f`` is left
+with ``eps_c - f (1 - a + eps_c)`` (``a``: the mean softmax of an image's own class). So a class's share
+is proportional to ``eps_c - dL/db_c``, whatever ``a``, the learning rate, the step count (momentum only
+reweights the steps), and the shares sum to 1. ``eps`` is shaped as the model's mean softmax on
+uniform-noise images, and scaled to the level the classes the update shows absent have (unscaled when
+every class shows present). A class shows present with a negative bias gradient or, where the
+classifier's inputs are non-negative (ReLU or sigmoid features, checked on the noise images), iDLG's
+sign: a negative weight-row sum. A class the model predicts far above its share shows absent and still
+gets its count from ``eps_c - dL/db_c``. Counts are rounded to the image count by largest remainder,
+each class that shows present given at least one image where there are enough. Non-finite values (an
+update of huge values) are clipped, so the rounding always ends.
 """
 
 from __future__ import annotations
 
 import torch
 
+from attacker.observation import Observation
 from attacker.victim import Victim
 
 CLASSIFIER_WEIGHT = "classifier.weight"
 CLASSIFIER_BIAS = "classifier.bias"
-#: Uniform-noise images used to estimate the model's mean prediction.
+#: Uniform-noise images that estimate what the model gives the classes an image does not have.
 NOISE_PROBES = 64
 
 
 def recover_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim) -> torch.Tensor:
-    """Labels of the ``num_images`` images behind ``gradient`` (iDLG for one, count estimation for more)."""
-    row_sums = gradient[CLASSIFIER_WEIGHT].sum(dim=-1)
+    """Labels of the ``num_images`` images behind ``gradient`` (iDLG for one, :func:`count_labels` for more)."""
     if num_images == 1:
         bias = gradient.get(CLASSIFIER_BIAS)
-        rule = bias if bias is not None and bool(bias.min() < 0) else row_sums
+        rule = bias if bias is not None and bool(bias.min() < 0) else gradient[CLASSIFIER_WEIGHT].sum(dim=-1)
         return rule.argmin().reshape(1)
-    counts = num_images * (_mean_prediction(victim) - gradient[CLASSIFIER_BIAS].to(victim.device))
-    counts = torch.nan_to_num(counts, nan=0.0, posinf=num_images, neginf=0.0).clamp(0, num_images)
-    present = (row_sums < 0).to(victim.device)
+    counts = count_labels(gradient, num_images, victim)
+    return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+
+
+def count_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim) -> torch.Tensor:
+    """Images per class (``[num_classes]``, summing to ``num_images``) behind a mean gradient of local SGD."""
+    bias = gradient[CLASSIFIER_BIAS].to(victim.device).double()
+    noise_prediction, non_negative = _probe(victim)
+    present = bias < 0
+    if non_negative:  # iDLG's sign: a class no image has adds p * h >= 0 to its weight row at every step
+        present |= gradient[CLASSIFIER_WEIGHT].to(victim.device).double().sum(dim=-1) < 0
+    if not bool(present.any()):
+        present = bias == bias.min()
+    absent = ~present
+    eps = noise_prediction
+    if bool(absent.any()) and float(noise_prediction[absent].sum()) > 0:  # the level the absent classes show
+        eps = noise_prediction * (bias[absent].sum() / noise_prediction[absent].sum()).clamp(min=0)
+    share = torch.nan_to_num((eps - bias).clamp(min=0), nan=0.0, posinf=1.0)
+    share = share / share.sum() if float(share.sum()) > 0 else present.double() / float(present.sum())
     floor = present.long() if int(present.sum()) <= num_images else torch.zeros_like(present, dtype=torch.long)
+    return _largest_remainder(num_images * share, floor, num_images)
+
+
+def _largest_remainder(counts: torch.Tensor, floor: torch.Tensor, total: int) -> torch.Tensor:
+    """Whole counts summing to ``total``, each at least ``floor``, nearest to ``counts`` by largest remainder."""
     whole = torch.maximum(counts.floor().long(), floor)
-    while int(whole.sum()) > num_images:  # at most num_classes * num_images turns: each removes one
+    while int(whole.sum()) > total:  # at most num_classes * total turns: each removes one
         excess = torch.where(whole > floor, whole - counts, torch.full_like(counts, -float("inf")))
         whole[excess.argmax()] -= 1
     remainder = counts - whole
-    while int(whole.sum()) < num_images:
+    while int(whole.sum()) < total:
         best = remainder.argmax()
         whole[best] += 1
         remainder[best] -= 1
-    return torch.repeat_interleave(torch.arange(len(whole), device=whole.device), whole)
+    return whole
 
 
-def _mean_prediction(victim: Victim) -> torch.Tensor:
+def _probe(victim: Victim) -> tuple[torch.Tensor, bool]:
+    """The model's mean softmax on uniform-noise images, and whether its classifier's inputs were all non-negative."""
     generator = torch.Generator().manual_seed(0)
     probes = torch.rand((NOISE_PROBES, *victim.input_shape), generator=generator).to(victim.device)
-    with torch.no_grad():
-        return torch.softmax(victim.logits(victim.params, probes), dim=-1).mean(dim=0)
+    seen = []
+    hook = victim.model.get_submodule(CLASSIFIER_WEIGHT.rsplit(".", 1)[0]).register_forward_pre_hook(
+        lambda _module, inputs: seen.append(bool((inputs[0] >= 0).all())))
+    try:
+        with torch.no_grad():
+            softmax = torch.softmax(victim.logits(victim.params, probes), dim=-1).double()
+    finally:
+        hook.remove()
+    return softmax.mean(dim=0), all(seen)
+
+
+def update_label_counts(victim: Victim, obs: Observation) -> torch.Tensor | None:
+    """Images per class over ``obs``'s whole local training, or ``None`` where its bias update does not tell them.
+
+    It does not for a model without a classifier bias, for local training other than SGD (Adam rescales every
+    entry on its own), or for an upload whose classifier bias did not travel in full.
+    """
+    if CLASSIFIER_BIAS not in obs.update or obs.train.optimizer != "sgd":
+        return None
+    travelled = obs.travelled([CLASSIFIER_BIAS])
+    if travelled is not None and not bool(travelled[CLASSIFIER_BIAS].all()):
+        return None
+    gradient = obs.gradient_estimate([CLASSIFIER_WEIGHT, CLASSIFIER_BIAS])
+    return count_labels(gradient, obs.most_images, victim).cpu()

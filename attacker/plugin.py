@@ -25,7 +25,8 @@ import torch
 
 from attacker.attacks import ATTACKS, Attack, AttackSettings, Reconstruction
 from attacker.images import save_grid
-from attacker.judge import ImageVerdict, Judge, Race, Verdict, worst_case
+from attacker.judge import ImageVerdict, Judge, Race, Verdict, count_accuracy, worst_case
+from attacker.labels import update_label_counts
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
@@ -149,7 +150,7 @@ class AttackerPlugin(ServerPlugin):
                 if self.judge is not None else None
             found, failed = self._reconstruct(job, attack, victim, attacked, run_stop, race)
             judged = {} if race is None else race.verdicts
-            outcomes = [self._report(job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
+            outcomes = [self._report(victim, job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
                         for i in range(len(job.observations)) if i not in failed]
             self._summarise(job.server_round, outcomes, round(time.perf_counter() - start, 3))
         except AttackStopped:
@@ -190,16 +191,22 @@ class AttackerPlugin(ServerPlugin):
         self.writer.emit(events.AttackError(round=server_round, method=self.settings.method, clients=clients,
                                             error=f"{type(err).__name__}{where}: {err}{hint}"))
 
-    def _report(self, obs: Observation, rec: Reconstruction | None, audit: Mapping[str, Any],
+    def _report(self, victim: Victim, obs: Observation, rec: Reconstruction | None, audit: Mapping[str, Any],
                 reasons: Mapping[str, str | None], judged: dict[int, Verdict]) -> tuple[str, Verdict | None]:
         """Judge the reconstruction, save its grid and log the ``attack`` event; return the verdict and its scores.
 
         For ``auto``, every attack of the portfolio is judged and the worst case kept. ``rec`` is None when no
-        attack applies to the update.
+        attack applies to the update. The update's label counts are estimated and judged either way.
         """
         applied = [name for name, reason in reasons.items() if reason is None]
         not_applied = {name: reason for name, reason in reasons.items() if reason is not None}
-        protocol_fields = {"defense": obs.defense, "applied": applied, "not_applied": not_applied}
+        indices = audit.get(protocol.AUDIT_SAMPLES)
+        counts = update_label_counts(victim, obs)
+        protocol_fields = {
+            "defense": obs.defense, "applied": applied, "not_applied": not_applied,
+            "label_counts": None if counts is None else counts.tolist(),
+            "label_count_accuracy": None if counts is None or self.judge is None or not indices else
+            round(count_accuracy(counts.tolist(), self.judge.truth(indices).labels.tolist()), 4)}
         if rec is None:
             self.writer.emit(events.Attack(
                 round=obs.server_round, node_id=obs.node_id, partition_id=obs.partition_id,
@@ -211,7 +218,6 @@ class AttackerPlugin(ServerPlugin):
         candidates = rec.candidates or [rec]
         verdicts: list[Verdict | None] = [None] * len(candidates)
         chosen, image_path = 0, None
-        indices = audit.get(protocol.AUDIT_SAMPLES)
         if self.judge is not None and indices:
             verdicts = [judged.get(id(c)) or self.judge(c.images, c.labels, held=indices) for c in candidates]
             chosen = worst_case(verdicts)

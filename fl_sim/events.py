@@ -244,8 +244,11 @@ class Attack(Event):
     (required_margin_db, decoy_update_rate, decoy_image_rate, draws, reference); ``portfolio`` lists
     every attack ``auto`` ran. ``verdict`` is one of :data:`VERDICTS`; ``applied`` names the attacks that
     applied to the update, ``not_applied`` each other one with the reason; ``defense`` is the client's update
-    defense. Runs written before the judge measured chance lack ``held`` to ``chance``, and runs written before
-    attacks declared where they apply lack the last four.
+    defense. ``label_counts`` are the images per class the update's classifier bias says its local training
+    held (None where it does not tell: not SGD, or the bias pruned), ``label_count_accuracy`` their share of
+    the held images counted right (:func:`attacker.judge.count_accuracy`; None without ground truth). Runs written
+    before the judge measured chance lack ``held`` to ``chance``, runs written before attacks declared where they
+    apply lack ``verdict`` to ``defense``, and runs written before label counts lack the last two.
     """
 
     KIND = "attack"
@@ -274,6 +277,8 @@ class Attack(Event):
     applied: list[str] | None = None
     not_applied: dict[str, str] | None = None
     defense: str | None = None
+    label_counts: list[int] | None = None
+    label_count_accuracy: float | None = None
 
 
 @dataclass(frozen=True)

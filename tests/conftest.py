@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import images
 import pytest
 
 from fl_sim.config import RunConfig
@@ -53,3 +54,17 @@ def leaves_the_users_flower_home_alone():
     after = _flower_home_listing()
     changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
     assert not changed, f"the tests changed ~/.flwr: {changed[:10]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The container tests run last, their images built in the background from now on, while the others run."""
+    containers = [item for item in items if "container_images" in getattr(item, "fixturenames", ())]
+    if not containers or images.compose_command() is None or not images.docker_answers():
+        return
+    items[:] = [item for item in items if item not in containers] + containers
+    images.start_build()
+
+
+def pytest_sessionfinish() -> None:
+    """A build still running when the tests end (none of its tests ran, or they were cut short) is stopped."""
+    images.stop_build()

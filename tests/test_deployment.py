@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,29 +17,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from images import BIN, ENV, ROOT, compose_command, docker_answers, remove_built_images, wait_for_build
 
 from fl_sim.results import read_events
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 pytestmark = pytest.mark.e2e
 #: A tiny job: 3 SuperNodes x 2 rounds of 2 local steps on 16x16 digits.
 TINY_RUN_CONFIG = "num-server-rounds=2 data.image-size=16 train.local-steps=2 train.batch-size=8"
 
 
-def _compose_command() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                                 check=False).returncode == 0:
-        return ["docker", "compose"]
-    return [shutil.which("docker-compose")] if shutil.which("docker-compose") else None
-
-
-@pytest.mark.skipif(_compose_command() is None, reason="neither `docker compose` nor docker-compose is installed")
+@pytest.mark.skipif(compose_command() is None, reason="neither `docker compose` nor docker-compose is installed")
 @pytest.mark.parametrize("overrides", [[], ["docker-compose.tls.yml"], ["docker-compose.gpu.yml"]])
 def test_compose_files_validate(overrides):
     files = [arg for name in ["docker-compose.yml", *overrides] for arg in ("-f", name)]
-    done = subprocess.run([*_compose_command(), *files, "config"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([*compose_command(), *files, "config"], cwd=ROOT, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
     config = done.stdout
@@ -52,46 +42,18 @@ def test_compose_files_validate(overrides):
         assert "driver: nvidia" in config
 
 
-def _docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-needs_docker = pytest.mark.skipif(_compose_command() is None or not _docker_answers(),
+needs_docker = pytest.mark.skipif(compose_command() is None or not docker_answers(),
                                   reason="no Docker daemon answers (.ci/run starts one where it can), or no compose")
-#: Flower's official SuperLink image, the default base; without a registry the images are built --offline.
-FLOWER_BASE_IMAGE = "flwr/superlink:1.42.0-py3.11-ubuntu24.04"
-
-
-def _image_ids() -> set[str]:
-    listed = subprocess.run(["docker", "image", "ls", "--all", "--quiet", "--no-trunc"], capture_output=True,
-                            text=True, check=True)
-    return set(listed.stdout.split())
 
 
 @pytest.fixture(scope="module")
 def container_images() -> Iterator[None]:
-    """fl-sim's SuperLink and SuperNode images, built by scripts/build_images.sh; removed afterwards."""
-    before = _image_ids()
-    offline = subprocess.run(["docker", "pull", FLOWER_BASE_IMAGE], capture_output=True, check=False).returncode != 0
-    start = time.perf_counter()
-    done = subprocess.run([str(ROOT / "scripts" / "build_images.sh"), *(["--offline"] if offline else [])],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1800, check=False)
-    assert done.returncode == 0, done.stderr[-4000:]
-    sizes = "; ".join(done.stderr.splitlines()[-2:])
-    print(f"\nimages built on {'a Debian base (offline)' if offline else 'Flower images'} in "
-          f"{time.perf_counter() - start:.0f} s: {sizes}")
+    """fl-sim's SuperLink and SuperNode images (built in the background since collection); removed afterwards."""
+    wait_for_build()
     try:
         yield
     finally:
-        for _ in range(3):  # a parent image goes only after its children: a pass per generation
-            created = _image_ids() - before
-            if created:
-                subprocess.run(["docker", "image", "rm", "--force", *created], capture_output=True, check=False)
+        remove_built_images()
 
 
 def _free_port() -> int:
@@ -120,7 +82,7 @@ class ComposeFederation:
         (tmp_path / "flwr-home" / "config.toml").write_text(
             f'[superlink]\ndefault = "compose"\n\n[superlink.compose]\naddress = "127.0.0.1:{self.port}"\n'
             f"{connection}\n")
-        self.compose = [*_compose_command(), "--project-name", f"flsim{self.port}",
+        self.compose = [*compose_command(), "--project-name", f"flsim{self.port}",
                         *(arg for name in ["docker-compose.yml", *overrides] for arg in ("-f", name))]
 
     def _compose(self, *args: str, timeout: float = 120) -> str:
@@ -156,58 +118,46 @@ class ComposeFederation:
 
 
 @needs_docker
-def test_compose_federation_in_containers_trains_and_attacks_every_client(container_images, tmp_path):
-    federation = ComposeFederation(tmp_path)
-    with federation.up() as ready_seconds:
-        start = time.perf_counter()
-        run = federation.start_run(f"{TINY_RUN_CONFIG} attack.enabled=true attack.iterations=30")
-        output, _ = run.communicate(timeout=600)
-        run_seconds = time.perf_counter() - start
-    assert run.returncode == 0, output[-4000:]
-    run_dir = federation.results / "compose"
-    events = read_events(run_dir)
-    first_round = next(e["time"] for e in events if e["event"] == "round" and e["round"] == 1)
-    print(f"compose: 3 SuperNodes registered {ready_seconds:.1f} s after `up`; `flwr run` of 2 rounds with the "
-          f"attack on: {run_seconds:.1f} s, round 1 done after {first_round - events[0]['time']:.1f} s of the run")
-    every = [(r, p) for r in (1, 2) for p in range(3)]
-    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train") == every
-    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == every
-    assert all((run_dir / "reconstructions" / f"round-{r}" / f"client-{p}.png").is_file() for r, p in every)
-    assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
-    assert (run_dir / "report.html").is_file()
-    assert "attack round 2:" in output and "results: /app/results/compose" in output
-
-
-@needs_docker
-def test_compose_federation_over_tls_finishes_the_round_without_a_killed_supernode(container_images, tmp_path):
+def test_compose_federation_over_tls_attacks_every_update_and_finishes_without_a_killed_supernode(
+        container_images, tmp_path):
     certs = tmp_path / "certs"
     subprocess.run([str(ROOT / "scripts" / "generate_certs.sh"), str(certs)], capture_output=True, check=True)
     certs.chmod(0o755)
     federation = ComposeFederation(tmp_path, "docker-compose.tls.yml", certs=certs)
-    events_file = federation.results / "compose" / "events.jsonl"
-    with federation.up():
+    run_dir = federation.results / "compose"
+    with federation.up() as ready_seconds:
         # partition 2 stalls in round 2 (before training), so its container is killed while it holds the round
+        start = time.perf_counter()
         three_rounds = TINY_RUN_CONFIG.replace("num-server-rounds=2", "num-server-rounds=3")
-        run = federation.start_run(f"{three_rounds} faults.partitions='2' faults.rounds='2' faults.mode='timeout' "
-                                   "faults.delay-seconds=600 server.round-timeout=300")
+        run = federation.start_run(f"{three_rounds} attack.enabled=true attack.iterations=30 faults.partitions='2' "
+                                   "faults.rounds='2' faults.mode='timeout' faults.delay-seconds=600 "
+                                   "server.round-timeout=300")
         deadline = time.monotonic() + 300
-        while not (events_file.is_file() and any(e["event"] == "round" and e["round"] == 1
-                                                  for e in read_events(events_file.parent))):
+        while not ((run_dir / "events.jsonl").is_file() and any(e["event"] == "round" and e["round"] == 1
+                                                                for e in read_events(run_dir))):
             assert time.monotonic() < deadline and run.poll() is None, run.communicate()[0][-4000:]
             time.sleep(0.5)
         time.sleep(2)
         killed_at = time.time()
         federation.kill("supernode-2")
         output, _ = run.communicate(timeout=600)
+        run_seconds = time.perf_counter() - start
     assert run.returncode == 0, output[-4000:]
-    events = read_events(federation.results / "compose")
+    events = read_events(run_dir)
     failures = [e for e in events if e["event"] == "client-failure"]
     round_2 = next(e for e in events if e["event"] == "round" and e["round"] == 2)
-    print(f"compose over TLS: supernode-2 killed in round 2; the round ended without it "
+    print(f"compose over TLS: 3 SuperNodes registered {ready_seconds:.1f} s after `up`; `flwr run` of 3 rounds with "
+          f"the attack on: {run_seconds:.1f} s; supernode-2 killed in round 2, the round ended without it "
           f"{round_2['time'] - killed_at:.1f} s later ({failures[0]['reason'] if failures else 'no failure'})")
     assert [e["round"] for e in failures] == [2] and "Node Unavailable" in failures[0]["reason"]
     assert [e["clients"] for e in events if e["event"] == "round"] == [0, 3, 2, 2]
-    assert events[-1]["status"] == "completed"
+    trained = sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train")
+    assert trained == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)]
+    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == trained
+    assert all((run_dir / "reconstructions" / f"round-{r}" / f"client-{p}.png").is_file() for r, p in trained)
+    assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
+    assert (run_dir / "report.html").is_file()
+    assert "attack round 3:" in output and "results: /app/results/compose" in output
 
 
 def _port_open(port: int) -> bool:
@@ -229,33 +179,24 @@ def _deploy(tmp_path: Path, *options: str, port: int) -> tuple[subprocess.Comple
     return done, tmp_path / "results" / "deployed", seconds
 
 
-def test_local_deployment_trains_and_attacks_every_client_of_every_round(tmp_path):
-    done, run_dir, seconds = _deploy(tmp_path, "--run-config", f"{TINY_RUN_CONFIG} output.run-id='deployed' "
-                                     "attack.enabled=true attack.iterations=30", port=19093)
-    print(f"local deployment, 3 SuperNodes x 2 rounds with the attack on: {seconds:.1f} s")
-    assert "WARNING: insecure mode" in done.stderr
-    events = read_events(run_dir)
-    every = [(r, p) for r in (1, 2) for p in range(3)]
-    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train") == every
-    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == every
-    assert [e["round"] for e in events if e["event"] == "round"] == [0, 1, 2]
-    assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
-    assert "attack round 2:" in done.stdout  # the ServerApp's lines reach `flwr run --stream`
-    assert (run_dir / "report.html").is_file()
-
-
-def test_local_deployment_over_tls_records_a_client_that_drops_out(tmp_path):
+def test_local_deployment_over_tls_attacks_every_update_and_records_a_client_that_drops_out(tmp_path):
     done, run_dir, seconds = _deploy(
-        tmp_path, "--tls", "--run-config", f"{TINY_RUN_CONFIG} output.run-id='deployed' faults.partitions='1' "
-        "faults.rounds='1' faults.mode='drop' server.round-timeout=30", port=19193)
-    print(f"local deployment over TLS with a drop-out: {seconds:.1f} s")
+        tmp_path, "--tls", "--run-config", f"{TINY_RUN_CONFIG} output.run-id='deployed' attack.enabled=true "
+        "attack.iterations=30 faults.partitions='1' faults.rounds='1' faults.mode='drop' server.round-timeout=30",
+        port=19193)
+    print(f"local deployment over TLS, 3 SuperNodes x 2 rounds with the attack on and a drop-out: {seconds:.1f} s")
     assert "WARNING: insecure mode" not in done.stderr
     assert (tmp_path / "work" / "certs" / "ca.crt").is_file()
     events = read_events(run_dir)
     failures = [e for e in events if e["event"] == "client-failure"]
     assert [e["round"] for e in failures] == [1] and "no reply before the round's timeout" in failures[0]["reason"]
     assert [e["clients"] for e in events if e["event"] == "round"] == [0, 2, 3]  # the node is back in round 2
-    assert events[-1]["status"] == "completed"
+    trained = sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train")
+    assert trained == [(1, 0), (1, 2), (2, 0), (2, 1), (2, 2)]
+    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == trained
+    assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
+    assert "attack round 2:" in done.stdout  # the ServerApp's lines reach `flwr run --stream`
+    assert (run_dir / "report.html").is_file()
 
 
 def test_simulation_on_an_existing_ray_cluster(tmp_path):

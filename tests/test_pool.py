@@ -64,8 +64,8 @@ def _kill_after(pool: AttackPool, seconds: float, times: int) -> threading.Threa
 def test_a_killed_workers_job_is_retried_on_a_new_worker(private_ray):
     pool, observations, settings = _pool_and_updates(
         {"attack.workers": 1, "attack.method": "ig", "attack.iterations": 100_000}, 1)
-    _kill_after(pool, 6.0, times=1)  # mid-job: the first try runs for its whole 12 s budget
-    [result] = pool.attack(observations, settings, 12.0, Stop())
+    _kill_after(pool, 2.5, times=1)  # mid-job: the first try runs for its whole 5 s budget
+    [result] = pool.attack(observations, settings, 5.0, Stop())
     assert isinstance(result, Reconstruction)
     assert 0 < result.iterations < 100_000  # the retry ran to its budget, and says so
     pool.close()
@@ -74,8 +74,8 @@ def test_a_killed_workers_job_is_retried_on_a_new_worker(private_ray):
 def test_a_job_whose_worker_dies_twice_is_reported_not_retried_again(private_ray):
     pool, observations, settings = _pool_and_updates(
         {"attack.workers": 1, "attack.method": "ig", "attack.iterations": 100_000}, 1)
-    _kill_after(pool, 6.0, times=2)
-    [result] = pool.attack(observations, settings, 12.0, Stop())
+    _kill_after(pool, 2.5, times=2)
+    [result] = pool.attack(observations, settings, 5.0, Stop())
     assert isinstance(result, WorkerDied) and "died 2 times" in str(result)
     pool.close()
 

@@ -80,6 +80,19 @@ def victim_step(victim: Victim, settings: AttackSettings, key: tuple, objective:
     return victim.steps[key]
 
 
+def batch_slots(victim: Victim, settings: AttackSettings, tries: int) -> int:
+    """How many tries a batched step of ``tries`` is built for: ``tries``, or the next power of two where it compiles.
+
+    A compiled step is compiled once per batch size (tens of seconds on a CPU), and ``auto``'s race hands each
+    stage whatever updates are left: rounding up to powers of two bounds the compiles at a few sizes, for at most
+    twice the arithmetic of the tries themselves (the padding repeats a try and is dropped).
+    """
+    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
+    if not (compiled and settings.batched) or tries <= 1:
+        return tries
+    return 1 << (tries - 1).bit_length()
+
+
 @dataclass
 class Reconstruction:
     """An attack's result for one observed update: images in [0, 1] ``[B, C, H, W]`` and labels ``[B]``."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction, victim_step
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction, batch_slots, victim_step
 from attacker.engine import AdamSchedule, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
@@ -186,6 +186,7 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
     restarts = settings.restarts
     first = plans[0]
     tries = [(plan, restart) for plan in plans for restart in range(restarts)]
+    tries += [tries[-1]] * (batch_slots(victim, settings, len(tries)) - len(tries))
     x0 = torch.stack([_init(victim, plan.obs, restart, (plan.slots, *victim.input_shape), settings.seed)
                       for plan, restart in tries])
     variables = (x0,) if first.noise_shape is None else (
