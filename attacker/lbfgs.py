@@ -22,6 +22,9 @@ from collections.abc import Callable
 
 import torch
 
+#: Inner iterations per ``step`` (torch's default): each evaluates the objective once.
+MAX_ITER = 20
+
 
 class LBFGS:
     """``torch.optim.LBFGS(params, lr)`` without a line search: same iterates, its recursion vectorised.
@@ -31,8 +34,9 @@ class LBFGS:
     point the step started from.
     """
 
-    def __init__(self, params: list[torch.Tensor], lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
-                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100) -> None:
+    def __init__(self, params: list[torch.Tensor], lr: float = 1.0, max_iter: int = MAX_ITER,
+                 max_eval: int | None = None, tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 history_size: int = 100) -> None:
         self.params, self.lr, self.max_iter = params, lr, max_iter
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change, self.history_size = tolerance_grad, tolerance_change, history_size

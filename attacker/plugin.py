@@ -59,7 +59,7 @@ class AttackerPlugin(ServerPlugin):
     name = "attacker"
 
     def __init__(self, config: RunConfig, writer: ResultsWriter, judge: Judge | None,
-                 input_shape: tuple[int, int, int], num_classes: int) -> None:
+                 input_shape: tuple[int, int, int], num_classes: int, engine_ray: bool = False) -> None:
         self.config = config
         self.attack = config.attack
         self.writer = writer
@@ -76,7 +76,7 @@ class AttackerPlugin(ServerPlugin):
         self._pool = None
         if self.attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it
             from attacker.pool import AttackPool
-            self._pool = AttackPool(config, input_shape, num_classes)
+            self._pool = AttackPool(config, input_shape, num_classes, engine_ray=engine_ray)
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
 
     @property

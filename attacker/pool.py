@@ -8,7 +8,9 @@ order. Attack workers reserve a custom resource, ``attack`` (so many
 units per worker: ``attack.worker-cpus``), with ``num_cpus=0``: an actor that reserved a CPU would
 never be scheduled beside the clients on a small machine, or would starve one of them. The
 simulation's private Ray declares as many units as the workers need; a cluster's nodes declare
-theirs with ``ray start --resources='{"attack": 4}'``. GPUs are reserved with ``num_gpus``.
+theirs with ``ray start --resources='{"attack": 4}'``. GPUs are reserved with ``num_gpus``. Under ``flwr run``'s
+simulation Flower's backend starts Ray, without that resource: the pool waits for it, and there its workers
+reserve no CPU.
 
 The workers never see a client's data: they get what the server observed, and the judge stays in
 the server. A worker that dies has its job retried once on a new worker; a second death is its
@@ -18,6 +20,7 @@ the resources it asked for.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,12 +86,23 @@ class _Job:
 class AttackPool:
     """``workers`` attack actors, and the dispatcher that hands them a round's jobs over ``ray.wait``."""
 
-    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
+                 engine_ray: bool = False) -> None:
+        """Start the workers on the Ray already running, or on Flower's with ``engine_ray``, or on a Ray of its own.
+
+        ``engine_ray``: the ServerApp runs in Flower's simulation runtime (``flwr run``), whose backend starts
+        Ray beside it; the pool waits for that Ray, which declares no ``attack`` resource, so its workers
+        reserve no CPU at all there. Otherwise, with no Ray running (a deployment's ServerApp), the pool starts
+        a private one (or joins ``simulation.ray-address``).
+        """
         attack = config.attack
         self.config, self.input_shape, self.num_classes = config, input_shape, num_classes
-        self.options = {"num_cpus": 0, "num_gpus": attack.worker_gpus,
-                        "resources": {ATTACK_RESOURCE: attack.worker_cpus}}
-        if not ray.is_initialized():  # `flwr run`: Flower's backend reuses the Ray started here
+        self.options = {"num_cpus": 0, "num_gpus": attack.worker_gpus}
+        if engine_ray:
+            _wait_for_engine_ray()
+        else:
+            self.options["resources"] = {ATTACK_RESOURCE: attack.worker_cpus}
+        if not ray.is_initialized():
             address = config.simulation.ray_address or "local"  # a cluster's nodes declare their own resources
             own = {"resources": pool_resources(config), "include_dashboard": False} if address == "local" else {}
             ray.init(address=address, log_to_driver=False, **own)
@@ -159,6 +173,16 @@ class AttackPool:
         fresh = self._start()
         self.workers = [fresh if worker is dead else worker for worker in self.workers]
         return fresh
+
+
+def _wait_for_engine_ray() -> None:
+    """Wait until Flower's simulation backend has started Ray (starting one here would race its ``ray.init``)."""
+    deadline = time.monotonic() + READY_SECONDS
+    while not ray.is_initialized():
+        if time.monotonic() > deadline:
+            raise ConfigError(f"attack.workers needs Ray, and Flower's simulation engine did not start it within "
+                              f"{READY_SECONDS:.0f} s; set attack.workers=0 to attack in the ServerApp's thread")
+        time.sleep(POLL_SECONDS)
 
 
 def pool_resources(config: RunConfig) -> dict[str, float]:

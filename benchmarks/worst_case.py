@@ -76,26 +76,29 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     samples = [[c * stride] for c in range(clients)]
     updates, truths = intercepted_updates(config, samples)
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                resolve_device(config.attack.device))
+
+    def fresh_victim() -> Victim:  # each timing builds (and compiles) its own steps: none inherits another's
+        return Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
+                                  resolve_device(config.attack.device))
+
     settings = AttackSettings.from_config(config.attack, seed=0).for_method("auto", iterations=iterations)
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     start = time.perf_counter()
-    results = ATTACKS["auto"].run(victim, observations, settings)
+    results = ATTACKS["auto"].run(fresh_victim(), observations, settings)
     auto_seconds = (time.perf_counter() - start) / clients
     ig_seconds = raced_seconds = raced_identified = raced_leaked = None
     if time_ig:
+        start = time.perf_counter()
+        ATTACKS["ig"].run(fresh_victim(), observations, settings.for_method("ig", iterations=iterations or 0))
+        ig_seconds = (time.perf_counter() - start) / clients
         race = Race(judge, samples)
         judge.chance.at(1, 1)  # chance is measured once per count: not part of the race's cost
         start = time.perf_counter()
-        raced = ATTACKS["auto"].run(victim, observations, settings, settled=race)
+        raced = ATTACKS["auto"].run(fresh_victim(), observations, settings, settled=race)
         raced_seconds = (time.perf_counter() - start) / clients
         raced_verdicts = [[race.verdicts[id(c)] for c in rec.candidates] for rec in raced]
         raced_identified = sum(max(v.images_identified for v in verdicts) for verdicts in raced_verdicts)
         raced_leaked = sum(max(v.images_leaked for v in verdicts) for verdicts in raced_verdicts)
-        start = time.perf_counter()
-        ATTACKS["ig"].run(victim, observations, settings.for_method("ig", iterations=iterations or 0))
-        ig_seconds = (time.perf_counter() - start) / clients
     per_attack: dict[str, list[Verdict]] = {}
     old_leaked: dict[str, list[bool]] = {}
     best, best_verdicts = [], []

@@ -27,12 +27,16 @@ from fl_sim.training import train_local
 FIRST_NODE_ID = 100
 
 
-def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]],
-                        seed: int = 0) -> tuple[list[InterceptedUpdate], list[ImageData]]:
-    """One update per entry of ``samples`` (positions in the training split), and each client's data."""
+def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]], seed: int = 0,
+                        global_state: dict[str, torch.Tensor] | None = None
+                        ) -> tuple[list[InterceptedUpdate], list[ImageData]]:
+    """One update per entry of ``samples`` (positions in the training split), and each client's data.
+
+    The global model is a fresh one of ``seed``, or ``global_state`` (e.g. a model trained for a later round).
+    """
     dataset = load_dataset(config.data)
-    global_model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=seed)
-    global_state = global_model.state_dict()
+    if global_state is None:
+        global_state = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=seed).state_dict()
     global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_state.items()})
     train_record = MappingProxyType({**protocol.train_config_record(config.train), protocol.SERVER_ROUND: 1})
     updates, data = [], []

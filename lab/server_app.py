@@ -11,6 +11,7 @@ from typing import TextIO
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid import InMemoryGrid
 
 from attacker.judge import Judge
 from attacker.plugin import AttackerPlugin
@@ -93,7 +94,8 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         # which the images a client reported training on are its truth and every other image the
         # reference and the ground chance is measured on; no attack sees any of them.
         attacker = AttackerPlugin(config, writer, judge=Judge.of_dataset(dataset, config.attack, seed=config.seed),
-                                  input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+                                  input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                                  engine_ray=isinstance(grid, InMemoryGrid))  # `flwr run`'s simulation
         if resume:
             attacker.account_for_earlier_rounds(load_events(writer.directory), done)
         extra.append(attacker)

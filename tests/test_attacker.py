@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from attacker.attacks import ATTACKS, AttackSettings
-from attacker.labels import recover_labels
+from attacker.judge import count_accuracy
+from attacker.labels import recover_labels, update_label_counts
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
@@ -56,6 +57,21 @@ def test_labels_recovered_for_one_image_and_for_a_batch():
     victim, observations, truths = _observe(batch_config, [[firsts[1], firsts[4], firsts[6], firsts[9]]])
     recovered = recover_labels(observations[0].gradient_estimate(victim.param_names), 4, victim)
     assert sorted(recovered.tolist()) == [1, 4, 6, 9]
+
+
+def test_label_counts_of_two_local_epochs_are_read_off_the_bias_and_not_claimed_for_adam():
+    flat = {"model.name": "mlp", "model.init": "default", "model.width": 256, "train.lr": 0.01,
+            "train.batch-size": 4, "train.local-steps": 0, "train.local-epochs": 2, "defense.per-client": ""}
+    labels = load_dataset(RunConfig.from_flat(flat).data).train.labels.numpy()
+    held = [int(i) for c, n in ((2, 4), (5, 3), (7, 1)) for i in np.flatnonzero(labels == c)[:n]]
+    victim, [obs], [truth] = _observe(RunConfig.from_flat(flat), [held])
+    counts = update_label_counts(victim, obs)
+    assert counts.tolist() == [0, 0, 4, 0, 0, 3, 0, 1, 0, 0]
+    assert count_accuracy(counts.tolist(), truth.labels.tolist()) == 1.0
+    assert count_accuracy([0, 0, 3, 0, 0, 3, 0, 2, 0, 0], truth.labels.tolist()) == 7 / 8  # one image miscounted
+    adam = RunConfig.from_flat({**flat, "train.optimizer": "adam", "train.lr": 0.001})
+    victim, [obs], _ = _observe(adam, [held])
+    assert update_label_counts(victim, obs) is None  # Adam rescales every entry: the bias does not count
 
 
 def test_analytic_recovers_one_image_exactly_from_an_mlp():

@@ -107,11 +107,16 @@ def _port_open(port: int) -> bool:
 
 
 def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_path):
-    """`fl-sim flwr-run` (`flwr run . --stream` on Flower's managed local SuperLink) with run-config overrides."""
+    """`fl-sim flwr-run` (`flwr run . --stream` on Flower's managed local SuperLink) with run-config overrides.
+
+    The default job's attack runs on a pool of one Ray worker: under `flwr run` the pool starts Ray before
+    Flower's simulation backend, which then runs the clients on that same Ray.
+    """
     env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home"), "FLWR_DISABLE_UPDATE_CHECK": "1",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     superlink_was_up = _port_open(LOCAL_SUPERLINK_PORT)
-    run_config = "num-server-rounds=2 data.image-size=16 train.local-steps=2 output.dir='out' output.run-id='flwr'"
+    run_config = ("num-server-rounds=2 data.image-size=16 train.local-steps=2 attack.workers=1 output.dir='out' "
+                  "output.run-id='flwr'")
     try:
         done = subprocess.run([str(BIN / "fl-sim"), "flwr-run", "--app", str(ROOT), "--run-config", run_config,
                                "--", "--federation-config", "num-supernodes=3"],
@@ -119,7 +124,10 @@ def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_pat
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         run_dir = tmp_path / "out" / "flwr"  # output.dir is the user's, not Flower's runtime's, directory
         assert done.stdout.splitlines()[-1].startswith(f"results: {run_dir}")
-        _check_results(run_dir, rounds=2, clients=3)
+        events = _check_results(run_dir, rounds=2, clients=3)
+        assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == [
+            (r, p) for r in (1, 2) for p in range(3)]
+        assert all(e["verdict"] in ("leaked", "not leaked") for e in events if e["event"] == "attack")
         config = json.loads((run_dir / "config.json").read_text())
         assert config["train.local-steps"] == 2 and config["data.image-size"] == 16
         assert not list((tmp_path / "flwr-home").glob("runtime-envs/*"))  # the app ran in this environment

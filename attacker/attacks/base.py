@@ -64,15 +64,17 @@ def _compile_mode(config: AttackConfig) -> str:
 
 
 def victim_step(victim: Victim, settings: AttackSettings, key: tuple, objective: Callable[..., torch.Tensor],
-                count: int = 1, batched: bool = False) -> Step:
+                count: int = 1, batched: bool = False, evaluations: int = 1) -> Step:
     """The step of ``objective`` in its first ``count`` arguments, kept on ``victim`` under ``key``.
 
-    It is compiled as ``attack.compile`` decides.
+    It is compiled as ``attack.compile`` decides, for an optimiser that evaluates it ``evaluations`` times per
+    iteration (L-BFGS up to 20): the evaluations, not the iterations, are what a compile pays back over.
 
     ``key`` must name everything ``objective`` depends on: the first step built under it is reused by
     later updates and rounds of the same shape (a compiled step is compiled once per shape and run).
     """
-    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
+    compiled = compile_wanted(settings.compile, settings.iterations * evaluations, victim.bottleneck is None,
+                              victim.device)
     key = (*key, batched, compiled)
     if key not in victim.steps:
         victim.steps[key] = Step(objective, count, batched=batched, compiled=compiled, device=victim.device,

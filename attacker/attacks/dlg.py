@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from attacker.attacks.base import Attack, AttackSettings, Reconstruction, victim_step
 from attacker.labels import recover_labels
-from attacker.lbfgs import LBFGS
+from attacker.lbfgs import LBFGS, MAX_ITER
 from attacker.matching import matching_for, restrict
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
@@ -178,7 +178,7 @@ def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackS
         def cost(image, labels, target, mask):
             return l2_distance(restrict(victim.gradient(image, labels), names, mask), target)
     return victim_step(victim, settings, ("dlg" if soft_labels else "idlg", tuple(names)), cost,
-                       2 if soft_labels else 1)
+                       2 if soft_labels else 1, evaluations=MAX_ITER)
 
 
 DLG = Attack("dlg", run=run_dlg, why_not=dlg_why_not)
