@@ -206,6 +206,19 @@ class Race:
         found.update(image.match for image in verdict.images if image.leaked)
         return len(found) >= verdict.held
 
+    def settles(self, index: int, images: torch.Tensor, labels: torch.Tensor) -> bool:
+        """Whether ``images`` (an attack's point so far) would settle the update at ``index``; nothing is recorded.
+
+        An attack that runs long per update asks this as it goes, to stop once it leaks every image: its result is
+        then judged (and recorded) as any other.
+        """
+        held = self.helds[index]
+        if not held:
+            return False
+        verdict = self.judge(images, labels, held=held)
+        found = self._identified.get(index, set()) | {image.match for image in verdict.images if image.leaked}
+        return len(found) >= verdict.held
+
 
 def count_accuracy(counts: Sequence[int], labels: Sequence[int]) -> float:
     """Share of the images ``labels`` that estimated per-class ``counts`` account for: ``sum_c min(est_c, true_c) / N``.

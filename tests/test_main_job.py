@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks.dlg import RACE_EVERY
 from attacker.judge import Race
 from attacker.observation import Observation
 from attacker.victim import Victim
@@ -71,6 +72,20 @@ def test_auto_stops_attacking_an_update_once_every_image_it_holds_is_identified(
             assert ran == ["isolation"] and "every image held leaked after isolation" in rec.notes[-1]
         else:
             assert ran == ["isolation", "analytic", "ig tv=0.01", "ig tv=0.001", "ig tv=0.1", "idlg"]
+
+
+def test_idlg_in_the_race_stops_an_update_once_its_best_point_leaks():
+    config, victim, observations = _observed(FEDSGD, [[3], [9]])
+    settings = AttackSettings.from_config(config.attack, seed=0).for_method("idlg", iterations=40)
+    asked = []
+
+    def leaked(index: int, images: torch.Tensor, labels: torch.Tensor) -> bool:
+        asked.append(index)
+        return index == 0  # the first update's best point leaks; the second's never does
+
+    first, second = ATTACKS["idlg"].run(victim, observations, settings, leaked=leaked)
+    assert first.iterations == RACE_EVERY and asked.count(0) == 1
+    assert second.iterations > RACE_EVERY and asked.count(1) == second.iterations // RACE_EVERY
 
 
 def test_the_main_job_judges_every_update_with_its_clients_defense(tiny_config):

@@ -25,8 +25,10 @@ Defense-aware (:mod:`attacker.matching`): a pruned upload is matched only where 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +48,11 @@ from attacker.victim import Victim
 STOP_LOSS = 1e-6
 #: The largest batch DLG's paper inverts (Zhu et al. 2019, batches of 1 to 8).
 DLG_MOST_IMAGES = 8
+#: With ``leaked`` (``auto``'s race), the best point so far is handed to it every this many L-BFGS iterations.
+RACE_EVERY = 10
+
+#: ``leaked(index, images, labels)``: whether these images already leak every image of the update at ``index``.
+Leaked = Callable[[int, torch.Tensor, torch.Tensor], bool]
 
 
 def dlg_why_not(_victim: Victim, obs: Observation) -> str | None:
@@ -73,13 +80,20 @@ def run_dlg(victim: Victim, observations: list[Observation], settings: AttackSet
 
 
 def run_idlg(victim: Victim, observations: list[Observation], settings: AttackSettings,
-             stop: Stop | None = None) -> list[Reconstruction]:
-    """IDLG on each update: label recovered from the classifier's gradient, then fixed."""
-    return [_lbfgs_attack(victim, obs, settings, recover=True, stop=stop) for obs in observations]
+             stop: Stop | None = None, leaked: Leaked | None = None) -> list[Reconstruction]:
+    """IDLG on each update: label recovered from the classifier's gradient, then fixed.
+
+    With ``leaked`` (``auto``'s race), an update's optimisation ends once its best point leaks every image it holds:
+    L-BFGS runs one update at a time, so this is where the race saves most.
+    """
+    return [_lbfgs_attack(victim, obs, settings, recover=True, stop=stop,
+                          leaked=None if leaked is None else functools.partial(leaked, index))
+            for index, obs in enumerate(observations)]
 
 
 def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, recover: bool,
-                  stop: Stop | None) -> Reconstruction:
+                  stop: Stop | None, leaked: Callable[[torch.Tensor, torch.Tensor], bool] | None = None
+                  ) -> Reconstruction:
     start = time.perf_counter()
     matching = matching_for(victim, obs, omit_stochastic=settings.stochastic == "omit")
     target = restrict({n: g.to(victim.device) for n, g in obs.gradient_estimate(matching.names).items()},
@@ -92,11 +106,11 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
     for restart in range(settings.restarts):
         seed = obs.random_stream(settings.seed, restart)
         found = _lbfgs_try(victim, step, target, mask, obs.batch_size, labels, settings,
-                           torch.Generator().manual_seed(seed), stop)
+                           torch.Generator().manual_seed(seed), stop, leaked)
         total_iterations += found.iterations
         if best is None or found.loss < best.loss:
             best = found
-        if best.loss < STOP_LOSS or (stop is not None and stop.spent):
+        if best.loss < STOP_LOSS or found.leaked or (stop is not None and stop.spent):
             break
     notes = matching.notes + ([step.describe()] if step.describe() else [])
     if not obs.exact_gradient:
@@ -116,15 +130,18 @@ class _Point:
     image: torch.Tensor
     labels: torch.Tensor
     iterations: int = 0
+    #: whether the race stopped the run because this point leaks every image
+    leaked: bool = False
 
 
 def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask: dict[str, torch.Tensor],
                num_images: int, labels: torch.Tensor | None, settings: AttackSettings, generator: torch.Generator,
-               stop: Stop | None) -> _Point:
+               stop: Stop | None, leaked: Callable[[torch.Tensor, torch.Tensor], bool] | None = None) -> _Point:
     """One L-BFGS run from a random start; returns its lowest-cost point.
 
     ``optimizer.step(closure)`` returns the cost at the point the step *started* from, so each
-    cost is kept together with a copy of that point, taken before the step moves it.
+    cost is kept together with a copy of that point, taken before the step moves it. With ``leaked``, the run
+    ends at the best point so far once it leaks every image (checked every :data:`RACE_EVERY` iterations).
     """
     x = torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device).requires_grad_(True)
     if labels is not None:
@@ -158,6 +175,8 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask
             best = _Point(loss, *start)
         if labels is not None and loss < STOP_LOSS:
             break
+        if leaked is not None and iterations % RACE_EVERY == 0 and leaked(best.image.cpu(), best.labels.cpu()):
+            return dataclasses.replace(best, iterations=iterations, leaked=True)
     if torch.isfinite(x).all():  # the last step's end point has not been scored yet
         final = float(closure())
         if final < best.loss:
