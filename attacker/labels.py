@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import torch
 
-from attacker.observation import Observation
 from attacker.victim import Victim
 
 CLASSIFIER_WEIGHT = "classifier.weight"
@@ -48,19 +47,24 @@ def recover_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: V
     return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
 
 
-def count_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim) -> torch.Tensor:
-    """Images per class (``[num_classes]``, summing to ``num_images``) behind a mean gradient of local SGD."""
+def count_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim,
+                 images: torch.Tensor | None = None) -> torch.Tensor:
+    """Images per class (``[num_classes]``, summing to ``num_images``) behind a mean gradient of local SGD.
+
+    ``images``: some of the client's own images, where an attack recovered them: the model's mean softmax on them
+    is ``eps`` as it is (no noise images, no scaling).
+    """
     bias = gradient[CLASSIFIER_BIAS].to(victim.device).double()
-    noise_prediction, non_negative = _probe(victim)
+    prediction, non_negative = _probe(victim, images)
     present = bias < 0
     if non_negative:  # iDLG's sign: a class no image has adds p * h >= 0 to its weight row at every step
         present |= gradient[CLASSIFIER_WEIGHT].to(victim.device).double().sum(dim=-1) < 0
     if not bool(present.any()):
         present = bias == bias.min()
     absent = ~present
-    eps = noise_prediction
-    if bool(absent.any()) and float(noise_prediction[absent].sum()) > 0:  # the level the absent classes show
-        eps = noise_prediction * (bias[absent].sum() / noise_prediction[absent].sum()).clamp(min=0)
+    eps = prediction
+    if images is None and bool(absent.any()) and float(prediction[absent].sum()) > 0:  # the absent classes' level
+        eps = prediction * (bias[absent].sum() / prediction[absent].sum()).clamp(min=0)
     share = torch.nan_to_num((eps - bias).clamp(min=0), nan=0.0, posinf=1.0)
     share = share / share.sum() if float(share.sum()) > 0 else present.double() / float(present.sum())
     floor = present.long() if int(present.sum()) <= num_images else torch.zeros_like(present, dtype=torch.long)
@@ -81,10 +85,11 @@ def _largest_remainder(counts: torch.Tensor, floor: torch.Tensor, total: int) ->
     return whole
 
 
-def _probe(victim: Victim) -> tuple[torch.Tensor, bool]:
-    """The model's mean softmax on uniform-noise images, and whether its classifier's inputs were all non-negative."""
+def _probe(victim: Victim, images: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
+    """The model's mean softmax on ``images`` (uniform noise without), and whether the classifier's inputs were >= 0."""
     generator = torch.Generator().manual_seed(0)
-    probes = torch.rand((NOISE_PROBES, *victim.input_shape), generator=generator).to(victim.device)
+    probes = (images if images is not None else torch.rand((NOISE_PROBES, *victim.input_shape),
+                                                           generator=generator)).to(victim.device)
     seen = []
     hook = victim.model.get_submodule(CLASSIFIER_WEIGHT.rsplit(".", 1)[0]).register_forward_pre_hook(
         lambda _module, inputs: seen.append(bool((inputs[0] >= 0).all())))
@@ -95,17 +100,3 @@ def _probe(victim: Victim) -> tuple[torch.Tensor, bool]:
         hook.remove()
     return softmax.mean(dim=0), all(seen)
 
-
-def update_label_counts(victim: Victim, obs: Observation) -> torch.Tensor | None:
-    """Images per class over ``obs``'s whole local training, or ``None`` where its bias update does not tell them.
-
-    It does not for a model without a classifier bias, for local training other than SGD (Adam rescales every
-    entry on its own), or for an upload whose classifier bias did not travel in full.
-    """
-    if CLASSIFIER_BIAS not in obs.update or obs.train.optimizer != "sgd":
-        return None
-    travelled = obs.travelled([CLASSIFIER_BIAS])
-    if travelled is not None and not bool(travelled[CLASSIFIER_BIAS].all()):
-        return None
-    gradient = obs.gradient_estimate([CLASSIFIER_WEIGHT, CLASSIFIER_BIAS])
-    return count_labels(gradient, obs.most_images, victim).cpu()

@@ -26,7 +26,7 @@ import torch
 from attacker.attacks import ATTACKS, Attack, AttackSettings, Reconstruction
 from attacker.images import save_grid
 from attacker.judge import ImageVerdict, Judge, Race, Verdict, count_accuracy, worst_case
-from attacker.labels import update_label_counts
+from attacker.label_counts import update_label_counts
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim

@@ -3,7 +3,8 @@
 For each setting, ``--clients`` clients each train the global model on their own random sample of the
 digits training split, as the setting's local training does; the server estimates the images per class
 from the update alone and the table gives the mean count accuracy (``sum_c min(estimate_c, true_c) / N``,
-iLRG's) and the share of updates counted exactly, against a fresh global model (round 1) and against
+iLRG's) and the share of updates counted exactly, beside what a guess of equal counts per class reaches
+(the samples are drawn uniformly, so that guess is strong), against a fresh global model (round 1) and against
 one trained centrally for ``--pretrain-steps`` SGD steps on the whole split (a later round's model).
 Where :func:`attacker.labels.update_label_counts` does not apply (Adam), the estimator is forced, to
 show what it would say, and the row says so.
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 
 from attacker.judge import count_accuracy
-from attacker.labels import count_labels, update_label_counts
+from attacker.label_counts import update_label_counts
+from attacker.labels import count_labels
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig, TrainConfig
@@ -51,15 +53,15 @@ def pretrained_state(config: RunConfig, steps: int) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def measure(flat: dict, images: int, clients: int, pretrain_steps: int) -> tuple[float, float, bool]:
-    """Mean count accuracy, share of updates counted exactly, and whether the estimator applies."""
+def measure(flat: dict, images: int, clients: int, pretrain_steps: int) -> tuple[float, float, float, bool]:
+    """Mean count accuracy, share of updates counted exactly, a uniform guess's accuracy, and whether it applies."""
     config = RunConfig.from_flat({"defense.per-client": "", **flat})
     dataset = load_dataset(config.data)
     rng = np.random.default_rng(0)
     samples = [rng.choice(len(dataset.train), size=images, replace=False).tolist() for _ in range(clients)]
     state = pretrained_state(config, pretrain_steps) if pretrain_steps else None
     updates, data = intercepted_updates(config, samples, global_state=state)
-    accuracies, applies = [], True
+    accuracies, uniform, applies = [], [], True
     for update, local in zip(updates, data):
         obs = Observation.from_update(update)
         victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, obs.global_arrays,
@@ -70,7 +72,11 @@ def measure(flat: dict, images: int, clients: int, pretrain_steps: int) -> tuple
             counts = count_labels(obs.gradient_estimate(["classifier.weight", "classifier.bias"]), obs.most_images,
                                   victim)
         accuracies.append(count_accuracy(counts.tolist(), local.labels.tolist()))
-    return statistics.mean(accuracies), sum(a == 1.0 for a in accuracies) / len(accuracies), applies
+        classes = victim.num_classes
+        even = [images // classes + (c < images % classes) for c in range(classes)]
+        uniform.append(count_accuracy(even, local.labels.tolist()))
+    return (statistics.mean(accuracies), sum(a == 1.0 for a in accuracies) / len(accuracies),
+            statistics.mean(uniform), applies)
 
 
 def main() -> None:
@@ -80,11 +86,12 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=300)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| setting | model | count accuracy | updates counted exactly | applies |\n|---|---|---|---|---|")
+    print("| setting | model | count accuracy | updates counted exactly | a uniform guess | applies |\n"
+          "|---|---|---|---|---|---|")
     for name, (flat, images) in SETTINGS.items():
         for label, steps in (("fresh (round 1)", 0), (f"trained ({args.pretrain_steps} steps)", args.pretrain_steps)):
-            accuracy, exact, applies = measure(flat, images, args.clients, steps)
-            print(f"| {name} | {label} | {accuracy:.3f} | {exact:.0%} | "
+            accuracy, exact, uniform, applies = measure(flat, images, args.clients, steps)
+            print(f"| {name} | {label} | {accuracy:.3f} | {exact:.0%} | {uniform:.3f} | "
                   f"{'yes' if applies else 'no (Adam): forced'} |", flush=True)
 
 

@@ -10,7 +10,8 @@ import torch
 
 from attacker.attacks import ATTACKS, AttackSettings
 from attacker.judge import count_accuracy
-from attacker.labels import recover_labels, update_label_counts
+from attacker.label_counts import update_label_counts
+from attacker.labels import recover_labels
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig

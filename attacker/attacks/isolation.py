@@ -74,7 +74,7 @@ def run_isolation(victim: Victim, observations: list[Observation], settings: Att
         if stop is not None:
             stop.check("between updates")
         start = time.perf_counter()
-        images, notes = _isolated_images(obs, layer, victim.input_shape)
+        images, notes = isolated_images(obs, layer, victim.input_shape)
         if not len(images):
             mixture, _, _ = layer_input(victim, obs, layer)
             images = mixture.cpu().reshape(1, *victim.input_shape).clamp(0, 1)
@@ -86,7 +86,8 @@ def run_isolation(victim: Victim, observations: list[Observation], settings: Att
     return results
 
 
-def _isolated_images(obs: Observation, layer: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:
+def isolated_images(obs: Observation, layer: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:
+    """The images single neurons of ``layer`` isolate in ``obs``, at most as many as it holds, and what was found."""
     names = [f"{layer}.weight", f"{layer}.bias"]
     d_weight, d_bias = obs.update[names[0]].double(), obs.update[names[1]].double()
     travelled = obs.travelled(names)
