@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attacker.across_rounds import EXACT_ATTACKS, RecoveredSamples
 from attacker.attacks import ATTACKS, Attack, AttackSettings, Reconstruction
 from attacker.images import save_grid
 from attacker.judge import ImageVerdict, Judge, Race, Verdict, count_accuracy, worst_case
@@ -73,6 +74,7 @@ class AttackerPlugin(ServerPlugin):
         self.settings = AttackSettings.from_config(self.attack, seed=config.seed)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
         self._victim: Victim | None = None
+        self._recovered = RecoveredSamples()
         self._pool = None
         if self.attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it
             from attacker.pool import AttackPool
@@ -242,8 +244,22 @@ class AttackerPlugin(ServerPlugin):
             success=verdict.leaked if verdict else None, image=image_path,
             notes=best.notes if best is rec else best.notes + rec.notes,
             portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None,
-            verdict=outcome, **protocol_fields))
+            verdict=outcome, **protocol_fields, **self._samples(obs, candidates, verdict, indices)))
         return outcome, verdict
+
+    def _samples(self, obs: Observation, candidates: list[Reconstruction], verdict: Verdict | None,
+                 indices: list[int] | None) -> dict[str, Any]:
+        """The ``attack`` event's fields on samples across rounds: those leaked, those an exact attack read again."""
+        fields: dict[str, Any] = {}
+        exact = [c for c in candidates if c.attack in EXACT_ATTACKS]
+        if exact:
+            client = obs.partition_id if obs.partition_id is not None else obs.node_id
+            fields["recurring"] = self._recovered.add(client, exact[0].images)
+            fields["client_recovered"] = self._recovered.distinct(client)
+        if verdict is not None:
+            held = list(dict.fromkeys(int(p) for p in indices))
+            fields["leaked_samples"] = sorted({held[image.match] for image in verdict.images if image.leaked})
+        return fields
 
     def _summarise(self, server_round: int, outcomes: list[tuple[str, Verdict | None]], seconds: float) -> None:
         judged = [v for _, v in outcomes if v is not None]

@@ -248,7 +248,12 @@ class Attack(Event):
     held (None where it does not tell: not SGD, or the bias pruned), ``label_count_accuracy`` their share of
     the held images counted right (:func:`attacker.judge.count_accuracy`; None without ground truth). Runs written
     before the judge measured chance lack ``held`` to ``chance``, runs written before attacks declared where they
-    apply lack ``verdict`` to ``defense``, and runs written before label counts lack the last two.
+    apply lack ``verdict`` to ``defense``, and runs written before label counts lack the rest. ``leaked_samples``
+    are the positions in the data set of the images that leaked (simulation only: the judge's ground truth), so
+    that a client's share of samples leaked over the run can be counted; ``recurring`` is how many images an
+    exact attack (isolation) read back here that it had already read back from this client in an earlier round
+    (the attacker's own confirmation, no ground truth: :mod:`attacker.across_rounds`), ``client_recovered`` how
+    many distinct images it has read back from this client so far (None where no exact attack ran).
     """
 
     KIND = "attack"
@@ -279,6 +284,9 @@ class Attack(Event):
     defense: str | None = None
     label_counts: list[int] | None = None
     label_count_accuracy: float | None = None
+    leaked_samples: list[int] | None = None
+    recurring: int | None = None
+    client_recovered: int | None = None
 
 
 @dataclass(frozen=True)
