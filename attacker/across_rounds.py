@@ -3,9 +3,10 @@
 A client trains on the same data round after round, so neuron isolation (:mod:`attacker.attacks.isolation`)
 reads some of the same images back in several rounds. Without the ground truth, two recoveries of one client
 that agree to :data:`attacker.attacks.isolation.AGREEMENT` (root mean square, pixel scale) are one sample:
-the bank keeps each client's distinct samples, and an image recovered again in a later round is a sample
-confirmed (a mixture of images never recurs, as its weights change with the model). The attacker's own count,
-beside the judge's.
+the bank keeps each client's distinct recoveries, and one recovered again in a later round is a sample
+confirmed (a mixture of images, which isolation also returns where fewer neurons isolate than the update
+holds images, never recurs: its weights change with the model). The confirmed count is the attacker's own,
+beside the judge's, and never counts a mixture.
 """
 
 from __future__ import annotations
@@ -21,25 +22,29 @@ EXACT_ATTACKS = ("isolation",)
 
 
 class RecoveredSamples:
-    """Per client (its partition id), the distinct images exact attacks recovered in the rounds so far."""
+    """Per client (its partition id), the distinct images exact attacks recovered so far, and in how many rounds."""
 
     def __init__(self) -> None:
-        self._bank: dict[int, torch.Tensor] = {}
+        self._images: dict[int, torch.Tensor] = {}
+        self._rounds: dict[int, torch.Tensor] = {}
 
     def add(self, client: int, images: torch.Tensor) -> int:
         """Bank ``images`` recovered from ``client`` this round; return how many were recovered in an earlier round."""
         flat = images.detach().cpu().flatten(1).double()
-        bank = self._bank.get(client)
-        if bank is None or not len(flat):
-            recurring = torch.zeros(len(flat), dtype=torch.bool)
-        else:
-            rms = torch.cdist(flat, bank) / math.sqrt(flat.shape[1])
-            recurring = rms.min(dim=1).values < AGREEMENT
+        bank = self._images.get(client, flat[:0])
+        rounds = self._rounds.get(client, torch.zeros(0, dtype=torch.long))
+        recurring = torch.zeros(len(flat), dtype=torch.bool)
+        if len(bank) and len(flat):
+            nearest = (torch.cdist(flat, bank) / math.sqrt(flat.shape[1])).min(dim=1)
+            recurring = nearest.values < AGREEMENT
+            rounds = rounds.index_add(0, nearest.indices[recurring].unique(), torch.ones_like(
+                nearest.indices[recurring].unique()))
         fresh = flat[~recurring]
-        self._bank[client] = fresh if bank is None else torch.cat([bank, fresh])
+        self._images[client] = torch.cat([bank, fresh])
+        self._rounds[client] = torch.cat([rounds, torch.ones(len(fresh), dtype=torch.long)])
         return int(recurring.sum())
 
-    def distinct(self, client: int) -> int:
-        """How many distinct images have been recovered from ``client`` so far."""
-        bank = self._bank.get(client)
-        return 0 if bank is None else len(bank)
+    def confirmed(self, client: int) -> int:
+        """How many distinct images of ``client`` were recovered in two rounds or more: samples, not mixtures."""
+        rounds = self._rounds.get(client)
+        return 0 if rounds is None else int((rounds >= 2).sum())

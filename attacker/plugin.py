@@ -255,7 +255,7 @@ class AttackerPlugin(ServerPlugin):
         if exact:
             client = obs.partition_id if obs.partition_id is not None else obs.node_id
             fields["recurring"] = self._recovered.add(client, exact[0].images)
-            fields["client_recovered"] = self._recovered.distinct(client)
+            fields["client_confirmed"] = self._recovered.confirmed(client)
         if verdict is not None:
             held = list(dict.fromkeys(int(p) for p in indices))
             fields["leaked_samples"] = sorted({held[image.match] for image in verdict.images if image.leaked})

@@ -5,8 +5,9 @@ fully connected network of 1,000 neurons, batches of 8, 5 local updates per roun
 client, 20 rounds. Here: digits at 32x32, ``--clients`` clients of the default IID partition (13 give each
 about 100 training samples), the same network, batches, steps, learning rate and rounds, every update attacked
 by ``isolation`` alone. The table gives, per round, the share of all clients' training samples the judge has
-found leaked in some round so far (distinct samples, from the events' ``leaked_samples``), and the distinct
-images the attacker itself holds (its ``client_recovered``, grouped across rounds without the ground truth).
+found leaked in some round so far (distinct samples, from the events' ``leaked_samples``), and the samples the
+attacker itself has confirmed (its ``client_confirmed``: read back in two rounds or more, without the ground
+truth).
 
     python benchmarks/sratta_setting.py [--clients 13] [--rounds 20]
 """
@@ -43,20 +44,20 @@ def main() -> None:
         events = read_events(simulate(config))
     samples = {e["partition_id"]: e["num_examples"] for e in events if e["event"] == "client-train"}
     leaked: dict[int, set[int]] = defaultdict(set)
-    held_by_attacker: dict[int, int] = {}
+    confirmed: dict[int, int] = {}
     total = sum(samples.values())
     print(f"{args.clients} clients, {total} training samples ({total / args.clients:.0f} per client), "
           f"{args.rounds} rounds of 5 SGD steps on batches of 8, MLP 1000, isolation on every update")
-    print("| round | samples leaked so far (judge) | share | distinct images the attacker holds | seconds per update |")
+    print("| round | samples leaked so far (judge) | share | samples the attacker confirmed | seconds per update |")
     print("|---|---|---|---|---|")
     for server_round in range(1, args.rounds + 1):
         attacks = [e for e in events if e["event"] == "attack" and e["round"] == server_round]
         for e in attacks:
             leaked[e["partition_id"]].update(e["leaked_samples"] or [])
-            held_by_attacker[e["partition_id"]] = e["client_recovered"] or 0
+            confirmed[e["partition_id"]] = e["client_confirmed"] or 0
         found = sum(len(s) for s in leaked.values())
         seconds = sum(e["seconds"] for e in attacks) / max(1, len(attacks))
-        print(f"| {server_round} | {found} | {found / total:.1%} | {sum(held_by_attacker.values())} | {seconds:.3f} |")
+        print(f"| {server_round} | {found} | {found / total:.1%} | {sum(confirmed.values())} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

@@ -252,8 +252,9 @@ class Attack(Event):
     are the positions in the data set of the images that leaked (simulation only: the judge's ground truth), so
     that a client's share of samples leaked over the run can be counted; ``recurring`` is how many images an
     exact attack (isolation) read back here that it had already read back from this client in an earlier round
-    (the attacker's own confirmation, no ground truth: :mod:`attacker.across_rounds`), ``client_recovered`` how
-    many distinct images it has read back from this client so far (None where no exact attack ran).
+    (the attacker's own confirmation, no ground truth: :mod:`attacker.across_rounds`), ``client_confirmed`` how
+    many distinct images of this client it has read back in two rounds or more so far (None where no exact
+    attack ran).
     """
 
     KIND = "attack"
@@ -286,7 +287,7 @@ class Attack(Event):
     label_count_accuracy: float | None = None
     leaked_samples: list[int] | None = None
     recurring: int | None = None
-    client_recovered: int | None = None
+    client_confirmed: int | None = None
 
 
 @dataclass(frozen=True)

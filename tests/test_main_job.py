@@ -103,17 +103,19 @@ def test_the_main_job_judges_every_update_with_its_clients_defense(tiny_config):
     assert any(e["verdict"] == "leaked" for e in attacks if e["defense"] == "none")
     for e in attacks:  # the samples that leaked, by their place in the data set; isolation's own count beside
         assert len(e["leaked_samples"]) == sum(image["leaked"] for image in e["per_image"])
-        assert 0 <= e["recurring"] <= e["images"] and e["client_recovered"] >= e["images"] - e["recurring"]
+        assert 0 <= e["recurring"] <= e["images"]  # two rounds: what round 2 reads again is all that is confirmed
+        assert e["client_confirmed"] <= e["recurring"] and (e["round"] == 2 or e["recurring"] == 0)
     assert not [e for e in events if e["event"] in ("attack-cut", "attack-error", "attack-timeout")]
     assert events[-1]["status"] == "completed"
 
 
 def test_samples_recovered_again_in_a_later_round_are_counted_once_and_confirmed():
     bank, images = RecoveredSamples(), torch.rand((3, 1, 8, 8), generator=torch.Generator().manual_seed(0))
-    assert bank.add(7, images[:2]) == 0 and bank.distinct(7) == 2
+    assert bank.add(7, images[:2]) == 0 and bank.confirmed(7) == 0
     again = torch.stack([images[1] + 1e-5, images[2]])  # the same sample (float rounding), and a new one
-    assert bank.add(7, again) == 1 and bank.distinct(7) == 3
-    assert bank.add(8, images) == 0 and bank.distinct(8) == 3  # each client's samples apart
+    assert bank.add(7, again) == 1 and bank.confirmed(7) == 1
+    assert bank.add(7, images) == 3 and bank.confirmed(7) == 3  # every one now seen in two rounds or more
+    assert bank.add(8, images) == 0 and bank.confirmed(8) == 0  # each client's samples apart
 
 
 def test_updates_no_attack_applies_to_say_so_and_are_never_called_not_leaked(tiny_config):
