@@ -180,16 +180,18 @@ def _deploy(tmp_path: Path, *options: str, port: int) -> tuple[subprocess.Comple
 
 
 def test_local_deployment_over_tls_attacks_every_update_and_records_a_client_that_drops_out(tmp_path):
+    # 60 s: the image build and other tests share the 2 cores, and a round-2 reply once took over 30 s
     done, run_dir, seconds = _deploy(
         tmp_path, "--tls", "--run-config", f"{TINY_RUN_CONFIG} output.run-id='deployed' attack.enabled=true "
-        "attack.iterations=30 faults.partitions='1' faults.rounds='1' faults.mode='drop' server.round-timeout=30",
+        "attack.iterations=30 faults.partitions='1' faults.rounds='1' faults.mode='drop' server.round-timeout=60",
         port=19193)
     print(f"local deployment over TLS, 3 SuperNodes x 2 rounds with the attack on and a drop-out: {seconds:.1f} s")
     assert "WARNING: insecure mode" not in done.stderr
     assert (tmp_path / "work" / "certs" / "ca.crt").is_file()
     events = read_events(run_dir)
     failures = [e for e in events if e["event"] == "client-failure"]
-    assert [e["round"] for e in failures] == [1] and "no reply before the round's timeout" in failures[0]["reason"]
+    assert [e["round"] for e in failures] == [1], failures
+    assert "no reply before the round's timeout" in failures[0]["reason"]
     assert [e["clients"] for e in events if e["event"] == "round"] == [0, 2, 3]  # the node is back in round 2
     trained = sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train")
     assert trained == [(1, 0), (1, 2), (2, 0), (2, 1), (2, 2)]
