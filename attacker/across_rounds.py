@@ -37,8 +37,8 @@ class RecoveredSamples:
         if len(bank) and len(flat):
             nearest = (torch.cdist(flat, bank) / math.sqrt(flat.shape[1])).min(dim=1)
             recurring = nearest.values < AGREEMENT
-            rounds = rounds.index_add(0, nearest.indices[recurring].unique(), torch.ones_like(
-                nearest.indices[recurring].unique()))
+            seen_again = nearest.indices[recurring].unique()
+            rounds = rounds.index_add(0, seen_again, torch.ones_like(seen_again))
         fresh = flat[~recurring]
         self._images[client] = torch.cat([bank, fresh])
         self._rounds[client] = torch.cat([rounds, torch.ones(len(fresh), dtype=torch.long)])

@@ -167,7 +167,12 @@ class Judge:
 
     def truth(self, held: Sequence[int]) -> ImageData:
         """The images at the positions ``held``, repeats once, in order: what a verdict's ``match`` indexes."""
-        return self.data.subset(list(dict.fromkeys(int(p) for p in held)))
+        return self.data.subset(self.positions(held))
+
+    @staticmethod
+    def positions(held: Sequence[int]) -> list[int]:
+        """The data-set positions ``held``, repeats once, in order: a verdict's ``match`` is an index into them."""
+        return list(dict.fromkeys(int(p) for p in held))
 
     def _nearest_of_label(self, recon: torch.Tensor, matched: torch.Tensor, matched_labels: torch.Tensor,
                           reference: torch.Tensor) -> torch.Tensor:

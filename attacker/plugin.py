@@ -257,7 +257,7 @@ class AttackerPlugin(ServerPlugin):
             fields["recurring"] = self._recovered.add(client, exact[0].images)
             fields["client_confirmed"] = self._recovered.confirmed(client)
         if verdict is not None:
-            held = list(dict.fromkeys(int(p) for p in indices))
+            held = Judge.positions(indices)
             fields["leaked_samples"] = sorted({held[image.match] for image in verdict.images if image.leaked})
         return fields
 

@@ -65,7 +65,6 @@ TV_GRID = (1e-2, 1e-3, 1e-1)
 PORTFOLIO = (ISOLATION, ANALYTIC, IDLG, IG)
 
 
-
 class Settled(Protocol):
     """The race's judge (:class:`attacker.judge.Race`, held by the plugin): whether an update has every image leaked."""
 

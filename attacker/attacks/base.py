@@ -73,13 +73,18 @@ def victim_step(victim: Victim, settings: AttackSettings, key: tuple, objective:
     ``key`` must name everything ``objective`` depends on: the first step built under it is reused by
     later updates and rounds of the same shape (a compiled step is compiled once per shape and run).
     """
-    compiled = compile_wanted(settings.compile, settings.iterations * evaluations, victim.bottleneck is None,
-                              victim.device)
+    compiled = _compiles(victim, settings, evaluations)
     key = (*key, batched, compiled)
     if key not in victim.steps:
         victim.steps[key] = Step(objective, count, batched=batched, compiled=compiled, device=victim.device,
                                  strict=settings.compile == "on")
     return victim.steps[key]
+
+
+def _compiles(victim: Victim, settings: AttackSettings, evaluations: int = 1) -> bool:
+    """Whether ``attack.compile`` compiles a step on ``victim`` evaluated ``evaluations`` times per iteration."""
+    return compile_wanted(settings.compile, settings.iterations * evaluations, victim.bottleneck is None,
+                          victim.device)
 
 
 def batch_slots(victim: Victim, settings: AttackSettings, tries: int) -> int:
@@ -89,8 +94,7 @@ def batch_slots(victim: Victim, settings: AttackSettings, tries: int) -> int:
     stage whatever updates are left: rounding up to powers of two bounds the compiles at a few sizes, for at most
     twice the arithmetic of the tries themselves (the padding repeats a try and is dropped).
     """
-    compiled = compile_wanted(settings.compile, settings.iterations, victim.bottleneck is None, victim.device)
-    if not (compiled and settings.batched) or tries <= 1:
+    if not (_compiles(victim, settings) and settings.batched) or tries <= 1:
         return tries
     return 1 << (tries - 1).bit_length()
 
