@@ -57,7 +57,8 @@ def test_each_attack_says_where_it_does_not_apply():
     _, lenet, [one] = _observed(FEDSGD, [[3]])
     assert "first layer" in ATTACKS["isolation"].why_not(lenet, one)
     assert ATTACKS["auto"].reasons(lenet, one) == {"isolation": ATTACKS["isolation"].why_not(lenet, one),
-                                                   "analytic": None, "idlg": None, "ig": None}
+                                                   "analytic": None, "idlg": None, "ig": None,
+                                                   "cpa": ATTACKS["isolation"].why_not(lenet, one)}
 
 
 @pytest.mark.parametrize("settles", [True, False])

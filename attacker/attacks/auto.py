@@ -20,7 +20,9 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
    against PRECODE also ``omit`` (omit-gradient) and, for one-step updates, ``restore``
    (noise-restoring). All of them, for all updates of the round, run as vmap-batched
    optimisations, one per shape;
-4. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
+4. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
+   neuron isolates (its published 25,000 Adam steps, all updates of the round together);
+5. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
    matching (L-BFGS, one update at a time: the dearest per update, so last).
 
 **The race.** An update leaves the portfolio as soon as the judge finds every image it holds
@@ -32,7 +34,8 @@ when it is spent, the attack running returns its best so far and the later ones 
 updates that have no result yet; the event's notes say which attacks did not run.
 
 ``attack.iterations`` and ``attack.lr`` (when set) apply to the Adam-based attacks (IG and the
-analytic attack's feature inversion); iDLG keeps its published 300 L-BFGS steps at lr 1.
+analytic attack's feature inversion); iDLG keeps its published 300 L-BFGS steps at lr 1, and CPA its
+25,000 Adam steps at lr 0.001 (the budget cuts it, as any other).
 
 ``noise`` and ``dp`` uploads: no adaptive attack is attempted (the noise is fresh and unknown to
 the server); the portfolio matches the noisy update as it is, and the event says so.
@@ -51,6 +54,7 @@ from attacker.attacks.base import Attack, AttackSettings, Reconstruction
 from attacker.attacks.dlg import IDLG
 from attacker.attacks.ig import IG, Variant, plan_attack, run_plans
 from attacker.attacks.isolation import ISOLATION
+from attacker.attacks.unmixing import CPA
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
@@ -62,7 +66,7 @@ from fl_sim.defense_registry import DEFENSES
 TV_GRID = (1e-2, 1e-3, 1e-1)
 
 #: The attacks of the portfolio: an update's reasons list each one.
-PORTFOLIO = (ISOLATION, ANALYTIC, IDLG, IG)
+PORTFOLIO = (ISOLATION, ANALYTIC, IDLG, IG, CPA)
 
 
 class Settled(Protocol):
@@ -110,21 +114,28 @@ def _stages() -> list[tuple[str, Attack, Callable]]:
 
     IG runs at the first TV weight for every update left, then at the other two together for the few updates the
     first did not settle (on PRECODE's CIFAR-10 victims, 2 of 13: a stage costs about 2 ms per iteration however
-    few its updates, more than their arithmetic). iDLG comes last: its L-BFGS runs one update at a time, the
-    dearest stage per update (``benchmarks/worst_case.py``).
+    few its updates, more than their arithmetic). CPA's 25,000 steps cost more per update than IG's (tens of
+    seconds on a CPU). iDLG comes last: its L-BFGS runs one update at a time, the dearest stage per update
+    (``benchmarks/worst_case.py``).
     """
     first, *others = TV_GRID
     ig_stages = [(f"ig tv={'/'.join(f'{tv:g}' for tv in tvs)}", IG, functools.partial(_inverting_gradients, tvs=tvs))
                  for tvs in ((first,), tuple(others))]
     return [("isolation", ISOLATION, _as_it_is(ISOLATION)), ("analytic", ANALYTIC, _as_it_is(ANALYTIC)), *ig_stages,
-            ("idlg", IDLG, _idlg)]
+            ("cpa", CPA, _as_it_is(CPA, published=True)), ("idlg", IDLG, _idlg)]
 
 
-def _as_it_is(attack: Attack) -> Callable:
-    """A stage that runs ``attack`` with its own defaults on the updates it is handed (the race judges after it)."""
+def _as_it_is(attack: Attack, published: bool = False) -> Callable:
+    """A stage that runs ``attack`` on the updates it is handed (the race judges after it).
+
+    Its iterations and lr are ``attack.*``'s where set, or with ``published`` always its own published defaults.
+    """
+    entry = ATTACK_ENTRIES[attack.name]
+    fixed = {"iterations": entry.iterations, "lr": entry.lr} if published else {}
+
     def stage(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
               owners: list[int], _settled: Settled | None) -> list[tuple[int, Reconstruction]]:
-        return list(zip(owners, attack.run(victim, observations, settings.for_method(attack.name), stop)))
+        return list(zip(owners, attack.run(victim, observations, settings.for_method(attack.name, **fixed), stop)))
     return stage
 
 

@@ -18,8 +18,10 @@ class AttackConfig:
         "auto", "gradient-inversion attack; auto = every applicable attack of a portfolio, the worst case kept")
     iterations: int = setting(0, "optimisation steps; 0 = the method's published default "
                                   "(ig 4800 Adam steps, dlg/idlg 300 L-BFGS steps, analytic's feature "
-                                  "inversion 2000; for auto it sets the Adam attacks', iDLG keeps 300)", min=0)
-    lr: float = setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0)", min=0)
+                                  "inversion 2000, cpa 25000 Adam steps; for auto it sets IG's and the "
+                                  "feature inversion's, iDLG and CPA keep theirs)", min=0)
+    lr: float = setting(0.0, "attack step size; 0 = the method's default (ig 0.1, dlg/idlg 1.0, cpa 0.001)",
+                        min=0)
     tv: float = setting(0.1, "ig: total-variation weight (auto tries 0.1, 0.01 and 0.001)", min=0)
     restarts: int = setting(1, "random restarts per attacked update, lowest final cost kept "
                                 "(dlg/idlg restart only while above their stop cost)", min=1)

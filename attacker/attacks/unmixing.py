@@ -1,0 +1,163 @@
+"""Unmixing the first fully connected layer: the Cocktail Party Attack (Kariyappa et al., ICML 2023).
+
+For a first layer ``z = W x + b`` that reads the pixels, the update over any number of plain-SGD steps is
+``dW = A^T X`` and ``db = A^T 1``: each of the layer's rows mixes the client's N images ``X`` (the rows of
+one image's coefficients ``A`` summed over its local steps). Where no neuron isolates an image
+(:mod:`attacker.attacks.isolation`), the images are still the independent sources of a blind source
+separation problem with many more observations (rows) than sources, which CPA solves as independent
+component analysis:
+
+1. the rows are centred (per row, over the pixels) and whitened to their first ``k`` principal components,
+   ``k`` the number of images the update holds: the protocol's bound (``min(local data, batch x steps)``),
+   capped by the numerical rank of ``dW``, which counts the images;
+2. an unmixing matrix ``U`` (``k x k``, rows kept unit-norm) is optimised with Adam so that the sources
+   ``U Z`` are non-Gaussian (negentropy by ``log cosh``), mutually decorrelated (``exp(T |cos|) - 1`` between
+   rows of ``U``) and smooth as images (total variation, after the centring is undone);
+3. each source is an image up to scale and sign. CPA's evaluation picks the sign with the ground truth;
+   here the bias resolves both without it: with ``M`` the least-squares mixing of the sources into ``dW``,
+   ``db = M v`` gives ``v`` (one factor per source), and ``source / v`` is the image.
+
+Hyperparameters: CPA's published command for its fully connected network (``src/attack.py --attack=cp
+--decor=1.47 --tv=3.1 --T=12.4 --lr=0.001``, 25,000 Adam steps, negentropy weight 1); their released
+code adds the negentropy term with weight 0, which made no difference here (``docs/benchmarks.md``).
+All the updates of a call are optimised together (Adam is elementwise: the optimisations stay
+independent). Deeper first layers (convolutions) would need CPA's feature inversion next: not built,
+and :func:`why_not` says so.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from attacker.attacks.base import Attack, AttackSettings, Reconstruction
+from attacker.attacks.isolation import input_layer
+from attacker.attacks.isolation import why_not as isolation_why_not
+from attacker.observation import Observation
+from attacker.stop import Stop
+from attacker.victim import Victim
+
+#: Weight of the negentropy term (CPA's default ``--ne``).
+NEGENTROPY = 1.0
+#: Weight and temperature of the decorrelation term (CPA's ``--decor`` and ``--T`` for its FC network).
+DECORRELATION, TEMPERATURE = 1.47, 12.4
+#: Weight of the total variation of the sources (CPA's ``--tv`` for its FC network).
+TOTAL_VARIATION = 3.1
+#: Singular values of ``dW`` below this share of the largest are rounding, not images (float32 updates).
+RANK_TOLERANCE = 1e-5
+
+
+def why_not(victim: Victim, obs: Observation) -> str | None:
+    """Why unmixing does not apply: isolation's setting, the whole update, several images, more rows than images."""
+    reason = isolation_why_not(victim, obs)
+    if reason is not None:
+        return reason
+    if obs.most_images < 2:
+        return "the update holds one image: nothing to unmix (analytic recovery reads it exactly)"
+    if obs.pruned:
+        return f"{obs.defense} removed entries of the layer: its rows are no longer whole mixtures"
+    rows = victim.params[f"{input_layer(victim)}.weight"].shape[0]
+    if rows < obs.most_images:
+        return f"the first layer has {rows} neurons, fewer than the {obs.most_images} images the update can hold"
+    return None
+
+
+def run_unmixing(victim: Victim, observations: list[Observation], settings: AttackSettings,
+                 stop: Stop | None = None) -> list[Reconstruction]:
+    """The images each update's first layer mixes, unmixed; updates with the same number of images together."""
+    layer = input_layer(victim)
+    whitened = [WhitenedLayer.of(obs, layer) for obs in observations]
+    results: list[Reconstruction | None] = [None] * len(observations)
+    for count in sorted({w.count for w in whitened}):
+        chosen = [i for i, w in enumerate(whitened) if w.count == count]
+        start = time.perf_counter()
+        unmixing, iterations = _optimise([whitened[i] for i in chosen], victim.input_shape, settings, stop)
+        seconds = (time.perf_counter() - start) / len(chosen)
+        for row, index in enumerate(chosen):
+            images = whitened[index].images(unmixing[row]).reshape(count, *victim.input_shape).clamp(0, 1)
+            with torch.no_grad():
+                labels = victim.model(images.to(victim.device)).argmax(dim=1).cpu()
+            cut = "" if iterations == settings.iterations else f"; budget spent: cut short after {iterations}"
+            notes = [f"dW has rank {whitened[index].rank}; {count} sources unmixed (the update holds at most "
+                     f"{observations[index].most_images} images), {settings.iterations} Adam steps{cut}"]
+            results[index] = Reconstruction(observation=observations[index], images=images, labels=labels.cpu(),
+                                            loss=0.0, iterations=iterations, seconds=seconds, notes=notes,
+                                            attack="cpa")
+    return results
+
+
+class WhitenedLayer:
+    """One update's first layer, whitened to ``count`` components: what CPA unmixes, and how sources become images."""
+
+    def __init__(self, d_weight: torch.Tensor, d_bias: torch.Tensor, count: int, rank: int) -> None:
+        self.d_weight, self.d_bias, self.count, self.rank = d_weight, d_bias, count, rank
+        mean = d_weight.mean(dim=1, keepdim=True)
+        left, singular, right = torch.linalg.svd(d_weight - mean, full_matrices=False)
+        scale = (d_weight.shape[1] - 1) ** 0.5
+        #: the whitened rows (``k x pixels``) and the whitened row means, which undo the centring
+        self.whitened = (scale * right[:count]).float()
+        self.whitened_mean = (scale * (left[:, :count].T @ mean) / singular[:count, None]).float()
+
+    @classmethod
+    def of(cls, obs: Observation, layer: str) -> WhitenedLayer:
+        """The whitened layer of ``obs``, to as many components as its images (protocol bound and rank)."""
+        d_weight = obs.update[f"{layer}.weight"].double()
+        d_bias = obs.update[f"{layer}.bias"].double()
+        singular = torch.linalg.svdvals(d_weight)
+        rank = int((singular > RANK_TOLERANCE * singular[0]).sum()) if singular[0] > 0 else 0
+        return cls(d_weight, d_bias, max(1, min(obs.most_images, rank)), rank)
+
+    def images(self, unmixing: torch.Tensor) -> torch.Tensor:
+        """The images of the sources ``unmixing`` (``k x k``) separates, scaled and signed by the bias (``k x pixels``).
+
+        Exact for the unmixing that separates the images (the bias equation pins each source's scale and sign).
+        """
+        sources = _sources(unmixing[None], self.whitened[None], self.whitened_mean[None])[0].double()
+        mixing = torch.linalg.lstsq(sources.T, self.d_weight.T).solution.T  # dW ~ mixing @ sources
+        inverse_scale = torch.linalg.lstsq(mixing, self.d_bias[:, None]).solution[:, 0]
+        safe = torch.where(inverse_scale.abs() > 1e-12, inverse_scale, torch.full_like(inverse_scale, 1e-12))
+        return (sources / safe[:, None]).float()
+
+
+def _sources(unmixing: torch.Tensor, whitened: torch.Tensor, whitened_mean: torch.Tensor) -> torch.Tensor:
+    """The sources ``[U, k, pixels]`` of unit-norm unmixing rows, centring undone (CPA's ``S_hat``)."""
+    rows = unmixing / unmixing.norm(dim=-1, keepdim=True).clamp(min=1e-20)
+    return rows @ whitened + rows @ whitened_mean
+
+
+def _optimise(layers: list[WhitenedLayer], shape: tuple[int, ...], settings: AttackSettings,
+              stop: Stop | None) -> tuple[torch.Tensor, int]:
+    """CPA's unmixing matrices for ``layers`` (same ``k``), optimised together; and the iterations run."""
+    count = layers[0].count
+    whitened = torch.stack([layer.whitened for layer in layers])
+    whitened_mean = torch.stack([layer.whitened_mean for layer in layers])
+    unmixing = torch.eye(count).repeat(len(layers), 1, 1).requires_grad_(True)
+    optimizer = torch.optim.Adam([unmixing], lr=settings.lr)
+    iterations = 0
+    for iterations in range(settings.iterations):
+        if stop is not None and stop.ends(iterations, settings.iterations):
+            break
+        optimizer.zero_grad()
+        rows = unmixing / unmixing.norm(dim=-1, keepdim=True).clamp(min=1e-20)
+        centred = rows @ whitened
+        negentropy = -(torch.log(torch.cosh(centred)).mean(dim=-1) ** 2).mean(dim=-1)
+        sources = (centred + rows @ whitened_mean).reshape(len(layers), count, *shape)
+        cosines = (rows @ rows.transpose(1, 2)).abs()
+        decorrelation = (torch.exp(cosines * TEMPERATURE) - 1).mean(dim=(1, 2))
+        loss = NEGENTROPY * negentropy + DECORRELATION * decorrelation + TOTAL_VARIATION * _total_variation(sources)
+        loss.sum().backward()
+        optimizer.step()
+    else:
+        iterations = settings.iterations
+    return unmixing.detach(), iterations
+
+
+def _total_variation(images: torch.Tensor) -> torch.Tensor:
+    """CPA's total variation per update of ``[U, k, C, H, W]``: mean absolute difference of neighbours."""
+    across = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(1, 2, 3, 4))
+    down = (images[..., 1:, :] - images[..., :-1, :]).abs().mean(dim=(1, 2, 3, 4))
+    return across + down
+
+
+CPA = Attack("cpa", run=run_unmixing, why_not=why_not)
