@@ -15,7 +15,7 @@ import torch
 
 from attacker.attacks.isolation import input_layer, isolated_images
 from attacker.attacks.isolation import why_not as isolation_why_not
-from attacker.labels import CLASSIFIER_BIAS, CLASSIFIER_WEIGHT, count_labels
+from attacker.labels import count_labels
 from attacker.observation import Observation
 from attacker.victim import Victim
 
@@ -26,14 +26,15 @@ def update_label_counts(victim: Victim, obs: Observation) -> torch.Tensor | None
     It does not for a model without a classifier bias, for local training other than SGD (Adam rescales every
     entry on its own), or for an upload whose classifier bias did not travel in full.
     """
-    if CLASSIFIER_BIAS not in obs.update or obs.train.optimizer != "sgd":
+    weight, bias = f"{victim.head}.weight", f"{victim.head}.bias"
+    if bias not in obs.update or obs.train.optimizer != "sgd":
         return None
-    travelled = obs.travelled([CLASSIFIER_BIAS])
-    if travelled is not None and not bool(travelled[CLASSIFIER_BIAS].all()):
+    travelled = obs.travelled([bias])
+    if travelled is not None and not bool(travelled[bias].all()):
         return None
     images = None
     if isolation_why_not(victim, obs) is None:
         isolated, _ = isolated_images(obs, input_layer(victim), victim.input_shape)
         images = isolated if len(isolated) else None
-    gradient = obs.gradient_estimate([CLASSIFIER_WEIGHT, CLASSIFIER_BIAS])
+    gradient = obs.gradient_estimate([weight, bias])
     return count_labels(gradient, obs.most_images, victim, images).cpu()

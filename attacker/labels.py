@@ -31,8 +31,6 @@ import torch
 
 from attacker.victim import Victim
 
-CLASSIFIER_WEIGHT = "classifier.weight"
-CLASSIFIER_BIAS = "classifier.bias"
 #: Uniform-noise images that estimate what the model gives the classes an image does not have.
 NOISE_PROBES = 64
 
@@ -40,8 +38,8 @@ NOISE_PROBES = 64
 def recover_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim) -> torch.Tensor:
     """Labels of the ``num_images`` images behind ``gradient`` (iDLG for one, :func:`count_labels` for more)."""
     if num_images == 1:
-        bias = gradient.get(CLASSIFIER_BIAS)
-        rule = bias if bias is not None and bool(bias.min() < 0) else gradient[CLASSIFIER_WEIGHT].sum(dim=-1)
+        bias = gradient.get(f"{victim.head}.bias")
+        rule = bias if bias is not None and bool(bias.min() < 0) else gradient[f"{victim.head}.weight"].sum(dim=-1)
         return rule.argmin().reshape(1)
     counts = count_labels(gradient, num_images, victim)
     return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
@@ -54,11 +52,11 @@ def count_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Vic
     ``images``: some of the client's own images, where an attack recovered them: the model's mean softmax on them
     is ``eps`` as it is (no noise images, no scaling).
     """
-    bias = gradient[CLASSIFIER_BIAS].to(victim.device).double()
+    bias = gradient[f"{victim.head}.bias"].to(victim.device).double()
     prediction, non_negative = _probe(victim, images)
     present = bias < 0
     if non_negative:  # iDLG's sign: a class no image has adds p * h >= 0 to its weight row at every step
-        present |= gradient[CLASSIFIER_WEIGHT].to(victim.device).double().sum(dim=-1) < 0
+        present |= gradient[f"{victim.head}.weight"].to(victim.device).double().sum(dim=-1) < 0
     if not bool(present.any()):
         present = bias == bias.min()
     absent = ~present
@@ -91,7 +89,7 @@ def _probe(victim: Victim, images: torch.Tensor | None) -> tuple[torch.Tensor, b
     probes = (images if images is not None else torch.rand((NOISE_PROBES, *victim.input_shape),
                                                            generator=generator)).to(victim.device)
     seen = []
-    hook = victim.model.get_submodule(CLASSIFIER_WEIGHT.rsplit(".", 1)[0]).register_forward_pre_hook(
+    hook = victim.model.get_submodule(victim.head).register_forward_pre_hook(
         lambda _module, inputs: seen.append(bool((inputs[0] >= 0).all())))
     try:
         with torch.no_grad():

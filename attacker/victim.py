@@ -13,7 +13,8 @@ from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import functional_call, grad
 
 from fl_sim.config import RunConfig
-from fl_sim.models import VariationalBottleneck, build_run_model
+from fl_sim.models import VariationalBottleneck, build_run_model, training_penalty
+from fl_sim.models.base import classifier_head
 
 
 class _Captured(Exception):
@@ -89,7 +90,7 @@ class Victim:
             loss = F.cross_entropy(logits, target)
         else:
             loss = -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-        return loss + self.model.penalty()
+        return loss + training_penalty(self.model)
 
     def gradient(self, x: torch.Tensor, target: torch.Tensor,
                  params: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -108,6 +109,18 @@ class Victim:
             gradients = torch.autograd.grad(self.loss(leaves, x, target), list(leaves.values()),
                                             create_graph=differentiable)
         return dict(zip(leaves, gradients))
+
+    @property
+    def head(self) -> str:
+        """The classifier head's module name (``classifier`` for the zoo), whose update label recovery reads.
+
+        A model without one (no last ``nn.Linear`` with ``num_classes`` outputs) raises: its labels cannot be read.
+        """
+        name = classifier_head(self.model, self.num_classes)
+        if name is None:
+            raise ValueError(f"the model has no classifier head (a last nn.Linear with {self.num_classes} outputs): "
+                             f"labels cannot be recovered from its update")
+        return name
 
     @property
     def bottleneck(self) -> VariationalBottleneck | None:

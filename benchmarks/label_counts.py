@@ -69,8 +69,8 @@ def measure(flat: dict, images: int, clients: int, pretrain_steps: int) -> tuple
         counts = update_label_counts(victim, obs)
         if counts is None:
             applies = False
-            counts = count_labels(obs.gradient_estimate(["classifier.weight", "classifier.bias"]), obs.most_images,
-                                  victim)
+            head = [f"{victim.head}.weight", f"{victim.head}.bias"]
+            counts = count_labels(obs.gradient_estimate(head), obs.most_images, victim)
         accuracies.append(count_accuracy(counts.tolist(), local.labels.tolist()))
         classes = victim.num_classes
         even = [images // classes + (c < images % classes) for c in range(classes)]

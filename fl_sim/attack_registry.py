@@ -30,7 +30,8 @@ class AttackEntry:
 #: steps at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
 #: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours). Neuron
 #: isolation is closed-form. The Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001
-#: (facebookresearch/cocktail_party_attack, README's command for its fully connected network). ``auto`` leaves 0: each attack of its portfolio takes its own default.
+#: (facebookresearch/cocktail_party_attack, README's command for its fully connected network). ``auto``
+#: leaves 0: each attack of its portfolio takes its own default.
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 for _entry in (

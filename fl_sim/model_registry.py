@@ -4,10 +4,15 @@ The configuration's allowed values and :func:`fl_sim.models.build_model` read th
 are named by import path, so that a configuration is checked without importing torch. Adding a
 model is one ``MODELS.register`` call and its builder, ``builder(input_shape, num_classes,
 **settings) -> FeatureClassifier`` (torchvision's ``register_model`` is the pattern).
+
+A user's own model needs no registration: ``model.name=package.module:builder`` names a builder that
+takes the input shape ``(C, H, W)`` and the number of classes and returns any ``torch.nn.Module``
+(:func:`model_entry` makes its entry; it must be importable where the clients and the server run).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,3 +38,17 @@ for _entry in (
     ModelEntry("resnet18", "fl_sim.models.resnet:resnet18", {"model.norm": "norm"}),
 ):
     MODELS.register(_entry)
+
+
+#: ``package.module:builder``: a user's builder by import path.
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` reads as ``package.module:builder`` (a user's model, not one of the zoo)."""
+    return bool(IMPORT_PATH.match(name))
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The entry of ``model.name``: the zoo's, or, for ``package.module:builder``, one for that builder alone."""
+    return MODELS[name] if name in MODELS else ModelEntry(name, name)

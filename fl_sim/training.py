@@ -12,6 +12,7 @@ from torch import nn
 
 from fl_sim.config import TrainConfig
 from fl_sim.data import ImageData
+from fl_sim.models.base import training_penalty
 
 # Opacus's per-sample hooks on a first layer whose input needs no gradient: expected, and harmless
 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect "
@@ -104,7 +105,7 @@ def train_local(model: nn.Module, data: ImageData, config: TrainConfig, seed: in
         x, y = images[indices].to(device), labels[indices].to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = forward(x)
-        loss = criterion(logits, y) + model.penalty()
+        loss = criterion(logits, y) + training_penalty(model)
         if anchor:  # FedProx: stay near the global model the round started from
             loss = loss + config.proximal_mu / 2 * sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
         loss.backward()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 import ray
+import torch
 from flwr.simulation import run_simulation
 
 from attacker.pool import pool_resources
@@ -42,13 +43,16 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     """Check what a user can get wrong before any process starts; return the config with its run dir fixed.
 
     Loads the data set and the first client's partition (so a missing data root or an
-    impossible split fails here, in one line), checks that an asked-for GPU is there, and
-    refuses an existing results directory (unless the run is resumed).
+    impossible split fails here, in one line), builds the model once (a user's ``package.module:builder``
+    that cannot be imported, raises or does not fit the data fails here too), checks that an asked-for GPU
+    is there, and refuses an existing results directory (unless the run is resumed).
     """
     config = resolve_run_dir(config)
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
+    dataset = load_dataset(config.data)
+    model = build_run_model(config, dataset.input_shape, dataset.num_classes)
     if config.defense.name == "dpsgd":
-        check_private_model(config)
+        check_private_model(config, model)
     if config.attack.enabled:
         resolve_device(config.attack.device)
     _probe_ray_address(config.simulation.ray_address)
@@ -62,10 +66,9 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     return config
 
 
-def check_private_model(config: RunConfig) -> None:
-    """DP-SGD needs per-sample gradients: refuse, in one line, a model with a layer Opacus cannot handle."""
-    dataset = load_dataset(config.data)
-    problems = unsupported_layers(build_run_model(config, dataset.input_shape, dataset.num_classes))
+def check_private_model(config: RunConfig, model: torch.nn.Module) -> None:
+    """DP-SGD needs per-sample gradients: refuse, in one line, a ``model`` with a layer Opacus cannot handle."""
+    problems = unsupported_layers(model)
     if problems:
         raise ConfigError(f"defense.name=dpsgd cannot train model.name={config.model.name} with "
                           f"model.norm={config.model.norm}: {'; '.join(problems)}; choose model.norm=group or "

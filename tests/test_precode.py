@@ -9,7 +9,7 @@ import torch
 
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError
-from fl_sim.models import VariationalBottleneck, build_run_model
+from fl_sim.models import VariationalBottleneck, build_run_model, training_penalty
 from fl_sim.models.precode import kl_to_standard_normal_bits
 
 
@@ -41,8 +41,8 @@ def test_penalty_is_beta_times_kl_and_gradients_flow():
     x = torch.rand(4, 1, 32, 32)
     logits = model(x)
     vb = next(m for m in model.modules() if isinstance(m, VariationalBottleneck))
-    assert model.penalty().item() == pytest.approx(0.5 * vb._kl.item())
-    loss = torch.nn.functional.cross_entropy(logits, torch.arange(4)) + model.penalty()
+    assert training_penalty(model).item() == pytest.approx(0.5 * vb._kl.item())
+    loss = torch.nn.functional.cross_entropy(logits, torch.arange(4)) + training_penalty(model)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 

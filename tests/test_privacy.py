@@ -7,7 +7,9 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
 from fl_sim.config import RunConfig
+from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
+from fl_sim.models import build_run_model
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.results import load_events, read_events
 from lab.simulation import check_private_model
@@ -58,8 +60,9 @@ def test_a_model_opacus_cannot_handle_is_refused_in_one_line_before_the_run():
     with pytest.raises(ConfigError, match=r"^defense.name=dpsgd cannot train model.name=resnet18 with "
                                           r"model.norm=batch: BatchNorm cannot support training with differential "
                                           r"privacy; choose model.norm=group or another model$"):
-        check_private_model(RunConfig.from_flat({"defense.name": "dpsgd", "model.name": "resnet18",
-                                                 "model.norm": "batch"}))
+        config = RunConfig.from_flat({"defense.name": "dpsgd", "model.name": "resnet18", "model.norm": "batch"})
+        dataset = load_dataset(config.data)
+        check_private_model(config, build_run_model(config, dataset.input_shape, dataset.num_classes))
 
 
 def test_dpsgd_and_fedprox_are_refused_together():

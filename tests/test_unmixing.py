@@ -1,4 +1,4 @@
-"""The Cocktail Party Attack's unmixing of a fully connected first layer: exact where it must be, and where it applies."""
+"""CPA's unmixing of a fully connected first layer: exact where it must be, and where it applies."""
 
 from __future__ import annotations
 

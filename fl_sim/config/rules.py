@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from fl_sim.config.flat import flatten, parse_ids
 from fl_sim.errors import ConfigError
+from fl_sim.model_registry import MODELS, is_import_path
 from fl_sim.strategy_registry import STRATEGIES
 
 if TYPE_CHECKING:
@@ -44,8 +45,20 @@ def _check_strategy(config: RunConfig) -> None:
                           f"exceeds server.min-train-nodes ({least}); lower it")
 
 
+def _check_model(config: RunConfig) -> None:
+    """``model.name`` is one of the zoo or reads as a user's ``package.module:builder``."""
+    name = config.model.name
+    if name not in MODELS and not is_import_path(name):
+        raise ConfigError(f"config key 'model.name' must be one of {', '.join(MODELS)}, or a builder of your own as "
+                          f"package.module:builder; got {name!r}")
+    if is_import_path(name) and config.precode.enabled and config.precode.position != "head":
+        raise ConfigError("config key 'precode.position' early needs a model of the zoo (lenet, mlp, resnet18); "
+                          f"for model.name={name} use precode.position=head")
+
+
 def check_combinations(config: RunConfig) -> None:
     """Reject settings that are valid one by one but impossible together."""
+    _check_model(config)
     _check_strategy(config)
     server = config.server
     if server.min_available_nodes > config.simulation.num_clients:

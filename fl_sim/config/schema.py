@@ -84,7 +84,8 @@ class DataConfig:
 class ModelConfig:
     """Which network the federation trains."""
 
-    name: Literal[tuple(MODELS)] = setting("mlp", "model architecture")
+    name: str = setting("mlp", f"model architecture: {', '.join(MODELS)}, or a builder of your own, "
+                               f"package.module:builder (input shape and number of classes -> nn.Module)")
     init: Literal["default", "dlg"] = setting(
         "default", "weight init: PyTorch's default, or DLG's uniform(-0.5, 0.5) on every parameter")
     norm: Literal["batch", "group"] = setting("group", "normalisation layers of resnet18")

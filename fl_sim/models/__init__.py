@@ -1,6 +1,8 @@
-"""The model zoo: every model is a :class:`FeatureClassifier` chosen by ``model.name``.
+"""The model zoo: every model is a :class:`FeatureClassifier` chosen by ``model.name``; or a user's own.
 
-Which builder a name means is declared once, in :mod:`fl_sim.model_registry`.
+Which builder a name means is declared once, in :mod:`fl_sim.model_registry`; ``package.module:builder``
+names a user's builder, whose model may be any ``nn.Module`` that maps a batch of images to class logits
+(:func:`build_model` checks that, in one line).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from torch import nn
 
 from fl_sim.config import ModelConfig, RunConfig
 from fl_sim.config.flat import flatten
-from fl_sim.model_registry import MODELS
-from fl_sim.models.base import FeatureClassifier
+from fl_sim.errors import ConfigError
+from fl_sim.model_registry import model_entry
+from fl_sim.models.base import FeatureClassifier, training_penalty
 from fl_sim.models.convnet import convnet
 from fl_sim.models.lenet import lenet
 from fl_sim.models.mlp import mlp
@@ -20,31 +23,65 @@ from fl_sim.models.resnet import resnet18
 from fl_sim.registry import load
 
 __all__ = ["FeatureClassifier", "VariationalBottleneck", "build_model", "build_run_model", "convnet", "lenet",
-           "mlp", "resnet18"]
+           "mlp", "resnet18", "training_penalty"]
 
 
 def build_run_model(config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
-                    seed: int | None = None) -> FeatureClassifier:
+                    seed: int | None = None) -> nn.Module:
     """The model a run trains: ``model.*``, extended with PRECODE when ``precode.enabled``."""
     model = build_model(config.model, input_shape, num_classes, seed=seed)
     precode = config.precode
     if precode.enabled:
-        model = extend_with_precode(model, input_shape, precode.k, precode.beta, precode.position,
+        model = extend_with_precode(model, input_shape, num_classes, precode.k, precode.beta, precode.position,
                                     precode.eval_sampling)
     return model
 
 
 def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,
-                seed: int | None = None) -> FeatureClassifier:
-    """Build the configured model; with ``seed`` its initial weights are reproducible."""
+                seed: int | None = None) -> nn.Module:
+    """Build the configured model; with ``seed`` its initial weights are reproducible.
+
+    A user's builder that cannot be imported, raises, returns something other than an ``nn.Module``, or a
+    model whose logits do not fit ``num_classes`` for one image of ``input_shape``: a one-line ConfigError.
+    """
     if seed is not None:
         torch.manual_seed(seed)
-    entry, values = MODELS[config.name], dict(flatten(config, "model."))
-    model = load(entry.builder)(input_shape, num_classes, **{argument: values[key]
-                                                            for key, argument in entry.settings.items()})
+    entry, values = model_entry(config.name), dict(flatten(config, "model."))
+    key = f"config key 'model.name' ({config.name})"
+    try:
+        builder = load(entry.builder)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"{key} cannot be imported: {type(err).__name__}: {err}; make its package importable "
+                          f"(installed, or its folder on PYTHONPATH)") from err
+    try:
+        model = builder(input_shape, num_classes, **{argument: values[key_]
+                                                    for key_, argument in entry.settings.items()})
+    except Exception as err:  # a user's builder: whatever it raises is the user's to fix
+        raise ConfigError(f"{key}: the builder raised {type(err).__name__}: {err}") from err
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{key}: the builder returned a {type(model).__name__}, not a torch.nn.Module")
+    _check_logits(model, input_shape, num_classes, key)
     if config.init == "dlg":
         _dlg_uniform_init(model)
     return model
+
+
+def _check_logits(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, key: str) -> None:
+    """Refuse, in one line, a model that does not map one image of ``input_shape`` to ``num_classes`` logits."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(2, *input_shape))
+    except Exception as err:  # shapes that do not fit surface as whatever the user's layers raise
+        raise ConfigError(f"{key} cannot take images of shape {tuple(input_shape)}: {type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}") from err
+    finally:
+        model.train(was_training)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, num_classes):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ConfigError(f"{key} returns {shape} for 2 images of shape {tuple(input_shape)}; it must return "
+                          f"logits of shape (2, {num_classes}) for this data set")
 
 
 def _dlg_uniform_init(model: nn.Module) -> None:

@@ -23,10 +23,14 @@ class FeatureClassifier(nn.Module):
         """Class logits for a batch of images ``[N, C, H, W]``."""
         return self.classifier(self.features(x))
 
-    def penalty(self) -> torch.Tensor:
-        """Extra training loss of the last forward pass (PRECODE's ``beta * KL``); 0 for plain models."""
-        terms = [m.penalty() for m in self.modules() if m is not self and hasattr(m, "penalty")]
-        return sum(terms, torch.zeros(()))
+
+def training_penalty(model: nn.Module) -> torch.Tensor:
+    """Extra training loss of ``model``'s last forward pass: its modules' ``penalty()`` (PRECODE's ``beta * KL``).
+
+    0 for plain models, a user's included.
+    """
+    terms = [m.penalty() for m in model.modules() if m is not model and hasattr(m, "penalty")]
+    return sum(terms, torch.zeros(()))
 
 
 def flat_feature_dim(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
@@ -37,3 +41,13 @@ def flat_feature_dim(features: nn.Module, input_shape: tuple[int, int, int]) -> 
         dim = features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
         features.train(was_training)
     return dim
+
+
+def classifier_head(model: nn.Module, num_classes: int) -> str | None:
+    """The name of ``model``'s classifier head: its last ``nn.Linear`` with ``num_classes`` outputs (``None``: none).
+
+    ``classifier`` for the zoo; for a user's model what PRECODE extends and label recovery reads.
+    """
+    heads = [name for name, module in model.named_modules()
+             if isinstance(module, nn.Linear) and module.out_features == num_classes]
+    return heads[-1] if heads else None

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fl_sim.errors import ConfigError
-from fl_sim.models.base import FeatureClassifier
+from fl_sim.models.base import FeatureClassifier, classifier_head
 
 #: sigma is clamped here before its log, as sigma from softplus can underflow to 0.
 SIGMA_FLOOR = 1e-8
@@ -71,9 +71,23 @@ class VariationalBottleneck(nn.Module):
         return self.beta * self._kl if self._kl is not None else torch.zeros(())
 
 
-def extend_with_precode(model: FeatureClassifier, input_shape: tuple[int, int, int], k: int, beta: float,
-                        position: str = "head", eval_sampling: str = "sample") -> FeatureClassifier:
-    """Insert a :class:`VariationalBottleneck` into ``model`` (before its classifier, or after its first block)."""
+def extend_with_precode(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, k: int, beta: float,
+                        position: str = "head", eval_sampling: str = "sample") -> nn.Module:
+    """Insert a :class:`VariationalBottleneck` into ``model`` (before its classifier, or after its first block).
+
+    A model of the zoo has its classifier by name; a user's model gets the bottleneck before its classifier head,
+    the last ``nn.Linear`` with ``num_classes`` outputs (a one-line ConfigError where it has none).
+    """
+    if not isinstance(model, FeatureClassifier):
+        name = classifier_head(model, num_classes)
+        if name is None:
+            raise ConfigError(f"precode.enabled=true needs a classifier head to put the bottleneck before: a last "
+                              f"nn.Linear with {num_classes} outputs, which this model does not have; add one, or "
+                              f"set precode.enabled=false")
+        head = model.get_submodule(name)
+        bottleneck = VariationalBottleneck(head.in_features, k, beta, eval_sampling)
+        model.set_submodule(name, nn.Sequential(bottleneck, head))
+        return model
     if position == "head":
         bottleneck = VariationalBottleneck(model.feature_dim, k, beta, eval_sampling)
         return FeatureClassifier(nn.Sequential(model.features, bottleneck), model.classifier, model.feature_dim)
@@ -88,3 +102,4 @@ def extend_with_precode(model: FeatureClassifier, input_shape: tuple[int, int, i
     bottleneck = VariationalBottleneck(width, k, beta, eval_sampling)
     features = nn.Sequential(*head, bottleneck, *layers[first_activation + 1:])
     return FeatureClassifier(features, model.classifier, model.feature_dim)
+

@@ -50,6 +50,10 @@ BAD_INPUTS = [
     # an output.dir that cannot hold results
     ((None, ["--out", "a-file"]), "a-file' is a file; set it to a directory"),
     ((None, ["--out", "a-file/runs"]), "a-file' is a file; set it to a directory"),
+    # a model that is neither the zoo's nor an importable builder of the user's
+    ((None, ["--set", "model.name=mlp2"]), "config key 'model.name' must be one of lenet, convnet, mlp, resnet18"),
+    ((None, ["--set", "model.name=no_such_package.models:build"]),
+     "config key 'model.name' (no_such_package.models:build) cannot be imported: ModuleNotFoundError"),
     # impossible combinations
     ((None, ["--clients", "2000"]), "2000 clients need at least 4000 training samples"),
     ((None, ["--set", "data.partitioner=dirichlet", "--set", "data.dirichlet-alpha=0"]),
