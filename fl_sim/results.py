@@ -128,8 +128,8 @@ class ResultsWriter:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        #: Called with every event written, its time set (e.g. to echo it on the console); must not raise.
-        self.echo: Callable[[events.Event], None] | None = None
+        #: Called with every event written, its time set (the console's lines, a TensorBoard sink); must not raise.
+        self.listeners: list[Callable[[events.Event], None]] = []
         self._lock = threading.Lock()
         self._csv_fields: list[str] | None = None
 
@@ -194,8 +194,8 @@ class ResultsWriter:
                 except OSError:
                     _truncate_quietly(handle, start)  # whole or absent: no torn line for the next event
                     raise
-            if self.echo is not None:
-                self.echo(dataclasses.replace(event, time=record["time"]))
+            for listener in self.listeners:
+                listener(dataclasses.replace(event, time=record["time"]))
 
     def metrics_row(self, row: Mapping[str, Any]) -> None:
         """Append one row to ``metrics.csv`` (the first row fixes the columns)."""

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     watch.add_argument("--plain", action="store_true", help="one line per round even on a terminal")
 
-    report = commands.add_parser("report", help="write RUN_DIR/report.html and RUN_DIR/plots/*.png")
+    report = commands.add_parser("report", help="write RUN_DIR/report.html, RUN_DIR/plots/*.png and the tidy "
+                                                   "RUN_DIR/attacks.csv (and .parquet with pyarrow)")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
     compare = commands.add_parser("compare", help="put runs side by side: accuracy, attack success, bytes, time")
@@ -144,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             _watch(args.run_dir, live=sys.stdout.isatty() and not args.plain)
         elif args.command == "report":
             from fl_sim.reporting.report import write_report
+            from fl_sim.reporting.tidy import write_attack_table
 
             print(f"report: {write_report(args.run_dir)}")
+            print(f"attacks: {', '.join(map(str, write_attack_table(args.run_dir)))}")
         elif args.command == "compare":
             _compare(args.run_dirs, args.csv, args.plot)
         elif args.command == "flwr-run":

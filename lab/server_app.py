@@ -23,6 +23,8 @@ from fl_sim.models import build_run_model
 from fl_sim.plugins import ServerPlugin
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
+from fl_sim.reporting.tensorboard import TensorBoardSink
+from fl_sim.reporting.tidy import write_attack_table
 from fl_sim.results import ResultsWriter, load_checkpoint, load_events, read_metrics, run_directory
 from strategies.catalog import build_strategy
 from strategies.intercepting import InterceptingStrategy
@@ -81,7 +83,11 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         history = read_metrics(writer.directory)
     else:
         writer = ResultsWriter.create(config)
-    writer.echo = PlainLines(console) if console else None
+    if console:
+        writer.listeners.append(PlainLines(console))
+    sink = TensorBoardSink(writer.directory) if config.output.tensorboard else None
+    if sink is not None:
+        writer.listeners.append(sink)
     recorder = RunRecorder(writer, model, dataset.test, history=history, round_offset=done)
     extra = list(plugins(config, writer)) if plugins else []
     if config.defense.name == "dpsgd":
@@ -129,8 +135,9 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
             for plugin in extra:
                 plugin.close()
             recorder.finish(status, error=f"{type(error).__name__}: {error}" if error else None)
-            if config.output.report:
-                _write_report(writer)
+            if sink is not None:
+                sink.close()
+            _write_tables(writer, config.output.report)
         except Exception as wrap_up:
             if error is None:
                 raise
@@ -142,10 +149,15 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     return writer.directory
 
 
-def _write_report(writer: ResultsWriter) -> None:
-    """Write the run's report; a failure to do so is logged as ``report-error``, never lost results."""
+def _write_tables(writer: ResultsWriter, report: bool) -> None:
+    """Write the run's tidy attack table and, with ``report``, its report.
+
+    A failure to do so is logged as ``report-error``, never lost results.
+    """
     try:
-        write_report(writer.directory)
+        write_attack_table(writer.directory)
+        if report:
+            write_report(writer.directory)
     except Exception as err:  # noqa: BLE001 - the results are complete; only the report is missing
         writer.emit(events.ReportError(error=f"{type(err).__name__}: {err}",
                                        fix=f"run: fl-sim report {writer.directory}"))

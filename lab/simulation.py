@@ -26,6 +26,7 @@ from fl_sim.errors import ConfigError, EngineStopped
 from fl_sim.models import build_run_model
 from fl_sim.privacy import unsupported_layers
 from fl_sim.reporting.console import follow
+from fl_sim.reporting.tensorboard import check_available as check_tensorboard
 from fl_sim.results import (
     CONFIG,
     check_output_dir,
@@ -55,6 +56,8 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
         check_private_model(config, model)
     if config.attack.enabled:
         resolve_device(config.attack.device)
+    if config.output.tensorboard:
+        check_tensorboard()
     _probe_ray_address(config.simulation.ray_address)
     run_dir = run_directory(config)
     check_output_dir(Path(config.output.dir))

@@ -210,6 +210,8 @@ class OutputConfig:
     dir: str = setting("results", "parent directory of the run's results directory")
     run_id: str = setting("", "name of the results directory (one path component); empty = a timestamped id")
     report: bool = setting(True, "write report.html and plots/ at the end of the run")
+    tensorboard: bool = setting(False, "also log accuracy, loss, leak rates, SSIM and each round's reconstructions "
+                                       "to <run dir>/tensorboard/ (needs the tensorboard package)")
 
     def __post_init__(self) -> None:
         check_path_component(self.run_id, "output.run-id")

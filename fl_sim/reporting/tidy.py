@@ -1,0 +1,71 @@
+"""The run's attacks as one tidy table: a row per round, client and attack, for pandas, R or a spreadsheet.
+
+``events.jsonl`` nests what each update's attacks did (``auto``'s ``portfolio``, the attacks that did not apply
+and why). Flattened here into ``attacks.csv`` (and ``attacks.parquet`` where pyarrow is installed): one row per
+attack that ran on an update, with its own scores, and one per attack that did not apply, with the reason;
+the update's ``verdict`` repeats on each of its rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fl_sim.results import read_events
+
+ATTACKS_CSV, ATTACKS_PARQUET = "attacks.csv", "attacks.parquet"
+
+#: The columns and their Arrow types, in order: where the row's update came from, the attack, its scores.
+TYPES = {"round": "int64", "partition_id": "int64", "node_id": "int64", "defense": "string", "verdict": "string",
+         "held": "int64", "attack": "string", "applied": "bool", "why_not": "string", "iterations": "int64",
+         "seconds": "double", "images_leaked": "int64", "images_identified": "int64", "best_ssim": "double",
+         "mean_ssim": "double", "label_accuracy": "double"}
+COLUMNS = tuple(TYPES)
+#: The columns an attack that ran fills from its own result.
+SCORES = COLUMNS[COLUMNS.index("iterations"):]
+
+
+def attack_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per attack of every ``attack`` event of ``records`` (the dicts of ``events.jsonl``)."""
+    rows = []
+    for event in records:
+        if event.get("event") != "attack":
+            continue
+        update = {key: event.get(key) for key in ("round", "partition_id", "node_id", "defense", "verdict", "held")}
+        ran = [] if event.get("verdict") == "no attack applies" else (event.get("portfolio") or [_as_entry(event)])
+        for entry in ran:
+            rows.append({**update, "attack": entry["attack"], "applied": True, "why_not": None,
+                         **{key: entry.get(key) for key in SCORES}})
+        for attack, reason in (event.get("not_applied") or {}).items():
+            rows.append({**update, "attack": attack, "applied": False, "why_not": reason})
+    return [{column: row.get(column) for column in COLUMNS} for row in rows]
+
+
+def _as_entry(event: dict[str, Any]) -> dict[str, Any]:
+    """A single attack's event in the shape of a portfolio entry."""
+    images = event.get("per_image") or []
+    ssims = [image["ssim"] for image in images]
+    return {"attack": event.get("attack") or event.get("method"), "iterations": event.get("iterations"),
+            "seconds": event.get("seconds"), "images_leaked": sum(bool(image.get("leaked")) for image in images),
+            "images_identified": event.get("images_identified"), "best_ssim": max(ssims, default=None),
+            "mean_ssim": sum(ssims) / len(ssims) if ssims else None, "label_accuracy": event.get("label_accuracy")}
+
+
+def write_attack_table(run_dir: Path) -> list[Path]:
+    """Write ``attacks.csv`` (and ``attacks.parquet`` where pyarrow is installed) into ``run_dir``; the paths."""
+    rows = attack_rows(read_events(run_dir))
+    written = [run_dir / ATTACKS_CSV]
+    with open(written[0], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return written
+    schema = pa.schema([(column, pa.type_for_alias(kind)) for column, kind in TYPES.items()])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), run_dir / ATTACKS_PARQUET)
+    return [*written, run_dir / ATTACKS_PARQUET]
