@@ -43,16 +43,21 @@ class Observation:
 
     @classmethod
     def from_update(cls, update: InterceptedUpdate, defense: str = "none") -> Observation:
-        """Keep what a real server has; the simulation-only ``audit`` is deliberately left behind."""
+        """Keep what a real server has; the simulation-only ``audit`` is deliberately left behind.
+
+        The local steps are those the client reported, or, where it reports none (a user's own app), those the
+        protocol's training takes on the examples it reported.
+        """
+        train = train_config_from_record(update.train_config)
         return cls(
             server_round=update.server_round,
             node_id=update.node_id,
             partition_id=update.partition_id,
             global_arrays={k: torch.from_numpy(np.array(v)) for k, v in update.global_arrays.items()},
             update={k: torch.from_numpy(np.array(v)) for k, v in update.delta().items()},
-            train=train_config_from_record(update.train_config),
+            train=train,
             num_examples=update.num_examples,
-            local_steps=int(update.metrics.get(protocol.LOCAL_STEPS, 1)),
+            local_steps=int(update.metrics.get(protocol.LOCAL_STEPS, 0)) or train.steps(update.num_examples),
             defense=defense,
             positions=None if update.travelled is None else
             {k: torch.from_numpy(np.array(v)) for k, v in update.travelled.items()},

@@ -28,6 +28,7 @@ from attacker.attacks import ATTACKS, Attack, AttackSettings, Reconstruction
 from attacker.images import save_grid
 from attacker.judge import ImageVerdict, Judge, Race, Verdict, count_accuracy, worst_case
 from attacker.label_counts import update_label_counts
+from attacker.lent_images import LentImages, lent
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
@@ -60,7 +61,13 @@ class AttackerPlugin(ServerPlugin):
     name = "attacker"
 
     def __init__(self, config: RunConfig, writer: ResultsWriter, judge: Judge | None,
-                 input_shape: tuple[int, int, int], num_classes: int, engine_ray: bool = False) -> None:
+                 input_shape: tuple[int, int, int], num_classes: int, engine_ray: bool = False,
+                 lent_images: LentImages | None = None) -> None:
+        """Attack every update; judge with ``judge`` or ``lent_images``, or neither.
+
+        ``judge`` holds the data set (fl-sim's own runs), ``lent_images`` the images clients lend (a user's app in
+        simulation, :mod:`clients.audit`); with neither (a deployment) the verdicts are ``no ground truth``.
+        """
         self.config = config
         self.attack = config.attack
         self.writer = writer
@@ -75,6 +82,7 @@ class AttackerPlugin(ServerPlugin):
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
         self._victim: Victim | None = None
         self._recovered = RecoveredSamples()
+        self._lent = lent_images
         self._pool = None
         if self.attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it
             from attacker.pool import AttackPool
@@ -90,7 +98,10 @@ class AttackerPlugin(ServerPlugin):
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
         if (update.server_round - 1) % self.attack.every == 0:
             defense = self.config.defense.of(update.partition_id)
-            self._collected.append((Observation.from_update(update, defense), dict(update.audit)))
+            audit = dict(update.audit)
+            if self._lent is not None and lent(audit):  # a user's app: the lent images, named in the pool
+                audit = {protocol.AUDIT_SAMPLES: self._lent.positions(audit)}
+            self._collected.append((Observation.from_update(update, defense), audit))
 
     def on_round_end(self, server_round: int) -> None:
         """Attack the round's updates, inline (``attack.blocking``) or in the background."""
@@ -143,6 +154,8 @@ class AttackerPlugin(ServerPlugin):
         """
         start = time.perf_counter()
         attack = ATTACKS[self.settings.method]
+        if self._lent is not None:
+            self.judge = self._lent.judge()
         try:
             victim = self._victim = Victim.for_round(self._victim, self.config, self.input_shape, self.num_classes,
                                                      job.observations[0].global_arrays, self.device)
@@ -220,13 +233,15 @@ class AttackerPlugin(ServerPlugin):
         candidates = rec.candidates or [rec]
         verdicts: list[Verdict | None] = [None] * len(candidates)
         chosen, image_path = 0, None
+        matched = None
         if self.judge is not None and indices:
             verdicts = [judged.get(id(c)) or self.judge(c.images, c.labels, held=indices) for c in candidates]
             chosen = worst_case(verdicts)
-            if self.attack.save_images:
-                matched = self.judge.truth(indices).tensors()[0][[v.match for v in verdicts[chosen].images]]
-                image_path = f"reconstructions/round-{obs.server_round}/client-{obs.partition_id}.png"
-                save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
+            matched = self.judge.truth(indices).tensors()[0][[v.match for v in verdicts[chosen].images]]
+        if self.attack.save_images:  # without ground truth (a deployment): the reconstruction alone
+            client = obs.partition_id if obs.partition_id is not None else f"node-{obs.node_id}"
+            image_path = f"reconstructions/round-{obs.server_round}/client-{client}.png"
+            save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
         best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
         outcome = events.NO_GROUND_TRUTH if verdict is None else events.LEAKED if verdict.leaked else \
             events.NOT_LEAKED

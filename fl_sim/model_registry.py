@@ -6,8 +6,9 @@ model is one ``MODELS.register`` call and its builder, ``builder(input_shape, nu
 **settings) -> FeatureClassifier`` (torchvision's ``register_model`` is the pattern).
 
 A user's own model needs no registration: ``model.name=package.module:builder`` names a builder that
-takes the input shape ``(C, H, W)`` and the number of classes and returns any ``torch.nn.Module``
-(:func:`model_entry` makes its entry; it must be importable where the clients and the server run).
+takes the input shape ``(C, H, W)`` and the number of classes and returns any ``torch.nn.Module``, or a
+model class that takes no arguments (:func:`model_entry` makes its entry; it must be importable where the
+clients and the server run).
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ PARTITION_ID = "partition-id"
 #: Simulation-only audit: positions (in the data set's training split) of the samples a client
 #: trained on this round, in order. Only the judge of an attack reads it, never an attack.
 AUDIT_SAMPLES = "audit-sample-indices"
+#: Simulation-only audit of a user's own app (:mod:`clients.audit`): the images and labels a client trained on,
+#: lent to the judge as ``.npy`` bytes (uint8 ``[N, C, H, W]``, int64 ``[N]``). Only the judge reads them.
+AUDIT_IMAGES = "audit-images"
+AUDIT_LABELS = "audit-labels"
 NUM_EXAMPLES = "num-examples"
 TRAIN_LOSS = "train-loss"
 TRAIN_ACCURACY = "train-accuracy"

@@ -4,7 +4,7 @@
 # `flwr run . local-deployment` on them, then exactly the processes it started are stopped.
 #
 #   scripts/local_deployment.sh [--nodes N] [--tls] [--port PORT] [--results DIR] [--workdir DIR]
-#                               [--run-config "KEY=VALUE ..."] [-- FLWR_RUN_OPTION ...]
+#                               [--app DIR] [--run-config "KEY=VALUE ..."] [-- FLWR_RUN_OPTION ...]
 #
 #   --nodes N      SuperNodes, one partition each (default 3)
 #   --tls          TLS with a CA and certificates generated in the work dir (scripts/generate_certs.sh);
@@ -13,13 +13,15 @@
 #   --results DIR  where the ServerApp writes results/<run-id>/ (default ./results)
 #   --workdir DIR  logs/, flwr-home/ (FLWR_HOME of every process: config, state, installed apps) and certs/
 #                  (default: a new temp dir); nothing is written to ~/.flwr
+#   --app DIR      another Flower app to run (e.g. examples/quickstart-pytorch); its run config is then only
+#                  what --run-config says (--results is fl-sim's own app's)
 #   --run-config   run-config overrides, e.g. "num-server-rounds=5 attack.enabled=true" (repeatable)
 #   after --       more options for `flwr run`
 #
 # Flower's executables are taken from the PATH (`make setup` puts them in .venv/bin).
 set -euo pipefail
 
-nodes=3 tls=0 port=9093 results="$PWD/results" workdir="" run_config=""
+nodes=3 tls=0 port=9093 results="$PWD/results" workdir="" run_config="" app=""
 project="$(cd "$(dirname "$0")/.." && pwd)"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -29,6 +31,7 @@ while [[ $# -gt 0 ]]; do
         --results) results="$2"; shift 2 ;;
         --workdir) workdir="$2"; shift 2 ;;
         --run-config) run_config+=" $2"; shift 2 ;;
+        --app) app="$(cd "$2" && pwd)"; shift 2 ;;
         --) shift; break ;;
         *) echo "local_deployment.sh: unknown option '$1' (see the top of $0)" >&2; exit 2 ;;
     esac
@@ -107,5 +110,9 @@ done
 for ((i = 0; i < nodes; i++)); do wait_for_port $((port + 1 + i)); done
 
 echo "SuperLink 127.0.0.1:$port and $nodes SuperNodes up; logs in $workdir/logs" >&2
-flwr run "$project" local-deployment --stream \
-    --run-config "simulation.num-clients=$nodes output.dir='$results'$run_config" "$@"
+if [[ -n "$app" ]]; then
+    flwr run "$app" local-deployment --stream ${run_config:+--run-config "$run_config"} "$@"
+else
+    flwr run "$project" local-deployment --stream \
+        --run-config "simulation.num-clients=$nodes output.dir='$results'$run_config" "$@"
+fi

@@ -62,11 +62,16 @@ class InterceptingStrategy(Strategy):
         seed: makes client sampling reproducible (Flower samples with Python's ``random``).
         round_offset: rounds already done before this start (a resumed run): Flower counts from 1,
             clients, plugins, logs and the wrapped strategy see ``round + round_offset``.
+        train_config: the local training the clients run, as the server knows it (fl-sim's ``train.*`` keys,
+            unprefixed), for a wrapped strategy whose own train config does not say it (a user's app); ``None``:
+            what the wrapped strategy sends (fl-sim's own runs).
     """
 
     def __init__(self, strategy: FedAvg, plugins: Sequence[ServerPlugin] = (),
-                 on_plugin_error: PluginErrorCallback | None = None, seed: int = 0, round_offset: int = 0) -> None:
+                 on_plugin_error: PluginErrorCallback | None = None, seed: int = 0, round_offset: int = 0,
+                 train_config: Mapping[str, Any] | None = None) -> None:
         self.strategy = strategy
+        self.train_config = train_config
         self.plugins = list(plugins)
         self.seed = seed
         self.round_offset = round_offset
@@ -86,7 +91,7 @@ class InterceptingStrategy(Strategy):
         self._sent_arrays = frozen_numpy(arrays)
         # what the clients got, with what the wrapped strategy added (FedProx's proximal-mu)
         sent = messages[0].content.config_records[self.strategy.configrecord_key] if messages else config
-        self._sent_config = MappingProxyType(dict(sent))
+        self._sent_config = MappingProxyType(dict(self.train_config if self.train_config is not None else sent))
         return messages
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -176,6 +181,9 @@ class InterceptingStrategy(Strategy):
             audit=_audit(reply),
             travelled=MappingProxyType(travelled) if travelled is not None else None,
         )
+        info = content.config_records.get(protocol.CLIENT_INFO, {})
+        for lent in (protocol.AUDIT_IMAGES, protocol.AUDIT_LABELS):  # for the judge only: not aggregated, not kept
+            info.pop(lent, None)
         for plugin in self._active():
             if not isinstance(plugin, UpdateFilter):
                 continue

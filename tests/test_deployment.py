@@ -231,3 +231,18 @@ def test_simulation_on_an_existing_ray_cluster(tmp_path):
     assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train") == [
         (r, p) for r in (1, 2) for p in range(4)]
     assert events[-1]["status"] == "completed"
+
+
+def test_the_example_app_deployed_has_its_updates_attacked_without_ground_truth(tmp_path):
+    """A user's own app (examples/quickstart-pytorch) with the audit, on SuperLink and SuperNodes as processes.
+
+    Its ClientApps run in plain subprocesses, not in the Simulation Engine: they lend no images, and every
+    verdict says so.
+    """
+    audit_dir = tmp_path / "audit"
+    _deploy(tmp_path, "--app", str(ROOT / "examples" / "quickstart-pytorch"), "--nodes", "2", "--run-config",
+            f"num-server-rounds=1 audit-dir='{audit_dir}'", port=19293)
+    [run_dir] = [p for p in audit_dir.iterdir() if p.is_dir()]
+    attacks = [e for e in read_events(run_dir) if e["event"] == "attack"]
+    assert sorted(e["partition_id"] for e in attacks) == [0, 1]
+    assert all(e["verdict"] == "no ground truth" and e["images"] > 0 for e in attacks)

@@ -120,6 +120,12 @@ class TrainConfig:
     proximal_mu: float = setting(0.0, "FedProx's proximal term mu: local loss + mu/2 x squared L2 distance to the "
                                        "global model (Li et al. 2020); needs strategy.name=fedprox (0 = none)", min=0)
 
+    def steps(self, num_samples: int) -> int:
+        """The optimizer steps one round of this training takes on ``num_samples``: local-steps, or the epochs'."""
+        if self.local_steps:
+            return self.local_steps
+        return self.local_epochs * -(-num_samples // max(1, min(self.batch_size, num_samples)))
+
 
 @dataclass(frozen=True)
 class DefenseConfig:

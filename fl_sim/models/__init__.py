@@ -7,6 +7,9 @@ names a user's builder, whose model may be any ``nn.Module`` that maps a batch o
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -53,9 +56,9 @@ def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_clas
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"{key} cannot be imported: {type(err).__name__}: {err}; make its package importable "
                           f"(installed, or its folder on PYTHONPATH)") from err
+    arguments = (input_shape, num_classes) if _takes_arguments(builder) else ()
     try:
-        model = builder(input_shape, num_classes, **{argument: values[key_]
-                                                    for key_, argument in entry.settings.items()})
+        model = builder(*arguments, **{argument: values[key_] for key_, argument in entry.settings.items()})
     except Exception as err:  # a user's builder: whatever it raises is the user's to fix
         raise ConfigError(f"{key}: the builder raised {type(err).__name__}: {err}") from err
     if not isinstance(model, nn.Module):
@@ -64,6 +67,18 @@ def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_clas
     if config.init == "dlg":
         _dlg_uniform_init(model)
     return model
+
+
+def _takes_arguments(builder: Callable) -> bool:
+    """Whether ``builder`` takes the input shape and the number of classes, or nothing.
+
+    The zoo's builders and a user's take them; a user's model class such as Flower quickstart's ``Net`` does not.
+    """
+    try:
+        parameters = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it as the zoo's
+        return True
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 def _check_logits(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, key: str) -> None:
