@@ -61,7 +61,7 @@ FIELDS = ["dataset", "model", "optimizer", "steps", "batch", "epochs", "attack",
           "clients", "images_leaked", "images_identified", "images_held", "old_clients_leaked", "old_images_leaked",
           "iip", "mean_ssim", "label_accuracy", "seconds_per_update", "why_not"]
 #: The models of the table: the papers' LeNet, or the main job's MLP (default init).
-MODELS = {"lenet": PAPERS, "mlp": {**PAPERS, "model.name": "mlp", "model.init": "default", "model.depth": 2}}
+MODELS = {"lenet": PAPERS, "mlp": {**PAPERS, "model.name": "mlp", "model.init": "default", "model.depth": 1}}
 #: The local optimizers: plain SGD at the papers' lr, Adam at the former default job's.
 OPTIMIZERS = {"sgd": {"train.optimizer": "sgd", "train.lr": 0.1},
               "adam": {"train.optimizer": "adam", "train.lr": 0.005}}
@@ -193,7 +193,7 @@ def main() -> None:
                 for row in rows:
                     row.update(dataset=name, model=args.model, optimizer=flat["train.optimizer"], steps=steps,
                                batch=batch, epochs=epochs)
-                    table.add(row)
+                    table.add({field: row.get(field, "") for field in FIELDS})
     if figure:
         title = (f"{args.model}: attacks against local training\nfirst client, SSIM under each image")
         print(f"figure: {save_rows(args.figure, figure, title)}")

@@ -69,11 +69,13 @@ class DataConfig:
     root: str = setting("data", "directory holding torchvision data sets or an image folder")
     image_size: int = setting(32, "images are resized to image-size x image-size", min=8)
     channels: Literal[1, 3] = setting(1, "channels served to the model (gray images are repeated to 3)")
-    partitioner: Literal["iid", "dirichlet", "classes"] = setting(
-        "iid", "how training samples are split among clients")
+    partitioner: Literal["iid", "dirichlet", "classes", "shards"] = setting(
+        "iid", "how training samples are split among clients (Flower Datasets' IidPartitioner, "
+               "DirichletPartitioner, PathologicalPartitioner, ShardPartitioner)")
     dirichlet_alpha: float = setting(0.5, "Dirichlet concentration for label skew (smaller = more skew)",
                                       min=0, min_exclusive=True)
     classes_per_client: int = setting(2, "classes each client holds with partitioner=classes", min=1)
+    shards_per_client: int = setting(2, "label-sorted shards each client is dealt with partitioner=shards", min=1)
     val_fraction: float = setting(0.1, "share of each client's partition held out for its evaluation",
                                    min=0, max=0.9)
     test_fraction: float = setting(0.2, "test share for data sets without their own test split "

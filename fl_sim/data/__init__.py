@@ -6,13 +6,12 @@ The loaders (which need torch) are imported on first use (PEP 562), so that
 
 import importlib
 
-from fl_sim.data.partition import by_classes, dirichlet, iid, partition
+from fl_sim.data.partition import partition
 
 _LAZY = {"Dataset": "fl_sim.data.datasets", "ImageData": "fl_sim.data.datasets",
          "load_dataset": "fl_sim.data.datasets", "ClientData": "fl_sim.data.federated",
          "load_client_data": "fl_sim.data.federated"}
-__all__ = ["ClientData", "Dataset", "ImageData", "by_classes", "dirichlet", "iid", "load_client_data",
-           "load_dataset", "partition"]
+__all__ = ["ClientData", "Dataset", "ImageData", "load_client_data", "load_dataset", "partition"]
 
 
 def __getattr__(name: str):

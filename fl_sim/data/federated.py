@@ -35,8 +35,8 @@ def load_client_data(config: DataConfig, partition_id: int, num_partitions: int,
 def _client_data_cached(config: DataConfig, partition_id: int, num_partitions: int, seed: int) -> ClientData:
     dataset = load_dataset(config)
     labels = dataset.train.labels.numpy()
-    parts = partition(labels, num_partitions, seed, config.partitioner,
-                      alpha=config.dirichlet_alpha, classes_per_client=config.classes_per_client)
+    parts = partition(labels, num_partitions, seed, config.partitioner, alpha=config.dirichlet_alpha,
+                      classes_per_client=config.classes_per_client, shards_per_client=config.shards_per_client)
     own = parts[partition_id]
     shuffled = np.random.default_rng([seed, partition_id]).permutation(own)
     num_val = int(len(own) * config.val_fraction)

@@ -1,8 +1,21 @@
-"""Split a training set among clients: IID, Dirichlet label skew, or a fixed number of classes.
+"""Split a training set among clients with Flower Datasets' partitioners: IID, Dirichlet, pathological, shards.
 
-Every partitioner is a pure function of the labels, the number of partitions and a seed, so
-each client (in its own process or container) computes the same split on its own and picks
-its partition by id; nothing about the split has to travel over the network.
+The partitioners are Flower's own (``flwr_datasets.partitioner``), run over the training split's labels as an
+in-memory ``datasets.Dataset`` (a ``label`` column and each sample's ``index``): nothing is downloaded, the
+images stay where they are, and each partition comes back as the indices of its samples. Every partitioner is
+a pure function of the labels, the number of partitions and a seed, so each client (in its own process or
+container) computes the same split on its own and picks its partition by id; nothing about the split has to
+travel over the network.
+
+- ``iid``: the samples shuffled with the seed (as ``FederatedDataset`` does), then Flower's ``IidPartitioner``
+  (contiguous shards whose sizes differ by at most one);
+- ``dirichlet``: ``DirichletPartitioner`` (Hsu et al. 2019: each class spread over the partitions by
+  proportions ~ Dirichlet(alpha), redrawn until every partition holds ``MIN_PARTITION_SIZE`` samples);
+- ``classes``: ``PathologicalPartitioner`` (each partition holds ``classes-per-client`` classes, the first
+  partition i's class i, the others drawn under the seed, each class's samples split evenly among its holders;
+  a class no partition drew is left out, as Flower does);
+- ``shards``: ``ShardPartitioner`` (McMahan et al. 2017: the samples sorted by label, cut into equal shards,
+  each partition dealt ``shards-per-client`` of them; samples that fill no whole shard are left out).
 """
 
 from __future__ import annotations
@@ -11,84 +24,67 @@ import numpy as np
 
 from fl_sim.errors import DataError
 
-#: A Dirichlet draw is redrawn until every partition holds at least this many samples.
+#: Every partition holds at least this many samples (a Dirichlet draw is redrawn until it does).
 MIN_PARTITION_SIZE = 2
-_MAX_DIRICHLET_DRAWS = 100
+#: The partitioners by ``data.partitioner``.
+SCHEMES = ("iid", "dirichlet", "classes", "shards")
 
 
-def iid(labels: np.ndarray, num_partitions: int, seed: int) -> list[np.ndarray]:
-    """Shuffle and cut into ``num_partitions`` parts whose sizes differ by at most one."""
+def partition(labels: np.ndarray, num_partitions: int, seed: int, scheme: str, *, alpha: float = 0.5,
+              classes_per_client: int = 2, shards_per_client: int = 2) -> list[np.ndarray]:
+    """The samples of each of ``num_partitions`` partitions (sorted index arrays) under ``data.partitioner``."""
     _check_enough(labels, num_partitions)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    return [np.sort(part) for part in np.array_split(order, num_partitions)]
-
-
-def dirichlet(labels: np.ndarray, num_partitions: int, seed: int, alpha: float) -> list[np.ndarray]:
-    """Label skew: each class is spread over the partitions by proportions ~ Dirichlet(alpha).
-
-    The common scheme of Hsu et al. (2019), as in Flower Datasets' ``DirichletPartitioner``:
-    the draw is repeated until every partition holds at least ``MIN_PARTITION_SIZE`` samples.
-    """
-    _check_enough(labels, num_partitions)
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    for _ in range(_MAX_DIRICHLET_DRAWS):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_partitions)]
-        for label in classes:
-            members = rng.permutation(np.flatnonzero(labels == label))
-            shares = rng.dirichlet(np.full(num_partitions, alpha))
-            cuts = (np.cumsum(shares)[:-1] * len(members)).astype(int)
-            for part, chunk in zip(parts, np.split(members, cuts)):
-                part.append(chunk)
-        result = [np.sort(np.concatenate(part)) for part in parts]
-        if min(len(part) for part in result) >= MIN_PARTITION_SIZE:
-            return result
-    raise DataError(
-        f"Dirichlet(alpha={alpha}) left a partition with fewer than {MIN_PARTITION_SIZE} samples in "
-        f"{_MAX_DIRICHLET_DRAWS} draws; raise data.dirichlet-alpha or lower the number of clients")
-
-
-def by_classes(labels: np.ndarray, num_partitions: int, seed: int, classes_per_client: int) -> list[np.ndarray]:
-    """Pathological non-IID: each partition holds exactly ``classes_per_client`` classes.
-
-    Classes are dealt round-robin over a seeded class order (partition i holds classes
-    i*k .. i*k+k-1 modulo the class count), and each class's samples are split evenly among
-    the partitions that hold it.
-    """
-    _check_enough(labels, num_partitions)
-    classes = np.unique(labels)
-    if classes_per_client > len(classes):
+    if scheme == "classes" and classes_per_client > len(np.unique(labels)):
         raise DataError(f"data.classes-per-client is {classes_per_client} but the data set has only "
-                        f"{len(classes)} classes; lower it")
-    rng = np.random.default_rng(seed)
-    class_order = rng.permutation(classes)
-    holders: dict[int, list[int]] = {int(c): [] for c in classes}
-    for pid in range(num_partitions):
-        for j in range(classes_per_client):
-            holders[int(class_order[(pid * classes_per_client + j) % len(classes)])].append(pid)
-    parts: list[list[np.ndarray]] = [[] for _ in range(num_partitions)]
-    for label, pids in holders.items():
-        if not pids:
-            continue
-        members = rng.permutation(np.flatnonzero(labels == label))
-        if len(members) < len(pids):
-            raise DataError(f"class {label} has {len(members)} samples for {len(pids)} clients; lower "
-                            f"the number of clients or data.classes-per-client")
-        for pid, chunk in zip(pids, np.array_split(members, len(pids))):
-            parts[pid].append(chunk)
-    return [np.sort(np.concatenate(part)) for part in parts]
+                        f"{len(np.unique(labels))} classes; lower it")
+    from datasets import Dataset
+
+    table = Dataset.from_dict({"label": labels.astype(np.int64), "index": np.arange(len(labels))})
+    partitioner = _partitioner(scheme, num_partitions, seed, alpha, classes_per_client, shards_per_client)
+    partitioner.dataset = table.shuffle(seed=seed) if scheme == "iid" else table
+    try:
+        parts = [np.sort(np.asarray(partitioner.load_partition(i)["index"], dtype=np.int64))
+                 for i in range(num_partitions)]
+    except ValueError as err:
+        raise DataError(_advice(scheme, alpha, err)) from err
+    if min(len(part) for part in parts) < MIN_PARTITION_SIZE:
+        raise DataError(f"data.partitioner={scheme} left a partition with fewer than {MIN_PARTITION_SIZE} samples; "
+                        f"use fewer clients{' or more shards per client' if scheme == 'shards' else ''}")
+    return parts
 
 
-def partition(labels: np.ndarray, num_partitions: int, seed: int, scheme: str, *,
-              alpha: float = 0.5, classes_per_client: int = 2) -> list[np.ndarray]:
-    """Dispatch to the partitioner named by ``data.partitioner``; returns one index array per client."""
+def _partitioner(scheme: str, num_partitions: int, seed: int, alpha: float, classes_per_client: int,
+                 shards_per_client: int):
+    """Flower Datasets' partitioner of ``scheme``, seeded."""
+    from flwr_datasets.partitioner import (
+        DirichletPartitioner,
+        IidPartitioner,
+        PathologicalPartitioner,
+        ShardPartitioner,
+    )
+
     if scheme == "iid":
-        return iid(labels, num_partitions, seed)
+        return IidPartitioner(num_partitions)
     if scheme == "dirichlet":
-        return dirichlet(labels, num_partitions, seed, alpha)
+        return DirichletPartitioner(num_partitions, partition_by="label", alpha=alpha,
+                                    min_partition_size=MIN_PARTITION_SIZE, seed=seed)
     if scheme == "classes":
-        return by_classes(labels, num_partitions, seed, classes_per_client)
-    raise DataError(f"unknown partitioner '{scheme}'; use iid, dirichlet or classes")
+        return PathologicalPartitioner(num_partitions, partition_by="label",
+                                       num_classes_per_partition=classes_per_client,
+                                       class_assignment_mode="first-deterministic", seed=seed)
+    if scheme == "shards":
+        return ShardPartitioner(num_partitions, partition_by="label", num_shards_per_partition=shards_per_client,
+                                seed=seed)
+    raise DataError(f"unknown partitioner '{scheme}'; use {', '.join(SCHEMES)}")
+
+
+def _advice(scheme: str, alpha: float, err: ValueError) -> str:
+    """What to change when Flower's partitioner gave up, in one line."""
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if scheme == "dirichlet":
+        return (f"Dirichlet(alpha={alpha}) could not give every partition {MIN_PARTITION_SIZE} samples ({reason}); "
+                f"raise data.dirichlet-alpha or lower the number of clients")
+    return f"data.partitioner={scheme} cannot split this data set ({reason}); use fewer clients"
 
 
 def _check_enough(labels: np.ndarray, num_partitions: int) -> None:
