@@ -152,15 +152,14 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
 def _write_tables(writer: ResultsWriter, report: bool) -> None:
     """Write the run's tidy attack table and, with ``report``, its report.
 
-    A failure to do so is logged as ``report-error``, never lost results.
+    A failure of either is logged as ``report-error`` (the other is still written), never lost results.
     """
-    try:
-        write_attack_table(writer.directory)
-        if report:
-            write_report(writer.directory)
-    except Exception as err:  # noqa: BLE001 - the results are complete; only the report is missing
-        writer.emit(events.ReportError(error=f"{type(err).__name__}: {err}",
-                                       fix=f"run: fl-sim report {writer.directory}"))
+    for write in (write_attack_table, write_report) if report else (write_attack_table,):
+        try:
+            write(writer.directory)
+        except Exception as err:  # noqa: BLE001 - the results are complete; only this view of them is missing
+            writer.emit(events.ReportError(error=f"{type(err).__name__}: {err}",
+                                           fix=f"run: fl-sim report {writer.directory}"))
 
 
 app = create_server_app()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pyarrow.parquet as pq
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fl_sim.reporting.tidy import COLUMNS, attack_rows
+from fl_sim.reporting.tidy import COLUMNS, attack_rows, write_attack_table
 from fl_sim.results import read_events, read_metrics
 
 from local_grid import run_locally
@@ -48,13 +49,16 @@ def test_the_attack_table_has_a_row_per_client_round_and_attack(attacked_run):
     assert all(isinstance(r["best_ssim"], float) for r in table if r["applied"] and r["images_leaked"] is not None)
 
 
-def test_a_no_attack_applies_update_has_only_its_reasons_in_the_table():
-    event = {"event": "attack", "round": 3, "partition_id": 1, "node_id": 7, "defense": "none", "held": 4,
+def test_a_no_attack_applies_update_has_only_its_reasons_in_the_table(tmp_path):
+    event = {"event": "attack", "round": 3, "partition_id": 1, "node_id": 2**64 - 5, "defense": "none", "held": 4,
              "verdict": "no attack applies", "portfolio": None, "applied": [],
              "not_applied": {"isolation": "local adam rescales every entry", "ig": "no published attack"}}
     rows = attack_rows([event])
     assert [(r["attack"], r["applied"], r["why_not"]) for r in rows] == [
         ("isolation", False, "local adam rescales every entry"), ("ig", False, "no published attack")]
+    (tmp_path / "events.jsonl").write_text(json.dumps(event) + "\n")  # Flower's node ids are unsigned 64-bit
+    write_attack_table(tmp_path)
+    assert pq.read_table(tmp_path / "attacks.parquet").to_pylist()[0]["node_id"] == 2**64 - 5
 
 
 def test_tensorboard_holds_the_rounds_scalars_and_each_rounds_reconstructions(attacked_run):

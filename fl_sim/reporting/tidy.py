@@ -17,8 +17,9 @@ from fl_sim.results import read_events
 
 ATTACKS_CSV, ATTACKS_PARQUET = "attacks.csv", "attacks.parquet"
 
-#: The columns and their Arrow types, in order: where the row's update came from, the attack, its scores.
-TYPES = {"round": "int64", "partition_id": "int64", "node_id": "int64", "defense": "string", "verdict": "string",
+#: The columns and their Arrow types, in order: where the row's update came from, the attack, its scores (Flower's
+#: node ids are unsigned 64-bit).
+TYPES = {"round": "int64", "partition_id": "int64", "node_id": "uint64", "defense": "string", "verdict": "string",
          "held": "int64", "attack": "string", "applied": "bool", "why_not": "string", "iterations": "int64",
          "seconds": "double", "images_leaked": "int64", "images_identified": "int64", "best_ssim": "double",
          "mean_ssim": "double", "label_accuracy": "double"}
