@@ -45,6 +45,16 @@ def _check_strategy(config: RunConfig) -> None:
                           f"exceeds server.min-train-nodes ({least}); lower it")
 
 
+def _check_dataset(config: RunConfig) -> None:
+    """``data.dataset`` is one fl-sim loads or reads as a user's ``package.module:loader``."""
+    from fl_sim.config.schema import DATASETS
+
+    name = config.data.dataset
+    if name not in DATASETS and not is_import_path(name):
+        raise ConfigError(f"config key 'data.dataset' must be one of {', '.join(DATASETS)}, or a loader of your own "
+                          f"as package.module:loader; got {name!r}")
+
+
 def _check_model(config: RunConfig) -> None:
     """``model.name`` is one of the zoo or reads as a user's ``package.module:builder``."""
     name = config.model.name
@@ -58,6 +68,7 @@ def _check_model(config: RunConfig) -> None:
 
 def check_combinations(config: RunConfig) -> None:
     """Reject settings that are valid one by one but impossible together."""
+    _check_dataset(config)
     _check_model(config)
     _check_strategy(config)
     server = config.server

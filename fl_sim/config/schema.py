@@ -23,6 +23,9 @@ from fl_sim.errors import ConfigError
 from fl_sim.model_registry import MODELS
 from fl_sim.strategy_registry import STRATEGIES
 
+#: The data sets fl-sim loads itself (``data.dataset``); a user's loader is named by import path instead.
+DATASETS = ("digits", "faces", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
 #: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
 MAX_SEED = 2**32 - 1
 
@@ -63,9 +66,11 @@ class StrategyConfig:
 class DataConfig:
     """Which data set is used and how it is split among clients."""
 
-    dataset: Literal["digits", "faces", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"] = setting(
-        "digits", "data set; digits and faces (LFW subset: face / non-face) are embedded, fashion-mnist also "
-                  "comes from Debian's dataset-fashion-mnist, the others load from data.root")
+    dataset: str = setting(
+        "digits", f"data set: {', '.join(DATASETS)}, or a loader of your own, package.module:loader (no "
+                  f"arguments; returns images and labels, or a datasets.Dataset); digits and faces (LFW subset: "
+                  f"face / non-face) are embedded, fashion-mnist also comes from Debian's dataset-fashion-mnist, "
+                  f"the others load from data.root")
     root: str = setting("data", "directory holding torchvision data sets or an image folder")
     image_size: int = setting(32, "images are resized to image-size x image-size", min=8)
     channels: Literal[1, 3] = setting(1, "channels served to the model (gray images are repeated to 3)")

@@ -5,8 +5,10 @@ needs no download; ``faces`` is scikit-image's subset of Labeled Faces in the Wi
 and 100 non-faces, 25x25 gray), embedded as well. MNIST, Fashion-MNIST, CIFAR-10/100 and a
 user's ``ImageFolder`` load through torchvision from a local root (``download`` is never
 attempted: these machines may have no internet); Fashion-MNIST is also found where Debian's
-``dataset-fashion-mnist`` package installs it. Every data set is served at ``data.image-size`` and
-``data.channels`` with pixel values in [0, 1], the range in which reconstructions are judged.
+``dataset-fashion-mnist`` package installs it. A user's own loader is named by import path
+(``data.dataset=package.module:loader``), its result split like digits'. Every data set is served
+at ``data.image-size`` and ``data.channels`` with pixel values in [0, 1], the range in which
+reconstructions are judged.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def load_dataset(config: DataConfig) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, root: str, size: int, channels: int, test_fraction: float) -> Dataset:
-    loader = _LOADERS[name]
+    loader = _LOADERS[name] if name in _LOADERS else _user_loader(name)
     (train_x, train_y), (test_x, test_y), num_classes = loader(Path(root), test_fraction, size)
     for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
         _check_labels(name, root, split, len(images), np.asarray(labels), num_classes)
@@ -233,6 +235,60 @@ def _read_picture(loader: Callable, path: str):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"'{path}' is not a readable image ({type(err).__name__}: {err}); "
                         f"remove or replace it") from err
+
+
+def _user_loader(path: str) -> Loader:
+    """A user's loader by import path, as a data set like the others (split at ``data.test-fraction``).
+
+    ``package.module:loader`` takes no arguments and returns ``(images, labels)`` (tensors or arrays: images
+    ``[N, C, H, W]`` or ``[N, H, W]``, in [0, 1] or uint8; integer labels from 0) or a ``datasets.Dataset`` with
+    ``image`` and ``label`` columns. What it gets wrong is one line.
+    """
+    from fl_sim.registry import load
+
+    def load_users(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+        key = f"config key 'data.dataset' ({path})"
+        try:
+            loader = load(path)
+        except (ImportError, AttributeError) as err:
+            raise DataError(f"{key} cannot be imported: {type(err).__name__}: {err}; make its package importable "
+                            f"(installed, or its folder on PYTHONPATH)") from err
+        try:
+            loaded = loader()
+        except Exception as err:  # a user's loader: whatever it raises is the user's to fix
+            raise DataError(f"{key}: the loader raised {type(err).__name__}: {err}") from err
+        images, labels = _images_and_labels(loaded, key)
+        train, test = _fixed_split(len(labels), test_fraction)
+        return (images[train], labels[train]), (images[test], labels[test]), int(labels.max()) + 1
+
+    return load_users
+
+
+def _images_and_labels(loaded, key: str) -> tuple[torch.Tensor, np.ndarray]:
+    """A user loader's result as ``[N, C, H, W]`` images and int64 labels; a one-line DataError if it is not one."""
+    if hasattr(loaded, "column_names"):  # a datasets.Dataset
+        if not {"image", "label"} <= set(loaded.column_names):
+            raise DataError(f"{key} returned a datasets.Dataset with columns {loaded.column_names}; it needs "
+                            f"'image' and 'label'")
+        loaded = (np.stack([np.asarray(image) for image in loaded["image"]]), np.asarray(loaded["label"]))
+    if not isinstance(loaded, tuple) or len(loaded) != 2:
+        raise DataError(f"{key} returned a {type(loaded).__name__}; it must return (images, labels) or a "
+                        f"datasets.Dataset")
+    images, labels = torch.as_tensor(np.asarray(loaded[0])), np.asarray(loaded[1])
+    if images.ndim == 3:
+        images = images.unsqueeze(1)
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.permute(0, 3, 1, 2)  # channels last, as PIL and datasets give them
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) < 2:
+        raise DataError(f"{key} returned images of shape {tuple(images.shape)}; they must be [N, C, H, W] with "
+                        f"C 1 or 3 (or [N, H, W]), N >= 2")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise DataError(f"{key} returned labels of shape {labels.shape} and type {labels.dtype}; they must be "
+                        f"{len(images)} integers from 0")
+    if images.dtype != torch.uint8 and (images.min() < 0 or images.max() > 1):
+        raise DataError(f"{key} returned pixels from {float(images.min()):g} to {float(images.max()):g}; they must "
+                        f"be in [0, 1] (or uint8)")
+    return images.contiguous(), labels.astype(np.int64)
 
 
 _LOADERS: dict[str, Loader] = {
