@@ -13,7 +13,6 @@ clients and the server run).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -39,15 +38,6 @@ for _entry in (
     ModelEntry("resnet18", "fl_sim.models.resnet:resnet18", {"model.norm": "norm"}),
 ):
     MODELS.register(_entry)
-
-
-#: ``package.module:builder``: a user's builder by import path.
-IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-
-
-def is_import_path(name: str) -> bool:
-    """Whether ``name`` reads as ``package.module:builder`` (a user's model, not one of the zoo)."""
-    return bool(IMPORT_PATH.match(name))
 
 
 def model_entry(name: str) -> ModelEntry:

@@ -9,6 +9,7 @@ Flower, and so that a user's own ``package.module:builder`` can enter the same t
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -54,3 +55,12 @@ def load(path: str) -> Any:
     """The attribute an import path ``package.module:attribute`` names."""
     module, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+#: ``package.module:attribute``: a user's own builder or loader, named where a choice of ours would be.
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` reads as ``package.module:attribute`` (a user's own, not one of ours)."""
+    return bool(IMPORT_PATH.match(name))

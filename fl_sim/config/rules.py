@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from fl_sim.config.flat import flatten, parse_ids
 from fl_sim.errors import ConfigError
-from fl_sim.model_registry import MODELS, is_import_path
+from fl_sim.model_registry import MODELS
+from fl_sim.registry import is_import_path
 from fl_sim.strategy_registry import STRATEGIES
 
 if TYPE_CHECKING:
