@@ -55,7 +55,8 @@ def test_the_client_mod_lends_nothing_outside_the_simulation():
     grid = LocalGrid(app, num_nodes=2)
     replies = list(grid.send_and_receive(FedAvg().configure_train(1, ArrayRecord({"w": torch.zeros(3)}),
                                                                   ConfigRecord(), grid)))
-    infos = [dict(reply.content.config_records[protocol.CLIENT_INFO]) for reply in replies]
+    infos = sorted((dict(reply.content.config_records[protocol.CLIENT_INFO]) for reply in replies),
+                   key=lambda info: info[protocol.PARTITION_ID])
     assert infos == [{protocol.PARTITION_ID: 0}, {protocol.PARTITION_ID: 1}] and not loads  # no image loaded
 
 

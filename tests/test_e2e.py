@@ -141,7 +141,7 @@ def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_pat
 
 @pytest.mark.parametrize("run_config, message", [
     ("attack.method='IG'",
-     "config key 'attack.method' must be one of auto, ig, idlg, dlg, analytic, isolation; got 'IG'"),
+     "config key 'attack.method' must be one of auto, ig, idlg, dlg, analytic, isolation, cpa; got 'IG'"),
     ("train.lrr=0.1", "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
     ("train.lr=0.1 oops", "--run-config: 'oops' is not a key=value pair"),
 ])
