@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pytest
 
@@ -13,6 +11,7 @@ from fl_sim.errors import ConfigError, DataError
 from fl_sim.results import read_events
 
 from local_grid import run_locally
+from user_modules import write_user_module
 
 #: Loaders of the user's, in a module outside the project.
 USER_MODULE = """
@@ -63,13 +62,8 @@ def bad_labels():
 
 @pytest.fixture
 def user_data(tmp_path, monkeypatch) -> str:
-    """The module above, written outside the project and importable as ``user_data_<test>``."""
-    folder = tmp_path / "elsewhere"
-    folder.mkdir()
-    name = f"user_data_{abs(hash(str(tmp_path))) % 10**8}"
-    (folder / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
-    monkeypatch.syspath_prepend(str(folder))
-    return name
+    """The module above, written outside the project and importable: its name."""
+    return write_user_module(tmp_path, monkeypatch, "user_data", USER_MODULE)
 
 
 @pytest.mark.parametrize("loader, channels", [("tensors", 1), ("hugging_face", 3)])

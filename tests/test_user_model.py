@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 import torch
 
@@ -14,6 +12,7 @@ from fl_sim.models import VariationalBottleneck, build_run_model
 from fl_sim.results import read_events
 
 from local_grid import run_locally
+from user_modules import write_user_module
 
 #: A model of the user's, in a module of the user's, outside the project: no FeatureClassifier, its own names.
 USER_MODULE = """
@@ -60,13 +59,8 @@ def headless(input_shape, num_classes):  # all convolutional: its logits are poo
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch) -> str:
-    """The module above, written outside the project and importable as ``user_models_<test>``."""
-    folder = tmp_path / "elsewhere"
-    folder.mkdir()
-    name = f"user_models_{abs(hash(str(tmp_path))) % 10**8}"
-    (folder / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
-    monkeypatch.syspath_prepend(str(folder))
-    return name
+    """The module above, written outside the project and importable: its name."""
+    return write_user_module(tmp_path, monkeypatch, "user_models", USER_MODULE)
 
 
 def test_a_users_model_is_built_and_extended_by_precode_before_its_head(user_module):
