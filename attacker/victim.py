@@ -110,6 +110,11 @@ class Victim:
                                             create_graph=differentiable)
         return dict(zip(leaves, gradients))
 
+    def predictions(self, images: torch.Tensor) -> torch.Tensor:
+        """The global model's labels for ``images`` (on the CPU): an exact attack's guess at the labels it read back."""
+        with torch.no_grad():
+            return self.model(images.to(self.device)).argmax(dim=1).cpu()
+
     @property
     def head(self) -> str:
         """The classifier head's module name (``classifier`` for the zoo), whose update label recovery reads.

@@ -79,10 +79,9 @@ def run_isolation(victim: Victim, observations: list[Observation], settings: Att
             mixture, _, _ = layer_input(victim, obs, layer)
             images = mixture.cpu().reshape(1, *victim.input_shape).clamp(0, 1)
             notes += ["no neuron isolates an image: the least-squares mixture of every row is returned"]
-        with torch.no_grad():
-            labels = victim.model(images.to(victim.device)).argmax(dim=1).cpu()
-        results.append(Reconstruction(observation=obs, images=images, labels=labels, loss=0.0, iterations=1,
-                                      seconds=time.perf_counter() - start, notes=notes, attack="isolation"))
+        results.append(Reconstruction(observation=obs, images=images, labels=victim.predictions(images), loss=0.0,
+                                      iterations=1, seconds=time.perf_counter() - start, notes=notes,
+                                      attack="isolation"))
     return results
 
 

@@ -34,6 +34,7 @@ import torch
 from attacker.attacks.base import Attack, AttackSettings, Reconstruction
 from attacker.attacks.isolation import input_layer
 from attacker.attacks.isolation import why_not as isolation_why_not
+from attacker.objectives import total_variation
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
@@ -76,14 +77,12 @@ def run_unmixing(victim: Victim, observations: list[Observation], settings: Atta
         seconds = (time.perf_counter() - start) / len(chosen)
         for row, index in enumerate(chosen):
             images = whitened[index].images(unmixing[row]).reshape(count, *victim.input_shape).clamp(0, 1)
-            with torch.no_grad():
-                labels = victim.model(images.to(victim.device)).argmax(dim=1).cpu()
             cut = "" if iterations == settings.iterations else f"; budget spent: cut short after {iterations}"
             notes = [f"dW has rank {whitened[index].rank}; {count} sources unmixed (the update holds at most "
                      f"{observations[index].most_images} images), {settings.iterations} Adam steps{cut}"]
-            results[index] = Reconstruction(observation=observations[index], images=images, labels=labels.cpu(),
-                                            loss=0.0, iterations=iterations, seconds=seconds, notes=notes,
-                                            attack="cpa")
+            results[index] = Reconstruction(observation=observations[index], images=images,
+                                            labels=victim.predictions(images), loss=0.0, iterations=iterations,
+                                            seconds=seconds, notes=notes, attack="cpa")
     return results
 
 
@@ -122,8 +121,13 @@ class WhitenedLayer:
 
 def _sources(unmixing: torch.Tensor, whitened: torch.Tensor, whitened_mean: torch.Tensor) -> torch.Tensor:
     """The sources ``[U, k, pixels]`` of unit-norm unmixing rows, centring undone (CPA's ``S_hat``)."""
-    rows = unmixing / unmixing.norm(dim=-1, keepdim=True).clamp(min=1e-20)
+    rows = _unit_rows(unmixing)
     return rows @ whitened + rows @ whitened_mean
+
+
+def _unit_rows(unmixing: torch.Tensor) -> torch.Tensor:
+    """The unmixing matrices with every row scaled to unit norm (CPA optimises directions, not lengths)."""
+    return unmixing / unmixing.norm(dim=-1, keepdim=True).clamp(min=1e-20)
 
 
 def _optimise(layers: list[WhitenedLayer], shape: tuple[int, ...], settings: AttackSettings,
@@ -139,25 +143,19 @@ def _optimise(layers: list[WhitenedLayer], shape: tuple[int, ...], settings: Att
         if stop is not None and stop.ends(iterations, settings.iterations):
             break
         optimizer.zero_grad()
-        rows = unmixing / unmixing.norm(dim=-1, keepdim=True).clamp(min=1e-20)
+        rows = _unit_rows(unmixing)
         centred = rows @ whitened
         negentropy = -(torch.log(torch.cosh(centred)).mean(dim=-1) ** 2).mean(dim=-1)
         sources = (centred + rows @ whitened_mean).reshape(len(layers), count, *shape)
         cosines = (rows @ rows.transpose(1, 2)).abs()
         decorrelation = (torch.exp(cosines * TEMPERATURE) - 1).mean(dim=(1, 2))
-        loss = NEGENTROPY * negentropy + DECORRELATION * decorrelation + TOTAL_VARIATION * _total_variation(sources)
+        smoothness = torch.vmap(total_variation)(sources)  # CPA's TV, per update
+        loss = NEGENTROPY * negentropy + DECORRELATION * decorrelation + TOTAL_VARIATION * smoothness
         loss.sum().backward()
         optimizer.step()
     else:
         iterations = settings.iterations
     return unmixing.detach(), iterations
-
-
-def _total_variation(images: torch.Tensor) -> torch.Tensor:
-    """CPA's total variation per update of ``[U, k, C, H, W]``: mean absolute difference of neighbours."""
-    across = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(1, 2, 3, 4))
-    down = (images[..., 1:, :] - images[..., :-1, :]).abs().mean(dim=(1, 2, 3, 4))
-    return across + down
 
 
 CPA = Attack("cpa", run=run_unmixing, why_not=why_not)
