@@ -9,6 +9,7 @@ import torch
 
 from fl_sim import protocol, seeds
 from fl_sim.config import TrainConfig
+from fl_sim.defense_registry import DEFENSES
 from fl_sim.plugins import InterceptedUpdate
 from fl_sim.protocol import train_config_from_record
 
@@ -25,9 +26,12 @@ class Observation:
         num_examples: the local data size the client reported.
         local_steps: the optimizer steps the client reported.
         defense: the update defense the protocol makes every client run (``defense.name``): the
-            server knows it, as it knows the training settings (Kerckhoffs).
+            server knows it, as it knows the training settings (Kerckhoffs). A secure aggregate of clients that
+            run different ones names them all, joined by ``+``.
         positions: for a sparse upload, the flat positions of the entries that travelled, by name, as
             the message carried them; ``None`` for a dense upload.
+        clients: how many clients' updates this one sums: 1 for a client's own, more for a secure aggregate
+            (their weighted mean, of ``num_examples`` samples in all, each client ``local_steps`` steps at most).
     """
 
     server_round: int
@@ -40,6 +44,7 @@ class Observation:
     local_steps: int
     defense: str = "none"
     positions: dict[str, torch.Tensor] | None = None
+    clients: int = 1
 
     @classmethod
     def from_update(cls, update: InterceptedUpdate, defense: str = "none") -> Observation:
@@ -61,6 +66,7 @@ class Observation:
             defense=defense,
             positions=None if update.travelled is None else
             {k: torch.from_numpy(np.array(v)) for k, v in update.travelled.items()},
+            clients=max(1, len(update.clients)),
         )
 
     def random_stream(self, seed: int, *extra: int) -> int:
@@ -73,8 +79,8 @@ class Observation:
 
     @property
     def batch_size(self) -> int:
-        """Images per local step: the batch size, or the whole local data if that is smaller."""
-        return max(1, min(self.train.batch_size, self.num_examples))
+        """Images per local step: the batch size (of every client summed), or the whole data if that is smaller."""
+        return max(1, min(self.train.batch_size * self.clients, self.num_examples))
 
     @property
     def most_images(self) -> int:
@@ -82,10 +88,23 @@ class Observation:
         return max(1, min(self.num_examples, self.batch_size * self.local_steps))
 
     @property
+    def one_trajectory(self) -> bool:
+        """Whether the update is one local training run: a client's own, or a sum of single steps (one big batch).
+
+        A secure aggregate of several clients' multi-step updates is the mean of as many trajectories.
+        """
+        return self.clients == 1 or self.local_steps == 1
+
+    @property
     def exact_gradient(self) -> bool:
         """True when ``-update / lr`` is exactly the gradient of one batch (one plain SGD step)."""
         plain_sgd = self.train.optimizer == "sgd" and self.train.momentum == 0 and self.train.weight_decay == 0
         return plain_sgd and self.local_steps == 1
+
+    @property
+    def noisy(self) -> bool:
+        """Whether a defense behind the update adds fresh noise the server cannot know."""
+        return any(DEFENSES[name].adds_noise for name in self.defense.split("+"))
 
     @property
     def pruned(self) -> bool:

@@ -97,7 +97,8 @@ class AttackerPlugin(ServerPlugin):
     def on_update(self, update: InterceptedUpdate) -> None:
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
         if (update.server_round - 1) % self.attack.every == 0:
-            defense = self.config.defense.of(update.partition_id)
+            partitions = [client.partition_id for client in update.clients] or [update.partition_id]
+            defense = "+".join(sorted({self.config.defense.of(partition) for partition in partitions}))
             audit = dict(update.audit)
             if self._lent is not None and lent(audit):  # a user's app: the lent images, named in the pool
                 audit = {protocol.AUDIT_SAMPLES: self._lent.positions(audit)}
@@ -218,6 +219,7 @@ class AttackerPlugin(ServerPlugin):
         indices = audit.get(protocol.AUDIT_SAMPLES)
         counts = update_label_counts(victim, obs)
         protocol_fields = {
+            "clients": obs.clients if obs.clients > 1 else None,
             "defense": obs.defense, "applied": applied, "not_applied": not_applied,
             "label_counts": None if counts is None else counts.tolist(),
             "label_count_accuracy": None if counts is None or self.judge is None or not indices else
@@ -240,7 +242,8 @@ class AttackerPlugin(ServerPlugin):
             matched = self.judge.truth(indices).tensors()[0][[v.match for v in verdicts[chosen].images]]
         if self.attack.save_images:  # without ground truth (a deployment): the reconstruction alone
             client = obs.partition_id if obs.partition_id is not None else f"node-{obs.node_id}"
-            image_path = f"reconstructions/round-{obs.server_round}/client-{client}.png"
+            name = "secure-aggregate" if obs.clients > 1 else f"client-{client}"
+            image_path = f"reconstructions/round-{obs.server_round}/{name}.png"
             save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
         best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
         outcome = events.NO_GROUND_TRUTH if verdict is None else events.LEAKED if verdict.leaked else \

@@ -127,6 +127,23 @@ class ClientEvaluate(Event):
 
 
 @dataclass(frozen=True)
+class SecureAggregate(Event):
+    """A round aggregated under SecAgg+: the clients summed (all the server saw of them is their mean).
+
+    ``samples`` is the samples they hold together (FedAvg's weight); ``densified`` the partitions whose pruned upload (topk,
+    dgp) was sent dense, as SecAgg+ masks and sums dense vectors only.
+    """
+
+    KIND = "secure-aggregate"
+    round: int
+    clients: int
+    node_ids: list[int]
+    partition_ids: list[int | None]
+    samples: int
+    densified: list[int]
+
+
+@dataclass(frozen=True)
 class ClientFailure(Event):
     """A client's training failed or did not reply in time: the root cause in one line, the whole text in ``detail``."""
 
@@ -254,7 +271,8 @@ class Attack(Event):
     exact attack (isolation) read back here that it had already read back from this client in an earlier round
     (the attacker's own confirmation, no ground truth: :mod:`attacker.across_rounds`), ``client_confirmed`` how
     many distinct images of this client it has read back in two rounds or more so far (None where no exact
-    attack ran).
+    attack ran). ``clients`` is set for the attack on a secure aggregate (SecAgg+): how many clients' updates it
+    sums; its ``node_id`` is 0, its ``held`` the images of them all (the judge's ground truth).
     """
 
     KIND = "attack"
@@ -288,6 +306,7 @@ class Attack(Event):
     leaked_samples: list[int] | None = None
     recurring: int | None = None
     client_confirmed: int | None = None
+    clients: int | None = None
 
 
 @dataclass(frozen=True)
@@ -361,7 +380,8 @@ class AttackError(Event):
 
 #: Every event class by its kind.
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (
-    RunStart, RunResumed, Round, RunEnd, ReportError, ClientTrain, ClientEvaluate, ClientFailure, UpdateRejected,
+    RunStart, RunResumed, Round, RunEnd, ReportError, ClientTrain, ClientEvaluate, SecureAggregate, ClientFailure,
+    UpdateRejected,
     PluginError, Privacy, Attack, AttackRound, AttackCut, AttackTimeout, AttackError)}
 #: The ways a round's attack ends without an ``attack-round`` summary.
 ATTACK_ENDS_WITHOUT_SUMMARY = (AttackError, AttackTimeout, AttackCut)

@@ -19,6 +19,23 @@ from fl_sim import protocol
 
 
 @dataclass(frozen=True)
+class Contributor:
+    """One client whose update a secure aggregate sums, with what it reported in the clear beside its masked update.
+
+    Attributes:
+        node_id: Flower's id of its node.
+        partition_id: the data partition it reports holding (``None`` if unreported).
+        metrics: its reported metrics (loss, accuracy, num-examples, ...): SecAgg+ masks the weights only.
+        info: its client-info record less the partition id (e.g. whether it densified a pruned upload).
+    """
+
+    node_id: int
+    partition_id: int | None
+    metrics: Mapping[str, Any]
+    info: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class InterceptedUpdate:
     """One client's reply to a training round, as the server sees it.
 
@@ -35,6 +52,9 @@ class InterceptedUpdate:
         travelled: for a sparse upload (a pruning defense, :mod:`fl_sim.sparse`), the flat positions of
             the entries that travelled, by array name, as the message carried them; ``None`` for a
             dense upload, in which every entry travelled.
+        clients: under secure aggregation, the clients whose updates this one sums (their weighted mean: all the
+            server gets); empty for one client's own update. An aggregate has ``node_id`` 0 and no partition id,
+            its metrics are the contributors' combined (num-examples summed), its audit their samples together.
     """
 
     server_round: int
@@ -46,6 +66,12 @@ class InterceptedUpdate:
     train_config: Mapping[str, Any]
     audit: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     travelled: Mapping[str, np.ndarray] | None = None
+    clients: tuple[Contributor, ...] = ()
+
+    @property
+    def aggregate(self) -> bool:
+        """Whether this is a secure aggregate of several clients' updates, not one client's own."""
+        return bool(self.clients)
 
     @property
     def num_examples(self) -> int:

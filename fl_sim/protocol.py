@@ -37,6 +37,12 @@ TEST_ACCURACY = "test-accuracy"
 #: The optimizer steps a client took this round (a metric of every training reply).
 LOCAL_STEPS = "local-steps"
 SERVER_ROUND = "server-round"
+#: Under secure aggregation: the model's array names, comma-separated, in the train config. SecAgg+ runs on Flower's
+#: legacy messages, whose parameters are a list without names; the client names them with this, in this order.
+ARRAY_NAMES = "array-names"
+#: Under secure aggregation, in the client-info record: the client sent its pruned upload dense (SecAgg+ sums dense
+#: vectors only).
+DENSIFIED = "secagg-densified"
 #: What the upload cost, and what it would have cost dense (set by the client's defense mod).
 UPLOAD_BYTES = "upload-bytes"
 DENSE_BYTES = "dense-bytes"

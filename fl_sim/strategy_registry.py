@@ -27,6 +27,9 @@ class StrategyEntry:
         default_when_zero: the settings whose 0 means "Flower's own default" (the argument is left out).
         least_updates: the updates per round its rule needs given f = ``strategy.num-malicious-nodes``,
             with the rule as text (e.g. ``2f + 3``); ``None`` where any number will do.
+        needs_each_update: its rule reads every client's update (a median, a trimmed mean, Krum's distances), so
+            secure aggregation, which hands the server only the weighted mean, cannot serve it; ``False`` for
+            FedAvg and the strategies that apply a server optimizer to FedAvg's mean.
     """
 
     name: str
@@ -34,6 +37,7 @@ class StrategyEntry:
     settings: Mapping[str, str] = field(default_factory=dict)
     default_when_zero: tuple[str, ...] = ()
     least_updates: tuple[Callable[[int], int], str] | None = None
+    needs_each_update: bool = False
 
 
 #: Every strategy by name, in the order the help lists them.
@@ -53,14 +57,15 @@ for _entry in (
     StrategyEntry("fedyogi", _FLOWER + "FedYogi", _ADAPTIVE, ("strategy.eta",)),
     StrategyEntry("fedadagrad", _FLOWER + "FedAdagrad", {"strategy.eta": "eta", "strategy.tau": "tau"},
                   ("strategy.eta",)),
-    StrategyEntry("fedmedian", _FLOWER + "FedMedian"),
-    StrategyEntry("fedtrimmedavg", _FLOWER + "FedTrimmedAvg", {"strategy.trim-fraction": "beta"}),
+    StrategyEntry("fedmedian", _FLOWER + "FedMedian", needs_each_update=True),
+    StrategyEntry("fedtrimmedavg", _FLOWER + "FedTrimmedAvg", {"strategy.trim-fraction": "beta"},
+                  needs_each_update=True),
     StrategyEntry("krum", _FLOWER + "Krum", {"strategy.num-malicious-nodes": "num_malicious_nodes"},
-                  least_updates=_KRUM_RULE),
+                  least_updates=_KRUM_RULE, needs_each_update=True),
     StrategyEntry("multikrum", _FLOWER + "MultiKrum", {"strategy.num-malicious-nodes": "num_malicious_nodes",
                                                       "strategy.num-nodes-to-select": "num_nodes_to_select"},
-                  least_updates=_KRUM_RULE),
+                  least_updates=_KRUM_RULE, needs_each_update=True),
     StrategyEntry("bulyan", _FLOWER + "Bulyan", {"strategy.num-malicious-nodes": "num_malicious_nodes"},
-                  least_updates=(lambda f: 4 * f + 3, "4f + 3")),
+                  least_updates=(lambda f: 4 * f + 3, "4f + 3"), needs_each_update=True),
 ):
     STRATEGIES.register(_entry)

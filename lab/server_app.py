@@ -8,7 +8,7 @@ from logging import INFO
 from pathlib import Path
 from typing import TextIO
 
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
 from flwr.superlink.grid import InMemoryGrid
@@ -30,6 +30,7 @@ from strategies.catalog import build_strategy
 from strategies.intercepting import InterceptingStrategy
 from strategies.privacy_ledger import PrivacyLedger
 from strategies.run_recorder import RunRecorder
+from strategies.secure_aggregation import run_secure
 from strategies.validation import UpdateValidator
 from strategies.watched_grid import EngineWatch, WatchedGrid
 
@@ -52,7 +53,8 @@ def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | 
         """Run the whole federation (or the rest of it, with ``resume``) and write its results."""
         try:
             run_dir = run_federation(WatchedGrid(grid, watch.engine_stopped) if watch else grid,
-                                     config or RunConfig.from_flat(context.run_config), plugins, resume, console)
+                                     config or RunConfig.from_flat(context.run_config), plugins, resume, console,
+                                     context=context)
             flwr_log(INFO, "results: %s", run_dir)  # what `flwr run --stream` shows of where they went
         finally:
             if watch:
@@ -62,8 +64,11 @@ def create_server_app(config: RunConfig | None = None, plugins: PluginFactory | 
 
 
 def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None = None,
-                   resume: bool = False, console: TextIO | None = None) -> Path:
+                   resume: bool = False, console: TextIO | None = None, context: Context | None = None) -> Path:
     """Train ``config.num_server_rounds`` intercepted rounds of ``strategy.name``; return the results directory.
+
+    With ``secagg.enabled`` the rounds run under Flower's SecAgg+ (:mod:`strategies.secure_aggregation`, over the
+    ServerApp's ``context``): the plugins see each round's aggregate only.
 
     With ``resume`` the run continues in its existing results directory from the global model
     of its last completed round (``checkpoint.pt``), numbering rounds on from there. Rounds,
@@ -116,16 +121,17 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     start = events.RunResumed if resume else events.RunStart
     writer.emit(start(run_dir=str(writer.directory), rounds=config.num_server_rounds, from_round=done))
     status, error = "failed", None
+    rounds, train_config = config.num_server_rounds - done, ConfigRecord(protocol.train_config_record(config.train))
     try:
-        result = strategy.start(
-            grid=grid,
-            initial_arrays=ArrayRecord(model.state_dict()),
-            num_rounds=config.num_server_rounds - done,
-            timeout=server.round_timeout,
-            train_config=ConfigRecord(protocol.train_config_record(config.train)),
-            evaluate_fn=recorder.evaluate_global,
-        )
-        writer.save_model(result.arrays.to_torch_state_dict())
+        if config.secagg.enabled:
+            final = run_secure(grid, context or Context(0, 0, {}, RecordDict(), {}), strategy,
+                               ArrayRecord(model.state_dict()), rounds, server.round_timeout, train_config,
+                               recorder.evaluate_global, config.secagg)
+        else:
+            final = strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=rounds,
+                                   timeout=server.round_timeout, train_config=train_config,
+                                   evaluate_fn=recorder.evaluate_global).arrays
+        writer.save_model(final.to_torch_state_dict())
         status = "completed"
     except BaseException as err:
         status, error = ("interrupted" if isinstance(err, KeyboardInterrupt) else "failed"), err

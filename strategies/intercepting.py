@@ -9,6 +9,10 @@ one :class:`InterceptedUpdate` per successful reply, runs the declared filters (
 replace or drop the update), shows the result to every plugin, and only then lets the wrapped
 strategy aggregate. A plugin that raises is logged, reported to the ``on_plugin_error``
 callback and skipped for the rest of the round; training goes on.
+
+Under secure aggregation (:mod:`strategies.secure_aggregation`) the round's replies never reach it:
+:meth:`aggregate_secure` gets the unmasked mean instead, shows it to the plugins as one update, and
+lets the wrapped strategy aggregate it as the round's only reply.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fl_sim import protocol, seeds, sparse
 from fl_sim.errors import FederationError
-from fl_sim.plugins import InterceptedUpdate, ServerPlugin, UpdateFilter
+from fl_sim.plugins import Contributor, InterceptedUpdate, ServerPlugin, UpdateFilter
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +121,7 @@ class InterceptingStrategy(Strategy):
         answered = {node_of(reply) for reply in replies}
         failures += [(message.metadata.dst_node_id, NO_REPLY) for message in self._sent
                      if message.metadata.dst_node_id not in answered]
-        for node_id, reason in failures:
-            for plugin in self._active():
-                self._call(server_round, plugin, plugin.on_failure, server_round, node_id, reason)
+        self.report_failures(server_round, failures)
         kept = [reply for reply in replies
                 if reply.has_error() or self._intercept(server_round, reply, travelled[id(reply)])]
         usable = sum(not reply.has_error() for reply in kept)
@@ -131,6 +133,42 @@ class InterceptingStrategy(Strategy):
                 f"fewer than server.min-train-nodes={self.strategy.min_train_nodes}; see the client-failure and "
                 f"update-rejected events, fix those clients or lower server.min-train-nodes")
         return self.strategy.aggregate_train(server_round, kept)
+
+    def report_failures(self, server_round: int, failures: Iterable[tuple[int, str]]) -> None:
+        """Tell the plugins of each client (node id, reason) whose training this round failed or never replied."""
+        for node_id, reason in failures:
+            for plugin in self._active():
+                self._call(server_round, plugin, plugin.on_failure, server_round, node_id, reason)
+
+    def aggregate_secure(self, server_round: int, mean: Mapping[str, np.ndarray], clients: Sequence[Contributor],
+                         failures: Iterable[tuple[int, str]]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Show a secure aggregate (the weighted ``mean`` of ``clients``' weights) to the plugins, then aggregate it.
+
+        Under secure aggregation this is all the server gets of a round: the plugins see one update, the
+        aggregate (:attr:`InterceptedUpdate.clients`), and the wrapped strategy aggregates it as the one reply of
+        the round, weighted by the samples of all (FedAvg keeps it; FedAdam and the like step their optimizer).
+        """
+        server_round += self.round_offset
+        self._disabled = set()
+        self.report_failures(server_round, failures)
+        metrics = combined_metrics([client.metrics for client in clients])
+        samples = [index for client in clients for index in client.info.get(protocol.AUDIT_SAMPLES, [])]
+        content = RecordDict({self.strategy.arrayrecord_key: _array_record(mean),
+                              protocol.METRICS: MetricRecord(metrics)})
+        update = InterceptedUpdate(
+            server_round=server_round, node_id=0, partition_id=None, global_arrays=self._sent_arrays,
+            client_arrays=frozen_numpy(content.array_records[self.strategy.arrayrecord_key]),
+            metrics=MappingProxyType(metrics), train_config=self._sent_config,
+            audit=MappingProxyType({protocol.AUDIT_SAMPLES: samples} if samples else {}), clients=tuple(clients))
+        kept = self._show(server_round, update, content)
+        for plugin in self._active():
+            self._call(server_round, plugin, plugin.on_round_end, server_round)
+        if not kept:
+            raise FederationError(f"round {server_round}: the secure aggregate of {len(clients)} clients was rejected "
+                                  f"(see the update-rejected event); with SecAgg+ no client's update can be dropped "
+                                  f"alone: fix the clients or set secagg.enabled=false")
+        reply = Message(content, dst_node_id=0, message_type=MessageType.TRAIN)
+        return self.strategy.aggregate_train(server_round, [reply])
 
     def _node_of_reply(self) -> Callable[[Message], int]:
         """Which sampled node each reply of this round answers for.
@@ -184,6 +222,13 @@ class InterceptingStrategy(Strategy):
         info = content.config_records.get(protocol.CLIENT_INFO, {})
         for lent in (protocol.AUDIT_IMAGES, protocol.AUDIT_LABELS):  # for the judge only: not aggregated, not kept
             info.pop(lent, None)
+        return self._show(server_round, update, content)
+
+    def _show(self, server_round: int, update: InterceptedUpdate, content: RecordDict) -> bool:
+        """Run the filters on ``update`` (a filter's replacement goes into ``content``), then the observers.
+
+        Return False if a filter dropped it.
+        """
         for plugin in self._active():
             if not isinstance(plugin, UpdateFilter):
                 continue
@@ -236,6 +281,27 @@ class InterceptingStrategy(Strategy):
 
 def _array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({name: Array(np.asarray(value)) for name, value in arrays.items()})
+
+
+def combined_metrics(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The protocol's train metrics of several clients as one: counts summed, the rest weighted by their samples.
+
+    Local steps and seconds are the most any client took (what bounds the aggregate's trajectory and the round).
+    """
+    weights = [int(m.get(protocol.NUM_EXAMPLES, 0)) for m in metrics]
+    total = sum(weights)
+    combined: dict[str, Any] = {}
+    for key in protocol.TRAIN_METRICS:
+        values = [m[key] for m in metrics if key in m]
+        if len(values) < len(metrics):
+            continue
+        if key in (protocol.NUM_EXAMPLES, protocol.UPLOAD_BYTES, protocol.DENSE_BYTES):
+            combined[key] = int(sum(values))
+        elif key in (protocol.LOCAL_STEPS, protocol.TRAIN_SECONDS):
+            combined[key] = max(values)
+        else:
+            combined[key] = float(sum(v * w for v, w in zip(values, weights)) / total) if total else float(values[0])
+    return combined
 
 
 def _in_partition_order(replies: Iterable[Message]) -> list[Message]:

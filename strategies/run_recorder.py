@@ -61,11 +61,24 @@ class RunRecorder(ServerPlugin):
         self._started = self._round_started = time.perf_counter()
 
     def on_update(self, update: InterceptedUpdate) -> None:
-        """Log one client's training reply."""
-        self._train.append(update.metrics)
+        """Log one client's training reply; for a secure aggregate, each client's clear metrics and the aggregate."""
+        if not update.aggregate:
+            self._client_trained(update.server_round, update.node_id, update.partition_id, update.metrics)
+            return
+        for client in update.clients:
+            self._client_trained(update.server_round, client.node_id, client.partition_id, client.metrics)
+        self.writer.emit(events.SecureAggregate(
+            round=update.server_round, clients=len(update.clients), node_ids=[c.node_id for c in update.clients],
+            partition_ids=[c.partition_id for c in update.clients], samples=update.num_examples,
+            densified=sorted(c.partition_id for c in update.clients
+                             if c.info.get(protocol.DENSIFIED) and c.partition_id is not None)))
+
+    def _client_trained(self, server_round: int, node_id: int, partition_id: int | None,
+                        metrics: Mapping[str, Any]) -> None:
+        self._train.append(metrics)
         # the validator, a filter, has already checked that the metrics are exactly the protocol's
-        self.writer.emit(events.ClientTrain(round=update.server_round, node_id=update.node_id,
-                                            partition_id=update.partition_id, **_kebab_to_snake(update.metrics)))
+        self.writer.emit(events.ClientTrain(round=server_round, node_id=node_id, partition_id=partition_id,
+                                            **_kebab_to_snake(metrics)))
 
     def on_evaluate_reply(self, server_round: int, node_id: int, partition_id: int | None,
                           metrics: Mapping[str, Any]) -> None:

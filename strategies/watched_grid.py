@@ -1,4 +1,4 @@
-"""A Grid whose waits for replies end as soon as the engine that runs the clients has stopped."""
+"""Grids that wrap Flower's: one whose waits for replies end as soon as the engine running the clients stopped."""
 
 from __future__ import annotations
 
@@ -24,20 +24,11 @@ class EngineWatch:
     server_finished: threading.Event = field(default_factory=threading.Event)
 
 
-class WatchedGrid(Grid):
-    """Delegates to Flower's grid, but ``send_and_receive`` also watches ``engine_stopped``.
+class GridProxy(Grid):
+    """A Grid that delegates everything to another; subclasses change what they need (here: ``send_and_receive``)."""
 
-    Flower's Simulation Engine runs the clients in the main thread and the ServerApp in
-    another; when the engine crashes (e.g. Ray loses its nodes), the ServerApp thread would
-    wait out ``server.round-timeout`` for replies that cannot come and keep the process
-    alive. With this grid the wait raises :class:`EngineStopped` instead, so the run ends
-    ``failed`` at once with what it completed kept for ``--resume``.
-    """
-
-    def __init__(self, grid: Grid, engine_stopped: threading.Event, poll_seconds: float = 0.1) -> None:
+    def __init__(self, grid: Grid) -> None:
         self._grid = grid
-        self._engine_stopped = engine_stopped
-        self._poll_seconds = poll_seconds
 
     def set_run(self, run: Run) -> None:
         """Set the run on the wrapped grid."""
@@ -64,6 +55,26 @@ class WatchedGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         """Pull with the wrapped grid."""
         return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Send and receive with the wrapped grid."""
+        return self._grid.send_and_receive(messages, timeout=timeout)
+
+
+class WatchedGrid(GridProxy):
+    """Delegates to Flower's grid, but ``send_and_receive`` also watches ``engine_stopped``.
+
+    Flower's Simulation Engine runs the clients in the main thread and the ServerApp in
+    another; when the engine crashes (e.g. Ray loses its nodes), the ServerApp thread would
+    wait out ``server.round-timeout`` for replies that cannot come and keep the process
+    alive. With this grid the wait raises :class:`EngineStopped` instead, so the run ends
+    ``failed`` at once with what it completed kept for ``--resume``.
+    """
+
+    def __init__(self, grid: Grid, engine_stopped: threading.Event, poll_seconds: float = 0.1) -> None:
+        super().__init__(grid)
+        self._engine_stopped = engine_stopped
+        self._poll_seconds = poll_seconds
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         """Push ``messages`` and collect replies until all came, ``timeout`` passed, or the engine stopped."""

@@ -6,6 +6,7 @@ fraction of a second. Nodes are numbered 101, 102, ... and hold partitions 0, 1,
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Collection, Iterable
@@ -15,6 +16,7 @@ from flwr.app.error import Error
 from flwr.clientapp import ClientApp
 from flwr.server.superlink.linkstate.utils import create_message_error_unavailable_res_message
 from flwr.serverapp import Grid
+from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients.client_app import create_client_app
@@ -47,9 +49,9 @@ class LocalGrid(Grid):
         """Nothing to set in-process."""
 
     @property
-    def run(self):
-        """Not used by the lab's ServerApp."""
-        raise NotImplementedError
+    def run(self) -> Run:
+        """Run 1 (Flower's legacy workflow, which SecAgg+ runs on, reads its id)."""
+        return Run.create_empty(run_id=1)
 
     def create_message(self, *args, **kwargs) -> Message:
         """Not used by the lab's ServerApp (its strategy builds messages itself)."""
@@ -94,8 +96,8 @@ class LocalGrid(Grid):
                 replies.append(create_message_error_unavailable_res_message(message.metadata, "node_unavail"))
                 continue
             start = time.monotonic()
-            try:
-                reply = self.client_app(message, self._context(message.metadata.dst_node_id))
+            try:  # the node gets its own copy, as over a network (SecAgg+ sends one record to every node)
+                reply = self.client_app(copy.deepcopy(message), self._context(message.metadata.dst_node_id))
             except Exception as err:  # noqa: BLE001 - Flower turns a ClientApp exception into an error reply
                 reply = Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=message)
             if timeout is None or time.monotonic() - start <= timeout:

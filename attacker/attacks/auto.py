@@ -59,7 +59,6 @@ from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
-from fl_sim.defense_registry import DEFENSES
 
 #: Total-variation weights of the IG attacks, in the order they run: the weight that does best on real
 #: 32x32 photos (on them IG's default 0.1 over-smooths), a weaker one, and IG's default.
@@ -87,7 +86,7 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
     """
     candidates: list[list[Reconstruction]] = [[] for _ in observations]
     notes: list[list[str]] = [[f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched "
-                               f"as it is"] if DEFENSES[obs.defense].adds_noise else [] for obs in observations]
+                               f"as it is"] if obs.noisy else [] for obs in observations]
     racing = set(range(len(observations)))
     for name, attack, stage in _stages():
         chosen = [i for i in sorted(racing) if attack.why_not(victim, observations[i]) is None]

@@ -117,7 +117,12 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
     stochastic = variant.stochastic if bottleneck is not None else "sample"
     matching = matching_for(victim, obs, omit_stochastic=stochastic == "omit")
     notes = list(matching.notes)
-    replay = variant.multistep == "replay" and not obs.exact_gradient
+    # a secure aggregate of several clients' multi-step updates is the mean of as many trajectories, which no one
+    # replay models: it is matched as the mean gradient along them, as multistep=approx does
+    replay = variant.multistep == "replay" and not obs.exact_gradient and obs.one_trajectory
+    if variant.multistep == "replay" and not obs.one_trajectory:
+        notes.append(f"the aggregate of {obs.clients} clients' {obs.local_steps}-step updates is no single "
+                     f"trajectory to replay: matched as their mean gradient")
     schedule = replay_schedule(obs.num_examples, obs.batch_size, obs.local_steps, settings.max_images) \
         if replay else None
     if replay:

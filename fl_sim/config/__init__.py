@@ -24,6 +24,7 @@ from fl_sim.config.schema import (
     OutputConfig,
     PrecodeConfig,
     RunConfig,
+    SecAggConfig,
     ServerConfig,
     SimulationConfig,
     StrategyConfig,
@@ -38,6 +39,6 @@ from fl_sim.strategy_registry import STRATEGIES as _STRATEGY_REGISTRY
 STRATEGIES = tuple(_STRATEGY_REGISTRY)
 
 __all__ = ["MAX_SEED", "STRATEGIES", "AttackConfig", "DataConfig", "DefenseConfig", "FaultsConfig", "ModelConfig",
-           "OutputConfig", "PrecodeConfig", "RunConfig", "Scalar", "ServerConfig", "SimulationConfig", "StrategyConfig",
-           "TrainConfig", "all_keys", "check_path_component", "describe", "parse_assignment", "parse_ids", "read_toml",
-           "train_settings"]
+           "OutputConfig", "PrecodeConfig", "RunConfig", "Scalar", "SecAggConfig", "ServerConfig", "SimulationConfig",
+           "StrategyConfig", "TrainConfig", "all_keys", "check_path_component", "describe", "parse_assignment",
+           "parse_ids", "read_toml", "train_settings"]

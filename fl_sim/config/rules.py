@@ -67,11 +67,43 @@ def _check_model(config: RunConfig) -> None:
                           f"for model.name={name} use precode.position=head")
 
 
+def _check_secure_aggregation(config: RunConfig) -> None:
+    """SecAgg+ serves a strategy that needs only the mean, two clients a round or more, and Flower's share rules."""
+    secagg = config.secagg
+    if not secagg.enabled:
+        return
+    name = config.strategy.name
+    if STRATEGIES[name].needs_each_update:
+        fits = ", ".join(entry.name for entry in STRATEGIES.values() if not entry.needs_each_update)
+        raise ConfigError(f"secagg.enabled=true hands the server only the round's mean, but strategy.name={name} "
+                          f"reads every client's update; choose one of {fits}, or set secagg.enabled=false")
+    per_round = max(int(config.simulation.num_clients * config.server.fraction_train), config.server.min_train_nodes)
+    if per_round < 2:
+        raise ConfigError(f"secagg.enabled=true needs at least 2 clients per round, but server.fraction-train and "
+                          f"server.min-train-nodes sample {per_round}; raise server.min-train-nodes to 2")
+    shares, threshold = secagg.num_shares, secagg.reconstruction_threshold
+    for key, value, least in (("num-shares", shares, 3), ("reconstruction-threshold", threshold, 2)):
+        if value > 1 and (value != int(value) or value < least):
+            raise ConfigError(f"config key 'secagg.{key}' is {value:g}: give a whole count of {least} or more, or a "
+                              f"share of at most 1")
+    if shares > 1 and threshold > 1 and threshold >= shares:
+        raise ConfigError(f"config key 'secagg.reconstruction-threshold' ({threshold:g}) must be below "
+                          f"'secagg.num-shares' ({shares:g}); lower it or raise num-shares")
+    if secagg.quantization_range >= MODULUS_RANGE:
+        raise ConfigError(f"config key 'secagg.quantization-range' ({secagg.quantization_range}) must be below "
+                          f"SecAgg+'s modulus 2^32; lower it")
+
+
+#: SecAgg+'s mask modulus (Flower's default and its largest): sums of quantised weights wrap around at it.
+MODULUS_RANGE = 2**32
+
+
 def check_combinations(config: RunConfig) -> None:
     """Reject settings that are valid one by one but impossible together."""
     _check_dataset(config)
     _check_model(config)
     _check_strategy(config)
+    _check_secure_aggregation(config)
     server = config.server
     if server.min_available_nodes > config.simulation.num_clients:
         raise ConfigError(

@@ -205,6 +205,32 @@ class FaultsConfig:
 
 
 @dataclass(frozen=True)
+class SecAggConfig:
+    """Secure aggregation with Flower's SecAgg+ (its legacy workflow and client mod): the server sees only the sum.
+
+    Each of the protocol's four stages waits for replies up to ``server.round-timeout``.
+    """
+
+    enabled: bool = setting(False, "aggregate with SecAgg+: the server (and its attacker) sees only the round's "
+                                   "unmasked weighted mean, never one client's update")
+    num_shares: float = setting(1.0, "SecAgg+ shares of each client's key: a count (3 or more), or at most 1, a "
+                                     "share of the round's clients (1 = every client)", min=0, min_exclusive=True)
+    reconstruction_threshold: float = setting(
+        0.6, "shares needed to rebuild a key (to unmask a client that dropped out): a count (2 or more, below "
+             "num-shares), or at most 1, a share of num-shares; a round with clients whose neighbours left fewer "
+             "fails", min=0, min_exclusive=True)
+    clipping_range: float = setting(8.0, "model weights are clipped to +-this before quantisation", min=0,
+                                     min_exclusive=True)
+    quantization_range: int = setting(4194304, "integer levels a clipped weight is quantised to (2^22)", min=2)
+    max_weight: float = setting(1000.0, "the largest num-examples a client may weigh by; larger values cost "
+                                        "precision (Flower's default 1000)", min=0, min_exclusive=True)
+
+    def flower_count(self, value: float) -> int | float:
+        """A count (a whole number above 1) as an int, a share (at most 1) as a float, as SecAgg+ takes them."""
+        return int(value) if value > 1 else float(value)
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """Flower Simulation Engine (Ray) settings used by `fl-sim run`."""
 
@@ -246,6 +272,7 @@ class RunConfig:
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    secagg: SecAggConfig = field(default_factory=SecAggConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
