@@ -88,6 +88,13 @@ class AttackerPlugin(ServerPlugin):
             from attacker.pool import AttackPool
             self._pool = AttackPool(config, input_shape, num_classes, engine_ray=engine_ray)
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
+        dp = config.central_dp
+        #: central DP's noise is the server's own, added after this attack: it protects nothing from it
+        clipped = " (clipped by the client)" if dp.clipping == "client-fixed" else ""
+        self._central_dp_note = [] if dp.clipping == "off" else [
+            f"central DP ({dp.clipping} clipping): the server adds its noise to the mean after it has seen this "
+            f"update, which is attacked as it arrived{clipped}; its epsilon bounds those who see the global model, "
+            f"not the server"]
 
     @property
     def pending(self) -> int:
@@ -260,7 +267,7 @@ class AttackerPlugin(ServerPlugin):
             iip=verdict.iip if verdict else None,
             chance=verdict.chance.as_event() if verdict else None,
             success=verdict.leaked if verdict else None, image=image_path,
-            notes=best.notes if best is rec else best.notes + rec.notes,
+            notes=(best.notes if best is rec else best.notes + rec.notes) + self._central_dp_note,
             portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None,
             verdict=outcome, **protocol_fields, **self._samples(obs, candidates, verdict, indices)))
         return outcome, verdict

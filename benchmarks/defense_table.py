@@ -13,9 +13,16 @@ For each defense row:
 Rows: none, noise (two strengths), topk (two ratios), precode, dgp, precode+dgp. Each finished
 row is appended to ``--csv`` at once, so an interrupted run keeps what it measured.
 
+With ``--secagg-clients 2 4 8`` it measures instead what secure aggregation leaves the server: FedSGD (one image
+per client), that many clients per round, no defense, ``auto`` on the LeNet and on the MLP, within
+``--budget`` seconds per attacked update, once with Flower's SecAgg+ (one attack on the round's aggregate: the
+sum holds as many images as clients) and once without (an attack on every client's own update). The success
+rate is the images identified above chance over the images the round's updates hold (``--secagg-csv``).
+
     python benchmarks/defense_table.py [--settings fedsgd multistep] [--attack-rounds 1] [--csv FILE]
         [--attacks ig idlg analytic-mlp auto] [--iterations N]
         [--utility-from EARLIER.csv]   # reuse the utility columns of an earlier table instead of rerunning
+    python benchmarks/defense_table.py --secagg-clients 2 4 8 [--budget 30] [--secagg-csv FILE]
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 
 from fl_sim import events
 from fl_sim.config import RunConfig
-from fl_sim.config.presets import PAPERS
+from fl_sim.config.presets import FEDSGD, PAPERS
 from fl_sim.results import load_events
 from lab.simulation import simulate
 
@@ -87,6 +94,40 @@ def privacy(setting: dict, defense: dict, attack: str, rounds: int, iterations: 
             "attacked_images": len(images), "leaked_by": " ".join(f"{k}:{n}" for k, n in winners.most_common())}
 
 
+SECURE_FIELDS = ["model", "clients_per_round", "aggregation", "attack_events", "images_held", "images_leaked",
+                 "success_rate", "mean_ssim", "leaked_by", "seconds"]
+
+
+def secure_privacy(model: str, clients: int, secagg: bool, budget: float, out: Path) -> dict:
+    """What ``auto`` identifies in one FedSGD round of ``clients`` clients, with or without SecAgg+."""
+    flat = {**FEDSGD, "model.name": model, "num-server-rounds": 1, "simulation.num-clients": clients,
+            "server.min-train-nodes": clients, "server.min-available-nodes": clients, "secagg.enabled": secagg,
+            "attack.enabled": True, "attack.blocking": True, "attack.method": "auto", "attack.budget-seconds": budget,
+            "server.fraction-evaluate": 0.0}
+    attacks = [e for e in _run(flat, out) if isinstance(e, events.Attack)]
+    images = [image for e in attacks for image in e.per_image or []]
+    held = sum(e.held or 0 for e in attacks)
+    winners = Counter(e.attack for e in attacks if e.success)
+    return {"attack_events": len(attacks), "images_held": held, "images_leaked": sum(i.leaked for i in images),
+            "success_rate": sum(i.leaked for i in images) / held if held else float("nan"),
+            "mean_ssim": statistics.mean(i.ssim for i in images) if images else float("nan"),
+            "leaked_by": " ".join(f"{k}:{n}" for k, n in winners.most_common())}
+
+
+def secure_rows(clients_per_round: list[int], budget: float, path: Path) -> None:
+    """The SecAgg+ rows beside the no-SecAgg ones, by model and clients per round."""
+    out = Path(tempfile.mkdtemp(prefix="fl-sim-secagg-"))
+    with RowLog(path, SECURE_FIELDS) as table:
+        for model in ("lenet", "mlp"):
+            for clients in clients_per_round:
+                for secagg in (False, True):
+                    start = time.perf_counter()
+                    row = secure_privacy(model, clients, secagg, budget, out)
+                    table.add({"model": model, "clients_per_round": clients,
+                               "aggregation": "SecAgg+" if secagg else "no SecAgg", **row,
+                               "seconds": round(time.perf_counter() - start, 1)})
+
+
 def main() -> None:
     """Measure every row and print the table as it grows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,7 +139,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10, help="clients of the attacked runs")
     parser.add_argument("--csv", type=Path, default=Path("defense_table.csv"))
     parser.add_argument("--utility-from", type=Path, help="CSV of an earlier run whose utility columns to reuse")
+    parser.add_argument("--secagg-clients", type=int, nargs="+", help="measure the SecAgg+ rows at these clients "
+                                                                        "per round instead")
+    parser.add_argument("--budget", type=float, default=30.0, help="SecAgg+ rows: attack seconds per update")
+    parser.add_argument("--secagg-csv", type=Path, default=Path("secagg_table.csv"))
     args = parser.parse_args()
+    if args.secagg_clients:
+        secure_rows(args.secagg_clients, args.budget, args.secagg_csv)
+        return
     earlier = {}
     if args.utility_from:
         with open(args.utility_from, newline="") as handle:

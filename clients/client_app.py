@@ -11,7 +11,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.mods import defense_mod, fault_mod
+from clients.mods import clipping_mod, defense_mod, fault_mod
 from clients.secure_aggregation import secure_aggregation_mod
 from fl_sim import privacy, protocol, seeds
 from fl_sim.config import RunConfig
@@ -24,10 +24,10 @@ def create_client_app(config: RunConfig | None = None) -> ClientApp:
     """A ClientApp for ``config``; with ``None`` each message's context run config is used (``flwr run``).
 
     Its train handler returns the trained weights; the mods turn them into the upload: the
-    defense (:func:`clients.mods.defense_mod`), then any injected fault, then, in a SecAgg+ round, the
-    masking (outermost, :mod:`clients.secure_aggregation`).
+    defense (:func:`clients.mods.defense_mod`), the clipping that central DP with client-side clipping asks for,
+    then any injected fault, then, in a SecAgg+ round, the masking (outermost, :mod:`clients.secure_aggregation`).
     """
-    app = ClientApp(mods=[secure_aggregation_mod, fault_mod(config), defense_mod(config)])
+    app = ClientApp(mods=[secure_aggregation_mod, fault_mod(config), clipping_mod, defense_mod(config)])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

@@ -5,9 +5,10 @@ to upload and, where it keeps one, a residual for the next round (error feedback
 
 - ``none``: the update as it is.
 - ``noise``: Gaussian noise of std ``defense.noise-std`` on every entry (DLG's noise defense).
-- ``dp``: DP-FedAvg's client step (McMahan et al., 2018): the whole update is clipped to L2
-  norm ``dp-clip``, then Gaussian noise of std ``dp-noise-multiplier x dp-clip`` is added. No
-  privacy accounting is done; it is a baseline, not a DP guarantee for the run.
+- ``dp``: DP-FedAvg's client step (McMahan et al., 2018), local DP: the whole update is clipped to L2
+  norm ``dp-clip``, then Gaussian noise of std ``dp-noise-multiplier x dp-clip`` is added on the
+  client, so the server never sees the update without it; the server accounts the epsilon each client
+  has spent with Flower's RdpAccountant (:func:`fl_sim.privacy.local_dp_epsilon`).
 - ``dpsgd``: DP-SGD (Abadi et al., 2016) happens in local training (:func:`fl_sim.training.train_local`
   with Opacus); the resulting update is uploaded as it is, and the server accounts the epsilon
   spent (:mod:`fl_sim.privacy`).

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 from flwr.app import ArrayRecord, Context, Message, MessageType
+from flwr.clientapp.mod import fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable, Mod
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from clients import faults
 from clients.defenses import defend_weights
@@ -53,6 +55,18 @@ def defense_mod(config: RunConfig | None = None) -> Mod:
         return reply
 
     return apply_defense
+
+
+def clipping_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``fixedclipping_mod`` where the server's DP wrapper asks for client-side clipping.
+
+    The wrapper (``central-dp.clipping=client-fixed``) sends the clipping norm in the train config; the mod clips
+    the upload's update to it. Every other message passes as it is.
+    """
+    config = msg.content.config_records.get(protocol.CONFIG)
+    if msg.metadata.message_type == MessageType.TRAIN and config is not None and KEY_CLIPPING_NORM in config:
+        return fixedclipping_mod(msg, context, call_next)
+    return call_next(msg, context)
 
 
 def fault_mod(config: RunConfig | None = None) -> Mod:

@@ -54,7 +54,12 @@ class RunResumed(RunStart):
 
 @dataclass(frozen=True)
 class Round(Event):
-    """A round ended: the aggregated client metrics and the global model's test scores (round 0: the start)."""
+    """A round ended: the aggregated client metrics and the global model's test scores (round 0: the start).
+
+    Under central DP with Flower's accountant (``central-dp.*``), ``epsilon`` is what the releases so far have
+    spent, at ``delta``: it bounds what those who see the global model learn, not what the server learns (the
+    server adds the noise after seeing every update). None without it.
+    """
 
     KIND = "round"
     round: int
@@ -67,6 +72,8 @@ class Round(Event):
     test_accuracy: float
     samples: int
     seconds: float
+    epsilon: float | None = None
+    delta: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,8 @@ class ClientEvaluate(Event):
 class SecureAggregate(Event):
     """A round aggregated under SecAgg+: the clients summed (all the server saw of them is their mean).
 
-    ``samples`` is the samples they hold together (FedAvg's weight); ``densified`` the partitions whose pruned upload (topk,
-    dgp) was sent dense, as SecAgg+ masks and sums dense vectors only.
+    ``samples`` is the samples they hold together (FedAvg's weight); ``densified`` the partitions whose pruned
+    upload (topk, dgp) was sent dense, as SecAgg+ masks and sums dense vectors only.
     """
 
     KIND = "secure-aggregate"
@@ -177,7 +184,11 @@ class PluginError(Event):
 
 @dataclass(frozen=True)
 class Privacy(Event):
-    """DP-SGD's privacy spent so far by one client (its steps, and epsilon at ``delta``)."""
+    """The privacy a client's own DP has spent so far: epsilon at ``delta``.
+
+    For ``dpsgd`` (Opacus) ``steps`` are its DP-SGD steps; for ``dp`` (Flower's RdpAccountant) its noisy uploads,
+    ``sample_rate`` 1.
+    """
 
     KIND = "privacy"
     round: int

@@ -1,4 +1,9 @@
-"""DP-SGD's privacy accounting (Opacus's RDP accountant), shared by the clients and the server.
+"""The privacy accounting of the clients' own DP, shared by the clients and the server.
+
+``dp`` (DP-FedAvg's client step: the update clipped to ``dp-clip``, Gaussian noise of std
+``dp-noise-multiplier x dp-clip``) is one Gaussian release per round the client trains in; Flower's
+RdpAccountant composes them (client-level add-or-remove neighbours, sensitivity the clip, no sampling
+amplification: the client knows it takes part) into the epsilon at ``defense.dp-delta`` (:func:`local_dp_epsilon`).
 
 A client running ``defense.name=dpsgd`` clips every per-sample gradient to
 ``defense.dpsgd-max-grad-norm`` and adds Gaussian noise of std ``sigma x max-grad-norm`` to each
@@ -73,6 +78,24 @@ def spent_epsilon(config: RunConfig, num_examples: int, steps: int) -> float:
     with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is valid, only loose
         warnings.simplefilter("ignore", UserWarning)
         return accountant.get_epsilon(config.defense.dpsgd_delta)
+
+
+def local_dp_epsilon(config: RunConfig, releases: int) -> float:
+    """The epsilon (at ``defense.dp-delta``) a ``dp`` client has spent after ``releases`` noisy uploads."""
+    from flwr.serverapp import RdpAccountant
+    from flwr.supercore.privacy_accounting import (
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        PrivacyConfig,
+        SamplingMethod,
+    )
+
+    accountant = RdpAccountant(PrivacyConfig(target_delta=config.defense.dp_delta, population_size=1,
+                                             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                             sampling_method=SamplingMethod.NO_AMPLIFICATION))
+    accountant.compose(GaussianPrivacyEvent(config.defense.dp_noise_multiplier, sample_size=1, population_size=1),
+                       count=releases)
+    return accountant.get_privacy_spent().epsilon
 
 
 def unsupported_layers(model: nn.Module) -> list[str]:

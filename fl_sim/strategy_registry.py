@@ -30,6 +30,7 @@ class StrategyEntry:
         needs_each_update: its rule reads every client's update (a median, a trimmed mean, Krum's distances), so
             secure aggregation, which hands the server only the weighted mean, cannot serve it; ``False`` for
             FedAvg and the strategies that apply a server optimizer to FedAvg's mean.
+        fedavg_aggregation: it aggregates exactly as FedAvg does (Flower's DP accountant accepts no other).
     """
 
     name: str
@@ -38,6 +39,7 @@ class StrategyEntry:
     default_when_zero: tuple[str, ...] = ()
     least_updates: tuple[Callable[[int], int], str] | None = None
     needs_each_update: bool = False
+    fedavg_aggregation: bool = False
 
 
 #: Every strategy by name, in the order the help lists them.
@@ -49,10 +51,10 @@ _ADAPTIVE = {"strategy.beta-1": "beta_1", "strategy.beta-2": "beta_2", "strategy
 _KRUM_RULE = (lambda f: 2 * f + 3, "2f + 3")
 
 for _entry in (
-    StrategyEntry("fedavg", _FLOWER + "FedAvg"),
+    StrategyEntry("fedavg", _FLOWER + "FedAvg", fedavg_aggregation=True),
     StrategyEntry("fedavgm", _FLOWER + "FedAvgM", {"strategy.server-learning-rate": "server_learning_rate",
                                                   "strategy.server-momentum": "server_momentum"}),
-    StrategyEntry("fedprox", _FLOWER + "FedProx", {"train.proximal-mu": "proximal_mu"}),
+    StrategyEntry("fedprox", _FLOWER + "FedProx", {"train.proximal-mu": "proximal_mu"}, fedavg_aggregation=True),
     StrategyEntry("fedadam", _FLOWER + "FedAdam", _ADAPTIVE, ("strategy.eta",)),
     StrategyEntry("fedyogi", _FLOWER + "FedYogi", _ADAPTIVE, ("strategy.eta",)),
     StrategyEntry("fedadagrad", _FLOWER + "FedAdagrad", {"strategy.eta": "eta", "strategy.tau": "tau"},

@@ -93,9 +93,11 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
     sink = TensorBoardSink(writer.directory) if config.output.tensorboard else None
     if sink is not None:
         writer.listeners.append(sink)
-    recorder = RunRecorder(writer, model, dataset.test, history=history, round_offset=done)
+    aggregator = build_strategy(config)
+    recorder = RunRecorder(writer, model, dataset.test, history=history, round_offset=done,
+                           privacy_spent=getattr(aggregator, "privacy_spent", None))
     extra = list(plugins(config, writer)) if plugins else []
-    if config.defense.name == "dpsgd":
+    if {config.defense.name, *config.defense.assigned().values()} & {"dpsgd", "dp"}:
         ledger = PrivacyLedger(config, writer)
         if resume:
             ledger.account_for_earlier_rounds(load_events(writer.directory), done)
@@ -112,7 +114,7 @@ def run_federation(grid: Grid, config: RunConfig, plugins: PluginFactory | None 
         extra.append(attacker)
     server = config.server
     strategy = InterceptingStrategy(
-        build_strategy(config),
+        aggregator,
         plugins=[UpdateValidator(writer, max_examples=len(dataset.train)), recorder, *extra],
         on_plugin_error=recorder.plugin_failed,
         seed=config.seed,

@@ -29,6 +29,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
+from flwr.serverapp.exception import PrivacyBudgetExhausted
 from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fl_sim import protocol, seeds, sparse
@@ -60,7 +61,8 @@ class InterceptingStrategy(Strategy):
 
     Args:
         strategy: the Flower strategy that samples clients and aggregates (FedAvg or one derived
-            from it: every Flower 1.42 strategy this project offers is).
+            from it: every Flower 1.42 strategy this project offers is), or one of Flower's DP wrappers around it
+            (which clip and noise after the plugins have seen the updates, as a curious server would).
         plugins: observers and filters, called in this order for every update.
         on_plugin_error: called with (round, plugin name, exception) when a plugin raises.
         seed: makes client sampling reproducible (Flower samples with Python's ``random``).
@@ -71,10 +73,11 @@ class InterceptingStrategy(Strategy):
             what the wrapped strategy sends (fl-sim's own runs).
     """
 
-    def __init__(self, strategy: FedAvg, plugins: Sequence[ServerPlugin] = (),
+    def __init__(self, strategy: Strategy, plugins: Sequence[ServerPlugin] = (),
                  on_plugin_error: PluginErrorCallback | None = None, seed: int = 0, round_offset: int = 0,
                  train_config: Mapping[str, Any] | None = None) -> None:
         self.strategy = strategy
+        self.base = _fedavg_of(strategy)
         self.train_config = train_config
         self.plugins = list(plugins)
         self.seed = seed
@@ -90,11 +93,15 @@ class InterceptingStrategy(Strategy):
         """Sample clients as the wrapped strategy does (seeded per round), remembering what was sent."""
         server_round += self.round_offset
         random.seed(seeds.CLIENT_SAMPLING.seed(self.seed, server_round))
-        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        try:
+            messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        except PrivacyBudgetExhausted as err:  # Flower's DP wrapper, before a release past central-dp.max-epsilon
+            raise FederationError(f"round {server_round} not started: {err} The global model of the last round is in "
+                                  f"the checkpoint; raise central-dp.max-epsilon or lower num-server-rounds") from err
         self._sent = messages
         self._sent_arrays = frozen_numpy(arrays)
         # what the clients got, with what the wrapped strategy added (FedProx's proximal-mu)
-        sent = messages[0].content.config_records[self.strategy.configrecord_key] if messages else config
+        sent = messages[0].content.config_records[self.base.configrecord_key] if messages else config
         self._sent_config = MappingProxyType(dict(self.train_config if self.train_config is not None else sent))
         return messages
 
@@ -127,10 +134,10 @@ class InterceptingStrategy(Strategy):
         usable = sum(not reply.has_error() for reply in kept)
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_round_end, server_round)
-        if usable < self.strategy.min_train_nodes:
+        if usable < self.base.min_train_nodes:
             raise FederationError(
                 f"round {server_round}: only {usable} of {len(self._sent)} clients returned a usable update, "
-                f"fewer than server.min-train-nodes={self.strategy.min_train_nodes}; see the client-failure and "
+                f"fewer than server.min-train-nodes={self.base.min_train_nodes}; see the client-failure and "
                 f"update-rejected events, fix those clients or lower server.min-train-nodes")
         return self.strategy.aggregate_train(server_round, kept)
 
@@ -153,11 +160,11 @@ class InterceptingStrategy(Strategy):
         self.report_failures(server_round, failures)
         metrics = combined_metrics([client.metrics for client in clients])
         samples = [index for client in clients for index in client.info.get(protocol.AUDIT_SAMPLES, [])]
-        content = RecordDict({self.strategy.arrayrecord_key: _array_record(mean),
+        content = RecordDict({self.base.arrayrecord_key: _array_record(mean),
                               protocol.METRICS: MetricRecord(metrics)})
         update = InterceptedUpdate(
             server_round=server_round, node_id=0, partition_id=None, global_arrays=self._sent_arrays,
-            client_arrays=frozen_numpy(content.array_records[self.strategy.arrayrecord_key]),
+            client_arrays=frozen_numpy(content.array_records[self.base.arrayrecord_key]),
             metrics=MappingProxyType(metrics), train_config=self._sent_config,
             audit=MappingProxyType({protocol.AUDIT_SAMPLES: samples} if samples else {}), clients=tuple(clients))
         kept = self._show(server_round, update, content)
@@ -193,7 +200,8 @@ class InterceptingStrategy(Strategy):
                 self._call(server_round, plugin, plugin.on_evaluate_reply, server_round,
                            reply.metadata.src_node_id, _partition_id(reply), MappingProxyType(metrics))
         # a client with no validation sample has nothing to add, and FedAvg would divide by zero
-        weighed = [reply for reply in replies if reply.has_error() or _evaluated_examples(reply) > 0]
+        weighed = [_weighed_by_examples(reply, self.base.weighted_by_key) for reply in replies
+                   if reply.has_error() or _evaluated_examples(reply) > 0]
         return self.strategy.aggregate_evaluate(server_round, weighed) if weighed else None
 
     def summary(self) -> None:
@@ -213,7 +221,7 @@ class InterceptingStrategy(Strategy):
             node_id=reply.metadata.src_node_id,
             partition_id=_partition_id(reply),
             global_arrays=self._sent_arrays,
-            client_arrays=frozen_numpy(content.array_records[self.strategy.arrayrecord_key]),
+            client_arrays=frozen_numpy(content.array_records[self.base.arrayrecord_key]),
             metrics=MappingProxyType(dict(content.metric_records.get(protocol.METRICS, {}))),
             train_config=self._sent_config,
             audit=_audit(reply),
@@ -239,9 +247,9 @@ class InterceptingStrategy(Strategy):
                 logger.info("round %d: %s dropped the update of node %d", server_round, plugin.name, update.node_id)
                 return False
             if result.client_arrays is not update.client_arrays:
-                content.array_records[self.strategy.arrayrecord_key] = _array_record(result.client_arrays)
+                content.array_records[self.base.arrayrecord_key] = _array_record(result.client_arrays)
                 update = dataclasses.replace(
-                    update, client_arrays=frozen_numpy(content.array_records[self.strategy.arrayrecord_key]))
+                    update, client_arrays=frozen_numpy(content.array_records[self.base.arrayrecord_key]))
         for plugin in self._active():
             self._call(server_round, plugin, plugin.on_update, update)
         return True
@@ -253,14 +261,14 @@ class InterceptingStrategy(Strategy):
 
         A malformed one is left as it came, and the validator rejects it for its array names.
         """
-        record = reply.content.array_records.get(self.strategy.arrayrecord_key)
+        record = reply.content.array_records.get(self.base.arrayrecord_key)
         if record is None or not any(name.endswith(sparse.POSITIONS) for name in record):
             return None
         unpacked = sparse.unpack(frozen_numpy(record), self._sent_arrays)
         if unpacked is None:
             return None
         dense, travelled = unpacked
-        reply.content.array_records[self.strategy.arrayrecord_key] = _array_record(dense)
+        reply.content.array_records[self.base.arrayrecord_key] = _array_record(dense)
         return travelled
 
     def _active(self) -> list[ServerPlugin]:
@@ -281,6 +289,16 @@ class InterceptingStrategy(Strategy):
 
 def _array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({name: Array(np.asarray(value)) for name, value in arrays.items()})
+
+
+def _fedavg_of(strategy: Strategy) -> FedAvg:
+    """The FedAvg under ``strategy``: itself, or what a wrapper (Flower's DP ones) holds as ``strategy``."""
+    while not isinstance(strategy, FedAvg):
+        inner = getattr(strategy, "strategy", None)
+        if inner is None:
+            raise TypeError(f"{type(strategy).__name__} is neither FedAvg-based nor a wrapper of a FedAvg strategy")
+        strategy = inner
+    return strategy
 
 
 def combined_metrics(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -312,6 +330,19 @@ def _in_partition_order(replies: Iterable[Message]) -> list[Message]:
         partition = _partition_id(reply)
         return (0, -1 if partition is None else partition, reply.metadata.src_node_id)
     return sorted(replies, key=key)
+
+
+def _weighed_by_examples(reply: Message, key: str) -> Message:
+    """An evaluation reply that FedAvg weighs by its samples, whatever ``key`` training weighs by.
+
+    Accounted central DP weighs training equally (by local steps, :func:`strategies.catalog.build_strategy`);
+    evaluation replies carry no steps, and their scores are still per sample.
+    """
+    if reply.has_error() or key == protocol.NUM_EXAMPLES:
+        return reply
+    metrics = reply.content.metric_records[protocol.METRICS]
+    metrics[key] = metrics[protocol.NUM_EXAMPLES]
+    return reply
 
 
 def _evaluated_examples(reply: Message) -> int:

@@ -1,4 +1,4 @@
-"""The server's account of the privacy each DP-SGD client has spent, round by round."""
+"""The server's account of the privacy each client running its own DP (``dp``, ``dpsgd``) has spent, round by round."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from fl_sim.results import ResultsWriter
 
 
 class PrivacyLedger(ServerPlugin):
-    """Logs a ``privacy`` event per DP-SGD client update.
+    """Logs a ``privacy`` event per update of a client that runs ``dpsgd`` or ``dp``.
 
-    The epsilon (at ``defense.dpsgd-delta``) the client has spent over every round it trained in, from the protocol and
-    what it reported (samples, steps).
+    The epsilon the client has spent over every round it trained in, from the protocol and what it reported: for
+    DP-SGD its steps at ``defense.dpsgd-delta`` (Opacus), for ``dp`` its noisy uploads at ``defense.dp-delta``
+    (Flower's RdpAccountant).
     """
 
     name = "privacy-ledger"
@@ -31,11 +32,20 @@ class PrivacyLedger(ServerPlugin):
                 self._steps[event.partition_id] = event.steps
 
     def on_update(self, update: InterceptedUpdate) -> None:
-        """Add the update's steps to its client's total and log what that client has spent."""
-        if update.partition_id is None:
+        """Add the update's steps (``dp``: the upload) to its client's total and log what that client has spent."""
+        defense = self.config.defense.of(update.partition_id)
+        if update.partition_id is None or defense not in ("dp", "dpsgd"):
             return
-        steps = self._steps.get(update.partition_id, 0) + int(update.metrics.get(protocol.LOCAL_STEPS, 0))
+        taken = int(update.metrics.get(protocol.LOCAL_STEPS, 0)) if defense == "dpsgd" else 1
+        steps = self._steps.get(update.partition_id, 0) + taken
         self._steps[update.partition_id] = steps
+        if defense == "dp":
+            config = self.config.defense
+            self.writer.emit(events.Privacy(
+                round=update.server_round, partition_id=update.partition_id, steps=steps,
+                noise_multiplier=config.dp_noise_multiplier, sample_rate=1.0,
+                epsilon=privacy.local_dp_epsilon(self.config, steps), delta=config.dp_delta))
+            return
         self.writer.emit(events.Privacy(
             round=update.server_round, partition_id=update.partition_id, steps=steps,
             noise_multiplier=privacy.noise_multiplier(self.config, update.num_examples),

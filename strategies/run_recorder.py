@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import resource
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flwr.app import ArrayRecord, MetricRecord
+from flwr.supercore.privacy_accounting import PrivacySpent
 from torch import nn
 
 from fl_sim import events, protocol
@@ -50,7 +51,10 @@ class RunRecorder(ServerPlugin):
     name = "recorder"
 
     def __init__(self, writer: ResultsWriter, model: nn.Module, test_data: ImageData,
-                 history: list[dict[str, Any]] | None = None, round_offset: int = 0) -> None:
+                 history: list[dict[str, Any]] | None = None, round_offset: int = 0,
+                 privacy_spent: Callable[[], PrivacySpent | None] | None = None) -> None:
+        """``privacy_spent`` is the central-DP accountant's running total, logged with each round."""
+        self.privacy_spent = privacy_spent
         self.writer = writer
         self.model = model
         self.test_data = test_data
@@ -125,6 +129,10 @@ class RunRecorder(ServerPlugin):
             "samples": sum(int(m.get(protocol.NUM_EXAMPLES, 0)) for m in self._train),
             "seconds": round(now - self._round_started, 3),
         }
+        spent = self.privacy_spent() if self.privacy_spent else None
+        if self.privacy_spent:
+            row.update(epsilon=spent.epsilon if spent and spent.num_releases else 0.0,
+                       delta=spent.delta if spent else None)
         self.history.append(row)
         # metrics and checkpoint first: whoever sees the round's event (a watcher, a signal handler
         # summarising the run) finds them on disk; a resume drops metrics rows past the checkpoint

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from local_grid import run_locally
-from spy import Spy
 
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError, FederationError
 from fl_sim.results import read_events
 
 from conftest import TINY
+from local_grid import run_locally
+from spy import Spy
 
 #: The largest difference between SecAgg+'s mean and the plain one, with Flower's default quantisation
 #: (clipping range 8, 2^22 levels, max-weight 1000) on the tiny run's weights.

@@ -17,6 +17,7 @@ from fl_sim.config.flat import Scalar, check_path_component, parse_assignment, p
 from fl_sim.config.schema import (
     MAX_SEED,
     AttackConfig,
+    CentralDpConfig,
     DataConfig,
     DefenseConfig,
     FaultsConfig,
@@ -38,7 +39,7 @@ from fl_sim.strategy_registry import STRATEGIES as _STRATEGY_REGISTRY
 #: Flower's message-based strategies a run can aggregate with (all wrapped by the interception).
 STRATEGIES = tuple(_STRATEGY_REGISTRY)
 
-__all__ = ["MAX_SEED", "STRATEGIES", "AttackConfig", "DataConfig", "DefenseConfig", "FaultsConfig", "ModelConfig",
-           "OutputConfig", "PrecodeConfig", "RunConfig", "Scalar", "SecAggConfig", "ServerConfig", "SimulationConfig",
-           "StrategyConfig", "TrainConfig", "all_keys", "check_path_component", "describe", "parse_assignment",
-           "parse_ids", "read_toml", "train_settings"]
+__all__ = ["MAX_SEED", "STRATEGIES", "AttackConfig", "CentralDpConfig", "DataConfig", "DefenseConfig",
+           "FaultsConfig", "ModelConfig", "OutputConfig", "PrecodeConfig", "RunConfig", "Scalar", "SecAggConfig",
+           "ServerConfig", "SimulationConfig", "StrategyConfig", "TrainConfig", "all_keys", "check_path_component",
+           "describe", "parse_assignment", "parse_ids", "read_toml", "train_settings"]

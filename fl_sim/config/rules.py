@@ -77,7 +77,7 @@ def _check_secure_aggregation(config: RunConfig) -> None:
         fits = ", ".join(entry.name for entry in STRATEGIES.values() if not entry.needs_each_update)
         raise ConfigError(f"secagg.enabled=true hands the server only the round's mean, but strategy.name={name} "
                           f"reads every client's update; choose one of {fits}, or set secagg.enabled=false")
-    per_round = max(int(config.simulation.num_clients * config.server.fraction_train), config.server.min_train_nodes)
+    per_round = clients_per_round(config)
     if per_round < 2:
         raise ConfigError(f"secagg.enabled=true needs at least 2 clients per round, but server.fraction-train and "
                           f"server.min-train-nodes sample {per_round}; raise server.min-train-nodes to 2")
@@ -94,6 +94,46 @@ def _check_secure_aggregation(config: RunConfig) -> None:
                           f"SecAgg+'s modulus 2^32; lower it")
 
 
+def clients_per_round(config: RunConfig) -> int:
+    """How many clients the strategy samples each round (Flower's FedAvg: a share of them, at least the minimum)."""
+    return max(int(config.simulation.num_clients * config.server.fraction_train), config.server.min_train_nodes)
+
+
+def _check_central_dp(config: RunConfig) -> None:
+    """Flower's DP wrappers run on the Message API, and its accountant only where its analysis holds."""
+    dp = config.central_dp
+    if dp.clipping == "off":
+        return
+    if config.secagg.enabled:
+        raise ConfigError(f"central-dp.clipping={dp.clipping} wraps a Message-API strategy, but SecAgg+ runs on "
+                          f"Flower's legacy path (and has no accountant there); set one of central-dp.clipping=off "
+                          f"or secagg.enabled=false")
+    pruning = sorted({name for name in (config.defense.name, *config.defense.assigned().values())
+                      if name in ("topk", "dgp")})
+    if dp.clipping == "client-fixed" and pruning:
+        raise ConfigError(f"central-dp.clipping=client-fixed clips the client's dense weights, but defense "
+                          f"{'/'.join(pruning)} uploads them sparse; set defense.name and defense.per-client to "
+                          f"dense defenses, or central-dp.clipping=server-fixed")
+    if dp.clipping == "server-adaptive" and dp.noise_multiplier >= clients_per_round(config) / 10:
+        raise ConfigError(f"central-dp.clipping=server-adaptive also noises the count of clipped updates (std clients "
+                          f"per round / 20, Andrew et al. 2021), which leaves room for central-dp.noise-multiplier "
+                          f"below {clients_per_round(config) / 10:g} only; lower it or sample more clients per round")
+    if not dp.accountant:
+        return
+    if dp.clipping == "server-adaptive":
+        raise ConfigError("central-dp.accountant=true: Flower's RdpAccountant accounts fixed clipping only; set "
+                          "central-dp.clipping=server-fixed or client-fixed, or central-dp.accountant=false")
+    if not STRATEGIES[config.strategy.name].fedavg_aggregation:
+        fits = "/".join(entry.name for entry in STRATEGIES.values() if entry.fedavg_aggregation)
+        raise ConfigError(f"central-dp.accountant=true needs FedAvg's aggregation, but strategy.name="
+                          f"{config.strategy.name}; set strategy.name={fits} or central-dp.accountant=false")
+    if config.train.local_steps == 0:
+        raise ConfigError("central-dp.accountant=true needs equal client weights: set train.local-steps (every "
+                          "client then weighs its same number of steps) or central-dp.accountant=false")
+    if dp.noise_multiplier == 0:
+        raise ConfigError("central-dp.accountant=true needs noise: set central-dp.noise-multiplier above 0")
+
+
 #: SecAgg+'s mask modulus (Flower's default and its largest): sums of quantised weights wrap around at it.
 MODULUS_RANGE = 2**32
 
@@ -104,6 +144,7 @@ def check_combinations(config: RunConfig) -> None:
     _check_model(config)
     _check_strategy(config)
     _check_secure_aggregation(config)
+    _check_central_dp(config)
     server = config.server
     if server.min_available_nodes > config.simulation.num_clients:
         raise ConfigError(

@@ -142,7 +142,9 @@ class DefenseConfig:
         "none", "update defense; dpsgd is DP-SGD in local training (per-sample clipping and noise, Opacus)")
     noise_std: float = setting(1e-3, "noise: std of the Gaussian noise added to every update entry", min=0)
     dp_clip: float = setting(1.0, "dp: L2 norm the whole update is clipped to", min=0, min_exclusive=True)
-    dp_noise_multiplier: float = setting(1.0, "dp: Gaussian noise std = multiplier x clip", min=0)
+    dp_noise_multiplier: float = setting(1.0, "dp: Gaussian noise std = multiplier x clip (above 0: the server "
+                                              "accounts each client's epsilon with Flower's RdpAccountant)", min=0)
+    dp_delta: float = setting(1e-5, "dp: delta the client's epsilon is reported at", min=0, max=1, min_exclusive=True)
     topk_prune_ratio: float = setting(0.9, "topk: share of each layer's smallest-magnitude entries dropped",
                                        min=0, max=1)
     dgp_top_ratio: float = setting(0.1, "dgp: share of each layer's largest-magnitude entries dropped", min=0, max=1)
@@ -231,6 +233,29 @@ class SecAggConfig:
 
 
 @dataclass(frozen=True)
+class CentralDpConfig:
+    """Central differential privacy with Flower's strategy wrappers: clip the updates, noise their mean at the server.
+
+    The noise is added by the server, after it has seen every update: it bounds what those who see the global
+    model learn, never what the server (the attacker here) learns. Noise that protects against the server is
+    added on the client: ``defense.name=dp`` or ``dpsgd``.
+    """
+
+    clipping: Literal["off", "server-fixed", "client-fixed", "server-adaptive"] = setting(
+        "off", "Flower's DP wrapper: who clips each update to the clipping norm (the server, or the client with "
+               "fixedclipping_mod), and whether the norm adapts (Andrew et al. 2021); the server adds the noise")
+    noise_multiplier: float = setting(1.0, "Gaussian noise std on the mean = multiplier x clipping norm / clients "
+                                           "per round", min=0)
+    clipping_norm: float = setting(1.0, "L2 norm every update is clipped to (adaptive: the initial norm)", min=0,
+                                    min_exclusive=True)
+    accountant: bool = setting(True, "account the epsilon spent per round with Flower's RdpAccountant (fixed "
+                                     "clipping, FedAvg or FedProx, equal client weights: train.local-steps set)")
+    target_delta: float = setting(1e-5, "delta the accountant reports epsilon at", min=0, max=1, min_exclusive=True)
+    max_epsilon: float = setting(0.0, "stop the run with an error before a round whose release would take the "
+                                      "epsilon above this (0 = no limit)", min=0)
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """Flower Simulation Engine (Ray) settings used by `fl-sim run`."""
 
@@ -273,6 +298,7 @@ class RunConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     secagg: SecAggConfig = field(default_factory=SecAggConfig)
+    central_dp: CentralDpConfig = field(default_factory=CentralDpConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

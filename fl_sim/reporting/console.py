@@ -70,7 +70,8 @@ class PlainLines:
                 return (f"round {event.round:2d}/{total}  clients {event.clients:3d}  "
                         f"train_loss {fmt(event.train_loss, '.4f')}  train_acc {fmt(event.train_accuracy, '.4f')}  "
                         f"test_loss {fmt(event.test_loss, '.4f')}  test_acc {fmt(event.test_accuracy, '.4f')}  "
-                        f"{event.seconds:.1f}s" + (f"  eta {duration(eta)}" if eta else ""))
+                        f"{event.seconds:.1f}s" + (f"  eta {duration(eta)}" if eta else "")
+                        + (f"  central-DP eps {event.epsilon:.2f}" if event.epsilon is not None else ""))
             case events.AttackRound() | events.AttackError() | events.AttackTimeout() | events.AttackCut():
                 return attack_line(self.progress.attacks[event.round])
             case events.ClientFailure():
@@ -101,9 +102,10 @@ def live_view(progress: RunProgress, title: str) -> Group:
                 Text(f"ETA {duration(progress.eta_seconds())}"))
     last = progress.last_round
     loss, accuracy, test = (last.train_loss, last.train_accuracy, last.test_accuracy) if last else (None, None, None)
+    epsilon = f"  eps {last.epsilon:.2f}" if last and last.epsilon is not None else ""
     current = Text(
         f"loss {fmt(loss, '.4f')}  acc {fmt(accuracy, '.4f')}  test acc {fmt(test, '.4f')}  "
-        f"clients {progress.clients_this_round}  failures {len(progress.failures)}")
+        f"clients {progress.clients_this_round}  failures {len(progress.failures)}{epsilon}")
     parts = [header, bar, current]
     if progress.attack_enabled or progress.attacks:
         parts.append(_attack_table(progress))

@@ -93,6 +93,9 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
     if spent := progress.privacy_spent():
         epsilon, delta = spent
         rows.append(["DP-SGD epsilon spent (most of any client)", f"{epsilon:.2f} at delta {delta:g}"])
+    if last and last.epsilon is not None:
+        rows.append(["central-DP epsilon (Flower's RdpAccountant; the server adds the noise, so it bounds those "
+                     "who see the model, not the server)", f"{last.epsilon:.2f} at delta {last.delta:g}"])
     if progress.attacks:
         rows += [["attack success rate (clients)", fmt(progress.attack_success_rate(), ".1%")],
                  ["mean SSIM of reconstructions", fmt(progress.mean_ssim())]]
