@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -106,30 +108,22 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_path):
-    """`fl-sim flwr-run` (`flwr run . --stream` on Flower's managed local SuperLink) with run-config overrides.
+@contextmanager
+def _flwr_run(tmp_path: Path, run_config: str) -> Iterator[tuple[subprocess.CompletedProcess, Path]]:
+    """`fl-sim flwr-run` of this app with 3 SuperNodes; the process and the results directory (output.run-id flwr).
 
-    The default job's attack runs on a pool of one Ray worker: under `flwr run` the pool starts Ray before
-    Flower's simulation backend, which then runs the clients on that same Ray.
+    Afterwards, the local SuperLink is stopped if this run started it (and checked to be stopped).
     """
     env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home"), "FLWR_DISABLE_UPDATE_CHECK": "1",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     superlink_was_up = _port_open(LOCAL_SUPERLINK_PORT)
-    run_config = ("num-server-rounds=2 data.image-size=16 train.local-steps=2 attack.workers=1 output.dir='out' "
-                  "output.run-id='flwr'")
     try:
-        done = subprocess.run([str(BIN / "fl-sim"), "flwr-run", "--app", str(ROOT), "--run-config", run_config,
+        done = subprocess.run([str(BIN / "fl-sim"), "flwr-run", "--app", str(ROOT), "--run-config",
+                               f"{run_config} output.dir='out' output.run-id='flwr'",
                                "--", "--federation-config", "num-supernodes=3"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-        run_dir = tmp_path / "out" / "flwr"  # output.dir is the user's, not Flower's runtime's, directory
-        assert done.stdout.splitlines()[-1].startswith(f"results: {run_dir}")
-        events = _check_results(run_dir, rounds=2, clients=3)
-        assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == [
-            (r, p) for r in (1, 2) for p in range(3)]
-        assert all(e["verdict"] in ("leaked", "not leaked") for e in events if e["event"] == "attack")
-        config = json.loads((run_dir / "config.json").read_text())
-        assert config["train.local-steps"] == 2 and config["data.image-size"] == 16
+        yield done, tmp_path / "out" / "flwr"  # output.dir is the user's, not Flower's runtime's, directory
         assert not list((tmp_path / "flwr-home").glob("runtime-envs/*"))  # the app ran in this environment
         if not superlink_was_up:
             assert "the local SuperLink that flwr started for this run was stopped" in done.stdout
@@ -137,6 +131,34 @@ def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_pat
     finally:
         if not superlink_was_up:  # should the wrapper have failed to, stop the SuperLink this test started
             subprocess.run(["pkill", "-f", f"flower-superlink.*{tmp_path}"], check=False)
+
+
+def test_flwr_run_uses_the_pyproject_app_and_says_where_the_results_went(tmp_path):
+    """`fl-sim flwr-run` (`flwr run . --stream` on Flower's managed local SuperLink) with run-config overrides.
+
+    The default job's attack runs on a pool of one Ray worker: under `flwr run` the pool starts Ray before
+    Flower's simulation backend, which then runs the clients on that same Ray.
+    """
+    with _flwr_run(tmp_path, "num-server-rounds=2 data.image-size=16 train.local-steps=2 attack.workers=1") as (
+            done, run_dir):
+        assert done.stdout.splitlines()[-1].startswith(f"results: {run_dir}")
+        events = _check_results(run_dir, rounds=2, clients=3)
+        assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == [
+            (r, p) for r in (1, 2) for p in range(3)]
+        assert all(e["verdict"] in ("leaked", "not leaked") for e in events if e["event"] == "attack")
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["train.local-steps"] == 2 and config["data.image-size"] == 16
+
+
+def test_flwr_run_with_secagg_attacks_only_each_rounds_aggregate(tmp_path):
+    """SecAgg+ (Flower's legacy workflow and client mod) on the Simulation Engine: one attack per round, on the sum."""
+    with _flwr_run(tmp_path, "num-server-rounds=2 data.image-size=16 train.local-steps=1 train.batch-size=1 "
+                             "secagg.enabled=true defense.per-client='dgp:2'") as (_, run_dir):
+        events = _check_results(run_dir, rounds=2, clients=3)
+        attacks = [e for e in events if e["event"] == "attack"]
+        assert [(e["round"], e["node_id"], e["clients"], e["held"]) for e in attacks] == [(1, 0, 3, 3), (2, 0, 3, 3)]
+        aggregates = [e for e in events if e["event"] == "secure-aggregate"]
+        assert [(e["clients"], e["densified"]) for e in aggregates] == [(3, [2]), (3, [2])]
 
 
 @pytest.mark.parametrize("run_config, message", [
