@@ -144,7 +144,8 @@ class LegacyBridge(LegacyStrategy):
                    if node not in summed]
         if not results:
             return None, {}
-        clients = [_contributor(proxy.node_id, fitres, log.info.get(proxy.node_id, {})) for proxy, fitres in results]
+        clients = [_contributor(proxy.node_id, fitres, dict(log.info.get(proxy.node_id, {})))
+                   for proxy, fitres in results]
         mean = self.named_arrays(results[0][1].parameters)
         arrays, metrics = self.intercepting.aggregate_secure(server_round, {k: v.numpy() for k, v in mean.items()},
                                                              clients, dropped)

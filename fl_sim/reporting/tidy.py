@@ -18,10 +18,10 @@ from fl_sim.results import read_events
 ATTACKS_CSV, ATTACKS_PARQUET = "attacks.csv", "attacks.parquet"
 
 #: The columns and their Arrow types, in order: where the row's update came from, the attack, its scores (Flower's
-#: node ids are unsigned 64-bit).
+#: node ids are unsigned 64-bit; ``clients`` is set for a secure aggregate: how many clients it sums).
 TYPES = {"round": "int64", "partition_id": "int64", "node_id": "uint64", "defense": "string", "verdict": "string",
-         "held": "int64", "attack": "string", "applied": "bool", "why_not": "string", "iterations": "int64",
-         "seconds": "double", "images_leaked": "int64", "images_identified": "int64", "best_ssim": "double",
+         "held": "int64", "clients": "int64", "attack": "string", "applied": "bool", "why_not": "string",
+         "iterations": "int64", "seconds": "double", "images_leaked": "int64", "images_identified": "int64", "best_ssim": "double",
          "mean_ssim": "double", "label_accuracy": "double"}
 COLUMNS = tuple(TYPES)
 #: The columns an attack that ran fills from its own result.
@@ -34,7 +34,8 @@ def attack_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for event in records:
         if event.get("event") != "attack":
             continue
-        update = {key: event.get(key) for key in ("round", "partition_id", "node_id", "defense", "verdict", "held")}
+        update = {key: event.get(key) for key in ("round", "partition_id", "node_id", "defense", "verdict", "held",
+                                                  "clients")}
         ran = [] if event.get("verdict") == "no attack applies" else (event.get("portfolio") or [_as_entry(event)])
         for entry in ran:
             rows.append({**update, "attack": entry["attack"], "applied": True, "why_not": None,
