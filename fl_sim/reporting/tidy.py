@@ -21,8 +21,8 @@ ATTACKS_CSV, ATTACKS_PARQUET = "attacks.csv", "attacks.parquet"
 #: node ids are unsigned 64-bit; ``clients`` is set for a secure aggregate: how many clients it sums).
 TYPES = {"round": "int64", "partition_id": "int64", "node_id": "uint64", "defense": "string", "verdict": "string",
          "held": "int64", "clients": "int64", "attack": "string", "applied": "bool", "why_not": "string",
-         "iterations": "int64", "seconds": "double", "images_leaked": "int64", "images_identified": "int64", "best_ssim": "double",
-         "mean_ssim": "double", "label_accuracy": "double"}
+         "iterations": "int64", "seconds": "double", "images_leaked": "int64", "images_identified": "int64",
+         "best_ssim": "double", "mean_ssim": "double", "label_accuracy": "double"}
 COLUMNS = tuple(TYPES)
 #: The columns an attack that ran fills from its own result.
 SCORES = COLUMNS[COLUMNS.index("iterations"):]
