@@ -175,7 +175,8 @@ class AttackerPlugin(ServerPlugin):
             judged = {} if race is None else race.verdicts
             outcomes = [self._report(victim, job.observations[i], found.get(i), job.audits[i], reasons[i], judged)
                         for i in range(len(job.observations)) if i not in failed]
-            self._summarise(job.server_round, outcomes, round(time.perf_counter() - start, 3))
+            self._summarise(job.server_round, outcomes, round(time.perf_counter() - start, 3),
+                            summed=max(obs.clients for obs in job.observations))
         except AttackStopped:
             raise  # the end-of-run budget: the worker logs the round as cut
         except Exception as err:  # noqa: BLE001 - an attack must never stop the federated run
@@ -286,7 +287,8 @@ class AttackerPlugin(ServerPlugin):
             fields["leaked_samples"] = sorted({held[image.match] for image in verdict.images if image.leaked})
         return fields
 
-    def _summarise(self, server_round: int, outcomes: list[tuple[str, Verdict | None]], seconds: float) -> None:
+    def _summarise(self, server_round: int, outcomes: list[tuple[str, Verdict | None]], seconds: float,
+                   summed: int = 1) -> None:
         judged = [v for _, v in outcomes if v is not None]
         images = [image for v in judged for image in v.images]
         held = sum(v.held for v in judged)
@@ -304,6 +306,7 @@ class AttackerPlugin(ServerPlugin):
             "median_psnr": statistics.median(i.scores.psnr for i in images) if images else None,
             "seconds": seconds, "device": str(self.device), "queue": max(self.pending - 1, 0),
             "verdicts": {name: sum(outcome == name for outcome, _ in outcomes) for name in events.VERDICTS},
+            "summed": summed if summed > 1 else None,
         }
         self.writer.emit(events.AttackRound(**summary))
 

@@ -327,7 +327,8 @@ class AttackRound(Event):
     ``images`` counts reconstructions, ``images_held`` the images the judged updates held (the
     denominator of ``image_success_rate``); runs written before the judge measured chance lack
     ``images_held`` and ``images_identified``, and runs written before verdicts were named lack ``verdicts`` (the
-    clients per verdict).
+    clients per verdict). Under SecAgg+ the round's one update is the aggregate of ``summed`` clients (None
+    otherwise): ``clients`` then counts that one update.
     """
 
     KIND = "attack-round"
@@ -351,6 +352,7 @@ class AttackRound(Event):
     images_held: int | None = None
     images_identified: int | None = None
     verdicts: dict[str, int] | None = None
+    summed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,15 @@ def attack_line(attack: AttackRound) -> str:
     if attack.summary is None:
         return f"attack round {attack.round}: {attack.ended_by}: {attack.reason}"
     s = attack.summary
-    leaked = f"{s.clients_leaked}/{s.clients_judged} clients leaked above chance ({fmt(s.client_success_rate, '.0%')})"
+    updates, rate = "aggregates" if s.summed else "clients", fmt(s.client_success_rate, ".0%")
+    leaked = f"{s.clients_leaked}/{s.clients_judged} {updates} leaked above chance ({rate})"
     if s.images_held is not None:
         leaked += f", {s.images_leaked}/{s.images_held} images"
     others = {v: n for v, n in (s.verdicts or {}).items() if n and v not in (events.LEAKED, events.NOT_LEAKED)}
     if others:
         leaked += "; " + ", ".join(f"{n} {verdict}" for verdict, n in others.items())
-    return (f"attack round {attack.round}: {s.method} on {s.clients} clients, {leaked}, "
+    target = f"the secure aggregate of {s.summed} clients" if s.summed else f"{s.clients} clients"
+    return (f"attack round {attack.round}: {s.method} on {target}, {leaked}, "
             f"SSIM best {fmt(s.best_ssim)} median {fmt(s.median_ssim)}, "
             f"PSNR best {fmt(s.best_psnr, '.1f')} median {fmt(s.median_psnr, '.1f')} dB, "
             f"{s.seconds:.1f} s, queue {s.queue}")
