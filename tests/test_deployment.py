@@ -1,11 +1,14 @@
 """Deployment.
 
-The compose federation in real containers, the same topology as local processes (insecure and TLS), a Ray cluster.
+The compose federation in real containers (over TLS; with SuperNode authentication), the same topology as local
+processes (insecure and TLS), a Ray cluster.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from images import BIN, ENV, ROOT, compose_command, docker_answers, remove_built_images, wait_for_build
 
 from fl_sim.results import read_events
@@ -27,7 +31,9 @@ TINY_RUN_CONFIG = "num-server-rounds=2 data.image-size=16 train.local-steps=2 tr
 
 
 @pytest.mark.skipif(compose_command() is None, reason="neither `docker compose` nor docker-compose is installed")
-@pytest.mark.parametrize("overrides", [[], ["docker-compose.tls.yml"], ["docker-compose.gpu.yml"]])
+@pytest.mark.parametrize("overrides", [[], ["docker-compose.tls.yml"], ["docker-compose.gpu.yml"],
+                                       ["docker-compose.auth.yml"],
+                                       ["docker-compose.tls.yml", "docker-compose.auth.yml"]])
 def test_compose_files_validate(overrides):
     files = [arg for name in ["docker-compose.yml", *overrides] for arg in ("-f", name)]
     done = subprocess.run([*compose_command(), *files, "config"], cwd=ROOT, capture_output=True, text=True,
@@ -40,6 +46,30 @@ def test_compose_files_validate(overrides):
         assert "--ssl-certfile" in config and "--insecure" not in config
     if "docker-compose.gpu.yml" in overrides:
         assert "driver: nvidia" in config
+    if "docker-compose.auth.yml" in overrides:  # TLS (which authentication needs), a private key per SuperNode
+        services = yaml.safe_load(config)["services"]
+        assert "--enable-supernode-auth" in services["superlink"]["command"]
+        assert "--ssl-keyfile" in services["superlink"]["command"] and "--insecure" not in config
+        for i in range(3):
+            command = services[f"supernode-{i}"]["command"]
+            assert command[command.index("--auth-supernode-private-key") + 1] == "/app/keys/supernode.key"
+            assert command[command.index("--root-certificates") + 1] == "/app/certs/ca.crt"
+            mounts = _mounts(services[f"supernode-{i}"])
+            assert mounts["/app/keys/supernode.key"] == (str(ROOT / "deploy" / "supernode-keys" / f"supernode-{i}"),
+                                                         True)  # its own key alone, read-only
+            assert mounts["/app/certs/ca.crt"][1] and not any("/app/certs/server" in m for m in mounts)
+
+
+def _mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """A compose service's volumes as ``{target: (source, read_only)}``, from short or long syntax."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            mounts[target] = (source, mode == ["ro"])
+        else:
+            mounts[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+    return mounts
 
 
 needs_docker = pytest.mark.skipif(compose_command() is None or not docker_answers(),
@@ -65,7 +95,7 @@ def _free_port() -> int:
 class ComposeFederation:
     """A SuperLink and three SuperNodes of docker-compose.yml (plus overrides), up in their own project."""
 
-    def __init__(self, tmp_path: Path, *overrides: str, certs: Path | None = None):
+    def __init__(self, tmp_path: Path, *overrides: str, certs: Path | None = None, keys: Path | None = None):
         self.port = _free_port()
         self.results = tmp_path / "results"
         data = tmp_path / "data"
@@ -78,6 +108,8 @@ class ComposeFederation:
         if certs is not None:
             self.env["FL_SIM_CERTS"] = str(certs)
             connection = f'root-certificates = "{certs / "ca.crt"}"'
+        if keys is not None:  # docker-compose.auth.yml: the SuperNodes' private keys
+            self.env["FL_SIM_SUPERNODE_KEYS"] = str(keys)
         (tmp_path / "flwr-home").mkdir()
         (tmp_path / "flwr-home" / "config.toml").write_text(
             f'[superlink]\ndefault = "compose"\n\n[superlink.compose]\naddress = "127.0.0.1:{self.port}"\n'
@@ -92,6 +124,29 @@ class ComposeFederation:
         return done.stdout
 
     @contextmanager
+    def down_afterwards(self) -> Iterator[None]:
+        """``down`` whatever was started in this project when the block ends."""
+        try:
+            yield
+        finally:
+            self._compose("down", "--volumes", "--remove-orphans")
+
+    def start(self, *services: str) -> None:
+        """``up --detach`` these services (every one when none is named)."""
+        self._compose("up", "--detach", "--no-build", *services)
+
+    def logs(self, service: str) -> str:
+        """The service's log so far (every container start of it)."""
+        return self._compose("logs", service)
+
+    def wait_for_log(self, service: str, text: str, count: int = 1, timeout: float = 120) -> None:
+        """Wait until the service's log holds ``text`` ``count`` times; fails with all logs' tails after ``timeout``."""
+        start = time.perf_counter()
+        while self.logs(service).count(text) < count:
+            assert time.perf_counter() - start < timeout, self._compose("logs")[-4000:]
+            time.sleep(0.5)
+
+    @contextmanager
     def up(self) -> Iterator[float]:
         """Start the containers; yields the seconds until all three SuperNodes were registered."""
         start = time.perf_counter()
@@ -104,12 +159,26 @@ class ComposeFederation:
         finally:
             self._compose("down", "--volumes", "--remove-orphans")
 
-    def start_run(self, run_config: str) -> subprocess.Popen:
+    def start_run(self, run_config: str, clients: int = 3) -> subprocess.Popen:
         """``flwr run`` this project on the federation; the ServerApp writes to results/compose/."""
         return subprocess.Popen([str(BIN / "flwr"), "run", str(ROOT), "compose", "--stream", "--run-config",
-                                 f"{run_config} simulation.num-clients=3 output.dir='/app/results' "
+                                 f"{run_config} simulation.num-clients={clients} output.dir='/app/results' "
                                  "output.run-id='compose'"],
                                 cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """A host command (Flower's CLI, a script) with this federation's environment: its ``FLWR_HOME``."""
+        return subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+
+    def container_state(self, service: str) -> tuple[str, int, int]:
+        """The service's container: its status (running, restarting, exited), last exit code and restart count."""
+        container = self._compose("ps", "--quiet", service).strip()
+        inspected = subprocess.run(["docker", "inspect", "--format",
+                                    "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}", container],
+                                   capture_output=True, text=True, check=True)
+        status, exit_code, restarts = inspected.stdout.split()
+        return status, int(exit_code), int(restarts)
 
     def kill(self, service: str) -> None:
         """``docker kill`` the container of one service, as a crash would end it."""
@@ -118,8 +187,9 @@ class ComposeFederation:
 
 
 @needs_docker
-def test_compose_federation_over_tls_attacks_every_update_and_finishes_without_a_killed_supernode(
+def test_compose_federation_over_tls_under_secagg_attacks_each_aggregate_and_sums_on_without_a_killed_supernode(
         container_images, tmp_path):
+    """SecAgg+ in containers: the attack gets each round's aggregate; a SuperNode killed mid-round drops out of it."""
     certs = tmp_path / "certs"
     subprocess.run([str(ROOT / "scripts" / "generate_certs.sh"), str(certs)], capture_output=True, check=True)
     certs.chmod(0o755)
@@ -129,9 +199,9 @@ def test_compose_federation_over_tls_attacks_every_update_and_finishes_without_a
         # partition 2 stalls in round 2 (before training), so its container is killed while it holds the round
         start = time.perf_counter()
         three_rounds = TINY_RUN_CONFIG.replace("num-server-rounds=2", "num-server-rounds=3")
-        run = federation.start_run(f"{three_rounds} attack.enabled=true attack.iterations=30 faults.partitions='2' "
-                                   "faults.rounds='2' faults.mode='timeout' faults.delay-seconds=600 "
-                                   "server.round-timeout=300")
+        run = federation.start_run(f"{three_rounds} secagg.enabled=true attack.enabled=true attack.iterations=30 "
+                                   "faults.partitions='2' faults.rounds='2' faults.mode='timeout' "
+                                   "faults.delay-seconds=600 server.round-timeout=300")
         deadline = time.monotonic() + 300
         while not ((run_dir / "events.jsonl").is_file() and any(e["event"] == "round" and e["round"] == 1
                                                                 for e in read_events(run_dir))):
@@ -146,18 +216,79 @@ def test_compose_federation_over_tls_attacks_every_update_and_finishes_without_a
     events = read_events(run_dir)
     failures = [e for e in events if e["event"] == "client-failure"]
     round_2 = next(e for e in events if e["event"] == "round" and e["round"] == 2)
-    print(f"compose over TLS: 3 SuperNodes registered {ready_seconds:.1f} s after `up`; `flwr run` of 3 rounds with "
-          f"the attack on: {run_seconds:.1f} s; supernode-2 killed in round 2, the round ended without it "
-          f"{round_2['time'] - killed_at:.1f} s later ({failures[0]['reason'] if failures else 'no failure'})")
+    print(f"compose over TLS under SecAgg+: 3 SuperNodes registered {ready_seconds:.1f} s after `up`; `flwr run` of "
+          f"3 rounds with the attack on: {run_seconds:.1f} s; supernode-2 killed in round 2, the round summed the "
+          f"others {round_2['time'] - killed_at:.1f} s later ({failures[0]['reason'] if failures else 'no failure'})")
     assert [e["round"] for e in failures] == [2] and "Node Unavailable" in failures[0]["reason"]
     assert [e["clients"] for e in events if e["event"] == "round"] == [0, 3, 2, 2]
     trained = sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train")
     assert trained == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)]
-    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "attack") == trained
-    assert all((run_dir / "reconstructions" / f"round-{r}" / f"client-{p}.png").is_file() for r, p in trained)
+    summed = [(e["round"], e["clients"]) for e in events if e["event"] == "secure-aggregate"]
+    assert summed == [(1, 3), (2, 2), (3, 2)]
+    attacks = [e for e in events if e["event"] == "attack"]
+    assert [(e["round"], e["node_id"], e["clients"]) for e in attacks] == [(1, 0, 3), (2, 0, 2), (3, 0, 2)]
+    assert all((run_dir / "reconstructions" / f"round-{r}" / "secure-aggregate.png").is_file() for r in (1, 2, 3))
     assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
     assert (run_dir / "report.html").is_file()
     assert "attack round 3:" in output and "results: /app/results/compose" in output
+
+
+@needs_docker
+def test_compose_federation_with_supernode_authentication_trains_a_registered_node_and_refuses_another(
+        container_images, tmp_path):
+    """docker-compose.auth.yml: supernode-0's public key registered with ``flwr supernode register``, supernode-1's not.
+
+    The registered node trains a 1-node job of one round; the other never gets a node id: the SuperLink refuses to
+    activate it, it exits, and after its restarts it stays down.
+    """
+    certs, keys = tmp_path / "certs", tmp_path / "keys"
+    subprocess.run([str(ROOT / "scripts" / "generate_certs.sh"), str(certs)], capture_output=True, check=True)
+    certs.chmod(0o755)
+    script = str(ROOT / "scripts" / "register_supernodes.sh")
+    subprocess.run([script, "generate", str(keys), "2"], capture_output=True, check=True)
+    assert sorted(p.name for p in keys.iterdir()) == ["supernode-0", "supernode-0.pub", "supernode-1",
+                                                      "supernode-1.pub"]
+    federation = ComposeFederation(tmp_path, "docker-compose.auth.yml", certs=certs, keys=keys)
+    run_dir = federation.results / "compose"
+    start = time.perf_counter()
+    with federation.down_afterwards():
+        federation.start("superlink")
+        federation.wait_for_log("superlink", "Uvicorn running on https://")
+        registered = federation.run(script, "register", "compose", str(keys), "0")
+        assert registered.returncode == 0, (registered.stdout + registered.stderr)[-3000:]
+        [node_id] = re.findall(r"SuperNode (\d+) registered successfully", registered.stdout)
+        federation.start("supernode-0", "supernode-1")
+        federation.wait_for_log("superlink", f"Activated node_id={node_id}")
+        federation.wait_for_log("supernode-1", "Failed to activate SuperNode")
+        ready_seconds = time.perf_counter() - start
+        one_round = TINY_RUN_CONFIG.replace("num-server-rounds=2", "num-server-rounds=1")
+        run = federation.start_run(f"{one_round} attack.enabled=false output.report=false server.min-available-nodes=1 "
+                                   "server.min-train-nodes=1 server.min-evaluate-nodes=1", clients=1)
+        output, _ = run.communicate(timeout=300)
+        run_seconds = time.perf_counter() - start - ready_seconds
+        listed = federation.run(str(BIN / "flwr"), "supernode", "list", "compose", "--format", "json")
+        deadline = time.monotonic() + 60  # its 3 restarts (on-failure:3) take seconds
+        while (state := federation.container_state("supernode-1"))[0] != "exited" and time.monotonic() < deadline:
+            time.sleep(1)
+        refused, superlink = federation.logs("supernode-1"), federation.logs("superlink")
+    print(f"compose with SuperNode authentication: SuperLink up, supernode-0 registered and activated, supernode-1 "
+          f"refused {ready_seconds:.1f} s after `up`; `flwr run` of a round on the registered node: "
+          f"{run_seconds:.1f} s; supernode-1 {state[0]} (exit code {state[1]}) after {state[2]} restarts")
+    assert run.returncode == 0, output[-4000:]
+    events = read_events(run_dir)
+    assert sorted((e["round"], e["partition_id"]) for e in events if e["event"] == "client-train") == [(1, 0)]
+    assert [e["clients"] for e in events if e["event"] == "round"] == [0, 1]
+    assert events[-1]["event"] == "run-end" and events[-1]["status"] == "completed"
+    assert "results: /app/results/compose" in output
+    # only the registered node is known to the SuperLink, and online
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    nodes = json.loads(listed.stdout[listed.stdout.index("{"):])["nodes"]
+    assert [(n["node-id"], n["status"]) for n in nodes] == [(node_id, "online")]
+    assert superlink.count("Activated node_id") == 1
+    # the unregistered node was refused at each of its 4 starts and never got a node id
+    assert state[0] == "exited" and state[1] != 0 and state[2] == 3, state
+    assert refused.count("[code: 2004] Failed to activate SuperNode") == 4 and "SuperNode ID:" not in refused
+    assert superlink.count("exception: No SuperNode found with the given public key") == 4
 
 
 def _port_open(port: int) -> bool:
