@@ -13,7 +13,8 @@ interception. :func:`run_secure` makes them meet:
   evaluation of the global model; federated evaluation runs on the Message API (:meth:`LegacyBridge.evaluate_clients`).
 - :class:`SecAggPlusRounds` is Flower's ``SecAggPlusWorkflow`` whose halted round (too few clients left to
   unmask) raises :class:`FederationError` after reporting the clients that dropped, instead of returning
-  quietly with the model unchanged.
+  quietly with the model unchanged; a client that leaves before sharing its keys is left out of the unmasking
+  (Flower 1.42 would fail the round on it).
 - :class:`ReplyLog` is the grid the protocol talks through: it notes which clients failed or never replied
   in which stage, and the client-info record each sent beside its masked vector (its partition id and, in
   simulation, the judge's ground truth).
@@ -236,6 +237,11 @@ class SecAggPlusRounds(SecAggPlusWorkflow):
                             ("unmask", self.unmask_stage)):
             if not stage(log, context, state):
                 raise self.bridge.halted(server_round, name, state)
+            if name == "share-keys":
+                # Only the clients that shared their keys are in anyone's masks. Flower 1.42 keeps the clients that
+                # left before as "dead" for the unmask stage, whose clients then fail on a neighbour whose shares
+                # they never got (KeyError): a dropout at setup would fail the round that SecAgg+ can complete.
+                state.sampled_node_ids = set(state.active_node_ids)
         if server_round not in self.bridge.aggregated_rounds:
             raise FederationError(f"round {server_round}: SecAgg+ completed but aggregated nothing; see the "
                                   f"client-failure events")

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError, FederationError
 from fl_sim.results import read_events
 
 from conftest import TINY
-from local_grid import run_locally
+from local_grid import FIRST_NODE_ID, LocalGrid, run_locally
 from spy import Spy
 
 #: The largest difference between SecAgg+'s mean and the plain one, with Flower's default quantisation
@@ -82,6 +83,15 @@ def test_one_client_dropped_the_round_sums_the_other_two_and_says_who_left(secur
     failures = [e for e in read_events(run_dir) if e["event"] == "client-failure"]
     assert len(failures) == 1 and failures[0]["round"] == 1
     assert "NaN" in failures[0]["reason"] and "collect_masked_vectors" in failures[0]["reason"]
+
+
+def test_a_client_gone_before_sharing_its_keys_is_left_out_and_the_round_sums_the_others(secure_config):
+    config = secure_config.with_overrides({"num-server-rounds": 1})
+    spy = Spy()
+    run_dir = run_locally(config, spy, grid=LocalGrid(create_client_app(config), 3, unreachable=[FIRST_NODE_ID + 2]))
+    assert sorted(c.partition_id for c in spy.updates[0].clients) == [0, 1]
+    (failure,) = [e for e in read_events(run_dir) if e["event"] == "client-failure"]
+    assert failure["node_id"] == FIRST_NODE_ID + 2 and "setup stage" in failure["reason"]
 
 
 def test_two_clients_dropped_fail_the_round_and_the_run_loudly(secure_config):
