@@ -37,7 +37,7 @@ from flwr.common import (
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.server import ServerConfig
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
@@ -91,9 +91,8 @@ class ReplyLog(GridProxy):
 
 
 def _stage(message: Message) -> str:
-    """The SecAgg+ stage a message belongs to (``fit`` for a plain one)."""
-    record = message.content.config_records.get(RECORD_KEY_CONFIGS)
-    return str(record.get(Key.STAGE, "?")) if record is not None else "fit"
+    """The SecAgg+ stage a message of the protocol belongs to."""
+    return str(message.content.config_records[RECORD_KEY_CONFIGS][Key.STAGE])
 
 
 class LegacyBridge(LegacyStrategy):
@@ -232,12 +231,12 @@ class SecAggPlusRounds(SecAggPlusWorkflow):
         server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND])
         log = self.bridge.begin_round(grid)
         state = WorkflowState()
-        for name, stage in (("setup", self.setup_stage), ("share-keys", self.share_keys_stage),
-                            ("collect-masked-vectors", self.collect_masked_vectors_stage),
-                            ("unmask", self.unmask_stage)):
+        for name, stage in ((Stage.SETUP, self.setup_stage), (Stage.SHARE_KEYS, self.share_keys_stage),
+                            (Stage.COLLECT_MASKED_VECTORS, self.collect_masked_vectors_stage),
+                            (Stage.UNMASK, self.unmask_stage)):
             if not stage(log, context, state):
                 raise self.bridge.halted(server_round, name, state)
-            if name == "share-keys":
+            if name == Stage.SHARE_KEYS:
                 # Only the clients that shared their keys are in anyone's masks. Flower 1.42 keeps the clients that
                 # left before as "dead" for the unmask stage, whose clients then fail on a neighbour whose shares
                 # they never got (KeyError): a dropout at setup would fail the round that SecAgg+ can complete.
