@@ -6,6 +6,7 @@ compared with the same runs without SecAgg+.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError, FederationError
+from fl_sim.reporting.report import write_report
 from fl_sim.results import read_events
 
 from conftest import TINY
@@ -62,12 +64,17 @@ def test_the_plugins_see_one_aggregate_per_round_equal_to_the_plain_mean(secure_
 
 def test_the_attack_gets_one_event_per_round_with_every_clients_images_as_truth(secure_config):
     config = secure_config.with_overrides({"attack.enabled": True, "attack.budget-seconds": 3})
-    events = read_events(run_locally(config))
+    run_dir = run_locally(config)
+    events = read_events(run_dir)
     attacks = [e for e in events if e["event"] == "attack"]
     assert [(e["round"], e["node_id"], e["clients"]) for e in attacks] == [(1, 0, 3), (2, 0, 3)]
     # 3 clients x 2 local steps of 8 images: the sum holds 48 images, the judge's truth is all of them
     assert all(e["held"] == 48 and e["verdict"] in ("leaked", "not leaked") for e in attacks)
     assert all(e["image"].endswith("secure-aggregate.png") for e in attacks)
+    with warnings.catch_warnings():  # the report's heat map has one row, the aggregate's, not an empty grid
+        warnings.simplefilter("error", UserWarning)
+        write_report(run_dir)
+    assert (run_dir / "plots" / "attack_heatmap.png").is_file()
 
 
 def test_one_client_dropped_the_round_sums_the_other_two_and_says_who_left(secure_config):

@@ -116,14 +116,21 @@ def _every_nth(labels: list[int], most: int = 20) -> tuple[list[int], list[int]]
     return positions, [labels[i] for i in positions]
 
 
+def _row(attack: events.Attack) -> int | str | None:
+    """The heat map's row of an attacked update: its client's partition, or one row for the secure aggregates."""
+    if attack.clients:
+        return "secure aggregate"
+    return attack.partition_id
+
+
 def _heatmap(progress: RunProgress, path: Path) -> Path:
     """Clients x rounds, coloured by the best SSIM of each attacked client's reconstructions.
 
-    Leaked cells marked with a red dot, cells not attacked left blank.
+    Leaked cells marked with a red dot, cells not attacked left blank; under SecAgg+ one row, the round's aggregate.
     """
-    cells = {(c.partition_id, a.round): (max(i.ssim for i in c.per_image), bool(c.success))
-             for a in progress.attack_rows() for c in a.clients if c.per_image and c.partition_id is not None}
-    clients = sorted({client for client, _ in cells})
+    cells = {(_row(c), a.round): (max(i.ssim for i in c.per_image), bool(c.success))
+             for a in progress.attack_rows() for c in a.clients if c.per_image and _row(c) is not None}
+    clients = sorted({client for client, _ in cells}, key=lambda row: (isinstance(row, str), str(row).zfill(12)))
     rounds = sorted({server_round for _, server_round in cells})
     row_of, column_of = {c: i for i, c in enumerate(clients)}, {r: i for i, r in enumerate(rounds)}
     grid = np.full((len(clients), len(rounds)), np.nan)
