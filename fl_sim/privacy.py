@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from fl_sim.config import RunConfig
 from fl_sim.training import DpSgd, batch_schedule
+
+if TYPE_CHECKING:
+    from flwr.serverapp import RdpAccountant
 
 # Opacus is imported where it is used: it adds seconds to the start of every process (the CLI, each
 # client actor) and only a run with defense.name=dpsgd needs it.
@@ -80,19 +84,25 @@ def spent_epsilon(config: RunConfig, num_examples: int, steps: int) -> float:
         return accountant.get_epsilon(config.defense.dpsgd_delta)
 
 
+def flower_accountant(target_delta: float, population_size: int, max_epsilon: float | None = None) -> RdpAccountant:
+    """Flower's RdpAccountant for client-level DP: add-or-remove-one neighbours, no sampling amplification.
+
+    Central DP (every round's noisy mean a release over ``population_size`` clients) and ``dp`` (every noisy upload
+    a release of one client) are both accounted this way.
+    """
+    from flwr.serverapp import RdpAccountant
+    from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
+
+    return RdpAccountant(PrivacyConfig(target_delta=target_delta, population_size=population_size,
+                                       neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                       sampling_method=SamplingMethod.NO_AMPLIFICATION, max_epsilon=max_epsilon))
+
+
 def local_dp_epsilon(config: RunConfig, releases: int) -> float:
     """The epsilon (at ``defense.dp-delta``) a ``dp`` client has spent after ``releases`` noisy uploads."""
-    from flwr.serverapp import RdpAccountant
-    from flwr.supercore.privacy_accounting import (
-        GaussianPrivacyEvent,
-        NeighboringRelation,
-        PrivacyConfig,
-        SamplingMethod,
-    )
+    from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
-    accountant = RdpAccountant(PrivacyConfig(target_delta=config.defense.dp_delta, population_size=1,
-                                             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                             sampling_method=SamplingMethod.NO_AMPLIFICATION))
+    accountant = flower_accountant(config.defense.dp_delta, population_size=1)
     accountant.compose(GaussianPrivacyEvent(config.defense.dp_noise_multiplier, sample_size=1, population_size=1),
                        count=releases)
     return accountant.get_privacy_spent().epsilon

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flwr.serverapp import RdpAccountant
 from flwr.serverapp import strategy as flower
-from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
 
 from fl_sim import protocol
 from fl_sim.config import RunConfig
 from fl_sim.config.rules import clients_per_round
+from fl_sim.privacy import flower_accountant
 from fl_sim.registry import load
 from fl_sim.strategy_registry import STRATEGIES
 
@@ -51,12 +51,6 @@ def build_strategy(config: RunConfig) -> flower.Strategy:
 
 
 def accountant(config: RunConfig) -> RdpAccountant:
-    """Flower's RDP accountant for the run's central DP: every round a release, no sampling amplification.
-
-    Client-level add-or-remove-one neighbours, over the population of ``simulation.num-clients``.
-    """
+    """Flower's RDP accountant for the run's central DP: every round a release over ``simulation.num-clients``."""
     dp = config.central_dp
-    return RdpAccountant(PrivacyConfig(target_delta=dp.target_delta, population_size=config.simulation.num_clients,
-                                       neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                       sampling_method=SamplingMethod.NO_AMPLIFICATION,
-                                       max_epsilon=dp.max_epsilon or None))
+    return flower_accountant(dp.target_delta, config.simulation.num_clients, max_epsilon=dp.max_epsilon or None)

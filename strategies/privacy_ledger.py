@@ -40,15 +40,12 @@ class PrivacyLedger(ServerPlugin):
         steps = self._steps.get(update.partition_id, 0) + taken
         self._steps[update.partition_id] = steps
         if defense == "dp":
-            config = self.config.defense
-            self.writer.emit(events.Privacy(
-                round=update.server_round, partition_id=update.partition_id, steps=steps,
-                noise_multiplier=config.dp_noise_multiplier, sample_rate=1.0,
-                epsilon=privacy.local_dp_epsilon(self.config, steps), delta=config.dp_delta))
-            return
-        self.writer.emit(events.Privacy(
-            round=update.server_round, partition_id=update.partition_id, steps=steps,
-            noise_multiplier=privacy.noise_multiplier(self.config, update.num_examples),
-            sample_rate=privacy.sample_rate(self.config, update.num_examples),
-            epsilon=privacy.spent_epsilon(self.config, update.num_examples, steps),
-            delta=self.config.defense.dpsgd_delta))
+            sigma, rate = self.config.defense.dp_noise_multiplier, 1.0
+            epsilon, delta = privacy.local_dp_epsilon(self.config, steps), self.config.defense.dp_delta
+        else:
+            sigma = privacy.noise_multiplier(self.config, update.num_examples)
+            rate = privacy.sample_rate(self.config, update.num_examples)
+            epsilon = privacy.spent_epsilon(self.config, update.num_examples, steps)
+            delta = self.config.defense.dpsgd_delta
+        self.writer.emit(events.Privacy(round=update.server_round, partition_id=update.partition_id, steps=steps,
+                                        noise_multiplier=sigma, sample_rate=rate, epsilon=epsilon, delta=delta))

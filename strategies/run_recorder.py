@@ -130,9 +130,8 @@ class RunRecorder(ServerPlugin):
             "seconds": round(now - self._round_started, 3),
         }
         spent = self.privacy_spent() if self.privacy_spent else None
-        if self.privacy_spent:
-            row.update(epsilon=spent.epsilon if spent and spent.num_releases else 0.0,
-                       delta=spent.delta if spent else None)
+        if spent is not None:  # an accounted run (an unaccounted wrapper's total is None: no epsilon to report)
+            row.update(epsilon=spent.epsilon if spent.num_releases else 0.0, delta=spent.delta)
         self.history.append(row)
         # metrics and checkpoint first: whoever sees the round's event (a watcher, a signal handler
         # summarising the run) finds them on disk; a resume drops metrics rows past the checkpoint

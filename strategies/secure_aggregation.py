@@ -89,6 +89,10 @@ class ReplyLog(GridProxy):
                                            f"{stage_of[node]} stage: the client timed out or dropped out")
         return replies
 
+    def why_left(self, nodes: Iterable[int]) -> list[tuple[int, str]]:
+        """(node id, why it left the protocol) for each of ``nodes``, as the plugins' ``on_failure`` takes them."""
+        return [(node, self.failures.get(node, "left the SecAgg+ protocol")) for node in nodes]
+
 
 def _stage(message: Message) -> str:
     """The SecAgg+ stage a message of the protocol belongs to."""
@@ -108,9 +112,8 @@ class LegacyBridge(LegacyStrategy):
         self.train_config = train_config
         self.evaluate_fn = evaluate_fn
         self.timeout = timeout
-        self.replies: ReplyLog | None = None
+        self.replies = ReplyLog(grid)
         self._sampled: list[int] = []
-        self.aggregated_rounds: set[int] = set()
 
     def begin_round(self, grid: Grid) -> ReplyLog:
         """A fresh reply log for the round SecAgg+ is about to run."""
@@ -138,26 +141,23 @@ class LegacyBridge(LegacyStrategy):
     def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
                       failures) -> tuple[Parameters | None, dict[str, Scalar]]:
         """Hand SecAgg+'s unmasked mean (the same in every result) and the clients' clear metrics to the plugins."""
-        log = self.replies or ReplyLog(self.grid)
         summed = {proxy.node_id for proxy, _ in results}
-        dropped = [(node, log.failures.get(node, "left the SecAgg+ protocol")) for node in self._sampled
-                   if node not in summed]
-        if not results:
-            return None, {}
-        clients = [_contributor(proxy.node_id, fitres, dict(log.info.get(proxy.node_id, {})))
+        dropped = self.replies.why_left(node for node in self._sampled if node not in summed)
+        if not results:  # Flower would go on with the model unchanged: a round that aggregated nothing fails
+            self.intercepting.report_failures(server_round, dropped)
+            raise FederationError(f"round {server_round + self.intercepting.round_offset}: SecAgg+ completed but "
+                                  f"summed no client; see the client-failure events")
+        clients = [_contributor(proxy.node_id, fitres, dict(self.replies.info.get(proxy.node_id, {})))
                    for proxy, fitres in results]
         mean = self.named_arrays(results[0][1].parameters)
         arrays, metrics = self.intercepting.aggregate_secure(server_round, {k: v.numpy() for k, v in mean.items()},
                                                              clients, dropped)
-        self.aggregated_rounds.add(server_round)
         return (self._parameters(arrays) if arrays is not None else None), dict(metrics or {})
 
     def halted(self, server_round: int, stage: str, state: WorkflowState) -> FederationError:
         """Report the clients that left a halted round to the plugins; the error that ends the run."""
-        log = self.replies or ReplyLog(self.grid)
         left = sorted(set(self._sampled) - state.active_node_ids)
-        self.intercepting.report_failures(server_round, [(node, log.failures.get(node, "left the SecAgg+ protocol"))
-                                                         for node in left])
+        self.intercepting.report_failures(server_round, self.replies.why_left(left))
         return FederationError(
             f"round {server_round + self.intercepting.round_offset}: SecAgg+ halted in its {stage} stage with "
             f"{len(state.active_node_ids)} of {len(self._sampled)} clients left, too few to unmask (each client "
@@ -241,9 +241,6 @@ class SecAggPlusRounds(SecAggPlusWorkflow):
                 # left before as "dead" for the unmask stage, whose clients then fail on a neighbour whose shares
                 # they never got (KeyError): a dropout at setup would fail the round that SecAgg+ can complete.
                 state.sampled_node_ids = set(state.active_node_ids)
-        if server_round not in self.bridge.aggregated_rounds:
-            raise FederationError(f"round {server_round}: SecAgg+ completed but aggregated nothing; see the "
-                                  f"client-failure events")
 
 
 def run_secure(grid: Grid, context: Context, intercepting: InterceptingStrategy, initial_arrays: ArrayRecord,

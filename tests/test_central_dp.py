@@ -46,6 +46,12 @@ def test_the_epsilon_per_round_is_flowers_accountant_and_the_attacker_sees_the_u
     assert min(_norm(update) for update in spy.updates) > 10 * TINY_NORM  # the server clips after the plugins
 
 
+def test_without_the_accountant_no_epsilon_is_claimed(tmp_path):
+    config = _central(tmp_path, **{"central-dp.clipping": "server-fixed", "central-dp.accountant": False})
+    rounds = [e for e in read_events(run_locally(config)) if e["event"] == "round"]
+    assert len(rounds) == 3 and all(e["epsilon"] is None and e["delta"] is None for e in rounds)
+
+
 def test_client_side_clipping_clips_before_upload(tmp_path):
     spy = Spy()
     run_locally(_central(tmp_path, **{"central-dp.clipping": "client-fixed"}), spy)
