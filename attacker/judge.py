@@ -185,10 +185,10 @@ class Judge:
 
 
 class Race:
-    """``auto``'s race, judged: whether an update's results so far leak every image it holds.
+    """``auto``'s race, judged: whether an update's verdict is settled, an image of it leaked.
 
-    Leaked, not only identified: an attack that stops the race must not lower the verdict (an image identified at
-    an SSIM under the threshold may leak to a later attack).
+    Leaked, not only identified: an image identified at an SSIM under the threshold may still leak to a later
+    attack. Once one image leaked, the verdict is ``leaked`` whatever the later attacks find.
 
     Called as ``race(index, result)`` for each new result of the update at ``index`` (``helds[index]``: the
     positions of the images it held, or None without ground truth, which never settles). Each result's
@@ -199,30 +199,23 @@ class Race:
         self.judge = judge
         self.helds = helds
         self.verdicts: dict[int, Verdict] = {}
-        self._identified: dict[int, set[int]] = {}
 
     def __call__(self, index: int, result) -> bool:
-        """Judge ``result`` (it has ``images`` and ``labels``); True once every image of the update has leaked."""
+        """Judge ``result`` (it has ``images`` and ``labels``); True when an image of the update leaked."""
         held = self.helds[index]
         if not held:
             return False
         verdict = self.verdicts[id(result)] = self.judge(result.images, result.labels, held=held)
-        found = self._identified.setdefault(index, set())
-        found.update(image.match for image in verdict.images if image.leaked)
-        return len(found) >= verdict.held
+        return verdict.leaked
 
     def settles(self, index: int, images: torch.Tensor, labels: torch.Tensor) -> bool:
         """Whether ``images`` (an attack's point so far) would settle the update at ``index``; nothing is recorded.
 
-        An attack that runs long per update asks this as it goes, to stop once it leaks every image: its result is
+        An attack that runs long per update asks this as it goes, to stop once it leaks an image: its result is
         then judged (and recorded) as any other.
         """
         held = self.helds[index]
-        if not held:
-            return False
-        verdict = self.judge(images, labels, held=held)
-        found = self._identified.get(index, set()) | {image.match for image in verdict.images if image.leaked}
-        return len(found) >= verdict.held
+        return bool(held) and self.judge(images, labels, held=held).leaked
 
 
 def count_accuracy(counts: Sequence[int], labels: Sequence[int]) -> float:

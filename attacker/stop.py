@@ -5,8 +5,9 @@ An attack stops before it is done for one of two reasons, and both reach it thro
 
 - its **budget** is spent (``attack.budget-seconds`` per update, so many times that for a round
   of updates): attacks are *anytime*, so a loop whose budget is spent ends there and returns the
-  best it has found (:attr:`Stop.spent`), and the judge still gives a verdict; the event says
-  which attacks were cut short and after how many iterations;
+  best it has found (:attr:`Stop.spent`), marked cut (:attr:`Reconstruction.complete`), and the judge
+  still judges it: what it leaks is a leak, but an update it leaked nothing of is ``undecided``, never
+  ``not leaked``; the event says which attacks were cut short and after how many iterations;
 - the **run is ending** and its end-of-run budget (``attack.end-budget-seconds``) is spent:
   :meth:`Stop.check` raises :class:`AttackStopped` and the round is logged as cut.
 """
@@ -49,6 +50,17 @@ class Stop:
     def remaining(self) -> float:
         """Seconds left of the budget (infinite without one)."""
         return float("inf") if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def share(self, fraction: float) -> Stop:
+        """A stop for a step that serves the attack holding this one: ``fraction`` of the seconds left, no more.
+
+        A preparatory step (the replay's label search) is charged to the attack it serves and bounded by it, so that
+        it never spends the whole budget before the attack starts. Without a budget, the share has none either.
+        """
+        remaining = self.remaining()
+        if remaining == float("inf"):
+            return Stop(parent=self)
+        return Stop(max(fraction * remaining, 1e-9), parent=self)  # seconds=0 would mean no budget at all
 
     def is_set(self) -> bool:
         """Whether the run's end asks the attack to stop (its result is then not wanted)."""

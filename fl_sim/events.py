@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -251,13 +251,35 @@ class PortfolioEntry:
     best_ssim: float | None = None
     mean_ssim: float | None = None
     label_accuracy: float | None = None
+    needed: int | None = None
+    complete: bool | None = None
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """How far one attack that applies to an update went: the iterations its stages ran, of those its setting needs.
+
+    ``complete`` when every stage ran to its setting's end (or its own stopping criterion); ``unstarted`` names the
+    stages that never started on the update (the budget was spent first).
+    """
+
+    attack: str
+    iterations: int
+    needed: int
+    seconds: float
+    complete: bool
+    unstarted: list[str] = field(default_factory=list)
 
 
 #: What an ``attack`` event concludes of its update: an attack that applied identified an image above chance (and
-#: at the SSIM threshold), the attacks that applied did not, none of the attacks here applies to it, or the server
-#: had no ground truth to judge against (a deployment).
-LEAKED, NOT_LEAKED, NO_ATTACK_APPLIES, NO_GROUND_TRUTH = "leaked", "not leaked", "no attack applies", "no ground truth"
-VERDICTS = (LEAKED, NOT_LEAKED, NO_ATTACK_APPLIES, NO_GROUND_TRUTH)
+#: at the SSIM threshold); every attack that applied ran in full and none did; none did but one that applies was
+#: cut short or never started (a deep pass may settle it: ``fl-sim audit``); none of the attacks here applies to it;
+#: or the server had no ground truth to judge against (a deployment).
+LEAKED, NOT_LEAKED, UNDECIDED = "leaked", "not leaked", "undecided"
+NO_ATTACK_APPLIES, NO_GROUND_TRUTH = "no attack applies", "no ground truth"
+VERDICTS = (LEAKED, NOT_LEAKED, UNDECIDED, NO_ATTACK_APPLIES, NO_GROUND_TRUTH)
+#: The ``phase`` of an ``attack`` event: written by the round's attack, or by a deep pass that superseded it.
+ROUND_PHASE, DEEP_PHASE = "round", "deep"
 
 
 @dataclass(frozen=True)
@@ -283,7 +305,12 @@ class Attack(Event):
     (the attacker's own confirmation, no ground truth: :mod:`attacker.across_rounds`), ``client_confirmed`` how
     many distinct images of this client it has read back in two rounds or more so far (None where no exact
     attack ran). ``clients`` is set for the attack on a secure aggregate (SecAgg+): how many clients' updates it
-    sums; its ``node_id`` is 0, its ``held`` the images of them all (the judge's ground truth).
+    sums; its ``node_id`` is 0, its ``held`` the images of them all (the judge's ground truth). ``runs`` says, per
+    attack that applied, how far it went (:class:`AttackRun`): the ground of a ``not leaked`` or ``undecided``.
+    ``provisional`` is True for an ``undecided`` round verdict whose update was kept for a deep pass; ``phase`` is
+    :data:`DEEP_PHASE` for the verdict a deep pass (after the last round, or ``fl-sim audit``) wrote later for the same
+    round and update, which supersedes the round's (:func:`standing_attacks`). Runs written before verdicts could be
+    undecided lack the last three.
     """
 
     KIND = "attack"
@@ -318,6 +345,14 @@ class Attack(Event):
     recurring: int | None = None
     client_confirmed: int | None = None
     clients: int | None = None
+    runs: list[AttackRun] | None = None
+    provisional: bool | None = None
+    phase: str | None = None
+
+    @property
+    def update_key(self) -> tuple[int, int, int | None]:
+        """Which update of the run it judges: (round, node id, partition id); a deep pass's verdict shares its key."""
+        return self.round, self.node_id, self.partition_id
 
 
 @dataclass(frozen=True)
@@ -353,6 +388,24 @@ class AttackRound(Event):
     images_identified: int | None = None
     verdicts: dict[str, int] | None = None
     summed: int | None = None
+
+
+@dataclass(frozen=True)
+class DeepPass(Event):
+    """A deep pass ended: the undecided updates it took on, the final verdicts it gave, and those still undecided.
+
+    It runs after the last round (``attack.deep-budget-seconds``) or as ``fl-sim audit`` (``budget_seconds`` of its
+    own); each final verdict is an ``attack`` event of phase ``deep``. Updates still undecided stay kept for a later
+    pass.
+    """
+
+    KIND = "deep-pass"
+    updates: int
+    verdicts: dict[str, int]
+    undecided: int
+    seconds: float
+    budget_seconds: float
+    device: str
 
 
 @dataclass(frozen=True)
@@ -395,9 +448,21 @@ class AttackError(Event):
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (
     RunStart, RunResumed, Round, RunEnd, ReportError, ClientTrain, ClientEvaluate, SecureAggregate, ClientFailure,
     UpdateRejected,
-    PluginError, Privacy, Attack, AttackRound, AttackCut, AttackTimeout, AttackError)}
+    PluginError, Privacy, Attack, AttackRound, DeepPass, AttackCut, AttackTimeout, AttackError)}
 #: The ways a round's attack ends without an ``attack-round`` summary.
 ATTACK_ENDS_WITHOUT_SUMMARY = (AttackError, AttackTimeout, AttackCut)
+
+
+def standing_attacks(run_events: Iterable[Event]) -> list[Attack]:
+    """The ``attack`` events that stand: per update the latest, a deep pass's verdict superseding its round's one.
+
+    In the order the round events came (a superseded event's place is its final verdict's).
+    """
+    standing: dict[tuple, Attack] = {}
+    for event in run_events:
+        if isinstance(event, Attack):
+            standing[event.update_key] = event
+    return list(standing.values())
 
 
 def parse(line: Mapping[str, Any]) -> Event:

@@ -1,8 +1,9 @@
 """The ``fl-sim`` command line.
 
 ``fl-sim run`` launches a simulation, ``fl-sim watch`` follows a run from another terminal,
-``fl-sim report`` writes a run's report, ``fl-sim compare`` puts runs side by side, and
-``fl-sim config`` lists the configuration keys.
+``fl-sim report`` writes a run's report, ``fl-sim compare`` puts runs side by side, ``fl-sim audit``
+attacks a run's undecided updates on to their final verdicts, and ``fl-sim config`` lists the
+configuration keys.
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write RUN_DIR/report.html, RUN_DIR/plots/*.png and the tidy "
                                                    "RUN_DIR/attacks.csv (and .parquet with pyarrow)")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+    audit = commands.add_parser(
+        "audit", help="attack a finished or interrupted run's undecided updates on to their final verdicts",
+        description="Continues the updates RUN_DIR's rounds left undecided (an attack that applies was cut by "
+                    "attack.budget-seconds) with the run's attack settings, on this machine (its GPU where "
+                    "attack.device=auto finds one); each final verdict is appended to RUN_DIR/events.jsonl, "
+                    "superseding the round's, and the tables and report are rewritten. Safe to kill and rerun.")
+    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    audit.add_argument("--budget-seconds", type=float, default=None, metavar="S",
+                       help="seconds in all for this pass (default: the run's attack.deep-budget-seconds; 0: none)")
 
     compare = commands.add_parser("compare", help="put runs side by side: accuracy, attack success, bytes, time")
     compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
@@ -151,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"attacks: {', '.join(map(str, write_attack_table(args.run_dir)))}")
         elif args.command == "compare":
             _compare(args.run_dirs, args.csv, args.plot)
+        elif args.command == "audit":
+            _audit(args.run_dir, args.budget_seconds)
         elif args.command == "flwr-run":
             return _flwr_run(args)
         else:
@@ -223,6 +236,16 @@ def _watch(run_dir: Path, live: bool) -> None:
     except KeyboardInterrupt:  # stops watching; the run itself goes on
         return
     print(f"{run_dir}: {progress.status} after {progress.done} of {progress.total_rounds} rounds")
+
+
+def _audit(run_dir: Path, budget_seconds: float | None) -> None:
+    if budget_seconds is not None and budget_seconds < 0:
+        raise UserError(f"--budget-seconds is {budget_seconds:g}; give 0 (no limit) or more seconds")
+    from lab.deep_audit import audit_run
+
+    summary = audit_run(run_dir, budget_seconds, console=sys.stdout)
+    print(f"audit: {summary.updates - summary.undecided} of {summary.updates} undecided updates now final, "
+          f"{summary.undecided} still undecided; results: {run_dir}")
 
 
 def _compare(run_dirs: list[Path], csv_path: Path, plot_path: Path) -> None:

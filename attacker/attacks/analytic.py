@@ -48,11 +48,12 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
     found = [layer_input(victim, obs, layer) for obs in observations]
     if at_input:
         images = [h.reshape(1, *victim.input_shape) for h, _, _ in found]  # the judge clamps
-        iterations = 1
+        iterations = needed = 1
     else:
         inverted, iterations = _invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
                                                 settings, stop)
         images = list(inverted)
+        needed = settings.iterations
     seconds = (time.perf_counter() - start) / len(observations)
     results = []
     for obs, image, (_, _, notes) in zip(observations, images, found):
@@ -62,7 +63,8 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
                          f"({settings.iterations} Adam steps{cut})")
         labels = recover_labels(obs.gradient_estimate(victim.param_names), 1, victim)
         results.append(Reconstruction(observation=obs, images=image.cpu(), labels=labels.cpu(), loss=0.0,
-                                      iterations=iterations, seconds=seconds, notes=notes, attack="analytic"))
+                                      iterations=iterations, seconds=seconds, notes=notes, attack="analytic",
+                                      method="analytic", needed=needed, complete=iterations >= needed))
     return results
 
 

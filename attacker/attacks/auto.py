@@ -25,13 +25,17 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
 5. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
    matching (L-BFGS, one update at a time: the dearest per update, so last).
 
-**The race.** An update leaves the portfolio as soon as the judge finds every image it holds
-leaked (identified above chance, at the SSIM threshold) by the attacks so far (``settled``, given
-by the plugin, which holds the judge): the later, dearer attacks could not raise its verdict. iDLG, which
-runs one update at a time, also stops an update's optimisation as soon as its best point settles it.
-**The budget** (the round's :class:`attacker.stop.Stop`):
-when it is spent, the attack running returns its best so far and the later ones run only for
-updates that have no result yet; the event's notes say which attacks did not run.
+**The race.** An update leaves the portfolio as soon as the judge finds one of its images leaked
+(identified above chance, at the SSIM threshold) by the attacks so far (``settled``, given by the
+plugin, which holds the judge): its verdict is then ``leaked``, which no later, dearer attack can
+change, and the budget it leaves goes to the updates still racing (its images-leaked count is what
+the attacks run found, a lower bound). iDLG, which runs one update at a time, also stops an update's
+optimisation as soon as its best point settles it.
+**The budget** (the round's :class:`attacker.stop.Stop`, shared by its updates and stages):
+when it is spent, the attack running returns its best so far, marked cut, and the later ones run
+only for updates that have no result yet; each result says whether it ran in full, and the stages
+that never started are listed (:attr:`Reconstruction.unstarted`): an update nothing leaked from is
+``not leaked`` only where every attack that applies ran in full (:mod:`attacker.outcome`).
 
 ``attack.iterations`` and ``attack.lr`` (when set) apply to the Adam-based attacks (IG and the
 analytic attack's feature inversion); iDLG keeps its published 300 L-BFGS steps at lr 1, and CPA its
@@ -52,7 +56,7 @@ import torch
 from attacker.attacks.analytic import ANALYTIC
 from attacker.attacks.base import Attack, AttackSettings, Reconstruction
 from attacker.attacks.dlg import IDLG
-from attacker.attacks.ig import IG, Variant, plan_attack, run_plans
+from attacker.attacks.ig import IG, Variant, plan_attacks, run_plans
 from attacker.attacks.isolation import ISOLATION
 from attacker.attacks.unmixing import CPA
 from attacker.observation import Observation
@@ -85,6 +89,7 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
     Every update must have at least one attack of the portfolio that applies (the plugin checks).
     """
     candidates: list[list[Reconstruction]] = [[] for _ in observations]
+    unstarted: list[list[tuple[str, str]]] = [[] for _ in observations]
     notes: list[list[str]] = [[f"{obs.defense}: no adaptive attack for fresh noise; the noisy update is matched "
                                f"as it is"] if obs.noisy else [] for obs in observations]
     racing = set(range(len(observations)))
@@ -93,19 +98,22 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
         if stop is not None and stop.spent:
             for i in [i for i in chosen if candidates[i]]:
                 notes[i].append(f"budget spent: {name} did not run")
+                unstarted[i].append((attack.name, name))
             chosen = [i for i in chosen if not candidates[i]]
         if not chosen:
             continue
         for index, rec in stage(victim, [observations[i] for i in chosen], settings, stop, chosen, settled):
+            rec.method = attack.name
             candidates[index].append(rec)
             if settled is not None and settled(index, rec):
                 racing.discard(index)
-                notes[index].append(f"every image held leaked after {rec.attack}: the rest of the "
-                                    f"portfolio did not run")
+                notes[index].append(f"leaked after {rec.attack}: the rest of the portfolio, which could not change "
+                                    f"the verdict, did not run")
     return [Reconstruction(observation=obs, images=found[0].images, labels=found[0].labels, loss=found[0].loss,
                            iterations=sum(c.iterations for c in found), seconds=sum(c.seconds for c in found),
-                           notes=own, attack="auto", candidates=found)
-            for obs, found, own in zip(observations, candidates, notes)]
+                           notes=own, attack="auto", candidates=found, method="auto",
+                           complete=all(c.complete for c in found) and not missing, unstarted=missing)
+            for obs, found, own, missing in zip(observations, candidates, notes, unstarted)]
 
 
 def _stages() -> list[tuple[str, Attack, Callable]]:
@@ -143,12 +151,10 @@ def _inverting_gradients(victim: Victim, observations: list[Observation], settin
                          tvs: tuple[float, ...] = TV_GRID) -> list[tuple[int, Reconstruction]]:
     """IG's variants at the weights ``tvs`` on the updates handed, as one batched optimisation (judged after)."""
     ig = settings.for_method("ig")
-    plan_owners, plans, label_cache = [], [], {}
-    for owner, obs in zip(owners, observations):
-        for variant in variants(victim, obs, tvs):
-            plan_owners.append(owner)
-            plans.append(plan_attack(victim, obs, variant, ig, label_cache, stop))
-    return list(zip(plan_owners, run_plans(victim, plans, ig, stop)))
+    wanted = [(owner, (obs, variant)) for owner, obs in zip(owners, observations)
+              for variant in variants(victim, obs, tvs)]
+    plans = plan_attacks(victim, [pair for _, pair in wanted], ig, stop)
+    return list(zip([owner for owner, _ in wanted], run_plans(victim, plans, ig, stop)))
 
 
 def variants(victim: Victim, obs: Observation, tvs: tuple[float, ...] = TV_GRID) -> list[Variant]:

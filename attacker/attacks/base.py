@@ -114,6 +114,14 @@ class Reconstruction:
     attack: str = ""
     #: ``auto``: every attack of the portfolio on this update, for the judge to take the worst case
     candidates: list[Reconstruction] = field(default_factory=list)
+    #: the ``attack.method`` it is a run of (``ig`` for ``ig tv=0.01 replay``); empty: the settings' method
+    method: str = ""
+    #: the iterations its setting asks for (0: as many as it ran); the run is cut where it ran fewer
+    needed: int = 0
+    #: False where the budget stopped it before its setting's end (or its own stopping criterion)
+    complete: bool = True
+    #: ``auto``: the stages of attacks that apply to the update but never started on it, as (method, stage)
+    unstarted: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

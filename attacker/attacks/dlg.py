@@ -51,7 +51,7 @@ DLG_MOST_IMAGES = 8
 #: With ``leaked`` (``auto``'s race), the best point so far is handed to it every this many L-BFGS iterations.
 RACE_EVERY = 10
 
-#: ``leaked(index, images, labels)``: whether these images already leak every image of the update at ``index``.
+#: ``leaked(index, images, labels)``: whether these images settle the update at ``index`` (an image leaked).
 Leaked = Callable[[int, torch.Tensor, torch.Tensor], bool]
 
 
@@ -83,7 +83,7 @@ def run_idlg(victim: Victim, observations: list[Observation], settings: AttackSe
              stop: Stop | None = None, leaked: Leaked | None = None) -> list[Reconstruction]:
     """IDLG on each update: label recovered from the classifier's gradient, then fixed.
 
-    With ``leaked`` (``auto``'s race), an update's optimisation ends once its best point leaks every image it holds:
+    With ``leaked`` (``auto``'s race), an update's optimisation ends once its best point leaks an image it holds:
     L-BFGS runs one update at a time, so this is where the race saves most.
     """
     return [_lbfgs_attack(victim, obs, settings, recover=True, stop=stop,
@@ -115,11 +115,13 @@ def _lbfgs_attack(victim: Victim, obs: Observation, settings: AttackSettings, re
     notes = matching.notes + ([step.describe()] if step.describe() else [])
     if not obs.exact_gradient:
         notes.append(f"approximate gradient: {obs.local_steps} local steps of {obs.train.optimizer}")
-    if stop is not None and stop.spent and best.loss >= STOP_LOSS:
+    cut = stop is not None and stop.spent and best.loss >= STOP_LOSS and not best.leaked
+    if cut:
         notes.append(f"budget spent: cut short after {total_iterations} iterations")
     return Reconstruction(observation=obs, images=best.image.cpu(), labels=best.labels.cpu(),
                           loss=best.loss, iterations=total_iterations, seconds=time.perf_counter() - start,
-                          notes=notes, attack=settings.method)
+                          notes=notes, attack=settings.method, method=settings.method, needed=settings.iterations,
+                          complete=not cut)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class _Point:
     image: torch.Tensor
     labels: torch.Tensor
     iterations: int = 0
-    #: whether the race stopped the run because this point leaks every image
+    #: whether the race stopped the run because this point settles the update (an image leaked)
     leaked: bool = False
 
 
@@ -141,7 +143,7 @@ def _lbfgs_try(victim: Victim, step: Step, target: dict[str, torch.Tensor], mask
 
     ``optimizer.step(closure)`` returns the cost at the point the step *started* from, so each
     cost is kept together with a copy of that point, taken before the step moves it. With ``leaked``, the run
-    ends at the best point so far once it leaks every image (checked every :data:`RACE_EVERY` iterations).
+    ends at the best point so far once it leaks an image (checked every :data:`RACE_EVERY` iterations).
     """
     x = torch.randn((num_images, *victim.input_shape), generator=generator).to(victim.device).requires_grad_(True)
     if labels is not None:

@@ -41,6 +41,10 @@ from attacker.steps import Step
 from attacker.stop import Stop
 from attacker.victim import Victim
 
+#: The share of the budget left when IG's planning starts that its label searches (the replay's) may spend: they are
+#: charged to IG, and must leave it most of its budget to run in.
+LABEL_SEARCH_SHARE = 0.25
+
 #: The most images per update Inverting Gradients is known to invert (Geiping et al. 2020: batches of up to
 #: 100 images, and FedAvg updates of up to 100 images over several local epochs of SGD).
 IG_MOST_IMAGES = 100
@@ -84,6 +88,8 @@ class Plan:
     slots: int
     images: int
     notes: list[str]
+    #: seconds its labels took (the replay's label search), charged to this plan's attack
+    setup_seconds: float = 0.0
 
     @property
     def name(self) -> str:
@@ -101,8 +107,21 @@ def run_ig(victim: Victim, observations: list[Observation], settings: AttackSett
            stop: Stop | None = None) -> list[Reconstruction]:
     """Reconstruct every observed update with the variant ``attack.*`` asks for."""
     variant = Variant.from_settings(settings)
-    return run_plans(victim, [plan_attack(victim, obs, variant, settings, stop=stop) for obs in observations],
+    return run_plans(victim, plan_attacks(victim, [(obs, variant) for obs in observations], settings, stop),
                      settings, stop)
+
+
+def plan_attacks(victim: Victim, wanted: list[tuple[Observation, Variant]], settings: AttackSettings,
+                 stop: Stop | None = None) -> list[Plan]:
+    """The plans of ``wanted`` (update, variant) pairs; their label searches share :data:`LABEL_SEARCH_SHARE`.
+
+    Plans of one update that differ only in their TV weight share their labels (the replay's label search is
+    worth doing once); all the searches together stop at their share of ``stop``'s budget, keeping the best
+    labels found so far, so that the optimisation they serve always gets the rest.
+    """
+    searching = stop.share(LABEL_SEARCH_SHARE) if stop is not None else None
+    label_cache: dict = {}
+    return [plan_attack(victim, obs, variant, settings, label_cache, searching) for obs, variant in wanted]
 
 
 def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: AttackSettings,
@@ -111,7 +130,7 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
 
     Plans of one update that differ only in their TV weight share their labels through ``label_cache``
     (the replay's label search is worth doing once). The label search polls ``stop`` before every
-    replay it tries.
+    replay it tries and ends once its budget is spent.
     """
     bottleneck = victim.bottleneck
     stochastic = variant.stochastic if bottleneck is not None else "sample"
@@ -149,14 +168,21 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
     target = restrict(target, matching.names, matching.mask)
     key = (id(obs), schedule, tuple(matching.names))
     labels = label_cache.get(key) if label_cache is not None else None
+    setup_seconds = 0.0
     if labels is None:
+        started = time.perf_counter()
         labels = recover_labels(obs.gradient_estimate(victim.param_names), images, victim).to(victim.device)
         if schedule is not None:
             labels = _search_labels(victim, obs, schedule, labels.repeat(schedule.copies), target, matching, stop)
+            setup_seconds = time.perf_counter() - started
+            share = f" of its {stop.seconds:.2f} s share" if stop is not None and stop.seconds else ""
+            notes.append(f"label search: {setup_seconds:.2f} s{share}" +
+                         (" (cut: best labels so far kept)" if stop is not None and stop.spent else ""))
         if label_cache is not None:
             label_cache[key] = labels
     return Plan(obs=obs, variant=variant, stochastic=stochastic, labels=labels, target=target, mask=matching.mask or {},
-                schedule=schedule, noise_shape=noise_shape, slots=slots, images=images, notes=notes)
+                schedule=schedule, noise_shape=noise_shape, slots=slots, images=images, notes=notes,
+                setup_seconds=setup_seconds)
 
 
 def _search_labels(victim: Victim, obs: Observation, schedule: ReplaySchedule, labels: torch.Tensor,
@@ -218,8 +244,9 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
             x, labels = merge_copies(x, labels, plan.schedule)
         results.append(Reconstruction(
             observation=plan.obs, images=x, labels=labels, loss=float(losses[own][best]),
-            iterations=found.iterations, seconds=seconds / len(plans), notes=plan.notes + notes,
-            attack=plan.name))
+            iterations=found.iterations, seconds=plan.setup_seconds + seconds / len(plans), notes=plan.notes + notes,
+            attack=plan.name, method="ig", needed=settings.iterations,
+            complete=found.iterations >= settings.iterations))
     return results
 
 

@@ -81,7 +81,7 @@ def run_isolation(victim: Victim, observations: list[Observation], settings: Att
             notes += ["no neuron isolates an image: the least-squares mixture of every row is returned"]
         results.append(Reconstruction(observation=obs, images=images, labels=victim.predictions(images), loss=0.0,
                                       iterations=1, seconds=time.perf_counter() - start, notes=notes,
-                                      attack="isolation"))
+                                      attack="isolation", method="isolation", needed=1))
     return results
 
 

@@ -82,7 +82,8 @@ def run_unmixing(victim: Victim, observations: list[Observation], settings: Atta
                      f"{observations[index].most_images} images), {settings.iterations} Adam steps{cut}"]
             results[index] = Reconstruction(observation=observations[index], images=images,
                                             labels=victim.predictions(images), loss=0.0, iterations=iterations,
-                                            seconds=seconds, notes=notes, attack="cpa")
+                                            seconds=seconds, notes=notes, attack="cpa", method="cpa",
+                                            needed=settings.iterations, complete=iterations >= settings.iterations)
     return results
 
 

@@ -57,6 +57,10 @@ class AttackConfig:
     budget_seconds: float = setting(1.0, "time budget per attacked update (a round's attack gets it once per "
                                          "update): at the budget every attack returns its best so far, which is "
                                          "judged, and the event says what was cut short (0 = none)", min=0)
+    deep_budget_seconds: float = setting(300.0, "after the last round, seconds in all to attack the updates left "
+                                                "undecided (an attack that applies was cut by budget-seconds) on to a "
+                                                "final verdict; those it cannot settle stay kept for `fl-sim audit` "
+                                                "(0 = no deep pass)", min=0)
     success_ssim: float = setting(0.6, "an image leaks when a reconstruction identifies it (closer to it than "
                                         "chance allows, see attack.false-leak-rate) with an SSIM of at least this",
                                    min=0, max=1)

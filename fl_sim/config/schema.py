@@ -122,7 +122,7 @@ class TrainConfig:
     momentum: float = setting(0.0, "SGD momentum", min=0, max=1)
     weight_decay: float = setting(0.0, "L2 weight decay", min=0)
     local_epochs: int = setting(2, "passes over the local partition per round (if local-steps is 0)", min=1)
-    local_steps: int = setting(8, "optimizer steps per round; 0 means use local-epochs", min=0)
+    local_steps: int = setting(16, "optimizer steps per round; 0 means use local-epochs", min=0)
     batch_size: int = setting(8, "local mini-batch size", min=1)
     proximal_mu: float = setting(0.0, "FedProx's proximal term mu: local loss + mu/2 x squared L2 distance to the "
                                        "global model (Li et al. 2020); needs strategy.name=fedprox (0 = none)", min=0)

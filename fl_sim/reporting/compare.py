@@ -8,14 +8,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fl_sim import events
 from fl_sim.defense_registry import DEFENSES
 from fl_sim.reporting.formatting import fmt
 from fl_sim.reporting.plots import plt
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.results import CONFIG, load_events, require_run_directory
 
-COLUMNS = ("run", "defense", "attack", "rounds", "final_accuracy", "attack_success_rate", "mean_ssim",
-           "upload_bytes_per_round", "wall_seconds")
+COLUMNS = ("run", "defense", "attack", "rounds", "final_accuracy", "attack_success_rate", "updates_leaked",
+           "updates_not_leaked", "updates_undecided", "mean_ssim", "upload_bytes_per_round", "wall_seconds")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class RunFigures:
     rounds: int
     final_accuracy: float | None
     attack_success_rate: float | None
+    updates_leaked: int | None
+    updates_not_leaked: int | None
+    updates_undecided: int | None
     mean_ssim: float | None
     upload_bytes_per_round: float | None
     wall_seconds: float | None
@@ -52,22 +56,26 @@ def run_figures(run_dir: Path) -> RunFigures:
     config = json.loads((run_dir / CONFIG).read_text())
     progress = RunProgress.from_events(load_events(run_dir), config)
     last, end = progress.last_round, progress.end
+    counts = progress.verdicts() if progress.attacks else {}
     return RunFigures(
         run=run_dir.name, defense=defense_label(config),
         attack=config.get("attack.method", "-") if config.get("attack.enabled") else "off",
         rounds=progress.done, final_accuracy=last.test_accuracy if last else None,
-        attack_success_rate=progress.attack_success_rate(), mean_ssim=progress.mean_ssim(),
+        attack_success_rate=progress.attack_success_rate(), updates_leaked=counts.get(events.LEAKED),
+        updates_not_leaked=counts.get(events.NOT_LEAKED), updates_undecided=counts.get(events.UNDECIDED),
+        mean_ssim=progress.mean_ssim(),
         upload_bytes_per_round=progress.mean_upload_bytes(),
         wall_seconds=end.wall_seconds if end else None)
 
 
 def format_table(rows: list[RunFigures]) -> str:
     """The comparison as an aligned text table."""
-    cells = [["run", "defense", "attack", "rounds", "final acc", "attack success", "mean SSIM",
-              "bytes up/round", "wall s"]]
+    cells = [["run", "defense", "attack", "rounds", "final acc", "attack success", "leaked", "not leaked",
+              "undecided", "mean SSIM", "bytes up/round", "wall s"]]
     for r in rows:
         cells.append([r.run, r.defense, r.attack, str(r.rounds), fmt(r.final_accuracy, ".4f"),
-                      fmt(r.attack_success_rate, ".1%"), fmt(r.mean_ssim, ".3f"),
+                      fmt(r.attack_success_rate, ".1%"), fmt(r.updates_leaked, "d"), fmt(r.updates_not_leaked, "d"),
+                      fmt(r.updates_undecided, "d"), fmt(r.mean_ssim, ".3f"),
                       fmt(r.upload_bytes_per_round, ",.0f"), fmt(r.wall_seconds, ".1f")])
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))

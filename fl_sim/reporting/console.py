@@ -80,7 +80,19 @@ class PlainLines:
                 return f"client failure, round {event.round}, node {event.node_id}: {event.reason}"
             case events.UpdateRejected():
                 return f"update rejected, round {event.round}, partition {event.partition_id}: {event.reason}"
+            case events.DeepPass():
+                return deep_pass_line(event, self.progress)
         return None
+
+
+def deep_pass_line(deep: events.DeepPass, progress: RunProgress) -> str:
+    """A deep pass as a line: what it settled, and the run's verdicts as they now stand."""
+    settled = ", ".join(f"{n} {verdict}" for verdict, n in deep.verdicts.items() if n) or "nothing"
+    counts = progress.verdicts()
+    return (f"deep pass: {deep.updates} undecided updates attacked on in {deep.seconds:.1f} s (budget "
+            f"{deep.budget_seconds:g} s): {settled}; {deep.undecided} still undecided (kept: fl-sim audit). "
+            f"Final: {counts[events.LEAKED]} leaked, {counts[events.NOT_LEAKED]} not leaked, "
+            f"{counts[events.UNDECIDED]} undecided")
 
 
 #: Columns of the live attack table: (header, justification); two-line headers keep it within 80 columns.

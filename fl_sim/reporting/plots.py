@@ -126,9 +126,12 @@ def _row(attack: events.Attack) -> int | str | None:
 def _heatmap(progress: RunProgress, path: Path) -> Path:
     """Clients x rounds, coloured by the best SSIM of each attacked client's reconstructions.
 
-    Leaked cells marked with a red dot, cells not attacked left blank; under SecAgg+ one row, the round's aggregate.
+    Leaked cells marked with a red dot, undecided ones (an attack that applies was cut) with an orange cross, cells not
+    attacked left blank; each cell shows the standing verdict (a deep pass's where one superseded the round's); under
+    SecAgg+ one row, the round's aggregate.
     """
-    cells = {(_row(c), a.round): (max(i.ssim for i in c.per_image), bool(c.success))
+    cells = {(_row(c), a.round): (max(i.ssim for i in c.per_image), c.verdict or
+                                  (events.LEAKED if c.success else events.NOT_LEAKED))
              for a in progress.attack_rows() for c in a.clients if c.per_image and _row(c) is not None}
     clients = sorted({client for client, _ in cells}, key=lambda row: (isinstance(row, str), str(row).zfill(12)))
     rounds = sorted({server_round for _, server_round in cells})
@@ -140,9 +143,14 @@ def _heatmap(progress: RunProgress, path: Path) -> Path:
                                          min(max(2.5, 1.5 + 0.3 * len(clients)), 12)))
     shown = axes.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
                         interpolation="nearest")
-    leaked = [(column_of[r], row_of[c]) for (c, r), (_, hit) in cells.items() if hit]
-    if leaked:
-        axes.scatter(*zip(*leaked), s=18, color="tab:red", edgecolors="white", linewidths=0.5, label="leaked")
+    marked = False
+    for verdict, style in ((events.LEAKED, dict(s=18, color="tab:red", edgecolors="white", linewidths=0.5)),
+                           (events.UNDECIDED, dict(s=26, marker="x", color="tab:orange", linewidths=1.5))):
+        where = [(column_of[r], row_of[c]) for (c, r), (_, found) in cells.items() if found == verdict]
+        if where:
+            axes.scatter(*zip(*where), label=verdict, **style)
+            marked = True
+    if marked:
         axes.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=8)
     if grid.size <= ANNOTATED_CELLS:
         for (row, column), value in np.ndenumerate(grid):

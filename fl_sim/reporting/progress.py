@@ -25,6 +25,22 @@ class AttackRound:
     reason: str | None = None
     clients: list[events.Attack] = field(default_factory=list)
 
+    def take(self, event: events.Attack) -> None:
+        """Add an update's verdict; a deep pass's takes the place of the round's verdict of the same update."""
+        for index, client in enumerate(self.clients):
+            if client.update_key == event.update_key:
+                self.clients[index] = event
+                return
+        self.clients.append(event)
+
+    def verdicts(self) -> dict[str, int]:
+        """The round's updates per standing verdict (a deep pass's where one superseded the round's)."""
+        counts = {name: 0 for name in events.VERDICTS}
+        for client in self.clients:
+            name = client.verdict or _legacy_verdict(client)
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
 
 @dataclass
 class RunProgress:
@@ -40,6 +56,7 @@ class RunProgress:
     end: events.RunEnd | None = None
     attack_enabled: bool = False
     privacy: dict[int, events.Privacy] = field(default_factory=dict)  # partition -> its latest
+    deep_passes: list[events.DeepPass] = field(default_factory=list)
 
     @classmethod
     def from_events(cls, run_events: Iterable[events.Event], config: Mapping[str, Any] | None = None) -> RunProgress:
@@ -65,7 +82,9 @@ class RunProgress:
             case events.ClientFailure() | events.UpdateRejected():
                 self.failures.append(event)
             case events.Attack():
-                self._attack(event.round).clients.append(event)
+                self._attack(event.round).take(event)
+            case events.DeepPass():
+                self.deep_passes.append(event)
             case events.AttackRound():
                 self._attack(event.round).summary = event
             case events.AttackError() | events.AttackTimeout():
@@ -119,6 +138,19 @@ class RunProgress:
         """Every round's attack, in round order."""
         return [self.attacks[r] for r in sorted(self.attacks)]
 
+    def verdicts(self) -> dict[str, int]:
+        """The run's attacked updates per standing verdict (final where a deep pass gave one)."""
+        counts = {name: 0 for name in events.VERDICTS}
+        for attack in self.attacks.values():
+            for name, count in attack.verdicts().items():
+                counts[name] = counts.get(name, 0) + count
+        return counts
+
+    def provisional(self) -> int:
+        """Updates still undecided whose update is kept for a deep pass (``fl-sim audit``)."""
+        return sum(bool(c.provisional) and c.verdict == events.UNDECIDED
+                   for a in self.attacks.values() for c in a.clients)
+
     def attack_success_rate(self) -> float | None:
         """Share of judged attacked clients whose data leaked, over the whole run."""
         judged = [c.success for a in self.attacks.values() for c in a.clients if c.success is not None]
@@ -143,3 +175,8 @@ class RunProgress:
     def mean_upload_bytes(self) -> float | None:
         """Bytes uploaded per round (summed over the round's clients), averaged over rounds."""
         return statistics.fmean(self.upload_bytes.values()) if self.upload_bytes else None
+
+
+def _legacy_verdict(client: events.Attack) -> str:
+    """The verdict of an ``attack`` event written before verdicts were named: from its success."""
+    return events.NO_GROUND_TRUTH if client.success is None else events.LEAKED if client.success else events.NOT_LEAKED

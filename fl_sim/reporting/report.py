@@ -36,7 +36,7 @@ th { background: #f3f3f3; } td.key { text-align: left; font-family: monospace; }
 .grid { display: flex; flex-wrap: wrap; gap: 0.8em 0.6em; align-items: flex-start; }
 figure { margin: 0; max-width: 100%; } figure img { max-width: 100%; image-rendering: pixelated; }
 figcaption { font-size: 0.8em; text-align: center; line-height: 1.3; }
-.leaked { color: #b00020; font-weight: bold; } .safe { color: #1b7f3b; }
+.leaked { color: #b00020; font-weight: bold; } .safe { color: #1b7f3b; } .undecided { color: #c25e00; }
 .status-completed { color: #1b7f3b; } .status-failed, .status-interrupted { color: #b00020; }
 """
 
@@ -97,6 +97,13 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
         rows.append(["central-DP epsilon (Flower's RdpAccountant; the server adds the noise, so it bounds those "
                      "who see the model, not the server)", f"{last.epsilon:.2f} at delta {last.delta:g}"])
     if progress.attacks:
+        counts = progress.verdicts()
+        rows.append(["updates leaked / not leaked / undecided (final)",
+                     f"{counts[events.LEAKED]} / {counts[events.NOT_LEAKED]} / {counts[events.UNDECIDED]}"
+                     + (f" ({progress.provisional()} kept for fl-sim audit)" if progress.provisional() else "")])
+        for deep in progress.deep_passes:
+            rows.append(["deep pass", f"{deep.updates} undecided updates taken on in {deep.seconds:.1f} s of "
+                                      f"{deep.budget_seconds:g} s; {deep.undecided} still undecided"])
         rows += [["attack success rate (clients)", fmt(progress.attack_success_rate(), ".1%")],
                  ["mean SSIM of reconstructions", fmt(progress.mean_ssim())]]
     return (f"<h1>fl-sim run {html.escape(run_dir.name)} "
@@ -115,16 +122,20 @@ def _rounds(progress: RunProgress) -> str:
 LEAK_CRITERION = ("An image leaks when a reconstruction identifies it (closer to it than to any other image of the "
                   "data set by the margin that real images the client never held reach in at most "
                   "attack.false-leak-rate of updates of the same size) and its SSIM reaches attack.success-ssim; a "
-                  "client leaks when one of its images does. \"No leak found\" is a statement about the attacks "
-                  "run, not a proof of safety.")
+                  "client leaks when one of its images does. \"No leak found\" (not leaked) is a statement about "
+                  "the attacks that apply, each run to the end of its setting, not a proof of safety; \"undecided\" "
+                  "means nothing leaked but an attack that applies was cut short or never started (fl-sim audit "
+                  "continues it).")
 
 
 def _verdict_html(client: events.Attack) -> str:
     """An attacked update's verdict as the page shows it: a leak, no leak found, or why there is no verdict."""
     verdict = client.verdict or (events.NO_GROUND_TRUTH if client.success is None else
                                  events.LEAKED if client.success else events.NOT_LEAKED)
-    style = {events.LEAKED: "leaked", events.NOT_LEAKED: "safe"}.get(verdict)
+    style = {events.LEAKED: "leaked", events.NOT_LEAKED: "safe", events.UNDECIDED: "undecided"}.get(verdict)
     text = "no leak found" if verdict == events.NOT_LEAKED else verdict
+    if client.phase == events.DEEP_PHASE:
+        text += " (deep pass)"
     return f"<span class={style}>{text}</span>" if style else html.escape(text)
 
 

@@ -2,8 +2,10 @@
 
 A listener of the run's :class:`fl_sim.results.ResultsWriter`: every ``round`` event adds the global model's
 test accuracy and loss (and the clients' training ones where reported), every ``attack-round`` event the
-round's leak rates and SSIM, every judged ``attack`` event its client's reconstruction grid (the PNG beside
-it, the truth over the reconstruction) as an image, all at the round as their step, into
+round's leak rates, SSIM and updates per verdict (``verdicts/leaked``, ``verdicts/not leaked``,
+``verdicts/undecided``), every judged ``attack`` event its client's reconstruction grid (the PNG beside
+it, the truth over the reconstruction) as an image, all at the round as their step, and every ``deep-pass`` event
+the run's updates per standing verdict (``final/...``, a deep pass's verdict superseding its round's), into
 ``<run dir>/tensorboard/`` (``tensorboard --logdir results/``). Needs the ``tensorboard`` package (``pip
 install -e ".[tensorboard]"``): :func:`check_available` says so in one line before a run starts.
 """
@@ -39,6 +41,8 @@ class TensorBoardSink:
 
         self.run_dir = run_dir
         self._writer = SummaryWriter(log_dir=str(run_dir / FOLDER))
+        self._standing: dict[tuple, str] = {}  # update -> its latest verdict
+        self._deep_passes = 0
 
     def __call__(self, event: events.Event) -> None:
         """Add what ``event`` says to the log (other kinds of event are ignored)."""
@@ -48,9 +52,16 @@ class TensorBoardSink:
         elif isinstance(event, events.AttackRound):
             self._scalars(event.round, {"attack/client_leak_rate": event.client_success_rate,
                                         "attack/image_leak_rate": event.image_success_rate,
-                                        "attack/median_ssim": event.median_ssim, "attack/best_ssim": event.best_ssim})
-        elif isinstance(event, events.Attack) and event.image:
-            self._image(event)
+                                        "attack/median_ssim": event.median_ssim, "attack/best_ssim": event.best_ssim,
+                                        **{f"verdicts/{name}": n for name, n in (event.verdicts or {}).items()}})
+        elif isinstance(event, events.DeepPass):
+            self._deep_passes += 1
+            standing = list(self._standing.values())
+            self._scalars(self._deep_passes, {f"final/{name}": standing.count(name) for name in events.VERDICTS})
+        if isinstance(event, events.Attack):
+            self._standing[event.update_key] = event.verdict or ""
+            if event.image:
+                self._image(event)
 
     def close(self) -> None:
         """Flush and close the event files."""
