@@ -32,14 +32,15 @@ def finished_updates(run_events: list[events.Event]) -> set[tuple]:
 
 
 def deep_pass(store: UndecidedStore, runner: AttackRunner, reporter: Reporter, judge: Judge | None,
-              budget_seconds: float, finished: Container[tuple] = (), run_stop: Stop | None = None) -> events.DeepPass:
-    """Attack every kept update within ``budget_seconds`` in all (0: no limit); write its verdicts and the summary.
+              budget_seconds: float | None, finished: Container[tuple] = (),
+              run_stop: Stop | None = None) -> events.DeepPass:
+    """Attack every kept update within ``budget_seconds`` in all (None: no limit); write its verdicts and the summary.
 
     ``finished``: the keys of updates whose final verdict is already written (:func:`finished_updates`); they are
     released, not attacked again.
     """
     start = time.perf_counter()
-    total = Stop(budget_seconds, parent=run_stop)
+    total = Stop(budget_seconds or 0.0, parent=run_stop)
     verdicts: Counter = Counter()
     kept = store.kept()
     for done in [k for k in kept if k.key in finished]:

@@ -395,8 +395,8 @@ class DeepPass(Event):
     """A deep pass ended: the undecided updates it took on, the final verdicts it gave, and those still undecided.
 
     It runs after the last round (``attack.deep-budget-seconds``) or as ``fl-sim audit`` (``budget_seconds`` of its
-    own); each final verdict is an ``attack`` event of phase ``deep``. Updates still undecided stay kept for a later
-    pass.
+    own, None: no limit); each final verdict is an ``attack`` event of phase ``deep``. Updates still undecided stay
+    kept for a later pass.
     """
 
     KIND = "deep-pass"
@@ -404,7 +404,7 @@ class DeepPass(Event):
     verdicts: dict[str, int]
     undecided: int
     seconds: float
-    budget_seconds: float
+    budget_seconds: float | None
     device: str
 
 

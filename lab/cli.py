@@ -84,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "attack.device=auto finds one); each final verdict is appended to RUN_DIR/events.jsonl, "
                     "superseding the round's, and the tables and report are rewritten. Safe to kill and rerun.")
     audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    audit.add_argument("--budget-seconds", type=float, default=None, metavar="S",
-                       help="seconds in all for this pass (default: the run's attack.deep-budget-seconds; 0: none)")
+    limit = audit.add_mutually_exclusive_group()
+    limit.add_argument("--budget-seconds", type=float, default=None, metavar="S",
+                       help="seconds in all for this pass (default: the run's attack.deep-budget-seconds)")
+    limit.add_argument("--no-limit", action="store_true",
+                       help="no budget: every attack that applies runs to the end of its setting")
 
     compare = commands.add_parser("compare", help="put runs side by side: accuracy, attack success, bytes, time")
     compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "compare":
             _compare(args.run_dirs, args.csv, args.plot)
         elif args.command == "audit":
-            _audit(args.run_dir, args.budget_seconds)
+            _audit(args.run_dir, args.budget_seconds, args.no_limit)
         elif args.command == "flwr-run":
             return _flwr_run(args)
         else:
@@ -238,12 +241,12 @@ def _watch(run_dir: Path, live: bool) -> None:
     print(f"{run_dir}: {progress.status} after {progress.done} of {progress.total_rounds} rounds")
 
 
-def _audit(run_dir: Path, budget_seconds: float | None) -> None:
-    if budget_seconds is not None and budget_seconds < 0:
-        raise UserError(f"--budget-seconds is {budget_seconds:g}; give 0 (no limit) or more seconds")
+def _audit(run_dir: Path, budget_seconds: float | None, unlimited: bool) -> None:
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise UserError(f"--budget-seconds is {budget_seconds:g}; give more than 0 seconds, or --no-limit")
     from lab.deep_audit import audit_run
 
-    summary = audit_run(run_dir, budget_seconds, console=sys.stdout)
+    summary = audit_run(run_dir, budget_seconds, unlimited, console=sys.stdout)
     print(f"audit: {summary.updates - summary.undecided} of {summary.updates} undecided updates now final, "
           f"{summary.undecided} still undecided; results: {run_dir}")
 

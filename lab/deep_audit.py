@@ -27,8 +27,11 @@ from fl_sim.reporting.tidy import write_attack_table
 from fl_sim.results import ResultsWriter, load_events, require_run_directory, resume_config
 
 
-def audit_run(run_dir: Path, budget_seconds: float | None = None, console: TextIO | None = None) -> events.DeepPass:
-    """Attack ``run_dir``'s kept undecided updates within ``budget_seconds`` (None: the run's deep budget; 0: none).
+def audit_run(run_dir: Path, budget_seconds: float | None = None, unlimited: bool = False,
+              console: TextIO | None = None) -> events.DeepPass:
+    """Attack ``run_dir``'s kept undecided updates within ``budget_seconds`` (None: the run's deep budget).
+
+    ``unlimited``: no budget at all, every attack that applies runs to the end of its setting.
 
     Raises a one-line :class:`ConfigError` for a run whose undecided updates were judged against images lent during
     it (a user's own app): only that run's own deep pass had them.
@@ -41,7 +44,7 @@ def audit_run(run_dir: Path, budget_seconds: float | None = None, console: TextI
         raise ConfigError(f"'{run_dir}' was judged against images its clients lent during the run (a Flower app "
                           f"of your own); only that run's deep pass could judge them: rerun it with a larger "
                           f"attack.deep-budget-seconds")
-    budget = config.attack.deep_budget_seconds if budget_seconds is None else budget_seconds
+    budget = None if unlimited else budget_seconds or config.attack.deep_budget_seconds or None
     torch.set_num_threads(config.attack.threads or torch.get_num_threads())  # no clients here: every core
     writer = ResultsWriter.reopen(run_dir)
     runner = None

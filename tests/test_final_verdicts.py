@@ -81,7 +81,7 @@ def test_a_cut_attack_gives_undecided_never_not_leaked(cut_run):
 
 def test_the_deep_pass_turns_provisional_verdicts_final_in_every_output(run_dir):
     before = _attacks(run_dir)
-    summary = audit_run(run_dir, budget_seconds=0)  # no limit: every attack runs in full
+    summary = audit_run(run_dir, unlimited=True)  # no limit: every attack runs in full
     assert summary.updates == sum(e["verdict"] == "undecided" for e in before) and summary.undecided == 0
     deep = [e for e in _attacks(run_dir) if e["phase"] == "deep"]
     assert len(deep) == summary.updates and all(e["verdict"] in ("leaked", "not leaked") for e in deep)
@@ -105,6 +105,19 @@ def test_the_deep_pass_turns_provisional_verdicts_final_in_every_output(run_dir)
     assert "(deep pass)" in (run_dir / "report.html").read_text()
 
 
+def test_the_runs_own_deep_pass_settles_what_its_rounds_left(tiny_config):
+    config = tiny_config.with_overrides({**PRUNED_AND_CUT, "num-server-rounds": 1, "attack.deep-budget-seconds": 120})
+    run = run_locally(config)
+    attacks = _attacks(run)
+    provisional = [e for e in attacks if e["phase"] == "round" and e["verdict"] == "undecided"]
+    deep = [e for e in attacks if e["phase"] == "deep"]
+    assert provisional and len(deep) == len(provisional) and all(e["verdict"] != "undecided" for e in deep)
+    passes = [e for e in read_events(run) if e["event"] == "deep-pass"]
+    assert len(passes) == 1 and passes[0]["undecided"] == 0 and passes[0]["budget_seconds"] == 120
+    assert not (run / FOLDER).exists()
+    assert [e["event"] for e in read_events(run)][-1] == "run-end"  # the pass is part of the run
+
+
 def test_a_pass_cut_by_its_budget_leaves_updates_kept_and_undecided(run_dir):
     summary = audit_run(run_dir, budget_seconds=0.001)
     assert summary.undecided == summary.updates > 0
@@ -114,7 +127,7 @@ def test_a_pass_cut_by_its_budget_leaves_updates_kept_and_undecided(run_dir):
 
 def test_fl_sim_audit_resumes_after_sigkill_without_losing_or_repeating_a_verdict(run_dir):
     kept = {k.key for k in UndecidedStore(run_dir).kept()}
-    command = [sys.executable, "-m", "lab.cli", "audit", str(run_dir), "--budget-seconds", "0"]
+    command = [sys.executable, "-m", "lab.cli", "audit", str(run_dir), "--no-limit"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -125,6 +138,7 @@ def test_fl_sim_audit_resumes_after_sigkill_without_losing_or_repeating_a_verdic
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_with = sum(e.get("phase") == "deep" for e in _attacks(run_dir))
+    assert 0 < killed_with < len(kept), "the kill must land inside the pass"
     # a verdict written but not yet released (a kill between the two) must not be redone either
     written = {(e["round"], e["node_id"], e["partition_id"]) for e in _attacks(run_dir) if e.get("phase") == "deep"}
     assert subprocess.run(command, env=env, capture_output=True, text=True, timeout=300).returncode == 0
@@ -137,10 +151,10 @@ def test_fl_sim_audit_resumes_after_sigkill_without_losing_or_repeating_a_verdic
 def test_a_verdict_written_before_a_kill_released_its_update_is_not_redone(run_dir):
     backup = run_dir.parent / "kept-backup"
     shutil.copytree(run_dir / FOLDER, backup)
-    audit_run(run_dir, budget_seconds=0)
+    audit_run(run_dir, unlimited=True)
     written = len(_attacks(run_dir))
     shutil.copytree(backup, run_dir / FOLDER)  # as if killed after every verdict, before any release
-    again = audit_run(run_dir, budget_seconds=0)
+    again = audit_run(run_dir, unlimited=True)
     assert again.updates == 0 and len(_attacks(run_dir)) == written and not (run_dir / FOLDER).exists()
 
 

@@ -89,8 +89,8 @@ def deep_pass_line(deep: events.DeepPass, progress: RunProgress) -> str:
     """A deep pass as a line: what it settled, and the run's verdicts as they now stand."""
     settled = ", ".join(f"{n} {verdict}" for verdict, n in deep.verdicts.items() if n) or "nothing"
     counts = progress.verdicts()
-    return (f"deep pass: {deep.updates} undecided updates attacked on in {deep.seconds:.1f} s (budget "
-            f"{deep.budget_seconds:g} s): {settled}; {deep.undecided} still undecided (kept: fl-sim audit). "
+    budget = "no limit" if deep.budget_seconds is None else f"budget {deep.budget_seconds:g} s"
+    return (f"deep pass: {deep.updates} undecided updates attacked on in {deep.seconds:.1f} s ({budget}): {settled}; {deep.undecided} still undecided (kept: fl-sim audit). "
             f"Final: {counts[events.LEAKED]} leaked, {counts[events.NOT_LEAKED]} not leaked, "
             f"{counts[events.UNDECIDED]} undecided")
 

@@ -102,8 +102,9 @@ def _overview(run_dir: Path, progress: RunProgress) -> str:
                      f"{counts[events.LEAKED]} / {counts[events.NOT_LEAKED]} / {counts[events.UNDECIDED]}"
                      + (f" ({progress.provisional()} kept for fl-sim audit)" if progress.provisional() else "")])
         for deep in progress.deep_passes:
-            rows.append(["deep pass", f"{deep.updates} undecided updates taken on in {deep.seconds:.1f} s of "
-                                      f"{deep.budget_seconds:g} s; {deep.undecided} still undecided"])
+            budget = "no limit" if deep.budget_seconds is None else f"{deep.budget_seconds:g} s"
+            rows.append(["deep pass", f"{deep.updates} undecided updates taken on in {deep.seconds:.1f} s "
+                                      f"(budget: {budget}); {deep.undecided} still undecided"])
         rows += [["attack success rate (clients)", fmt(progress.attack_success_rate(), ".1%")],
                  ["mean SSIM of reconstructions", fmt(progress.mean_ssim())]]
     return (f"<h1>fl-sim run {html.escape(run_dir.name)} "
