@@ -90,7 +90,8 @@ def deep_pass_line(deep: events.DeepPass, progress: RunProgress) -> str:
     settled = ", ".join(f"{n} {verdict}" for verdict, n in deep.verdicts.items() if n) or "nothing"
     counts = progress.verdicts()
     budget = "no limit" if deep.budget_seconds is None else f"budget {deep.budget_seconds:g} s"
-    return (f"deep pass: {deep.updates} undecided updates attacked on in {deep.seconds:.1f} s ({budget}): {settled}; {deep.undecided} still undecided (kept: fl-sim audit). "
+    return (f"deep pass: {deep.updates} undecided updates attacked on in {deep.seconds:.1f} s ({budget}): "
+            f"{settled}; {deep.undecided} still undecided (kept: fl-sim audit). "
             f"Final: {counts[events.LEAKED]} leaked, {counts[events.NOT_LEAKED]} not leaked, "
             f"{counts[events.UNDECIDED]} undecided")
 
