@@ -17,7 +17,8 @@ from lab.simulation import check_private_model
 from local_grid import run_locally
 
 DPSGD = {"num-server-rounds": 2, "data.image-size": 16, "simulation.num-clients": 3, "train.local-steps": 3,
-         "train.batch-size": 8, "output.report": False, "defense.name": "dpsgd", "defense.dpsgd-max-grad-norm": 1.0}
+         "train.batch-size": 8, "output.report": False, "attack.enabled": False, "defense.name": "dpsgd",
+         "defense.dpsgd-max-grad-norm": 1.0}
 
 
 def _opacus_epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -> float:

@@ -34,12 +34,17 @@ def test_the_attack_table_has_a_row_per_client_round_and_attack(attacked_run):
     with open(attacked_run / "attacks.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert tuple(rows[0]) == COLUMNS
-    expected = sum(len(e["portfolio"]) + len(e["not_applied"]) for e in attacks)  # auto: each attack that ran
+    # auto: each attack stage that ran, each that never started (the budget was spent first), each that did not apply
+    unstarted = {(e["round"], e["partition_id"]): [s for run in e["runs"] for s in run["unstarted"]] for e in attacks}
+    expected = sum(len(e["portfolio"]) + len(unstarted[e["round"], e["partition_id"]]) + len(e["not_applied"])
+                   for e in attacks)
     assert len(rows) == expected == len(attack_rows(read_events(attacked_run)))
     for event in attacks:  # each attack that ran on the update, and each that did not apply, with its reason
         mine = [r for r in rows if (int(r["round"]), int(r["partition_id"])) == (event["round"], event["partition_id"])]
         ran = [r for r in mine if r["applied"] == "True"]
-        assert [r["attack"] for r in ran] == [entry["attack"] for entry in event["portfolio"]]
+        assert [r["attack"] for r in ran] == [entry["attack"] for entry in event["portfolio"]] + \
+            unstarted[event["round"], event["partition_id"]]
+        assert all(r["complete"] == "False" and r["iterations"] == "0" for r in ran[len(event["portfolio"]):])
         assert {r["attack"].split()[0] for r in ran} <= set(event["applied"])
         assert {r["attack"]: r["why_not"] for r in mine if r["applied"] == "False"} == event["not_applied"]
         assert {r["verdict"] for r in mine} == {event["verdict"]} and {r["defense"] for r in mine} == {event["defense"]}

@@ -74,7 +74,7 @@ def test_the_wrapped_strategy_sees_every_update_and_aggregates_by_its_rule(tmp_p
     config = RunConfig.from_flat({
         "num-server-rounds": 1, "data.image-size": 16, "simulation.num-clients": CLIENTS,
         "server.min-train-nodes": CLIENTS, "train.local-steps": 2, "train.batch-size": 8, "output.report": False,
-        "output.dir": str(tmp_path), "strategy.name": name, **extra})
+        "attack.deep-budget-seconds": 0, "output.dir": str(tmp_path), "strategy.name": name, **extra})
     spy = Spy()
     run_dir = run_locally(config, spy)
     assert sorted(spy.seen) == [(1, p) for p in range(CLIENTS)]

@@ -48,8 +48,11 @@ def test_an_attack_over_its_budget_ends_with_a_verdict_on_its_best_so_far(tiny_c
     attacks = [e for e in events if e["event"] == "attack"]
     assert [e["round"] for e in attacks] == [1, 1, 1, 2, 2, 2]
     for event in attacks:
-        assert event["verdict"] in ("leaked", "not leaked") and 0 < event["iterations"] < 1_000_000
+        assert 0 < event["iterations"] < 1_000_000
         assert any(note.startswith("budget spent: cut short after") for note in event["notes"])
+        # judged on its best so far: a leak stands, but nothing leaked of a cut attack is no "not leaked"
+        assert event["verdict"] == ("leaked" if event["success"] else "undecided")
+        assert event["runs"] == [{**event["runs"][0], "attack": "ig", "complete": False, "needed": 1_000_000}]
     rounds = [e for e in events if e["event"] == "attack-round"]
     assert all(e["seconds"] < 3 * 1.0 + 10 for e in rounds)  # 3 updates x 1 s, and the judge
     assert not [e for e in events if e["event"] in ("attack-timeout", "attack-cut", "attack-error")]
