@@ -9,7 +9,7 @@ one trained centrally for ``--pretrain-steps`` SGD steps on the whole split (a l
 Where :func:`attacker.labels.update_label_counts` does not apply (Adam), the estimator is forced, to
 show what it would say, and the row says so.
 
-Settings: the main job's default (an MLP, 8 SGD steps on batches of 8 over 64 images); the former
+Settings: the main job's MLP at its former 8 SGD steps on batches of 8 (64 images); the former
 default (LeNet, Adam, 2 epochs of batches of 16 over 129 images); the main job's MLP with 2 SGD epochs of
 batches of 16 over 129 images.
 
@@ -37,7 +37,7 @@ from lab.offline import intercepted_updates
 
 #: name: (settings over the defaults, images per client)
 SETTINGS = {
-    "main job (MLP, SGD, 8 steps x batch 8)": ({}, 64),
+    "MLP, SGD, 8 steps x batch 8 (the main job's until 2026-12-06)": ({"train.local-steps": 8}, 64),
     "former default (LeNet, Adam, 2 epochs x batch 16)": (
         {"model.name": "lenet", "model.init": "dlg", "train.optimizer": "adam", "train.lr": 0.005,
          "train.local-steps": 0, "train.local-epochs": 2, "train.batch-size": 16}, 129),

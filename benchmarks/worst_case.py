@@ -7,8 +7,8 @@ judged, and the table gives, per attack alone and for the per-update maximum, th
 clients whose image leaked (identified above chance, SSIM >= 0.6; beside it the old criterion,
 SSIM >= 0.6 alone), the mean SSIM and IIP; updates only the old criterion called leaked are
 listed with their margins. It also times ``ig`` alone (its defaults: TV 0.1) on the same updates,
-and ``auto`` raced (cheapest attack first; an update leaves the portfolio once the judge finds
-every image it holds leaked), for the cost of the worst case in seconds per update, and the
+and ``auto`` raced (cheapest attack first; an update leaves the portfolio at the first image the
+judge finds leaked), for the cost of the worst case in seconds per update, and the
 images the raced and the full portfolio identify.
 
 Data: digits, and, with ``--victims FILE``, PRECODE's 128 CIFAR-10 victims (3 channels;
@@ -59,7 +59,7 @@ class WorstCase:
     old_leaked: dict[str, list[bool]]
     auto_seconds: float
     ig_seconds: float | None
-    #: the raced ``auto`` (an update leaves the portfolio once every image it holds leaked): its seconds
+    #: the raced ``auto`` (an update leaves the portfolio at its first leaked image): its seconds
     #: per update and the images its worst case identifies; the full portfolio's images identified beside
     raced_seconds: float | None
     raced_identified: int | None
