@@ -17,9 +17,6 @@ import torch
 
 from attacker.attacks.isolation import AGREEMENT
 
-#: The attacks whose reconstructions are exact where they hold, and are banked.
-EXACT_ATTACKS = ("isolation",)
-
 
 class RecoveredSamples:
     """Per client (its partition id), the distinct images exact attacks recovered so far, and in how many rounds."""

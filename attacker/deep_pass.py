@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Container
 
+from attacker.assessor import Assessor
 from attacker.judge import Judge
 from attacker.reporter import Reporter
 from attacker.runner import AttackRunner
@@ -31,7 +32,7 @@ def finished_updates(run_events: list[events.Event]) -> set[tuple]:
             if isinstance(e, events.Attack) and e.phase == events.DEEP_PHASE and e.verdict != events.UNDECIDED}
 
 
-def deep_pass(store: UndecidedStore, runner: AttackRunner, reporter: Reporter, judge: Judge | None,
+def deep_pass(store: UndecidedStore, runner: AttackRunner, assessor: Assessor, reporter: Reporter, judge: Judge | None,
               budget_seconds: float | None, finished: Container[tuple] = (),
               run_stop: Stop | None = None) -> events.DeepPass:
     """Attack every kept update within ``budget_seconds`` in all (None: no limit); write its verdicts and the summary.
@@ -62,9 +63,10 @@ def deep_pass(store: UndecidedStore, runner: AttackRunner, reporter: Reporter, j
                                f" (deep pass, partition {kept_update.observation.partition_id})")
                 undecided += 1
                 continue
-            outcome = reporter.report(judge, attempt.victim, kept_update.observation, attempt.found.get(index),
-                                      kept_update.audit, attempt.reasons[index], attempt.judged,
-                                      phase=events.DEEP_PHASE, keep=True)
+            obs, found = kept_update.observation, attempt.found.get(index)
+            assessment = assessor.assess(judge, attempt.victim, obs, found, kept_update.audit,
+                                         attempt.reasons[index], attempt.judged, bank=False)
+            outcome = reporter.report(obs, found, assessment, phase=events.DEEP_PHASE, keep=True)
             verdicts[outcome.verdict] += 1
             if outcome.verdict == events.UNDECIDED:
                 undecided += 1

@@ -13,7 +13,7 @@ attack (an exception, an out-of-memory error) is logged as ``attack-error`` and 
 federated run.
 
 The plugin only collects, samples and schedules: :class:`attacker.runner.AttackRunner` runs the attacks,
-:class:`attacker.reporter.Reporter` judges and writes.
+:class:`attacker.assessor.Assessor` judges and decides, :class:`attacker.reporter.Reporter` writes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attacker.assessor import Assessor
 from attacker.deep_pass import deep_pass, finished_updates
 from attacker.judge import Judge
 from attacker.lent_images import LentImages, lent
@@ -74,6 +75,7 @@ class AttackerPlugin(ServerPlugin):
         self.runner = AttackRunner(config, input_shape, num_classes, engine_ray=engine_ray)
         self.reporter = Reporter(writer, self.runner.settings.method, self.runner.device, self.attack.save_images,
                                  notes=central_dp_note(config))
+        self.assessor = Assessor()
         self.undecided = UndecidedStore(writer.directory)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
         self._lent = lent_images
@@ -121,7 +123,8 @@ class AttackerPlugin(ServerPlugin):
             if self.attack.deep_budget_seconds and self.undecided.kept():
                 if self._lent is not None:
                     self.judge = self._lent.judge()
-                deep_pass(self.undecided, self.runner, self.reporter, self.judge, self.attack.deep_budget_seconds,
+                deep_pass(self.undecided, self.runner, self.assessor, self.reporter, self.judge,
+                          self.attack.deep_budget_seconds,
                           finished=finished_updates(load_events(self.writer.directory)))
         finally:
             self.runner.close()
@@ -169,8 +172,10 @@ class AttackerPlugin(ServerPlugin):
                     self.reporter.error(job.server_round, 1, attempt.failed[index], f" (partition {obs.partition_id})")
                     continue
                 judged = self.judge is not None and bool(helds[index])
-                outcome = self.reporter.report(self.judge, attempt.victim, obs, attempt.found.get(index),
-                                               job.audits[index], attempt.reasons[index], attempt.judged, keep=judged)
+                found = attempt.found.get(index)
+                assessment = self.assessor.assess(self.judge, attempt.victim, obs, found, job.audits[index],
+                                                  attempt.reasons[index], attempt.judged)
+                outcome = self.reporter.report(obs, found, assessment, keep=judged)
                 if outcome.verdict == events.UNDECIDED and judged:
                     self.undecided.keep(obs, job.audits[index])
                 outcomes.append(outcome)

@@ -28,7 +28,7 @@ import ray
 import torch
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
+from attacker.attacks import INVERSIONS, AttackSettings, Reconstruction
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
@@ -71,7 +71,7 @@ class AttackWorker:
         self.victim = Victim.for_round(self.victim, self.config, self.input_shape, self.num_classes,
                                        observations[0].global_arrays, self.device)
         stop = Stop(budget_seconds * len(observations))
-        return ATTACKS[settings.method].run(self.victim, observations, settings, stop)
+        return INVERSIONS[settings.method].run(self.victim, observations, settings, stop)
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """What the curious server writes of its attacks: per update an ``attack`` event and its image, per round a summary.
 
-The reporter judges each result it is handed (the judge is the only place ground truth enters), decides the
-update's verdict (:mod:`attacker.outcome`), saves the reconstruction grid and emits the event; the round's
-``attack-round`` summary counts the verdicts. It serves the round's attack and the deep pass alike, which is why
-an event says its ``phase``.
+The reporter writes what the assessor (:mod:`attacker.assessor`) concluded of each update: it saves the
+reconstruction grid and emits the ``attack`` event; the round's ``attack-round`` summary counts the verdicts.
+It serves the round's attack and the deep pass alike, which is why an event says its ``phase``.
 """
 
 from __future__ import annotations
@@ -11,21 +10,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import statistics
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from attacker.across_rounds import EXACT_ATTACKS, RecoveredSamples
+from attacker.assessor import Assessment
 from attacker.attacks import Reconstruction
 from attacker.images import save_grid
-from attacker.judge import ImageVerdict, Judge, Verdict, count_accuracy, worst_case
-from attacker.label_counts import update_label_counts
+from attacker.judge import ImageVerdict, Verdict
 from attacker.observation import Observation
-from attacker.outcome import attack_runs, decide, why_undecided
-from attacker.victim import Victim
-from fl_sim import events, protocol
+from attacker.outcome import why_undecided
+from fl_sim import events
 from fl_sim.config import RunConfig
 from fl_sim.results import ResultsWriter
 
@@ -45,7 +40,7 @@ class Outcome:
 
 
 class Reporter:
-    """Judges results, decides verdicts, saves images and writes the attacker's events into ``writer``."""
+    """Saves reconstructions and writes the attacker's events into ``writer``."""
 
     def __init__(self, writer: ResultsWriter, method: str, device: torch.device, save_images: bool,
                  notes: list[str] | None = None) -> None:
@@ -55,55 +50,36 @@ class Reporter:
         self.device = device
         self.save_images = save_images
         self.notes = notes or []
-        self._recovered = RecoveredSamples()
 
-    def report(self, judge: Judge | None, victim: Victim, obs: Observation, rec: Reconstruction | None,
-               audit: Mapping[str, Any], reasons: Mapping[str, str | None], judged: Mapping[int, Verdict],
+    def report(self, obs: Observation, rec: Reconstruction | None, assessment: Assessment,
                phase: str = events.ROUND_PHASE, keep: bool = False) -> Outcome:
-        """Judge ``rec``, save its grid and write the ``attack`` event; its outcome.
+        """Save the grid of ``rec`` (the attack's result on ``obs``, None where none applies) and write its event.
 
-        For ``auto``, every attack of the portfolio is judged (``judged`` holds the race's verdicts by result id)
-        and the worst case kept. ``rec`` is None when no attack applies to the update. The update's label counts
-        are estimated and judged either way. ``keep``: an ``undecided`` verdict is provisional, its update kept for
-        a deep pass.
+        ``assessment`` is what the assessor concluded of it; ``keep``: an ``undecided`` verdict is provisional, its
+        update kept for a deep pass.
         """
-        applied = [name for name, reason in reasons.items() if reason is None]
-        not_applied = {name: reason for name, reason in reasons.items() if reason is not None}
-        indices = audit.get(protocol.AUDIT_SAMPLES)
-        counts = update_label_counts(victim, obs)
         common = {
             "round": obs.server_round, "node_id": obs.node_id, "partition_id": obs.partition_id,
             "method": self.method, "device": str(self.device), "phase": phase,
-            "clients": obs.clients if obs.clients > 1 else None,
-            "defense": obs.defense, "applied": applied, "not_applied": not_applied,
-            "label_counts": None if counts is None else counts.tolist(),
-            "label_count_accuracy": None if counts is None or judge is None or not indices else
-            round(count_accuracy(counts.tolist(), judge.truth(indices).labels.tolist()), 4)}
+            "clients": obs.clients if obs.clients > 1 else None, "defense": obs.defense,
+            "applied": assessment.applied, "not_applied": assessment.not_applied,
+            "label_counts": assessment.label_counts, "label_count_accuracy": assessment.label_count_accuracy}
         if rec is None:
             event = events.Attack(
                 attack="", iterations=0, seconds=0.0, images=0, labels=[], loss=None, label_accuracy=None,
                 per_image=None, success=None, image=None, portfolio=None, verdict=events.NO_ATTACK_APPLIES,
-                notes=[f"{name}: {reason}" for name, reason in not_applied.items()], **common)
+                notes=[f"{name}: {reason}" for name, reason in assessment.not_applied.items()], **common)
             self.writer.emit(event)
             return Outcome(events.NO_ATTACK_APPLIES, None, event)
-        candidates = rec.candidates or [rec]
-        verdicts: list[Verdict | None] = [None] * len(candidates)
-        chosen, image_path, matched = 0, None, None
-        if judge is not None and indices:
-            verdicts = [judged.get(id(c)) or judge(c.images, c.labels, held=indices) for c in candidates]
-            chosen = worst_case(verdicts)
-            matched = judge.truth(indices).tensors()[0][[v.match for v in verdicts[chosen].images]]
+        best, verdict, image_path = assessment.best, assessment.judgement, None
         if self.save_images:  # without ground truth (a deployment): the reconstruction alone
             client = obs.partition_id if obs.partition_id is not None else f"node-{obs.node_id}"
             name = "secure-aggregate" if obs.clients > 1 else f"client-{client}"
             image_path = f"reconstructions/round-{obs.server_round}/{name}{'-deep' if phase == 'deep' else ''}.png"
-            save_grid(self.writer.directory / image_path, matched, candidates[chosen].images)
-        best, verdict = candidates[chosen], verdicts[chosen]  # without ground truth: the first attack run
-        runs = attack_runs(rec, applied)
-        outcome = decide(verdict, runs)
+            save_grid(self.writer.directory / image_path, assessment.matched, best.images)
         notes = (best.notes if best is rec else best.notes + rec.notes) + self.notes
-        if outcome == events.UNDECIDED:
-            notes.append(why_undecided(runs) + ("; kept for a deep pass (fl-sim audit)" if keep else ""))
+        if assessment.verdict == events.UNDECIDED:
+            notes.append(why_undecided(assessment.runs) + ("; kept for a deep pass (fl-sim audit)" if keep else ""))
         event = events.Attack(
             attack=best.attack, iterations=best.iterations, seconds=round(rec.seconds, 3), images=len(best.images),
             labels=best.labels.tolist(), loss=best.loss,
@@ -114,11 +90,13 @@ class Reporter:
             iip=verdict.iip if verdict else None,
             chance=verdict.chance.as_event() if verdict else None,
             success=verdict.leaked if verdict else None, image=image_path, notes=notes,
-            portfolio=[_portfolio_entry(c, v) for c, v in zip(candidates, verdicts)] if rec.candidates else None,
-            verdict=outcome, runs=runs, provisional=True if keep and outcome == events.UNDECIDED else None,
-            **common, **self._samples(obs, candidates, verdict, indices, bank=phase == events.ROUND_PHASE))
+            portfolio=[_portfolio_entry(c, v) for c, v in zip(assessment.candidates, assessment.verdicts)]
+            if rec.candidates else None,
+            verdict=assessment.verdict, runs=assessment.runs,
+            provisional=True if keep and assessment.verdict == events.UNDECIDED else None,
+            **common, **assessment.samples)
         self.writer.emit(event)
-        return Outcome(outcome, verdict, event)
+        return Outcome(assessment.verdict, verdict, event)
 
     def summarise(self, server_round: int, outcomes: list[Outcome], seconds: float, queue: int,
                   summed: int = 1) -> None:
@@ -148,23 +126,6 @@ class Reporter:
         logger.error("round %d: attack %s failed%s: %s%s", server_round, self.method, where, err, hint)
         self.writer.emit(events.AttackError(round=server_round, method=self.method, clients=clients,
                                             error=f"{type(err).__name__}{where}: {err}{hint}"))
-
-    def _samples(self, obs: Observation, candidates: list[Reconstruction], verdict: Verdict | None,
-                 indices: list[int] | None, bank: bool) -> dict[str, Any]:
-        """The ``attack`` event's fields on samples across rounds: those leaked, those an exact attack read again.
-
-        ``bank``: the exact attacks' images are banked (once per update: its round's attack does it).
-        """
-        fields: dict[str, Any] = {}
-        exact = [c for c in candidates if c.attack in EXACT_ATTACKS]
-        if exact and bank:
-            client = obs.partition_id if obs.partition_id is not None else obs.node_id
-            fields["recurring"] = self._recovered.add(client, exact[0].images)
-            fields["client_confirmed"] = self._recovered.confirmed(client)
-        if verdict is not None:
-            held = Judge.positions(indices)
-            fields["leaked_samples"] = sorted({held[image.match] for image in verdict.images if image.leaked})
-        return fields
 
 
 def central_dp_note(config: RunConfig) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings, Reconstruction
+from attacker.attacks import INVERSIONS, AttackSettings, Reconstruction
 from attacker.judge import Judge, Race, Verdict
 from attacker.observation import Observation
 from attacker.stop import Stop
@@ -46,7 +46,7 @@ class AttackRunner:
         self.num_classes = num_classes
         self.device = resolve_device(config.attack.device)
         self.settings = AttackSettings.from_config(config.attack, seed=config.seed)
-        self.attack = ATTACKS[self.settings.method]
+        self.attack = INVERSIONS[self.settings.method]
         self._victim: Victim | None = None
         self._pool = None
         if config.attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it

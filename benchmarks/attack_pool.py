@@ -23,7 +23,7 @@ from pathlib import Path
 import ray
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.pool import AttackPool
@@ -57,7 +57,7 @@ def measure(flat: dict, updates: int, iterations: int) -> tuple[float, int]:
     else:
         victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
                                     torch.device("cpu"))
-        results = ATTACKS["ig"].run(victim, observations, settings, Stop())
+        results = INVERSIONS["ig"].run(victim, observations, settings, Stop())
     leaked = sum(judge(rec.images, rec.labels, held=sample).leaked for rec, sample in zip(results, samples))
     return updates / ((time.perf_counter() - start) / 60), leaked
 

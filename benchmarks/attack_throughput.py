@@ -30,7 +30,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.victim import Victim
@@ -55,9 +55,9 @@ def measure(k: int, iterations: int, mode: str, device: torch.device, dataset: s
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0), iterations=iterations,
                                    batched=mode != "sequential", compile="on" if mode == "compiled" else "off")
     compile_seconds = warm_up(victim, observations, settings) if mode == "compiled" else None
-    reconstructions, seconds = timed(lambda: ATTACKS["ig"].run(victim, observations, settings), device)
-    busy = gpu_busy_share(lambda: ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=20)),
-                          device)
+    reconstructions, seconds = timed(lambda: INVERSIONS["ig"].run(victim, observations, settings), device)
+    short = dataclasses.replace(settings, iterations=20)
+    busy = gpu_busy_share(lambda: INVERSIONS["ig"].run(victim, observations, short), device)
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     successes = sum(judge(rec.images, rec.labels, held).leaked for rec, held in zip(reconstructions, samples))
     return {"seconds": seconds, "its_per_s": k * iterations / seconds, "compile_seconds": compile_seconds,
@@ -70,7 +70,7 @@ def warm_up(victim: Victim, observations: list[Observation], settings: AttackSet
     The step is kept on the victim, so the timed runs that follow reuse it.
     """
     before = set(victim.steps)
-    ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=2))
+    INVERSIONS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=2))
     return sum(victim.steps[key].compile_seconds or 0.0 for key in set(victim.steps) - before)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.victim import Victim
@@ -54,7 +54,7 @@ def measure(flat: dict, samples: int, clients: int) -> list[dict]:
     rows = []
     for attack in ("isolation", "cpa"):
         start = time.perf_counter()
-        results = ATTACKS[attack].run(victim, observations, settings.for_method(attack))
+        results = INVERSIONS[attack].run(victim, observations, settings.for_method(attack))
         seconds = (time.perf_counter() - start) / clients
         verdicts = [judge(rec.images, rec.labels, h) for rec, h in zip(results, held)]
         rows.append({"attack": attack, "leaked": sum(v.images_leaked for v in verdicts),

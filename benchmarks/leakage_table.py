@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.base import Reconstruction
 from attacker.attacks.ig import Variant, plan_attack, run_plans
 from attacker.judge import Judge, Verdict
@@ -104,7 +104,7 @@ def measure(flat: dict, images_per_client: int, clients: int, attacks: list[str]
     rows, drawn = [], False
     for attack in attacks:
         method, _, mode = attack.partition(" ")
-        reason = ATTACKS[method].why_not(victim, observations[0])
+        reason = INVERSIONS[method].why_not(victim, observations[0])
         if reason is not None:
             rows.append({"attack": attack, "applies": False, "why_not": reason})
             continue
@@ -114,7 +114,7 @@ def measure(flat: dict, images_per_client: int, clients: int, attacks: list[str]
             plans = [plan_attack(victim, obs, Variant(tv=tv, multistep=mode), ig) for obs in observations]
             recs = run_plans(victim, plans, ig)
         else:
-            recs = ATTACKS[method].run(victim, observations, settings.for_method(method))
+            recs = INVERSIONS[method].run(victim, observations, settings.for_method(method))
         seconds = (time.perf_counter() - start) / clients
         verdicts = [judge(rec.images, rec.labels, held) for rec, held in zip(recs, samples)]
         images = [image for verdict in verdicts for image in verdict.images]

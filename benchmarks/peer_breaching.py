@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.metrics import ssim as pairwise_ssim
 from attacker.observation import Observation
 from attacker.victim import Victim
@@ -116,11 +116,11 @@ def main() -> None:
     one = {"eager": [], "compiled": [], "breaching": []}
     for _ in range(args.repeats):  # one update, interleaved
         for mode, mode_settings in modes.items():
-            one[mode].append(timed(lambda s=mode_settings: ATTACKS["ig"].run(victim, observations[:1], s),
+            one[mode].append(timed(lambda s=mode_settings: INVERSIONS["ig"].run(victim, observations[:1], s),
                                    victim.device)[1])
         one["breaching"].append(run_breaching(attacker, victim, observations[0], truths[0].labels, starts[0])[1])
     rate = {tool: args.iterations / min(seconds) for tool, seconds in one.items()}
-    batched = {mode: timed(lambda s=mode_settings: ATTACKS["ig"].run(victim, observations, s), victim.device)
+    batched = {mode: timed(lambda s=mode_settings: INVERSIONS["ig"].run(victim, observations, s), victim.device)
                for mode, mode_settings in modes.items()}
     found = [run_breaching(attacker, victim, obs, truth.labels, start)
              for obs, truth, start in zip(observations, truths, starts)]
@@ -187,7 +187,8 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     """
     lbfgs = settings.for_method(method, iterations=iterations)
     modes = compile_modes(lbfgs)
-    ATTACKS[method].run(victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
+    attack = INVERSIONS[method]
+    attack.run(victim, observations[:1], dataclasses.replace(modes["compiled"], iterations=1))  # compile it
     attacker = breaching_attacker(victim.model, iterations, "deepleakage", labels_given=method == "idlg")
     attacker.objective = counter = CountingObjective(attacker.objective)
     rates = {"eager": [], "compiled": [], "breaching": []}
@@ -195,7 +196,7 @@ def compare_lbfgs(victim: Victim, method: str, observations: list[Observation], 
     for obs, truth, start in zip(observations, truths, starts):
         for mode, mode_settings in modes.items():
             before = sum(step.evaluations for step in victim.steps.values())
-            rec, seconds = timed(lambda o=obs, s=mode_settings: ATTACKS[method].run(victim, [o], s)[0], victim.device)
+            rec, seconds = timed(lambda o=obs, s=mode_settings: attack.run(victim, [o], s)[0], victim.device)
             rates[mode].append((sum(step.evaluations for step in victim.steps.values()) - before) / seconds)
             ssims[mode].append(ssim(rec.images, truth))
         counter.calls = 0

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.engine import AdamSchedule, minimize
 from attacker.labels import recover_labels
 from attacker.metrics import ssim
@@ -154,7 +154,7 @@ def run_protocol(images: torch.Tensor, labels: torch.Tensor, args, device: torch
         observations = as_fedsgd_observations(victim, gradients)
         settings = AttackSettings.from_config(RunConfig().attack, seed=0).for_method("analytic")
         begin = time.perf_counter()
-        results = ATTACKS["analytic"].run(victim, observations, settings)
+        results = INVERSIONS["analytic"].run(victim, observations, settings)
         add_row(name, "analytic", torch.cat([r.images for r in results]), torch.cat([r.labels for r in results]),
                 1, len(results), time.perf_counter() - begin)
         if args.images:

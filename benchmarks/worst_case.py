@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.base import Reconstruction
 from attacker.judge import Judge, Race, Verdict, worst_case
 from attacker.observation import Observation
@@ -84,17 +84,17 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     settings = AttackSettings.from_config(config.attack, seed=0).for_method("auto", iterations=iterations)
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     start = time.perf_counter()
-    results = ATTACKS["auto"].run(fresh_victim(), observations, settings)
+    results = INVERSIONS["auto"].run(fresh_victim(), observations, settings)
     auto_seconds = (time.perf_counter() - start) / clients
     ig_seconds = raced_seconds = raced_identified = raced_leaked = None
     if time_ig:
         start = time.perf_counter()
-        ATTACKS["ig"].run(fresh_victim(), observations, settings.for_method("ig", iterations=iterations or 0))
+        INVERSIONS["ig"].run(fresh_victim(), observations, settings.for_method("ig", iterations=iterations or 0))
         ig_seconds = (time.perf_counter() - start) / clients
         race = Race(judge, samples)
         judge.chance.at(1, 1)  # chance is measured once per count: not part of the race's cost
         start = time.perf_counter()
-        raced = ATTACKS["auto"].run(fresh_victim(), observations, settings, settled=race)
+        raced = INVERSIONS["auto"].run(fresh_victim(), observations, settings, settled=race)
         raced_seconds = (time.perf_counter() - start) / clients
         raced_verdicts = [[race.verdicts[id(c)] for c in rec.candidates] for rec in raced]
         raced_identified = sum(max(v.images_identified for v in verdicts) for verdicts in raced_verdicts)

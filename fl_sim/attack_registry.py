@@ -1,9 +1,10 @@
 """Every ``attack.method`` the attacker can run, declared once: its runner and its published defaults.
 
 The configuration's allowed values, :class:`attacker.attacks.base.AttackSettings` (a setting of 0
-takes the method's default) and the attacker's dispatch (:data:`attacker.attacks.ATTACKS`) read this
+takes the method's default) and the attacker's dispatch (:data:`attacker.attacks.INVERSIONS`) read this
 table; runners are named by import path, so that a configuration is checked without importing torch.
-Adding an attack is one ``ATTACKS.register`` call and its :class:`attacker.attacks.base.Attack`: its runner,
+Adding an attack is one ``ATTACKS.register`` call and its :class:`attacker.attacks.base.InversionAttack` (which
+takes its name and defaults from the entry): its runner,
 ``run(victim, observations, settings, stop) -> list[Reconstruction]``, and ``why_not(victim, observation)``,
 which says where it does not apply.
 """
@@ -17,12 +18,22 @@ from fl_sim.registry import Registry
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack: its name, its ``Attack`` (``module:object``) and default iterations and step size (0: none)."""
+    """One attack.
+
+    Attributes:
+        name: the value of ``attack.method``.
+        attack: its :class:`attacker.attacks.base.InversionAttack` (``module:object``).
+        iterations: its default iterations (0: each attack of a portfolio takes its own).
+        lr: its default step size (0: none, or its portfolio's own).
+        exact: it reads images back exactly (closed form), so that one read again in a later round is the same
+            sample: the attacker banks its recoveries across rounds (:mod:`attacker.across_rounds`).
+    """
 
     name: str
     attack: str
     iterations: int
     lr: float
+    exact: bool = False
 
 
 #: Every attack by name. Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py),
@@ -40,7 +51,7 @@ for _entry in (
     AttackEntry("idlg", "attacker.attacks.dlg:IDLG", 300, 1.0),
     AttackEntry("dlg", "attacker.attacks.dlg:DLG", 300, 1.0),
     AttackEntry("analytic", "attacker.attacks.analytic:ANALYTIC", 2000, 0.1),
-    AttackEntry("isolation", "attacker.attacks.isolation:ISOLATION", 1, 0.0),
+    AttackEntry("isolation", "attacker.attacks.isolation:ISOLATION", 1, 0.0, exact=True),
     AttackEntry("cpa", "attacker.attacks.unmixing:CPA", 25000, 0.001),
 ):
     ATTACKS.register(_entry)

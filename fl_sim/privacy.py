@@ -68,7 +68,7 @@ def noise_multiplier(config: RunConfig, num_examples: int) -> float:
 
 def dp_sgd(config: RunConfig, num_examples: int) -> DpSgd | None:
     """The DP-SGD settings of a client holding ``num_examples`` samples, or None when the run does not use it."""
-    if config.defense.name != "dpsgd":
+    if not config.defense.entry().in_local_training:
         return None
     return DpSgd(noise_multiplier(config, num_examples), config.defense.dpsgd_max_grad_norm)
 

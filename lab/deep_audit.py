@@ -13,6 +13,7 @@ from typing import TextIO
 
 import torch
 
+from attacker.assessor import Assessor
 from attacker.deep_pass import deep_pass, finished_updates
 from attacker.judge import Judge
 from attacker.reporter import Reporter, central_dp_note
@@ -23,6 +24,7 @@ from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
+from fl_sim.reporting.tensorboard import TensorBoardSink
 from fl_sim.reporting.tidy import write_attack_table
 from fl_sim.results import ResultsWriter, load_events, require_run_directory, resume_config
 
@@ -47,22 +49,28 @@ def audit_run(run_dir: Path, budget_seconds: float | None = None, unlimited: boo
     budget = None if unlimited else budget_seconds or config.attack.deep_budget_seconds or None
     torch.set_num_threads(config.attack.threads or torch.get_num_threads())  # no clients here: every core
     writer = ResultsWriter.reopen(run_dir)
-    runner = None
+    runner = sink = None
     try:
         if console is not None:
             lines = PlainLines(console)
             for event in load_events(run_dir):
                 lines.progress.add(event)
             writer.listeners.append(lines)
+        if config.output.tensorboard:  # the final verdicts join the run's TensorBoard log
+            sink = TensorBoardSink(run_dir, load_events(run_dir))
+            writer.listeners.append(sink)
         dataset = load_dataset(config.data)
         judge = Judge.of_dataset(dataset, config.attack, seed=config.seed)
         runner = AttackRunner(config, dataset.input_shape, dataset.num_classes)
         reporter = Reporter(writer, runner.settings.method, runner.device, config.attack.save_images,
                             notes=central_dp_note(config))
-        summary = deep_pass(store, runner, reporter, judge, budget, finished=finished_updates(load_events(run_dir)))
+        summary = deep_pass(store, runner, Assessor(), reporter, judge, budget,
+                            finished=finished_updates(load_events(run_dir)))
     finally:
         if runner is not None:
             runner.close()
+        if sink is not None:
+            sink.close()
         writer.close()
     write_attack_table(run_dir)
     if config.output.report:

@@ -36,7 +36,8 @@ from fl_sim.results import (
     resolve_run_dir,
     run_directory,
 )
-from lab.server_app import PluginFactory, create_server_app
+from lab.federation import PluginFactory
+from lab.server_app import create_server_app
 from strategies.watched_grid import EngineWatch
 
 
@@ -52,7 +53,7 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
     dataset = load_dataset(config.data)
     model = build_run_model(config, dataset.input_shape, dataset.num_classes)
-    if config.defense.name == "dpsgd":
+    if config.defense.entry().in_local_training:
         check_private_model(config, model)
     if config.attack.enabled:
         resolve_device(config.attack.device)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from fl_sim import events, privacy, protocol
 from fl_sim.config import RunConfig
+from fl_sim.defense_registry import PER_LOCAL_STEP, PER_UPLOAD
 from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import ResultsWriter
 
@@ -33,13 +34,13 @@ class PrivacyLedger(ServerPlugin):
 
     def on_update(self, update: InterceptedUpdate) -> None:
         """Add the update's steps (``dp``: the upload) to its client's total and log what that client has spent."""
-        defense = self.config.defense.of(update.partition_id)
-        if update.partition_id is None or defense not in ("dp", "dpsgd"):
+        accounted = self.config.defense.entry(update.partition_id).accounted
+        if update.partition_id is None or accounted is None:
             return
-        taken = int(update.metrics.get(protocol.LOCAL_STEPS, 0)) if defense == "dpsgd" else 1
+        taken = int(update.metrics.get(protocol.LOCAL_STEPS, 0)) if accounted == PER_LOCAL_STEP else 1
         steps = self._steps.get(update.partition_id, 0) + taken
         self._steps[update.partition_id] = steps
-        if defense == "dp":
+        if accounted == PER_UPLOAD:
             sigma, rate = self.config.defense.dp_noise_multiplier, 1.0
             epsilon, delta = privacy.local_dp_epsilon(self.config, steps), self.config.defense.dp_delta
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import images
@@ -10,9 +11,10 @@ import pytest
 
 from fl_sim.config import RunConfig
 
-# Flower's telemetry writes an id to ~/.flwr/source on its first event (run_simulation sends one): the tests,
-# and the Flower processes they start, leave the user's home alone and send nothing.
+# Flower writes an id to $FLWR_HOME/source (~/.flwr) on its first telemetry event (run_simulation makes one), even
+# with telemetry off: the tests, and the Flower processes they start, send nothing and keep a Flower home of their own.
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ["FLWR_HOME"] = tempfile.mkdtemp(prefix="fl-sim-tests-flwr-home-")
 
 #: A run small enough for unit tests: 16x16 digits, 3 clients, 2 rounds of 2 local steps, no attack.
 TINY = {

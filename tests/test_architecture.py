@@ -58,3 +58,61 @@ def test_fl_sim_run_refuses_bad_settings_before_loading_torch_flower_or_ray(argv
     done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.split("\n")[0] == "2 []", done.stdout + done.stderr
     assert done.stderr.startswith("fl-sim: error: ") and done.stderr.count("\n") == 1
+
+
+#: The words that say an expression holds a choice (``config.defense.name``, ``method``, ``entry.name``):
+#: compared with a registered name, it is code that knows what a choice does by its name, not by its entry.
+CHOICE_WORDS = ("defense", "attack", "method", "model", "strategy", "dataset", "name")
+
+
+def _choice_names() -> set[str]:
+    from fl_sim.attack_registry import ATTACKS
+    from fl_sim.dataset_registry import DATASETS
+    from fl_sim.defense_registry import DEFENSES
+    from fl_sim.model_registry import MODELS
+    from fl_sim.strategy_registry import STRATEGIES
+
+    return {name for registry in (ATTACKS, DATASETS, DEFENSES, MODELS, STRATEGIES) for name in registry}
+
+
+def _literals(node: ast.AST) -> list[str]:
+    """The strings ``node`` spells out: a string, or the strings of a tuple, list or set of them."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [value for element in node.elts for value in _literals(element)]
+    return []
+
+
+def _name_comparisons(source: str, names: set[str]) -> list[str]:
+    """Every comparison (``==``, ``in``, a set's ``&``) in ``source`` of a choice with one of ``names``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr, ast.Sub)):
+            sides = [node.left, node.right]
+        else:
+            continue
+        named = [value for side in sides for value in _literals(side) if value in names]
+        held = [ast.unparse(side) for side in sides if not _literals(side)]
+        if named and any(word in text for text in held for word in CHOICE_WORDS):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_finder_sees_a_choice_compared_by_its_name():
+    names = _choice_names()
+    assert len(_name_comparisons('if config.defense.name == "dpsgd" or method in ("ig", "cpa"): pass\n'
+                                 'both = {defense.name, *other} & {"dp", "dpsgd"}', names)) == 3
+    assert not _name_comparisons('ok = config.init == "dlg" and config.compile == "auto"', names)
+
+
+def test_no_code_knows_a_choice_by_its_name_outside_the_registries():
+    """What a choice does is on its registry entry (a flag, a default, its code); the rest of the code reads that."""
+    names, found = _choice_names(), []
+    for package in (*PROJECT, "examples"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if not path.name.endswith("_registry.py"):
+                found += [f"{path.relative_to(ROOT)} {hit}" for hit in _name_comparisons(path.read_text(), names)]
+    assert not found, "compare the entry's flags, not the name:\n" + "\n".join(found)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.judge import count_accuracy
 from attacker.label_counts import update_label_counts
 from attacker.labels import recover_labels
@@ -78,7 +78,7 @@ def test_label_counts_of_two_local_epochs_are_read_off_the_bias_and_not_claimed_
 def test_analytic_recovers_one_image_exactly_from_an_mlp():
     config = RunConfig.from_flat({**FEDSGD, "model.name": "mlp", "model.width": 128})
     victim, observations, _ = _observe(config, [[5]])
-    rec = ATTACKS["analytic"].run(victim, observations, _settings(config, "analytic"))[0]
+    rec = INVERSIONS["analytic"].run(victim, observations, _settings(config, "analytic"))[0]
     ssim, psnr, verdict = _ssim_psnr(config, rec, [5])
     assert psnr >= 60 and ssim > 0.999 and verdict.label_accuracy == 1.0 and verdict.leaked
 
@@ -92,7 +92,7 @@ def test_optimisation_attacks_break_an_undefended_lenet(method, iterations, rest
     """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": method})
     victim, observations, _ = _observe(config, [[3]])
-    rec = ATTACKS[method].run(victim, observations, _settings(config, iterations=iterations, restarts=restarts))[0]
+    rec = INVERSIONS[method].run(victim, observations, _settings(config, iterations=iterations, restarts=restarts))[0]
     ssim, _, verdict = _ssim_psnr(config, rec, [3])
     start = judge_for(config.data)(torch.randn(1, 1, 32, 32), rec.labels, [3])
     assert ssim >= 0.6 > start.best_ssim
@@ -108,8 +108,8 @@ def test_dlg_lowers_its_cost_from_a_joint_image_and_label_start():
     """
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "dlg"})
     victim, observations, _ = _observe(config, [[3], [40]])
-    first = ATTACKS["dlg"].run(victim, observations, _settings(config, iterations=1))
-    final = ATTACKS["dlg"].run(victim, observations, _settings(config, iterations=60, restarts=2))
+    first = INVERSIONS["dlg"].run(victim, observations, _settings(config, iterations=1))
+    final = INVERSIONS["dlg"].run(victim, observations, _settings(config, iterations=60, restarts=2))
     assert all(b.loss < a.loss / 10 for a, b in zip(first, final))
 
 
@@ -117,8 +117,8 @@ def test_batched_engine_equals_sequential():
     config = RunConfig.from_flat({**FEDSGD, "attack.method": "ig"})
     victim, observations, _ = _observe(config, [[1], [2], [3]])
     settings = _settings(config, iterations=20, restarts=2)
-    batched = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, batched=True))
-    sequential = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, batched=False))
+    batched = INVERSIONS["ig"].run(victim, observations, dataclasses.replace(settings, batched=True))
+    sequential = INVERSIONS["ig"].run(victim, observations, dataclasses.replace(settings, batched=False))
     for a, b in zip(batched, sequential):
         assert torch.allclose(a.images, b.images, atol=1e-4)
         assert a.loss == pytest.approx(b.loss, abs=1e-5)
@@ -128,8 +128,8 @@ def test_replayed_local_steps_reduce_the_matching_cost():
     config = RunConfig.from_flat({**FEDSGD, "train.local-steps": 3, "attack.method": "ig"})
     victim, observations, truths = _observe(config, [[4, 9, 13]])
     assert observations[0].local_steps == 3 and not observations[0].exact_gradient
-    short = ATTACKS["ig"].run(victim, observations, _settings(config, iterations=1))[0]
-    longer = ATTACKS["ig"].run(victim, observations, _settings(config, iterations=150))[0]
+    short = INVERSIONS["ig"].run(victim, observations, _settings(config, iterations=1))[0]
+    longer = INVERSIONS["ig"].run(victim, observations, _settings(config, iterations=150))[0]
     assert longer.images.shape == (3, 1, 32, 32) and "replay" in longer.attack
     assert longer.loss < short.loss
 
@@ -184,7 +184,7 @@ def test_analytic_fails_only_the_client_whose_bias_did_not_move():
     frozen = dataclasses.replace(observations[0], update={
         name: torch.zeros_like(value) if name.endswith("bias") else value
         for name, value in observations[0].update.items()})
-    first, second = ATTACKS["analytic"].run(victim, [frozen, observations[1]], _settings(config, "analytic"))
+    first, second = INVERSIONS["analytic"].run(victim, [frozen, observations[1]], _settings(config, "analytic"))
     assert "nothing recovered" in first.notes[-1] and not _ssim_psnr(config, first, [5])[2].leaked
     assert _ssim_psnr(config, second, [6])[1] >= 60
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import pickle
@@ -15,7 +16,8 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from fl_sim.config import DataConfig
-from fl_sim.data import convert, files, load_dataset
+from fl_sim.data import convert, load_dataset
+from fl_sim.dataset_registry import DATASETS
 from fl_sim.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -137,12 +139,18 @@ def test_mnist_labels_that_do_not_fit_their_images_fail_before_any_run(tmp_path,
                                         ("cifar10", "download=True"), ("cifar100", "download=True"),
                                         ("imagefolder", "sub-folder")])
 def test_missing_root_says_how_to_get_the_data(tmp_path, monkeypatch, name, hint):
-    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    _fashion_package(monkeypatch, tmp_path / "no-package")
     with pytest.raises(DataError) as raised:
         load_dataset(DataConfig(dataset=name, root=str(tmp_path / "nowhere")))
     message = str(raised.value)
     assert "\n" not in message
     assert hint in message
+
+
+def _fashion_package(monkeypatch, folder: Path) -> None:
+    """Where, for the test, Debian's dataset-fashion-mnist package installs its IDX files."""
+    entry = dataclasses.replace(DATASETS["fashion-mnist"], idx_folders=(str(folder),))
+    monkeypatch.setitem(DATASETS._entries, entry.name, entry)
 
 
 def _write_fashion_idx(folder: Path, compress: bool) -> None:
@@ -159,7 +167,7 @@ def _write_fashion_idx(folder: Path, compress: bool) -> None:
 def test_fashion_mnist_found_where_debian_installs_it(tmp_path, monkeypatch):
     package = tmp_path / "usr-share-datasets-fashion-mnist"
     _write_fashion_idx(package, compress=True)
-    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", package)
+    _fashion_package(monkeypatch, package)
     data = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path / "empty-root"), image_size=28))
     assert (len(data.train), len(data.test), data.num_classes, data.input_shape) == (12, 4, 10, (1, 28, 28))
     assert data.train.labels.tolist() == [i % 10 for i in range(12)]
@@ -167,7 +175,7 @@ def test_fashion_mnist_found_where_debian_installs_it(tmp_path, monkeypatch):
 
 def test_fashion_mnist_idx_files_under_the_root_come_first(tmp_path, monkeypatch):
     _write_fashion_idx(tmp_path / "fashion-mnist", compress=False)
-    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    _fashion_package(monkeypatch, tmp_path / "no-package")
     data = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), image_size=32, channels=3))
     assert (len(data.train), len(data.test), data.input_shape) == (12, 4, (3, 32, 32))
 
@@ -177,7 +185,7 @@ def test_damaged_idx_file_is_one_line_naming_it(tmp_path, monkeypatch, damage):
     _write_fashion_idx(tmp_path, compress=False)
     path = tmp_path / "train-labels-idx1-ubyte"
     path.write_bytes(damage(path.read_bytes()))
-    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST", tmp_path / "no-package")
+    _fashion_package(monkeypatch, tmp_path / "no-package")
     with pytest.raises(DataError, match="train-labels-idx1-ubyte") as raised:
         load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), image_size=16))
     assert "\n" not in str(raised.value)

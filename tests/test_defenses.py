@@ -302,9 +302,12 @@ def test_a_registered_pruning_defense_needs_no_other_edit(tiny_config, monkeypat
     from fl_sim.config import describe
     from fl_sim.defense_registry import DEFENSES, DefenseEntry
 
-    entry = DefenseEntry("keep-a-zero", "toy_defense:keep_a_zero")
+    entry = DefenseEntry("keep-a-zero", "toy_defense:keep_a_zero", prunes=True)
     monkeypatch.setitem(DEFENSES._entries, entry.name, entry)  # registered for this test only
     assert "keep-a-zero" in dict((key, text) for key, _, text in describe())["defense.name"]
+    # central DP's client-side clipping refuses it for its flag (it prunes), not for its name
+    with pytest.raises(ConfigError, match="but defense topk/dgp/keep-a-zero uploads them sparse"):
+        tiny_config.with_overrides({"defense.name": "keep-a-zero", "central-dp.clipping": "client-fixed"})
     config = tiny_config.with_overrides({"defense.name": "keep-a-zero", "num-server-rounds": 1, "attack.enabled": True,
                                          "attack.method": "idlg", "attack.iterations": 5, "attack.blocking": True,
                                          "train.optimizer": "sgd", "train.lr": 0.1, "train.batch-size": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from attacker.attacks import ATTACKS
+from attacker.attacks import INVERSIONS
 from attacker.attacks.ig import LABEL_SEARCH_SHARE, Variant, plan_attacks
 from attacker.observation import Observation
 from attacker.outcome import attack_runs, decide
@@ -46,7 +48,7 @@ def cut_run(tmp_path_factory) -> Path:
     """A tiny run whose every pruned update had IG cut in its round (no deep pass): a copy per test."""
     from conftest import TINY
 
-    config = RunConfig.from_flat({**TINY, **PRUNED_AND_CUT, "output.report": True,
+    config = RunConfig.from_flat({**TINY, **PRUNED_AND_CUT, "output.report": True, "output.tensorboard": True,
                                   "output.dir": str(tmp_path_factory.mktemp("cut") / "results")})
     return run_locally(config)
 
@@ -81,7 +83,8 @@ def test_a_cut_attack_gives_undecided_never_not_leaked(cut_run):
 
 def test_the_deep_pass_turns_provisional_verdicts_final_in_every_output(run_dir):
     before = _attacks(run_dir)
-    summary = audit_run(run_dir, unlimited=True)  # no limit: every attack runs in full
+    console = io.StringIO()
+    summary = audit_run(run_dir, unlimited=True, console=console)  # no limit: every attack runs in full
     assert summary.updates == sum(e["verdict"] == "undecided" for e in before) and summary.undecided == 0
     deep = [e for e in _attacks(run_dir) if e["phase"] == "deep"]
     assert len(deep) == summary.updates and all(e["verdict"] in ("leaked", "not leaked") for e in deep)
@@ -103,6 +106,13 @@ def test_the_deep_pass_turns_provisional_verdicts_final_in_every_output(run_dir)
     assert len(updates) == 6 and not any(r["verdict"] == "undecided" for r in rows)
     assert {r["phase"] for r in rows if r["attack"].startswith("ig")} >= {"deep"}
     assert "(deep pass)" in (run_dir / "report.html").read_text()
+    line = console.getvalue().splitlines()[-1]
+    assert line.startswith(f"deep pass: {summary.updates} undecided updates attacked on in ")
+    assert "(no limit)" in line and "; 0 still undecided" in line
+    log = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    log.Reload()  # the final verdicts join the run's log: the round's verdicts counted with them, superseded
+    assert {name: log.Scalars(f"final/{name}")[-1].value for name in ("leaked", "not leaked", "undecided")} == {
+        "leaked": final["leaked"], "not leaked": final["not leaked"], "undecided": 0}
 
 
 def test_the_runs_own_deep_pass_settles_what_its_rounds_left(tiny_config):
@@ -195,10 +205,10 @@ def test_decide_counts_a_leak_whatever_was_cut_and_not_leaked_only_in_full():
 
     settings = AttackSettings.from_config(config.attack, seed=0).for_method("ig", iterations=30)
     judge = judge_for(config.data)
-    cut = ATTACKS["ig"].run(victim, [obs], settings, Stop(1e-9))[0]
-    full = ATTACKS["ig"].run(victim, [obs], settings, Stop())[0]
+    cut = INVERSIONS["ig"].run(victim, [obs], settings, Stop(1e-9))[0]
+    full = INVERSIONS["ig"].run(victim, [obs], settings, Stop())[0]
     assert not cut.complete and full.complete
-    exact = ATTACKS["isolation"].run(victim, [obs], settings, Stop())[0]
+    exact = INVERSIONS["isolation"].run(victim, [obs], settings, Stop())[0]
     truth = judge(exact.images, exact.labels, held=[5])
     assert truth.leaked  # one image through an MLP: read back exactly
     assert decide(truth, attack_runs(cut, ["ig"])) == events.LEAKED

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attacker.across_rounds import RecoveredSamples
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.dlg import RACE_EVERY
 from attacker.judge import Race
 from attacker.observation import Observation
@@ -39,7 +39,7 @@ def _observed(flat: dict, samples: list[list[int]]):
 def test_isolation_reads_images_back_exactly_from_several_steps_of_batches():
     held = list(range(40, 56))
     config, victim, [obs] = _observed(LOCAL_SGD, [held])
-    [rec] = ATTACKS["isolation"].run(victim, [obs], AttackSettings.from_config(config.attack, seed=0))
+    [rec] = INVERSIONS["isolation"].run(victim, [obs], AttackSettings.from_config(config.attack, seed=0))
     assert 1 <= len(rec.images) <= obs.most_images == 16  # never more guesses than images the update can hold
     verdict = judge_for(config.data)(rec.images, rec.labels, held)
     exact = [image for image in verdict.images if image.scores.ssim > 0.999]
@@ -48,17 +48,17 @@ def test_isolation_reads_images_back_exactly_from_several_steps_of_batches():
 
 def test_each_attack_says_where_it_does_not_apply():
     _, mlp, [sgd] = _observed(LOCAL_SGD, [[3, 4, 5, 6]])
-    assert ATTACKS["isolation"].why_not(mlp, sgd) is None and ATTACKS["ig"].why_not(mlp, sgd) is None
-    assert "4 images" in ATTACKS["analytic"].why_not(mlp, sgd)  # 4 steps over 4 images: a mixture
-    assert "one plain SGD step" in ATTACKS["idlg"].why_not(mlp, sgd)
+    assert INVERSIONS["isolation"].why_not(mlp, sgd) is None and INVERSIONS["ig"].why_not(mlp, sgd) is None
+    assert "4 images" in INVERSIONS["analytic"].why_not(mlp, sgd)  # 4 steps over 4 images: a mixture
+    assert "one plain SGD step" in INVERSIONS["idlg"].why_not(mlp, sgd)
     _, _, [adam] = _observed({**LOCAL_SGD, "train.optimizer": "adam", "train.lr": 0.001}, [[3, 4, 5, 6]])
-    assert not ATTACKS["auto"].applies(mlp, adam)
-    assert "adam" in ATTACKS["isolation"].why_not(mlp, adam) and "adam" in ATTACKS["ig"].why_not(mlp, adam)
+    assert not INVERSIONS["auto"].applies(mlp, adam)
+    assert "adam" in INVERSIONS["isolation"].why_not(mlp, adam) and "adam" in INVERSIONS["ig"].why_not(mlp, adam)
     _, lenet, [one] = _observed(FEDSGD, [[3]])
-    assert "first layer" in ATTACKS["isolation"].why_not(lenet, one)
-    assert ATTACKS["auto"].reasons(lenet, one) == {"isolation": ATTACKS["isolation"].why_not(lenet, one),
+    assert "first layer" in INVERSIONS["isolation"].why_not(lenet, one)
+    assert INVERSIONS["auto"].reasons(lenet, one) == {"isolation": INVERSIONS["isolation"].why_not(lenet, one),
                                                    "analytic": None, "idlg": None, "ig": None,
-                                                   "cpa": ATTACKS["isolation"].why_not(lenet, one)}
+                                                   "cpa": INVERSIONS["isolation"].why_not(lenet, one)}
 
 
 @pytest.mark.parametrize("settles", [True, False])
@@ -67,7 +67,7 @@ def test_auto_stops_attacking_an_update_at_its_first_leaked_image(settles):
                                               "model.init": "default", "attack.iterations": 5}, [[3], [9]])
     settings = AttackSettings.from_config(config.attack, seed=0)
     race = Race(judge_for(config.data), [[3], [9]]) if settles else None
-    results = ATTACKS["auto"].run(victim, observations, settings, settled=race)
+    results = INVERSIONS["auto"].run(victim, observations, settings, settled=race)
     for rec in results:
         ran = [c.attack for c in rec.candidates]
         if settles:  # one SGD step on one image of an MLP: isolation reads it back, nothing else runs
@@ -85,7 +85,7 @@ def test_idlg_in_the_race_stops_an_update_once_its_best_point_leaks():
         asked.append(index)
         return index == 0  # the first update's best point leaks; the second's never does
 
-    first, second = ATTACKS["idlg"].run(victim, observations, settings, leaked=leaked)
+    first, second = INVERSIONS["idlg"].run(victim, observations, settings, leaked=leaked)
     assert first.iterations == RACE_EVERY and asked.count(0) == 1
     assert second.iterations > RACE_EVERY and asked.count(1) == second.iterations // RACE_EVERY
 

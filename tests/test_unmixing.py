@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.isolation import input_layer
 from attacker.attacks.unmixing import WhitenedLayer
 from attacker.observation import Observation
@@ -73,16 +73,16 @@ def test_cpa_unmixes_images_that_no_neuron_isolates():
     images = _blobs(4)
     planted = _planted(victim, obs, images)
     settings = AttackSettings.from_config(config.attack, seed=0)
-    [isolated] = ATTACKS["isolation"].run(victim, [planted], settings)
+    [isolated] = INVERSIONS["isolation"].run(victim, [planted], settings)
     assert min(_best_errors(isolated.images, images)) > 0.3  # every row mixes all four: nothing to read off
-    [unmixed] = ATTACKS["cpa"].run(victim, [planted], settings.for_method("cpa", iterations=3000, lr=0.03))
+    [unmixed] = INVERSIONS["cpa"].run(victim, [planted], settings.for_method("cpa", iterations=3000, lr=0.03))
     errors = sorted(_best_errors(unmixed.images, images))
     assert len(unmixed.images) == 4 and errors[0] < 0.01 and errors[2] < 0.15, errors
     assert "rank 4" in unmixed.notes[0]
 
 
 def test_cpa_says_where_it_does_not_apply():
-    why_not = ATTACKS["cpa"].why_not
+    why_not = INVERSIONS["cpa"].why_not
     _, victim, obs, _ = _observed(MLP_BATCH, [3, 4, 5, 6])
     assert why_not(victim, obs) is None
     _, _, adam, _ = _observed({**MLP_BATCH, "train.optimizer": "adam", "train.lr": 0.001}, [3, 4, 5, 6])

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from attacker.attacks import ATTACKS, AttackSettings
+from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.judge import worst_case
 from attacker.objectives import l2_distance
 from attacker.observation import Observation
@@ -85,7 +85,7 @@ def test_dlg_reports_the_cost_of_the_image_it_returns():
     config, victim, observations, _ = _observe(FEDSGD, [[3]])
     for method in ("idlg", "dlg"):
         for iterations in (1, 3):
-            rec = ATTACKS[method].run(victim, observations, _settings(config, method, iterations=iterations))[0]
+            rec = INVERSIONS[method].run(victim, observations, _settings(config, method, iterations=iterations))[0]
             target = observations[0].gradient_estimate(victim.param_names)
             soft = torch.nn.functional.one_hot(rec.labels, victim.num_classes).float()
             trial = victim.gradient(rec.images, rec.labels if method == "idlg" else soft)
@@ -117,7 +117,7 @@ def test_worst_case_picks_the_verdict_that_leaks_most():
 def test_replay_beats_its_start_and_approx_on_two_local_steps():
     flat = {**FEDSGD, "train.local-steps": 2, "data.image-size": 16}
     config, victim, observations, truths = _observe(flat, [[3, 40]])
-    replay = ATTACKS["ig"].run(victim, observations, _settings(config, "ig", iterations=400, tv=0.01))[0]
+    replay = INVERSIONS["ig"].run(victim, observations, _settings(config, "ig", iterations=400, tv=0.01))[0]
     assert replay.images.shape == (2, 1, 16, 16) and "replay" in replay.attack
     assert sorted(replay.labels.tolist()) == sorted(truths[0].labels.tolist())
     assert _ssim(config, replay, [3, 40]) > _start_ssim(config, replay, [3, 40]) + 0.2
@@ -128,17 +128,17 @@ def test_pruned_uploads_are_matched_where_they_travelled():
     flat = {**FEDSGD, "defense.name": "dgp", "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3]])
     assert observations[0].pruned
-    aware = ATTACKS["idlg"].run(victim, observations, _settings(config, "idlg", iterations=200))[0]
+    aware = INVERSIONS["idlg"].run(victim, observations, _settings(config, "idlg", iterations=200))[0]
     assert any("defense-aware" in note for note in aware.notes)
     naive_obs = [dataclasses.replace(observations[0], defense="none", positions=None)]
-    naive = ATTACKS["idlg"].run(victim, naive_obs, _settings(config, "idlg", iterations=200))[0]
+    naive = INVERSIONS["idlg"].run(victim, naive_obs, _settings(config, "idlg", iterations=200))[0]
     assert _ssim(config, aware, [3]) >= 0.6 > _ssim(config, naive, [3])
 
 
 def test_analytic_recovers_features_before_precode_and_inverts_them():
     flat = {**FEDSGD, "precode.enabled": True, "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3]])
-    rec = ATTACKS["analytic"].run(victim, observations, _settings(config, "analytic", iterations=1000))[0]
+    rec = INVERSIONS["analytic"].run(victim, observations, _settings(config, "analytic", iterations=1000))[0]
     assert "features.1.encoder" in rec.notes[-1]
     assert _ssim(config, rec, [3]) >= 0.8
 
@@ -148,8 +148,8 @@ def test_precode_adaptive_attacks_beat_their_start(stochastic):
     flat = {**FEDSGD, "precode.enabled": True, "data.image-size": 16}
     config, victim, observations, _ = _observe(flat, [[3]])
     settings = _settings(config, "ig", tv=0.01, stochastic=stochastic)
-    first = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=1))[0]
-    rec = ATTACKS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=300))[0]
+    first = INVERSIONS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=1))[0]
+    rec = INVERSIONS["ig"].run(victim, observations, dataclasses.replace(settings, iterations=300))[0]
     assert rec.attack == f"ig tv=0.01 {stochastic}"
     assert rec.loss < first.loss and _ssim(config, rec, [3]) > _start_ssim(config, rec, [3]) + 0.05
 
@@ -208,4 +208,4 @@ def test_a_stop_stops_the_replays_label_search():
     stop = Stop()
     stop.set()
     with pytest.raises(AttackStopped, match="label search"):
-        ATTACKS["ig"].run(victim, observations, _settings(config, "ig", iterations=10), stop)
+        INVERSIONS["ig"].run(victim, observations, _settings(config, "ig", iterations=10), stop)

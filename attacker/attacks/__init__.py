@@ -1,4 +1,4 @@
-"""The gradient-inversion attacks, one module each, behind one interface (:class:`Attack`).
+"""The gradient-inversion attacks, one module each, behind one interface (:class:`InversionAttack`).
 
 Every attack runs as ``run(victim, observations, settings, stop) -> list[Reconstruction]``: it gets
 the global model and what the server observed of each update, nothing else; ``why_not(victim,
@@ -9,11 +9,11 @@ result to the judge. Which attack a name means, and its defaults, are declared o
 
 from __future__ import annotations
 
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 from fl_sim.registry import load
 
 #: Every attack by ``attack.method``, as :mod:`fl_sim.attack_registry` declares them.
-ATTACKS: dict[str, Attack] = {entry.name: load(entry.attack) for entry in ATTACK_ENTRIES.values()}
+INVERSIONS: dict[str, InversionAttack] = {entry.name: load(entry.attack) for entry in ATTACK_ENTRIES.values()}
 
-__all__ = ["ATTACKS", "Attack", "AttackSettings", "Reconstruction"]
+__all__ = ["INVERSIONS", "InversionAttack", "AttackSettings", "Reconstruction"]

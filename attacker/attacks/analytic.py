@@ -26,13 +26,14 @@ import time
 import torch
 from torch import nn
 
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction, plain_sgd_reason
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction, plain_sgd_reason
 from attacker.engine import AdamSchedule, minimize
 from attacker.labels import recover_labels
 from attacker.objectives import total_variation
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 
 #: TV weight of the feature inversion (the features pin the image; the prior only smooths).
 FEATURE_TV = 1e-4
@@ -63,8 +64,8 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
                          f"({settings.iterations} Adam steps{cut})")
         labels = recover_labels(obs.gradient_estimate(victim.param_names), 1, victim)
         results.append(Reconstruction(observation=obs, images=image.cpu(), labels=labels.cpu(), loss=0.0,
-                                      iterations=iterations, seconds=seconds, notes=notes, attack="analytic",
-                                      method="analytic", needed=needed, complete=iterations >= needed))
+                                      iterations=iterations, seconds=seconds, notes=notes, attack=ANALYTIC.name,
+                                      method=ANALYTIC.name, needed=needed, complete=iterations >= needed))
     return results
 
 
@@ -129,4 +130,4 @@ def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tens
     return found.variables[0], found.iterations
 
 
-ANALYTIC = Attack("analytic", run=run_analytic, why_not=why_not)
+ANALYTIC = InversionAttack(ATTACK_ENTRIES["analytic"], run=run_analytic, why_not=why_not)

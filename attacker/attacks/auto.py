@@ -7,7 +7,7 @@ reached it (every attack's result stays in the event). Choosing the maximum uses
 truth, as AutoAttack's per-sample worst case does: the verdict says what the best of these
 attacks achieves on this update, an upper bound on any single one of them.
 
-The portfolio runs cheapest first, each attack only where it applies (:attr:`Attack.why_not`), each
+The portfolio runs cheapest first, each attack only where it applies (:attr:`InversionAttack.why_not`), each
 defense-aware (a pruned upload is matched only where it travelled, see :mod:`attacker.matching`):
 
 1. ``isolation``: the images that single neurons of a fully connected first layer isolate, exact over
@@ -54,7 +54,7 @@ from typing import Protocol
 import torch
 
 from attacker.attacks.analytic import ANALYTIC
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from attacker.attacks.dlg import IDLG
 from attacker.attacks.ig import IG, Variant, plan_attacks, run_plans
 from attacker.attacks.isolation import ISOLATION
@@ -111,12 +111,12 @@ def run_auto(victim: Victim, observations: list[Observation], settings: AttackSe
                                     f"the verdict, did not run")
     return [Reconstruction(observation=obs, images=found[0].images, labels=found[0].labels, loss=found[0].loss,
                            iterations=sum(c.iterations for c in found), seconds=sum(c.seconds for c in found),
-                           notes=own, attack="auto", candidates=found, method="auto",
+                           notes=own, attack=AUTO.name, candidates=found, method=AUTO.name,
                            complete=all(c.complete for c in found) and not missing, unstarted=missing)
             for obs, found, own, missing in zip(observations, candidates, notes, unstarted)]
 
 
-def _stages() -> list[tuple[str, Attack, Callable]]:
+def _stages() -> list[tuple[str, InversionAttack, Callable]]:
     """The race's stages, cheapest first on a CPU: (name, the attack whose ``why_not`` applies, its runner).
 
     IG runs at the first TV weight for every update left, then at the other two together for the few updates the
@@ -128,17 +128,16 @@ def _stages() -> list[tuple[str, Attack, Callable]]:
     first, *others = TV_GRID
     ig_stages = [(f"ig tv={'/'.join(f'{tv:g}' for tv in tvs)}", IG, functools.partial(_inverting_gradients, tvs=tvs))
                  for tvs in ((first,), tuple(others))]
-    return [("isolation", ISOLATION, _as_it_is(ISOLATION)), ("analytic", ANALYTIC, _as_it_is(ANALYTIC)), *ig_stages,
-            ("cpa", CPA, _as_it_is(CPA, published=True)), ("idlg", IDLG, _idlg)]
+    return [(ISOLATION.name, ISOLATION, _as_it_is(ISOLATION)), (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)),
+            *ig_stages, (CPA.name, CPA, _as_it_is(CPA, published=True)), (IDLG.name, IDLG, _idlg)]
 
 
-def _as_it_is(attack: Attack, published: bool = False) -> Callable:
+def _as_it_is(attack: InversionAttack, published: bool = False) -> Callable:
     """A stage that runs ``attack`` on the updates it is handed (the race judges after it).
 
     Its iterations and lr are ``attack.*``'s where set, or with ``published`` always its own published defaults.
     """
-    entry = ATTACK_ENTRIES[attack.name]
-    fixed = {"iterations": entry.iterations, "lr": entry.lr} if published else {}
+    fixed = {"iterations": attack.entry.iterations, "lr": attack.entry.lr} if published else {}
 
     def stage(victim: Victim, observations: list[Observation], settings: AttackSettings, stop: Stop | None,
               owners: list[int], _settled: Settled | None) -> list[tuple[int, Reconstruction]]:
@@ -150,7 +149,7 @@ def _inverting_gradients(victim: Victim, observations: list[Observation], settin
                          stop: Stop | None, owners: list[int], _settled: Settled | None,
                          tvs: tuple[float, ...] = TV_GRID) -> list[tuple[int, Reconstruction]]:
     """IG's variants at the weights ``tvs`` on the updates handed, as one batched optimisation (judged after)."""
-    ig = settings.for_method("ig")
+    ig = settings.for_method(IG.name)
     wanted = [(owner, (obs, variant)) for owner, obs in zip(owners, observations)
               for variant in variants(victim, obs, tvs)]
     plans = plan_attacks(victim, [pair for _, pair in wanted], ig, stop)
@@ -169,13 +168,12 @@ def _idlg(victim: Victim, observations: list[Observation], settings: AttackSetti
           owners: list[int], settled: Settled | None) -> list[tuple[int, Reconstruction]]:
     """iDLG, one update at a time, each stopped as soon as its best point settles the update."""
     stochastic = "omit" if victim.bottleneck is not None else "sample"
-    lbfgs = settings.for_method("idlg", iterations=ATTACK_ENTRIES["idlg"].iterations, lr=ATTACK_ENTRIES["idlg"].lr,
-                                stochastic=stochastic)
+    lbfgs = settings.for_method(IDLG.name, iterations=IDLG.entry.iterations, lr=IDLG.entry.lr, stochastic=stochastic)
     leaked = None if settled is None else lambda i, images, labels: settled.settles(owners[i], images, labels)
     results = IDLG.run(victim, observations, lbfgs, stop, leaked=leaked)
     for rec in results:
-        rec.attack = "idlg" + (" omit" if stochastic == "omit" else "")
+        rec.attack = IDLG.name + (" omit" if stochastic == "omit" else "")
     return list(zip(owners, results))
 
 
-AUTO = Attack("auto", run=run_auto, portfolio=PORTFOLIO)
+AUTO = InversionAttack(ATTACK_ENTRIES["auto"], run=run_auto, portfolio=PORTFOLIO)

@@ -12,6 +12,7 @@ from attacker.observation import Observation
 from attacker.steps import Step, compile_wanted
 from attacker.victim import Victim
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
+from fl_sim.attack_registry import AttackEntry
 from fl_sim.config import AttackConfig
 
 
@@ -125,20 +126,25 @@ class Reconstruction:
 
 
 @dataclass(frozen=True)
-class Attack:
+class InversionAttack:
     """One gradient-inversion attack (or a portfolio of them): how it runs, and on which updates it is known to work.
 
-    ``run(victim, observations, settings, stop) -> list[Reconstruction]`` gets the global model and
-    what the server observed of each update, nothing else. ``why_not(victim, observation)`` says why the
-    attack does not apply to an update (its published setting does not cover it), or ``None`` when it does;
-    a portfolio (``auto``) has its attacks' instead. An attack runs only where it applies, and a verdict of
-    "not leaked" needs one that did.
+    ``entry`` is its declaration in :mod:`fl_sim.attack_registry` (its name, defaults and what it is); ``run(victim,
+    observations, settings, stop) -> list[Reconstruction]`` gets the global model and what the server observed of
+    each update, nothing else. ``why_not(victim, observation)`` says why the attack does not apply to an update (its
+    published setting does not cover it), or ``None`` when it does; a portfolio (``auto``) has its attacks'
+    instead. An attack runs only where it applies, and a verdict of "not leaked" needs one that did.
     """
 
-    name: str
+    entry: AttackEntry
     run: Callable[..., list[Reconstruction]]
     why_not: Callable[[Victim, Observation], str | None] | None = None
-    portfolio: tuple[Attack, ...] = ()
+    portfolio: tuple[InversionAttack, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Its ``attack.method``, as its entry declares it."""
+        return self.entry.name
 
     def reasons(self, victim: Victim, obs: Observation) -> dict[str, str | None]:
         """For this attack, or each of its portfolio, why it does not apply to ``obs`` (``None`` where it does)."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction, victim_step
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction, victim_step
 from attacker.labels import recover_labels
 from attacker.lbfgs import LBFGS, MAX_ITER
 from attacker.matching import matching_for, restrict
@@ -43,6 +43,7 @@ from attacker.observation import Observation
 from attacker.steps import Step
 from attacker.stop import Stop
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 
 #: iDLG stops when the gradient distance falls below this (iDLG.py).
 STOP_LOSS = 1e-6
@@ -198,9 +199,9 @@ def _step(victim: Victim, names: list[str], soft_labels: bool, settings: AttackS
     else:
         def cost(image, labels, target, mask):
             return l2_distance(restrict(victim.gradient(image, labels), names, mask), target)
-    return victim_step(victim, settings, ("dlg" if soft_labels else "idlg", tuple(names)), cost,
+    return victim_step(victim, settings, (DLG.name if soft_labels else IDLG.name, tuple(names)), cost,
                        2 if soft_labels else 1, evaluations=MAX_ITER)
 
 
-DLG = Attack("dlg", run=run_dlg, why_not=dlg_why_not)
-IDLG = Attack("idlg", run=run_idlg, why_not=idlg_why_not)
+DLG = InversionAttack(ATTACK_ENTRIES["dlg"], run=run_dlg, why_not=dlg_why_not)
+IDLG = InversionAttack(ATTACK_ENTRIES["idlg"], run=run_idlg, why_not=idlg_why_not)

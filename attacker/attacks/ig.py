@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction, batch_slots, victim_step
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction, batch_slots, victim_step
 from attacker.engine import AdamSchedule, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import Matching, matching_for, restrict
@@ -40,6 +40,7 @@ from attacker.replay import ReplaySchedule, epoch_prior, merge_copies, replay_sc
 from attacker.steps import Step
 from attacker.stop import Stop
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 
 #: The share of the budget left when IG's planning starts that its label searches (the replay's) may spend: they are
 #: charged to IG, and must leave it most of its budget to run in.
@@ -245,7 +246,7 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
         results.append(Reconstruction(
             observation=plan.obs, images=x, labels=labels, loss=float(losses[own][best]),
             iterations=found.iterations, seconds=plan.setup_seconds + seconds / len(plans), notes=plan.notes + notes,
-            attack=plan.name, method="ig", needed=settings.iterations,
+            attack=plan.name, method=IG.name, needed=settings.iterations,
             complete=found.iterations >= settings.iterations))
     return results
 
@@ -269,7 +270,8 @@ def _step(victim: Victim, plan: Plan, attacks: int, settings: AttackSettings) ->
             return cost(x, labels, target, mask, tv)
 
     objective, count = (cost, 1) if plan.noise_shape is None else (cost_with_noise, 2)
-    return victim_step(victim, settings, ("ig", plan.shape_key, attacks if batched else 1), objective, count, batched)
+    key = (IG.name, plan.shape_key, attacks if batched else 1)
+    return victim_step(victim, settings, key, objective, count, batched)
 
 
 def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -277,4 +279,4 @@ def _init(victim: Victim, obs: Observation, restart: int, shape: tuple[int, ...]
     return torch.randn(shape, generator=generator).to(victim.device)
 
 
-IG = Attack("ig", run=run_ig, why_not=why_not)
+IG = InversionAttack(ATTACK_ENTRIES["ig"], run=run_ig, why_not=why_not)

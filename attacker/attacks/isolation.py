@@ -33,10 +33,11 @@ import torch
 from scipy.sparse.csgraph import connected_components
 
 from attacker.attacks.analytic import layer_input
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction, plain_sgd_reason
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction, plain_sgd_reason
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 
 #: Candidates closer than this (root mean square over the pixels both determine) show the same image.
 AGREEMENT = 1e-3
@@ -81,7 +82,7 @@ def run_isolation(victim: Victim, observations: list[Observation], settings: Att
             notes += ["no neuron isolates an image: the least-squares mixture of every row is returned"]
         results.append(Reconstruction(observation=obs, images=images, labels=victim.predictions(images), loss=0.0,
                                       iterations=1, seconds=time.perf_counter() - start, notes=notes,
-                                      attack="isolation", method="isolation", needed=1))
+                                      attack=ISOLATION.name, method=ISOLATION.name, needed=1))
     return results
 
 
@@ -130,4 +131,4 @@ def _merge(candidates: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return (candidates * weights).sum(dim=0) / weights.sum(dim=0).clamp(min=1)
 
 
-ISOLATION = Attack("isolation", run=run_isolation, why_not=why_not)
+ISOLATION = InversionAttack(ATTACK_ENTRIES["isolation"], run=run_isolation, why_not=why_not)

@@ -31,13 +31,14 @@ import time
 
 import torch
 
-from attacker.attacks.base import Attack, AttackSettings, Reconstruction
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from attacker.attacks.isolation import input_layer
 from attacker.attacks.isolation import why_not as isolation_why_not
 from attacker.objectives import total_variation
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 
 #: Weight of the negentropy term (CPA's default ``--ne``).
 NEGENTROPY = 1.0
@@ -82,7 +83,7 @@ def run_unmixing(victim: Victim, observations: list[Observation], settings: Atta
                      f"{observations[index].most_images} images), {settings.iterations} Adam steps{cut}"]
             results[index] = Reconstruction(observation=observations[index], images=images,
                                             labels=victim.predictions(images), loss=0.0, iterations=iterations,
-                                            seconds=seconds, notes=notes, attack="cpa", method="cpa",
+                                            seconds=seconds, notes=notes, attack=CPA.name, method=CPA.name,
                                             needed=settings.iterations, complete=iterations >= settings.iterations)
     return results
 
@@ -159,4 +160,4 @@ def _optimise(layers: list[WhitenedLayer], shape: tuple[int, ...], settings: Att
     return unmixing.detach(), iterations
 
 
-CPA = Attack("cpa", run=run_unmixing, why_not=why_not)
+CPA = InversionAttack(ATTACK_ENTRIES["cpa"], run=run_unmixing, why_not=why_not)

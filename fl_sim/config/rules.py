@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fl_sim.config.flat import flatten, parse_ids
+from fl_sim.config.flat import flatten
+from fl_sim.dataset_registry import DATASETS
 from fl_sim.errors import ConfigError
 from fl_sim.model_registry import MODELS
 from fl_sim.registry import is_import_path
@@ -28,9 +29,10 @@ def _check_strategy(config: RunConfig) -> None:
             users = ", ".join(entry.name for entry in STRATEGIES.values() if key in entry.settings)
             raise ConfigError(f"config key '{key}' is set but strategy.name={name} does not use it (it is for "
                               f"{users}); remove it or choose one of those strategies")
-    if config.train.proximal_mu > 0 and config.defense.name == "dpsgd":
-        raise ConfigError("config key 'train.proximal-mu' cannot be combined with defense.name=dpsgd: DP-SGD clips "
-                          "per-sample gradients and FedProx's term is not a per-sample loss; set one of them off")
+    if config.train.proximal_mu > 0 and config.defense.entry().in_local_training:
+        raise ConfigError(f"config key 'train.proximal-mu' cannot be combined with defense.name={config.defense.name}: "
+                          f"DP-SGD clips per-sample gradients and FedProx's term is not a per-sample loss; set one of "
+                          f"them off")
     if config.train.proximal_mu > 0 and "train.proximal-mu" not in STRATEGIES[name].settings:
         users = "/".join(entry.name for entry in STRATEGIES.values() if "train.proximal-mu" in entry.settings)
         raise ConfigError(f"config key 'train.proximal-mu' is FedProx's proximal term but strategy.name={name}; "
@@ -48,8 +50,6 @@ def _check_strategy(config: RunConfig) -> None:
 
 def _check_dataset(config: RunConfig) -> None:
     """``data.dataset`` is one fl-sim loads or reads as a user's ``package.module:loader``."""
-    from fl_sim.config.schema import DATASETS
-
     name = config.data.dataset
     if name not in DATASETS and not is_import_path(name):
         raise ConfigError(f"config key 'data.dataset' must be one of {', '.join(DATASETS)}, or a loader of your own "
@@ -108,8 +108,7 @@ def _check_central_dp(config: RunConfig) -> None:
         raise ConfigError(f"central-dp.clipping={dp.clipping} wraps a Message-API strategy, but SecAgg+ runs on "
                           f"Flower's legacy path (and has no accountant there); set one of central-dp.clipping=off "
                           f"or secagg.enabled=false")
-    pruning = sorted({name for name in (config.defense.name, *config.defense.assigned().values())
-                      if name in ("topk", "dgp")})
+    pruning = [entry.name for entry in config.defense.in_use() if entry.prunes]
     if dp.clipping == "client-fixed" and pruning:
         raise ConfigError(f"central-dp.clipping=client-fixed clips the client's dense weights, but defense "
                           f"{'/'.join(pruning)} uploads them sparse; set defense.name and defense.per-client to "
@@ -150,8 +149,7 @@ def check_combinations(config: RunConfig) -> None:
         raise ConfigError(
             f"config key 'server.min-available-nodes' ({server.min_available_nodes}) exceeds "
             f"'simulation.num-clients' ({config.simulation.num_clients}); lower it or add clients")
-    failing = parse_ids(config.faults.partitions, "faults.partitions")
-    parse_ids(config.faults.rounds, "faults.rounds")
+    failing = config.faults.failing_partitions
     if failing and max(failing) >= config.simulation.num_clients:
         raise ConfigError(f"config key 'faults.partitions' names partition {max(failing)} but there are only "
                           f"{config.simulation.num_clients} clients (0..{config.simulation.num_clients - 1})")

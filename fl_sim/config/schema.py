@@ -9,6 +9,7 @@ checks the settings that depend on each other.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,13 +19,11 @@ from fl_sim.config.flat import Scalar, build, check_path_component, fields_of, f
 from fl_sim.config.flat import all_keys as keys_of
 from fl_sim.config.flat import describe as describe_schema
 from fl_sim.config.rules import check_combinations
-from fl_sim.defense_registry import DEFENSES
+from fl_sim.dataset_registry import DATASETS
+from fl_sim.defense_registry import DEFENSES, DefenseEntry
 from fl_sim.errors import ConfigError
 from fl_sim.model_registry import MODELS
 from fl_sim.strategy_registry import STRATEGIES
-
-#: The data sets fl-sim loads itself (``data.dataset``); a user's loader is named by import path instead.
-DATASETS = ("digits", "faces", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
 #: The largest seed NumPy's legacy seeding, torch and Python's ``random`` all accept alike.
 MAX_SEED = 2**32 - 1
@@ -169,10 +168,15 @@ class DefenseConfig:
 
     def assigned(self) -> dict[int, str]:
         """The partitions ``per-client`` assigns a defense, and its name."""
+        return dict(self._assignment)
+
+    @functools.cached_property
+    def _assignment(self) -> dict[int, str]:
+        """``per-client`` parsed once (checked when the configuration is built)."""
         assigned: dict[int, str] = {}
         for group in filter(None, (g.strip() for g in self.per_client.split(";"))):
             name, _, ids = group.partition(":")
-            allowed = [d for d in DEFENSES if d != "dpsgd"]
+            allowed = [entry.name for entry in DEFENSES.values() if not entry.in_local_training]
             if name.strip() not in allowed:
                 raise ConfigError(f"config key 'defense.per-client' names defense {name.strip()!r}; allowed: "
                                   f"{', '.join(allowed)} (each as 'name:partition,partition', groups split by ';')")
@@ -185,6 +189,15 @@ class DefenseConfig:
     def of(self, partition_id: int | None) -> str:
         """The update defense partition ``partition_id`` runs: its ``per-client`` one, else ``defense.name``."""
         return self.assigned().get(partition_id, self.name) if partition_id is not None else self.name
+
+    def entry(self, partition_id: int | None = None) -> DefenseEntry:
+        """The registry entry of the defense partition ``partition_id`` runs (None: of ``defense.name``)."""
+        return DEFENSES[self.of(partition_id)]
+
+    def in_use(self) -> list[DefenseEntry]:
+        """The registry entries of every defense some client runs: ``defense.name`` and the ``per-client`` ones."""
+        names = {self.name, *self.assigned().values()}
+        return [entry for entry in DEFENSES.values() if entry.name in names]
 
 
 @dataclass(frozen=True)
@@ -199,11 +212,23 @@ class FaultsConfig:
                  "round); drop: the client process exits after training, before uploading")
     delay_seconds: float = setting(0.0, "timeout: how long the failing client stalls", min=0)
 
+    def __post_init__(self) -> None:
+        _ = self.failing_partitions, self.failing_rounds  # parsed, and checked, when the configuration is built
+
     def fails(self, partition_id: int, server_round: int) -> bool:
         """Whether ``partition_id`` is to fail in ``server_round``."""
-        rounds = parse_ids(self.rounds, "faults.rounds")
-        return partition_id in parse_ids(self.partitions, "faults.partitions") and (
-            not rounds or server_round in rounds)
+        return partition_id in self.failing_partitions and (
+            not self.failing_rounds or server_round in self.failing_rounds)
+
+    @functools.cached_property
+    def failing_partitions(self) -> frozenset[int]:
+        """``partitions``, parsed once."""
+        return frozenset(parse_ids(self.partitions, "faults.partitions"))
+
+    @functools.cached_property
+    def failing_rounds(self) -> frozenset[int]:
+        """``rounds``, parsed once (empty: every round)."""
+        return frozenset(parse_ids(self.rounds, "faults.rounds"))
 
 
 @dataclass(frozen=True)

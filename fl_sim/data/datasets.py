@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from fl_sim.config import DataConfig
-from fl_sim.data.files import TORCHVISION_LAYOUT, fashion_mnist_idx_folder, require_files
+from fl_sim.data.files import idx_folder, require_files
 from fl_sim.data.idx import find_idx, read_idx
+from fl_sim.dataset_registry import DATASETS, DatasetEntry
 from fl_sim.errors import DataError
+from fl_sim.registry import load
 
 #: The train/test split of data sets without their own split is fixed, whatever the run seed.
 SPLIT_SEED = 0
@@ -81,8 +83,12 @@ def load_dataset(config: DataConfig) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, root: str, size: int, channels: int, test_fraction: float) -> Dataset:
-    loader = _LOADERS[name] if name in _LOADERS else _user_loader(name)
-    (train_x, train_y), (test_x, test_y), num_classes = loader(Path(root), test_fraction, size)
+    if name in DATASETS:
+        entry = DATASETS[name]
+        loaded = load(entry.loader)(entry, Path(root), test_fraction, size)
+    else:
+        loaded = _user_loader(name)(Path(root), test_fraction, size)
+    (train_x, train_y), (test_x, test_y), num_classes = loaded
     for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
         _check_labels(name, root, split, len(images), np.asarray(labels), num_classes)
     return Dataset(
@@ -127,7 +133,7 @@ Arrays = tuple[torch.Tensor, np.ndarray]
 Loader = Callable[[Path, float, int], tuple[Arrays, Arrays, int]]
 
 
-def _load_digits(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+def load_digits(_entry: DatasetEntry, _root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
     """scikit-learn's embedded digits: 1,797 8x8 images with 17 gray levels, 10 classes."""
     from sklearn.datasets import load_digits
 
@@ -138,7 +144,7 @@ def _load_digits(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays,
     return (images[train], labels[train]), (images[test], labels[test]), 10
 
 
-def _load_faces(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+def load_faces(_entry: DatasetEntry, _root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
     """scikit-image's Labeled Faces in the Wild subset.
 
     200 25x25 gray images, class 0 face (the first 100), class 1 non-face (the other 100, patches of natural images).
@@ -151,20 +157,22 @@ def _load_faces(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, 
     return (images[train], labels[train]), (images[test], labels[test]), 2
 
 
-def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
-    """Fashion-MNIST from torchvision's layout under ``root``, else from IDX files.
+def load_torchvision_or_idx(entry: DatasetEntry, root: Path, test_fraction: float,
+                            size: int) -> tuple[Arrays, Arrays, int]:
+    """A data set from torchvision's layout under ``root``, else from its IDX files (Fashion-MNIST).
 
-    IDX files (plain or ``.gz``) are looked for in ``root``, ``root/fashion-mnist`` or Debian's package folder.
+    IDX files (plain or ``.gz``) are looked for in ``root``, ``root/<name>`` or the entry's own folders (Debian's
+    package folder for Fashion-MNIST).
     """
-    require_files("fashion-mnist", root)
-    if (root / TORCHVISION_LAYOUT["fashion-mnist"][1]).exists():
-        return _torchvision_loader("fashion-mnist")(root, test_fraction, size)
-    folder = fashion_mnist_idx_folder(root)
+    require_files(entry, root)
+    if (root / entry.torchvision[1]).exists():
+        return load_torchvision(entry, root, test_fraction, size)
+    folder = idx_folder(entry, root)
     splits = []
     for prefix in ("train", "t10k"):
         paths = [find_idx(folder, f"{prefix}-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
         if None in paths:
-            raise DataError(f"fashion-mnist under '{folder}' is incomplete: {prefix}-images-idx3-ubyte and "
+            raise DataError(f"{entry.name} under '{folder}' is incomplete: {prefix}-images-idx3-ubyte and "
                             f"{prefix}-labels-idx1-ubyte (or .gz) are both needed")
         images, labels = (read_idx(path) for path in paths)  # counts are checked with every loader's
         splits.append((torch.as_tensor(images.copy()).unsqueeze(1), labels.astype(np.int64)))
@@ -176,36 +184,32 @@ def _load_fashion_mnist(root: Path, test_fraction: float, size: int) -> tuple[Ar
 _UNREADABLE = (RuntimeError, AssertionError, ValueError, OSError, EOFError, KeyError, pickle.UnpicklingError)
 
 
-def _torchvision_loader(name: str) -> Loader:
-    """A loader for one of torchvision's classic data sets, read from ``root`` without downloading."""
+def load_torchvision(entry: DatasetEntry, root: Path, _test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
+    """One of torchvision's classic data sets, read from ``root`` in its own split, without downloading."""
+    import torchvision.datasets as tvd
 
-    def load(root: Path, _test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
-        import torchvision.datasets as tvd
-
-        require_files(name, root)
-        cls = getattr(tvd, TORCHVISION_LAYOUT[name][0])
-        try:
-            splits = [cls(str(root), train=train, download=False) for train in (True, False)]
-        except _UNREADABLE as err:  # "Dataset not found or corrupted", or a parser choking on bad bytes
-            detail = f"{type(err).__name__}: {err}" if str(err) else f"{type(err).__name__} while parsing its files"
-            raise DataError(f"{name} under '{root}' is incomplete or corrupted ({detail}); "
-                            f"re-copy it or set data.root") from err
-        out = []
-        for split in splits:
-            data = torch.as_tensor(np.asarray(split.data))
-            images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
-            out.append((images.contiguous(), np.asarray(split.targets, dtype=np.int64)))
-        return out[0], out[1], len(splits[0].classes)
-
-    return load
+    require_files(entry, root)
+    cls = getattr(tvd, entry.torchvision[0])
+    try:
+        splits = [cls(str(root), train=train, download=False) for train in (True, False)]
+    except _UNREADABLE as err:  # "Dataset not found or corrupted", or a parser choking on bad bytes
+        detail = f"{type(err).__name__}: {err}" if str(err) else f"{type(err).__name__} while parsing its files"
+        raise DataError(f"{entry.name} under '{root}' is incomplete or corrupted ({detail}); "
+                        f"re-copy it or set data.root") from err
+    out = []
+    for split in splits:
+        data = torch.as_tensor(np.asarray(split.data))
+        images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
+        out.append((images.contiguous(), np.asarray(split.targets, dtype=np.int64)))
+    return out[0], out[1], len(splits[0].classes)
 
 
-def _load_image_folder(root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
+def load_image_folder(entry: DatasetEntry, root: Path, test_fraction: float, size: int) -> tuple[Arrays, Arrays, int]:
     """A user's images, one sub-folder per class (torchvision's ``ImageFolder`` layout)."""
     import torchvision.datasets as tvd
     from torchvision.transforms.functional import pil_to_tensor
 
-    require_files("imagefolder", root)
+    require_files(entry, root)
     try:
         folder = tvd.ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as err:
@@ -244,8 +248,6 @@ def _user_loader(path: str) -> Loader:
     ``[N, C, H, W]`` or ``[N, H, W]``, in [0, 1] or uint8; integer labels from 0) or a ``datasets.Dataset`` with
     ``image`` and ``label`` columns. What it gets wrong is one line.
     """
-    from fl_sim.registry import load
-
     def load_users(_root: Path, test_fraction: float, _size: int) -> tuple[Arrays, Arrays, int]:
         key = f"config key 'data.dataset' ({path})"
         try:
@@ -289,14 +291,3 @@ def _images_and_labels(loaded, key: str) -> tuple[torch.Tensor, np.ndarray]:
         raise DataError(f"{key} returned pixels from {float(images.min()):g} to {float(images.max()):g}; they must "
                         f"be in [0, 1] (or uint8)")
     return images.contiguous(), labels.astype(np.int64)
-
-
-_LOADERS: dict[str, Loader] = {
-    "digits": _load_digits,
-    "mnist": _torchvision_loader("mnist"),
-    "fashion-mnist": _load_fashion_mnist,
-    "faces": _load_faces,
-    "cifar10": _torchvision_loader("cifar10"),
-    "cifar100": _torchvision_loader("cifar100"),
-    "imagefolder": _load_image_folder,
-}

@@ -11,50 +11,44 @@ from pathlib import Path
 
 from fl_sim.config import DataConfig
 from fl_sim.data.idx import find_idx
+from fl_sim.dataset_registry import DATASETS, DatasetEntry
 from fl_sim.errors import DataError
 
-#: Where Debian's ``dataset-fashion-mnist`` package (MIT) installs Fashion-MNIST's gzipped IDX files.
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
-#: torchvision's class of each classic data set, and the file under ``data.root`` that shows it is there.
-TORCHVISION_LAYOUT = {
-    "mnist": ("MNIST", "MNIST/raw/train-images-idx3-ubyte"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw/train-images-idx3-ubyte"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py/data_batch_1"),
-    "cifar100": ("CIFAR100", "cifar-100-python/train"),
-}
-
-
-def fashion_mnist_idx_folder(root: Path) -> Path | None:
-    """The first folder holding Fashion-MNIST's IDX files: ``root``, ``root/fashion-mnist``, then Debian's."""
-    return next((folder for folder in (root, root / "fashion-mnist", DEBIAN_FASHION_MNIST)
+def idx_folder(entry: DatasetEntry, root: Path) -> Path | None:
+    """The first folder holding ``entry``'s IDX files: ``root``, ``root/<name>``, then the entry's own folders."""
+    if not entry.idx_folders:
+        return None
+    return next((folder for folder in (root, root / entry.name, *map(Path, entry.idx_folders))
                  if find_idx(folder, "train-images-idx3-ubyte")), None)
 
 
-def require_files(name: str, root: Path) -> None:
-    """Raise the one-line :class:`DataError` a loader gives when ``name``'s files are not under ``root``.
+def require_files(entry: DatasetEntry, root: Path) -> None:
+    """Raise the one-line :class:`DataError` a loader gives when ``entry``'s files are not under ``root``.
 
     Data sets that ship with the project (digits, faces) need no files; the others need what
-    torchvision's layout puts under ``root`` (Fashion-MNIST also takes IDX files, Debian's
-    included), and an image folder needs its folder.
+    torchvision's layout puts under ``root`` (or, where the entry says so, IDX files in its folders),
+    and an image folder needs its folder.
     """
-    if name == "fashion-mnist":
-        if not (root / TORCHVISION_LAYOUT[name][1]).exists() and fashion_mnist_idx_folder(root) is None:
-            raise DataError(f"fashion-mnist not found under '{root}' nor in {DEBIAN_FASHION_MNIST}; install it "
-                            f"with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put torchvision's "
-                            f"FashionMNIST folder or the four IDX files under data.root")
-    elif name in TORCHVISION_LAYOUT:
-        tv_class, expected = TORCHVISION_LAYOUT[name]
-        if not (root / expected).exists():
-            raise DataError(
-                f"{name} not found under '{root}' (expected {root / expected}); on a machine with internet run "
-                f"python -c \"import torchvision; torchvision.datasets.{tv_class}('{root}', download=True)\" "
-                f"and copy the folder here, or set data.root")
-    elif name == "imagefolder" and not root.is_dir():
+    if entry.image_folder and not root.is_dir():
         raise DataError(f"image folder '{root}' does not exist; set data.root to a folder with one "
                         f"sub-folder of images per class")
+    if entry.torchvision is None or (root / entry.torchvision[1]).exists():
+        return
+    if entry.idx_folders:
+        if idx_folder(entry, root) is None:
+            raise DataError(f"{entry.name} not found under '{root}' nor in {', '.join(entry.idx_folders)}; install "
+                            f"it with {entry.install}, or put torchvision's {entry.torchvision[0]} folder or the "
+                            f"four IDX files under data.root")
+        return
+    tv_class, expected = entry.torchvision
+    raise DataError(
+        f"{entry.name} not found under '{root}' (expected {root / expected}); on a machine with internet run "
+        f"python -c \"import torchvision; torchvision.datasets.{tv_class}('{root}', download=True)\" "
+        f"and copy the folder here, or set data.root")
 
 
 def check_data_root(config: DataConfig) -> None:
     """The data root of ``config``: raise in one line if its data set's files are not there."""
-    require_files(config.dataset, Path(config.root))
+    if config.dataset in DATASETS:
+        require_files(DATASETS[config.dataset], Path(config.root))

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fl_sim import events
-from fl_sim.defense_registry import DEFENSES
+from fl_sim.defense_registry import DEFENSES, NO_DEFENSE
 from fl_sim.reporting.formatting import fmt
 from fl_sim.reporting.plots import plt
 from fl_sim.reporting.progress import RunProgress
@@ -40,12 +40,12 @@ class RunFigures:
 def defense_label(config: dict) -> str:
     """How a run defends its updates, in a few words (``precode+dgp``, ``noise 0.01``, ``none``)."""
     parts = ["precode"] if config.get("precode.enabled") else []
-    name = config.get("defense.name", "none")
+    name = config.get("defense.name", NO_DEFENSE)
     label = DEFENSES[name].label if name in DEFENSES else None
     if label:
         key, style = label
         parts.append(f"{name} {format(config[key], style)}")
-    elif name != "none":
+    elif name != NO_DEFENSE:
         parts.append(name)
     return "+".join(parts) or "none"
 

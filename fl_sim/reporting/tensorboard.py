@@ -12,6 +12,7 @@ install -e ".[tensorboard]"``): :func:`check_available` says so in one line befo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,12 @@ def check_available() -> None:
 class TensorBoardSink:
     """Writes the run's events to TensorBoard as they come; call :meth:`close` at the end of the run."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, earlier: Iterable[events.Event] = ()) -> None:
+        """Log into ``run_dir``'s TensorBoard folder.
+
+        ``earlier``: the run's events logged before (a resumed run, ``fl-sim audit``); their verdicts count among
+        the standing ones, and nothing of them is logged again.
+        """
         check_available()
         from torch.utils.tensorboard import SummaryWriter
 
@@ -43,6 +49,10 @@ class TensorBoardSink:
         self._writer = SummaryWriter(log_dir=str(run_dir / FOLDER))
         self._standing: dict[tuple, str] = {}  # update -> its latest verdict
         self._deep_passes = 0
+        for event in earlier:
+            if isinstance(event, events.Attack):
+                self._standing[event.update_key] = event.verdict or ""
+            self._deep_passes += isinstance(event, events.DeepPass)
 
     def __call__(self, event: events.Event) -> None:
         """Add what ``event`` says to the log (other kinds of event are ignored)."""

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from attacker import attacks as attack_registry
+from attacker import attacks
 from fl_sim.results import read_events
 
 from local_grid import run_locally
@@ -31,7 +31,7 @@ def _attacked_run(config, **attack):
 def test_a_crashing_attack_is_logged_and_the_run_completes(tiny_config, monkeypatch, error, hint):
     def explode(*args, **kwargs):
         raise error
-    monkeypatch.setitem(attack_registry.ATTACKS, "ig", dataclasses.replace(attack_registry.ATTACKS["ig"], run=explode))
+    monkeypatch.setitem(attacks.INVERSIONS, "ig", dataclasses.replace(attacks.INVERSIONS["ig"], run=explode))
     events = _attacked_run(tiny_config, blocking=True)
     failures = [e for e in events if e["event"] == "attack-error"]
     assert [e["round"] for e in failures] == [1, 2]
