@@ -56,7 +56,9 @@ def why_not(_victim: Victim, obs: Observation) -> str | None:
     if obs.train.optimizer != "sgd":
         return f"no published attack inverts local {obs.train.optimizer} training (IG's FedAvg setting is SGD)"
     if obs.most_images > IG_MOST_IMAGES:
-        return f"the update can hold {obs.most_images} images; IG is known to work up to {IG_MOST_IMAGES}"
+        return (f"the update can hold {obs.most_images} images; Inverting Gradients is published up to "
+                f"{IG_MOST_IMAGES} (Geiping et al., NeurIPS 2020: batches, and FedAvg updates, of at most "
+                f"{IG_MOST_IMAGES} images)")
     return None
 
 
