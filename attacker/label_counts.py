@@ -3,10 +3,8 @@
 :func:`attacker.labels.count_labels` turns the classifier's bias update into counts, given the model's mean
 softmax on the client's images. The server does not have those images, but where neuron isolation applies it
 has some of them exactly (:mod:`attacker.attacks.isolation`): the mean softmax is taken on those; elsewhere on
-uniform noise, scaled to what the classes absent from the update show. On 10 clients of digits
-(``python benchmarks/label_counts.py``) the isolated images lift the count accuracy of the main job's updates
-from 0.72 to 0.88 against a fresh model (the client's own images, all of them, give 0.88) and from 0.57 to
-0.77 against a trained one (0.96).
+uniform noise, scaled to what the classes absent from the update show. What each reaches is measured by
+``python benchmarks/label_counts.py`` (docs/usage.md).
 """
 
 from __future__ import annotations
