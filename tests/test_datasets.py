@@ -226,3 +226,19 @@ def test_converter_of_a_missing_file_is_one_line_exit_2(tmp_path, monkeypatch, c
         convert.main()
     assert exited.value.code == 2 and capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_registered_data_set_needs_no_other_edit(tmp_path, monkeypatch):
+    """One entry and its loader (tests/toy_dataset.py): the setting validates, its root is checked, it loads."""
+    from fl_sim.config import RunConfig
+    from fl_sim.data.files import check_data_root
+    from fl_sim.dataset_registry import DatasetEntry
+
+    entry = DatasetEntry("checkerboards", "toy_dataset:load_checkerboards")
+    monkeypatch.setitem(DATASETS._entries, entry.name, entry)  # registered for this test only
+    config = RunConfig.from_flat({"data.dataset": "checkerboards", "data.image-size": 8,
+                                  "data.root": str(tmp_path / "nowhere")})
+    check_data_root(config.data)  # embedded: no files needed
+    data = load_dataset(config.data)
+    assert (len(data.train), len(data.test), data.num_classes, data.input_shape) == (30, 10, 2, (1, 8, 8))
+    assert data.train.labels.tolist()[:4] == [0, 1, 0, 1] and int(data.train.images[0, 0, 0, 1]) == 255
