@@ -39,6 +39,7 @@ from attacker.worker import BackgroundWorker
 from fl_sim import events, protocol, seeds
 from fl_sim.config import RunConfig
 from fl_sim.devices import server_threads
+from fl_sim.models import Architecture
 from fl_sim.plugins import InterceptedUpdate, ServerPlugin
 from fl_sim.results import ResultsWriter, load_events
 
@@ -57,9 +58,8 @@ class AttackerPlugin(ServerPlugin):
 
     name = "attacker"
 
-    def __init__(self, config: RunConfig, writer: ResultsWriter, judge: Judge | None,
-                 input_shape: tuple[int, int, int], num_classes: int, engine_ray: bool = False,
-                 lent_images: LentImages | None = None) -> None:
+    def __init__(self, config: RunConfig, writer: ResultsWriter, judge: Judge | None, architecture: Architecture,
+                 engine_ray: bool = False, lent_images: LentImages | None = None) -> None:
         """Attack every update; judge with ``judge`` or ``lent_images``, or neither.
 
         ``judge`` holds the data set (fl-sim's own runs), ``lent_images`` the images clients lend (a user's app in
@@ -72,9 +72,9 @@ class AttackerPlugin(ServerPlugin):
         sim = config.simulation
         torch.set_num_threads(server_threads(self.attack.threads, sim.num_clients, sim.client_cpus,
                                              clients_here=not sim.ray_address))
-        self.runner = AttackRunner(config, input_shape, num_classes, engine_ray=engine_ray)
+        self.runner = AttackRunner(self.attack, architecture, config.seed, sim.ray_address, engine_ray=engine_ray)
         self.reporter = Reporter(writer, self.runner.settings.method, self.runner.device, self.attack.save_images,
-                                 notes=central_dp_note(config))
+                                 notes=central_dp_note(config.central_dp))
         self.assessor = Assessor()
         self.undecided = UndecidedStore(writer.directory)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []

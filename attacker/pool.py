@@ -32,9 +32,10 @@ from attacker.attacks import INVERSIONS, AttackSettings, Reconstruction
 from attacker.observation import Observation
 from attacker.stop import AttackStopped, Stop
 from attacker.victim import Victim
-from fl_sim.config import RunConfig
+from fl_sim.config import AttackConfig
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
+from fl_sim.models import Architecture
 
 #: The custom Ray resource attack workers reserve (one unit per worker CPU).
 ATTACK_RESOURCE = "attack"
@@ -53,12 +54,10 @@ class WorkerDied(RuntimeError):
 class AttackWorker:
     """One Ray actor: the run's victim model, attacks of the jobs it is handed."""
 
-    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int) -> None:
-        torch.set_num_threads(max(1, int(config.attack.worker_cpus)))
-        self.config = config
-        self.input_shape = input_shape
-        self.num_classes = num_classes
-        self.device = resolve_device(config.attack.device)
+    def __init__(self, attack: AttackConfig, architecture: Architecture) -> None:
+        torch.set_num_threads(max(1, int(attack.worker_cpus)))
+        self.architecture = architecture
+        self.device = resolve_device(attack.device)
         self.victim: Victim | None = None
 
     def ready(self) -> str:
@@ -68,8 +67,7 @@ class AttackWorker:
     def attack(self, observations: list[Observation], settings: AttackSettings,
                budget_seconds: float) -> list[Reconstruction]:
         """``settings.method`` on ``observations`` within ``budget_seconds`` per update (0: none)."""
-        self.victim = Victim.for_round(self.victim, self.config, self.input_shape, self.num_classes,
-                                       observations[0].global_arrays, self.device)
+        self.victim = Victim.for_round(self.victim, self.architecture, observations[0].global_arrays, self.device)
         stop = Stop(budget_seconds * len(observations))
         return INVERSIONS[settings.method].run(self.victim, observations, settings, stop)
 
@@ -86,25 +84,24 @@ class _Job:
 class AttackPool:
     """``workers`` attack actors, and the dispatcher that hands them a round's jobs over ``ray.wait``."""
 
-    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
+    def __init__(self, attack: AttackConfig, architecture: Architecture, ray_address: str = "",
                  engine_ray: bool = False) -> None:
-        """Start the workers on the Ray already running, or on Flower's with ``engine_ray``, or on a Ray of its own.
+        """``attack.workers`` workers on the Ray already running, on Flower's (``engine_ray``), or on their own.
 
         ``engine_ray``: the ServerApp runs in Flower's simulation runtime (``flwr run``), whose backend starts
         Ray beside it; the pool waits for that Ray, which declares no ``attack`` resource, so its workers
         reserve no CPU at all there. Otherwise, with no Ray running (a deployment's ServerApp), the pool starts
-        a private one (or joins ``simulation.ray-address``).
+        a private one (or joins the cluster at ``ray_address``, ``simulation.ray-address``).
         """
-        attack = config.attack
-        self.config, self.input_shape, self.num_classes = config, input_shape, num_classes
+        self.attack_config, self.architecture = attack, architecture
         self.options = {"num_cpus": 0, "num_gpus": attack.worker_gpus}
         if engine_ray:
             _wait_for_engine_ray()
         else:
             self.options["resources"] = {ATTACK_RESOURCE: attack.worker_cpus}
         if not ray.is_initialized():
-            address = config.simulation.ray_address or "local"  # a cluster's nodes declare their own resources
-            own = {"resources": pool_resources(config), "include_dashboard": False} if address == "local" else {}
+            address = ray_address or "local"  # a cluster's nodes declare their own resources
+            own = {"resources": pool_resources(attack), "include_dashboard": False} if address == "local" else {}
             ray.init(address=address, log_to_driver=False, **own)
         self._remote = ray.remote(AttackWorker)
         self.workers = [self._start() for _ in range(attack.workers)]
@@ -165,7 +162,7 @@ class AttackPool:
         self.workers = []
 
     def _start(self):
-        return self._remote.options(**self.options).remote(self.config, self.input_shape, self.num_classes)
+        return self._remote.options(**self.options).remote(self.attack_config, self.architecture)
 
     def _replace(self, dead):
         """A new worker in the place of ``dead`` (a job it ran is retried there)."""
@@ -185,7 +182,6 @@ def _wait_for_engine_ray() -> None:
         time.sleep(POLL_SECONDS)
 
 
-def pool_resources(config: RunConfig) -> dict[str, float]:
+def pool_resources(attack: AttackConfig) -> dict[str, float]:
     """The custom resources a private Ray must declare for ``attack.workers`` (none without workers)."""
-    attack = config.attack
     return {ATTACK_RESOURCE: attack.workers * attack.worker_cpus} if attack.workers else {}

@@ -21,7 +21,7 @@ from attacker.judge import ImageVerdict, Verdict
 from attacker.observation import Observation
 from attacker.outcome import why_undecided
 from fl_sim import events
-from fl_sim.config import RunConfig
+from fl_sim.config import CentralDpConfig
 from fl_sim.results import ResultsWriter
 
 logger = logging.getLogger(__name__)
@@ -128,9 +128,8 @@ class Reporter:
                                             error=f"{type(err).__name__}{where}: {err}{hint}"))
 
 
-def central_dp_note(config: RunConfig) -> list[str]:
+def central_dp_note(dp: CentralDpConfig) -> list[str]:
     """The note every ``attack`` event carries under central DP: its noise is the server's own, added after."""
-    dp = config.central_dp
     if dp.clipping == "off":
         return []
     clipped = " (clipped by the client)" if dp.clipping == "client-fixed" else ""

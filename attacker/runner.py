@@ -17,8 +17,9 @@ from attacker.judge import Judge, Race, Verdict
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
-from fl_sim.config import RunConfig
+from fl_sim.config import AttackConfig
 from fl_sim.devices import resolve_device
+from fl_sim.models import Architecture
 
 
 @dataclass
@@ -35,23 +36,22 @@ class Attempt:
 class AttackRunner:
     """Runs ``attack.method`` on updates of one round, in the server (raced by the judge) or on the Ray pool."""
 
-    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
+    def __init__(self, attack: AttackConfig, architecture: Architecture, seed: int, ray_address: str = "",
                  engine_ray: bool = False) -> None:
-        """Attack as ``config.attack`` says, models of ``input_shape`` and ``num_classes``.
+        """Attack as ``attack`` says (its random starts drawn from the run's ``seed``) models of ``architecture``.
 
-        With ``attack.workers`` the pool starts on the Ray already running (Flower's, with ``engine_ray``) or its own.
+        With ``attack.workers`` the pool starts on the Ray already running (Flower's, with ``engine_ray``), on the
+        cluster at ``ray_address``, or on a Ray of its own.
         """
-        self.config = config
-        self.input_shape = input_shape
-        self.num_classes = num_classes
-        self.device = resolve_device(config.attack.device)
-        self.settings = AttackSettings.from_config(config.attack, seed=config.seed)
+        self.architecture = architecture
+        self.device = resolve_device(attack.device)
+        self.settings = AttackSettings.from_config(attack, seed=seed)
         self.attack = INVERSIONS[self.settings.method]
         self._victim: Victim | None = None
         self._pool = None
-        if config.attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it
+        if attack.workers:  # Ray only where there are workers: a deployment's ServerApp need not have it
             from attacker.pool import AttackPool
-            self._pool = AttackPool(config, input_shape, num_classes, engine_ray=engine_ray)
+            self._pool = AttackPool(attack, architecture, ray_address, engine_ray=engine_ray)
 
     @property
     def parallel(self) -> int:
@@ -67,8 +67,8 @@ class AttackRunner:
         its updates' share. ``stop`` is the run's (set: the run is ending). A failed job is its updates' entry in
         :attr:`Attempt.failed`.
         """
-        victim = self._victim = Victim.for_round(self._victim, self.config, self.input_shape, self.num_classes,
-                                                 observations[0].global_arrays, self.device)
+        victim = self._victim = Victim.for_round(self._victim, self.architecture, observations[0].global_arrays,
+                                                 self.device)
         attempt = Attempt(victim, [self.attack.reasons(victim, obs) for obs in observations])
         attacked = [i for i, why in enumerate(attempt.reasons) if any(reason is None for reason in why.values())]
         if not attacked:

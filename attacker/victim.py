@@ -12,8 +12,7 @@ from torch import nn
 from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import functional_call, grad
 
-from fl_sim.config import RunConfig
-from fl_sim.models import VariationalBottleneck, build_run_model, training_penalty
+from fl_sim.models import Architecture, VariationalBottleneck, training_penalty
 from fl_sim.models.base import classifier_head
 
 
@@ -44,26 +43,26 @@ class Victim:
     steps: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_arrays(cls, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
-                    arrays: Mapping[str, torch.Tensor], device: torch.device) -> Victim:
-        """Build the run's architecture (PRECODE included) and load the global ``arrays`` on ``device``."""
-        model = build_run_model(config, input_shape, num_classes).to(device)
+    def from_arrays(cls, architecture: Architecture, arrays: Mapping[str, torch.Tensor],
+                    device: torch.device) -> Victim:
+        """Build the run's ``architecture`` (PRECODE included) and load the global ``arrays`` on ``device``."""
+        model = architecture.build().to(device)
         model.load_state_dict({k: v.to(device) for k, v in arrays.items()})
         model.train()  # the mode the client trained in
         params = {k: v.detach() for k, v in model.named_parameters()}
         buffers = {k: v.detach() for k, v in model.named_buffers()}
-        return cls(model, params, buffers, input_shape, num_classes, device)
+        return cls(model, params, buffers, architecture.input_shape, architecture.num_classes, device)
 
     @classmethod
-    def for_round(cls, previous: Victim | None, config: RunConfig, input_shape: tuple[int, int, int],
-                  num_classes: int, arrays: Mapping[str, torch.Tensor], device: torch.device) -> Victim:
+    def for_round(cls, previous: Victim | None, architecture: Architecture, arrays: Mapping[str, torch.Tensor],
+                  device: torch.device) -> Victim:
         """The model a round's clients started from: ``previous`` with ``arrays`` loaded, or a new one for the first.
 
         One victim serves a whole run, its weights replaced per round, so that the optimisation steps built on it
         (compiled ones above all) are built once.
         """
         if previous is None:
-            return cls.from_arrays(config, input_shape, num_classes, arrays, device)
+            return cls.from_arrays(architecture, arrays, device)
         previous.load(arrays)
         return previous
 

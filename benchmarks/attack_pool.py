@@ -32,6 +32,7 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 ATTACKED = {**FEDSGD, "attack.method": "ig", "attack.compile": "off"}
@@ -50,13 +51,13 @@ def measure(flat: dict, updates: int, iterations: int) -> tuple[float, int]:
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     start = time.perf_counter()
     if config.attack.workers:
-        pool = AttackPool(config, dataset.input_shape, dataset.num_classes)
+        pool = AttackPool(config.attack, Architecture.of(config, dataset.input_shape, dataset.num_classes))
         start = time.perf_counter()  # the workers are up: what is measured is the attacks
         results = pool.attack(observations, settings, 0.0, Stop())
         pool.close()
     else:
-        victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                    torch.device("cpu"))
+        architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+        victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
         results = INVERSIONS["ig"].run(victim, observations, settings, Stop())
     leaked = sum(judge(rec.images, rec.labels, held=sample).leaked for rec, sample in zip(results, samples))
     return updates / ((time.perf_counter() - start) / 60), leaked

@@ -29,6 +29,7 @@ from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 from leakage_table import data_settings
@@ -47,8 +48,8 @@ def measure(flat: dict, samples: int, clients: int) -> list[dict]:
     held = [[int(order[(c * samples + i) % len(order)]) for i in range(samples)] for c in range(clients)]
     updates, _ = intercepted_updates(config, held)
     observations = [Observation.from_update(update) for update in updates]
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                torch.device("cpu"))
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     settings = AttackSettings.from_config(config.attack, seed=0)
     rows = []

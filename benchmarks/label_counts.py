@@ -31,7 +31,7 @@ from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig, TrainConfig
 from fl_sim.data import load_dataset
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.training import train_local
 from lab.offline import intercepted_updates
 
@@ -48,7 +48,7 @@ SETTINGS = {
 def pretrained_state(config: RunConfig, steps: int) -> dict[str, torch.Tensor]:
     """The run's model after ``steps`` SGD steps (lr 0.1, batches of 32) on the whole training split."""
     dataset = load_dataset(config.data)
-    model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=0)
+    model = Architecture.of(config, dataset.input_shape, dataset.num_classes).build(seed=0)
     train_local(model, dataset.train, TrainConfig(optimizer="sgd", lr=0.1, local_steps=steps, batch_size=32), seed=0)
     return model.state_dict()
 
@@ -64,8 +64,8 @@ def measure(flat: dict, images: int, clients: int, pretrain_steps: int) -> tuple
     accuracies, uniform, applies = [], [], True
     for update, local in zip(updates, data):
         obs = Observation.from_update(update)
-        victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, obs.global_arrays,
-                                    torch.device("cpu"))
+        architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+        victim = Victim.from_arrays(architecture, obs.global_arrays, torch.device("cpu"))
         counts = update_label_counts(victim, obs)
         if counts is None:
             applies = False

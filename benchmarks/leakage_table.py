@@ -51,6 +51,7 @@ from fl_sim.config import RunConfig
 from fl_sim.config.presets import PAPERS
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images, write_image_folder
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 from csv_rows import RowLog
@@ -97,8 +98,8 @@ def measure(flat: dict, images_per_client: int, clients: int, attacks: list[str]
                for c in range(clients)]  # disjoint while there are enough images
     updates, truths = intercepted_updates(config, samples)
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                torch.device("cpu"))
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     settings = AttackSettings.from_config(config.attack, seed=0)
     judge = Judge.of_dataset(dataset, config.attack, seed=0)
     rows, drawn = [], False

@@ -39,6 +39,7 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 from attack_throughput import timed, warm_up
@@ -104,8 +105,8 @@ def main() -> None:
     dataset = load_dataset(config.data)
     updates, truths = intercepted_updates(config, [[(7 * i) % len(dataset.train)] for i in range(args.k)])
     observations = [Observation.from_update(update) for update in updates]
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                torch.device("cpu"))
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=config.seed),
                                    iterations=args.iterations)
     modes = compile_modes(settings)

@@ -53,7 +53,7 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data.convert import CIFAR10_MEAN, CIFAR10_STD
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 
 from csv_rows import RowLog
 from leakage_table import data_settings
@@ -72,8 +72,8 @@ def notebook_victim(precode: bool, device: torch.device) -> Victim:
     """The notebook's untrained MLP (PyTorch's default init), with PRECODE's bottleneck if ``precode``."""
     config = RunConfig.from_flat({"model.name": "mlp", "model.init": "default", "model.width": 1024,
                                   "model.depth": 2, "precode.enabled": precode, "data.channels": 3})
-    model = build_run_model(config, SHAPE, 10, seed=0)
-    return Victim.from_arrays(config, SHAPE, 10, model.state_dict(), device)
+    model = Architecture.of(config, SHAPE, 10).build(seed=0)
+    return Victim.from_arrays(Architecture.of(config, SHAPE, 10), model.state_dict(), device)
 
 
 def notebook_ssim(reconstruction: np.ndarray, truth: np.ndarray) -> float:

@@ -38,6 +38,7 @@ from fl_sim.config import RunConfig, parse_assignment
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.devices import resolve_device
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 from leakage_table import data_settings
@@ -78,8 +79,8 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
 
     def fresh_victim() -> Victim:  # each timing builds (and compiles) its own steps: none inherits another's
-        return Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                  resolve_device(config.attack.device))
+        architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+        return Victim.from_arrays(architecture, observations[0].global_arrays, resolve_device(config.attack.device))
 
     settings = AttackSettings.from_config(config.attack, seed=0).for_method("auto", iterations=iterations)
     judge = Judge.of_dataset(dataset, config.attack, seed=0)

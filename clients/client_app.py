@@ -16,7 +16,7 @@ from clients.secure_aggregation import secure_aggregation_mod
 from fl_sim import privacy, protocol, seeds
 from fl_sim.config import RunConfig
 from fl_sim.data import load_client_data, load_dataset
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.training import evaluate, train_local
 
 
@@ -74,7 +74,7 @@ def _prepare(msg: Message, context: Context, config: RunConfig | None):
     num_partitions = int(context.node_config["num-partitions"])
     data = load_client_data(run.data, partition_id, num_partitions, run.seed)
     dataset = load_dataset(run.data)
-    model = build_run_model(run, dataset.input_shape, dataset.num_classes)
+    model = Architecture.of(run, dataset.input_shape, dataset.num_classes).build()
     model.load_state_dict(msg.content[protocol.ARRAYS].to_torch_state_dict())
     device = "cuda" if run.simulation.client_gpus > 0 and torch.cuda.is_available() else "cpu"
     return run, partition_id, data, model, device

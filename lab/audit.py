@@ -30,7 +30,7 @@ from attacker.lent_images import LentImages
 from attacker.plugin import AttackerPlugin
 from fl_sim import events
 from fl_sim.config import RunConfig
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.reporting.tidy import write_attack_table
 from fl_sim.results import ResultsWriter
 from strategies.intercepting import InterceptingStrategy
@@ -50,9 +50,10 @@ def audit(strategy: FedAvg, *, model: str, input_shape: tuple[int, int, int], nu
         "output.dir": output_dir, "output.run-id": run_id,
         **{f"train.{key}": value for key, value in training.items()},
         **{f"attack.{key}": value for key, value in (attack or {}).items()}})
-    build_run_model(config, input_shape, num_classes)
+    architecture = Architecture.of(config, input_shape, num_classes)
+    architecture.build()
     writer = ResultsWriter.create(config)
-    attacker = AttackerPlugin(config, writer, judge=None, input_shape=input_shape, num_classes=num_classes,
+    attacker = AttackerPlugin(config, writer, judge=None, architecture=architecture,
                               lent_images=LentImages(config.attack, config.seed))
     return AuditedStrategy(strategy, attacker, writer, config)
 

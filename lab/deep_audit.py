@@ -22,6 +22,7 @@ from attacker.undecided import LENT, UndecidedStore
 from fl_sim import events
 from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
+from fl_sim.models import Architecture
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
 from fl_sim.reporting.tensorboard import TensorBoardSink
@@ -61,9 +62,10 @@ def audit_run(run_dir: Path, budget_seconds: float | None = None, unlimited: boo
             writer.listeners.append(sink)
         dataset = load_dataset(config.data)
         judge = Judge.of_dataset(dataset, config.attack, seed=config.seed)
-        runner = AttackRunner(config, dataset.input_shape, dataset.num_classes)
+        runner = AttackRunner(config.attack, Architecture.of(config, dataset.input_shape, dataset.num_classes),
+                              config.seed)
         reporter = Reporter(writer, runner.settings.method, runner.device, config.attack.save_images,
-                            notes=central_dp_note(config))
+                            notes=central_dp_note(config.central_dp))
         summary = deep_pass(store, runner, Assessor(), reporter, judge, budget,
                             finished=finished_updates(load_events(run_dir)))
     finally:

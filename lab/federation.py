@@ -26,7 +26,7 @@ from fl_sim import events, protocol
 from fl_sim.config import RunConfig
 from fl_sim.data import Dataset, load_dataset
 from fl_sim.errors import ConfigError
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.plugins import ServerPlugin
 from fl_sim.reporting.console import PlainLines
 from fl_sim.reporting.report import write_report
@@ -69,7 +69,7 @@ class Federation:
         attack results and failures are echoed as lines to ``console``, if given.
         """
         dataset = load_dataset(config.data)
-        model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=config.seed)
+        model = Architecture.of(config, dataset.input_shape, dataset.num_classes).build(seed=config.seed)
         done, history, earlier = 0, [], []
         if resume:
             done, state = load_checkpoint(run_directory(config))
@@ -152,7 +152,7 @@ def _run_plugins(config: RunConfig, writer: ResultsWriter, dataset: Dataset, ear
         # which the images a client reported training on are its truth and every other image the
         # reference and the ground chance is measured on; no attack sees any of them.
         attacker = AttackerPlugin(config, writer, judge=Judge.of_dataset(dataset, config.attack, seed=config.seed),
-                                  input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                                  architecture=Architecture.of(config, dataset.input_shape, dataset.num_classes),
                                   engine_ray=engine_ray)  # `flwr run`'s simulation: Flower's Ray
         attacker.account_for_earlier_rounds(earlier, done)
         found.append(attacker)

@@ -19,7 +19,7 @@ from clients.defenses import defend_weights
 from fl_sim import protocol, sparse
 from fl_sim.config import RunConfig
 from fl_sim.data import ImageData, load_dataset
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.plugins import InterceptedUpdate
 from fl_sim.privacy import dp_sgd
 from fl_sim.training import train_local
@@ -36,12 +36,12 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]], see
     """
     dataset = load_dataset(config.data)
     if global_state is None:
-        global_state = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=seed).state_dict()
+        global_state = Architecture.of(config, dataset.input_shape, dataset.num_classes).build(seed=seed).state_dict()
     global_arrays = MappingProxyType({k: v.numpy().copy() for k, v in global_state.items()})
     train_record = MappingProxyType({**protocol.train_config_record(config.train), protocol.SERVER_ROUND: 1})
     updates, data = [], []
     for client, indices in enumerate(samples):
-        model = build_run_model(config, dataset.input_shape, dataset.num_classes)
+        model = Architecture.of(config, dataset.input_shape, dataset.num_classes).build()
         model.load_state_dict(global_state)
         local = dataset.train.subset(np.asarray(indices))
         result = train_local(model, local, config.train, seed=client, dp=dp_sgd(config, len(local)))

@@ -23,7 +23,7 @@ from fl_sim.config import RunConfig, SimulationConfig
 from fl_sim.data import load_client_data, load_dataset
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError, EngineStopped
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.privacy import unsupported_layers
 from fl_sim.reporting.console import follow
 from fl_sim.reporting.tensorboard import check_available as check_tensorboard
@@ -52,7 +52,7 @@ def preflight(config: RunConfig, resume: bool = False) -> RunConfig:
     config = resolve_run_dir(config)
     load_client_data(config.data, 0, config.simulation.num_clients, config.seed)
     dataset = load_dataset(config.data)
-    model = build_run_model(config, dataset.input_shape, dataset.num_classes)
+    model = Architecture.of(config, dataset.input_shape, dataset.num_classes).build()
     if config.defense.entry().in_local_training:
         check_private_model(config, model)
     if config.attack.enabled:
@@ -118,7 +118,7 @@ def simulate(config: RunConfig, plugins: PluginFactory | None = None, verbose: b
     # messages; Flower's own log, tracebacks included, is for --verbose
     flwr_logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     flwr_logger.addFilter(_DropRunSimulationDeprecation())
-    _start_ray(sim.ray_address, verbose, pool_resources(config))
+    _start_ray(sim.ray_address, verbose, pool_resources(config.attack))
     _check_client_resources(sim)
     guard = signals_stop_run(run_directory(config)) if stop_on_signal else contextlib.nullcontext()
     display = _LiveDisplay(run_directory(config), console) if console and live else contextlib.nullcontext()

@@ -27,6 +27,7 @@ from attacker.victim import Victim
 from fl_sim import events
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from fl_sim.reporting.compare import run_figures
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.reporting.tidy import attack_rows
@@ -175,7 +176,7 @@ def test_a_label_search_cannot_take_more_than_its_share():
     updates, _ = intercepted_updates(config, [list(range(20, 36))])
     obs = Observation.from_update(updates[0], "none")
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, obs.global_arrays,
+    victim = Victim.from_arrays(Architecture.of(config, dataset.input_shape, dataset.num_classes), obs.global_arrays,
                                 torch.device("cpu"))
     from attacker.attacks import AttackSettings
 
@@ -199,7 +200,7 @@ def test_decide_counts_a_leak_whatever_was_cut_and_not_leaked_only_in_full():
     updates, _ = intercepted_updates(config, [[5]])
     obs = Observation.from_update(updates[0], "none")
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, obs.global_arrays,
+    victim = Victim.from_arrays(Architecture.of(config, dataset.input_shape, dataset.num_classes), obs.global_arrays,
                                 torch.device("cpu"))
     from attacker.attacks import AttackSettings
 

@@ -15,6 +15,7 @@ from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
+from fl_sim.models import Architecture
 from fl_sim.results import read_events
 from lab.offline import intercepted_updates
 
@@ -31,8 +32,8 @@ def _observed(flat: dict, samples: list[list[int]]):
     updates, _ = intercepted_updates(config, samples)
     dataset = load_dataset(config.data)
     observations = [Observation.from_update(u, config.defense.name) for u in updates]
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                torch.device("cpu"))
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     return config, victim, observations
 
 

@@ -16,6 +16,7 @@ from attacker.stop import Stop
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 #: One SGD step on one image of an MLP: the isolation attack reads it back in milliseconds.
@@ -34,7 +35,7 @@ def _pool_and_updates(flat: dict, clients: int) -> tuple[AttackPool, list[Observ
     config = RunConfig.from_flat({**FEDSGD, **flat})
     updates, _ = intercepted_updates(config, [[3 * c] for c in range(clients)])
     dataset = load_dataset(config.data)
-    pool = AttackPool(config, dataset.input_shape, dataset.num_classes)
+    pool = AttackPool(config.attack, Architecture.of(config, dataset.input_shape, dataset.num_classes))
     return pool, [Observation.from_update(u) for u in updates], AttackSettings.from_config(config.attack, seed=0)
 
 

@@ -9,7 +9,7 @@ import torch
 
 from fl_sim.config import RunConfig
 from fl_sim.errors import ConfigError
-from fl_sim.models import VariationalBottleneck, build_run_model, training_penalty
+from fl_sim.models import Architecture, VariationalBottleneck, training_penalty
 from fl_sim.models.precode import kl_to_standard_normal_bits
 
 
@@ -37,7 +37,7 @@ def test_kl_matches_a_hand_computation():
 
 def test_penalty_is_beta_times_kl_and_gradients_flow():
     config = RunConfig.from_flat({"precode.enabled": True, "precode.k": 16, "precode.beta": 0.5})
-    model = build_run_model(config, (1, 32, 32), 10, seed=0)
+    model = Architecture.of(config, (1, 32, 32), 10).build(seed=0)
     x = torch.rand(4, 1, 32, 32)
     logits = model(x)
     vb = next(m for m in model.modules() if isinstance(m, VariationalBottleneck))
@@ -50,7 +50,7 @@ def test_penalty_is_beta_times_kl_and_gradients_flow():
 @pytest.mark.parametrize("name", ["lenet", "convnet", "mlp", "resnet18"])
 def test_any_model_of_the_zoo_can_be_extended_before_its_classifier(name):
     config = RunConfig.from_flat({"model.name": name, "model.width": 32, "precode.enabled": True, "precode.k": 8})
-    model = build_run_model(config, (3, 32, 32), 10)
+    model = Architecture.of(config, (3, 32, 32), 10).build()
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     assert isinstance(model.features[-1], VariationalBottleneck)
     assert model.features[-1].encoder.in_features == model.feature_dim
@@ -59,9 +59,9 @@ def test_any_model_of_the_zoo_can_be_extended_before_its_classifier(name):
 def test_early_position_follows_the_first_block():
     config = RunConfig.from_flat({"model.name": "lenet", "precode.enabled": True, "precode.position": "early",
                                   "precode.k": 8})
-    model = build_run_model(config, (1, 32, 32), 10)
+    model = Architecture.of(config, (1, 32, 32), 10).build()
     assert isinstance(model.features[2], VariationalBottleneck)
     assert model.features[2].encoder.in_features == 12 * 16 * 16
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 10)
     with pytest.raises(ConfigError, match="precode.position=head"):
-        build_run_model(config.with_overrides({"model.name": "convnet"}), (3, 32, 32), 10)
+        Architecture.of(config.with_overrides({"model.name": "convnet"}), (3, 32, 32), 10).build()

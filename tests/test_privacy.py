@@ -9,7 +9,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
-from fl_sim.models import build_run_model
+from fl_sim.models import Architecture
 from fl_sim.reporting.progress import RunProgress
 from fl_sim.results import load_events, read_events
 from lab.simulation import check_private_model
@@ -63,7 +63,7 @@ def test_a_model_opacus_cannot_handle_is_refused_in_one_line_before_the_run():
                                           r"privacy; choose model.norm=group or another model$"):
         config = RunConfig.from_flat({"defense.name": "dpsgd", "model.name": "resnet18", "model.norm": "batch"})
         dataset = load_dataset(config.data)
-        check_private_model(config, build_run_model(config, dataset.input_shape, dataset.num_classes))
+        check_private_model(config, Architecture.of(config, dataset.input_shape, dataset.num_classes).build())
 
 
 def test_dpsgd_and_fedprox_are_refused_together():
@@ -80,7 +80,7 @@ def test_dp_sgd_clips_every_per_sample_gradient_and_adds_seeded_noise():
     import torch
 
     from fl_sim.data import load_client_data, load_dataset
-    from fl_sim.models import build_run_model
+    from fl_sim.models import Architecture
     from fl_sim.training import DpSgd, train_local
 
     config = RunConfig.from_flat({**DPSGD, "train.optimizer": "sgd", "train.lr": 0.1})
@@ -88,7 +88,7 @@ def test_dp_sgd_clips_every_per_sample_gradient_and_adds_seeded_noise():
     data = load_client_data(config.data, 0, 3, config.seed)
 
     def update(dp: DpSgd, seed: int = 0) -> torch.Tensor:
-        model = build_run_model(config, dataset.input_shape, dataset.num_classes, seed=0)
+        model = Architecture.of(config, dataset.input_shape, dataset.num_classes).build(seed=0)
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
         train_local(model, data.train, config.train, seed=seed, dp=dp)
         return torch.cat([p.detach().flatten() for p in model.parameters()]) - before

@@ -15,6 +15,7 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 CPU = torch.device("cpu")
@@ -25,7 +26,8 @@ def _victim_and_targets(samples: list[list[int]], model: str = "lenet"):
     updates, _ = intercepted_updates(config, samples)
     observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays, CPU)
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, CPU)
     targets = [obs.gradient_estimate(victim.param_names) for obs in observations]
     return config, victim, observations, targets
 
@@ -117,7 +119,7 @@ def test_a_victim_given_a_later_rounds_weights_computes_that_rounds_gradients():
     later = {name: value * 1.5 for name, value in observations[0].global_arrays.items()}
     params = victim.params["features.0.weight"]
     victim.load(later)
-    fresh = Victim.from_arrays(config, victim.input_shape, victim.num_classes, later, CPU)
+    fresh = Victim.from_arrays(Architecture.of(config, victim.input_shape, victim.num_classes), later, CPU)
     x, label = torch.rand(1, *victim.input_shape), torch.tensor([2])
     assert victim.params["features.0.weight"] is params  # the same tensors: steps built on them stay valid
     for name, g in victim.gradient(x, label).items():

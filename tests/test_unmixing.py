@@ -14,6 +14,7 @@ from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 #: One SGD step of an MLP on a batch of 4 digits: what a planted update replaces the first layer of.
@@ -26,7 +27,7 @@ def _observed(flat: dict, held: list[int]) -> tuple[RunConfig, Victim, Observati
     updates, data = intercepted_updates(config, [held])
     dataset = load_dataset(config.data)
     obs = Observation.from_update(updates[0], config.defense.name)
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, obs.global_arrays,
+    victim = Victim.from_arrays(Architecture.of(config, dataset.input_shape, dataset.num_classes), obs.global_arrays,
                                 torch.device("cpu"))
     return config, victim, obs, data[0].tensors()[0]
 

@@ -8,7 +8,7 @@ import torch
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.errors import ConfigError
-from fl_sim.models import VariationalBottleneck, build_run_model
+from fl_sim.models import Architecture, VariationalBottleneck
 from fl_sim.results import read_events
 
 from local_grid import run_locally
@@ -65,9 +65,9 @@ def user_module(tmp_path, monkeypatch) -> str:
 
 def test_a_users_model_is_built_and_extended_by_precode_before_its_head(user_module):
     config = RunConfig.from_flat({"model.name": f"{user_module}:build"})
-    model = build_run_model(config, (1, 32, 32), 10, seed=0)
+    model = Architecture.of(config, (1, 32, 32), 10).build(seed=0)
     assert type(model).__name__ == "TwoLayer" and model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
-    extended = build_run_model(config.with_overrides({"precode.enabled": True}), (1, 32, 32), 10, seed=0)
+    extended = Architecture.of(config.with_overrides({"precode.enabled": True}), (1, 32, 32), 10).build(seed=0)
     assert isinstance(extended.out[0], VariationalBottleneck) and extended.out[1].out_features == 10
 
 
@@ -83,7 +83,7 @@ def test_a_users_model_is_built_and_extended_by_precode_before_its_head(user_mod
 def test_a_bad_model_builder_is_refused_in_one_line(user_module, builder, message):
     config = RunConfig.from_flat({"model.name": builder.format(module=user_module)})
     with pytest.raises(ConfigError) as raised:
-        build_run_model(config, (1, 32, 32), 10)
+        Architecture.of(config, (1, 32, 32), 10).build()
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
@@ -96,7 +96,7 @@ def test_model_names_that_are_neither_the_zoo_nor_an_import_path_are_refused():
 def test_precode_refuses_a_users_model_without_a_classifier_head(user_module):
     config = RunConfig.from_flat({"model.name": f"{user_module}:headless", "precode.enabled": True})
     with pytest.raises(ConfigError, match="needs a classifier head to put the bottleneck before: a last nn.Linear"):
-        build_run_model(config, (1, 32, 32), 10)
+        Architecture.of(config, (1, 32, 32), 10).build()
 
 
 def test_a_users_model_is_trained_and_every_update_attacked(user_module, tiny_config):

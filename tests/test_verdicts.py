@@ -17,6 +17,7 @@ from clients.client_app import create_client_app
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
+from fl_sim.models import Architecture
 from fl_sim.results import read_events
 from fl_sim.training import batch_schedule
 from lab.offline import intercepted_updates
@@ -30,8 +31,8 @@ def _observe(flat: dict, samples: list[list[int]]):
     updates, truths = intercepted_updates(config, samples)
     observations = [Observation.from_update(update, config.defense.name) for update in updates]
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes, observations[0].global_arrays,
-                                torch.device("cpu"))
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     return config, victim, observations, truths
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from fl_sim.config import ModelConfig, RunConfig
+from fl_sim.config import ModelConfig, PrecodeConfig, RunConfig
 from fl_sim.config.flat import flatten
 from fl_sim.errors import ConfigError
 from fl_sim.model_registry import model_entry
@@ -25,19 +26,36 @@ from fl_sim.models.precode import VariationalBottleneck, extend_with_precode
 from fl_sim.models.resnet import resnet18
 from fl_sim.registry import is_import_path, load
 
-__all__ = ["FeatureClassifier", "VariationalBottleneck", "build_model", "build_run_model", "convnet", "lenet",
+__all__ = ["Architecture", "FeatureClassifier", "VariationalBottleneck", "build_model", "convnet", "lenet",
            "mlp", "resnet18", "training_penalty"]
 
 
-def build_run_model(config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
-                    seed: int | None = None) -> nn.Module:
-    """The model a run trains: ``model.*``, extended with PRECODE when ``precode.enabled``."""
-    model = build_model(config.model, input_shape, num_classes, seed=seed)
-    precode = config.precode
-    if precode.enabled:
-        model = extend_with_precode(model, input_shape, num_classes, precode.k, precode.beta, precode.position,
-                                    precode.eval_sampling)
-    return model
+@dataclass(frozen=True)
+class Architecture:
+    """The model a run trains, as the server and every client build it: ``model.*``, PRECODE, the data's shape.
+
+    What a component that builds the run's model needs of the configuration, and no more: the attacker's victim,
+    the clients and the server are handed one, not the whole run config.
+    """
+
+    model: ModelConfig
+    precode: PrecodeConfig
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    @classmethod
+    def of(cls, config: RunConfig, input_shape: tuple[int, int, int], num_classes: int) -> Architecture:
+        """The architecture ``config`` trains on images of ``input_shape`` in ``num_classes`` classes."""
+        return cls(config.model, config.precode, tuple(input_shape), num_classes)
+
+    def build(self, seed: int | None = None) -> nn.Module:
+        """A fresh model: ``model.*``, with PRECODE when ``precode.enabled``; ``seed`` fixes its weights."""
+        model = build_model(self.model, self.input_shape, self.num_classes, seed=seed)
+        precode = self.precode
+        if precode.enabled:
+            model = extend_with_precode(model, self.input_shape, self.num_classes, precode.k, precode.beta,
+                                        precode.position, precode.eval_sampling)
+        return model
 
 
 def build_model(config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,

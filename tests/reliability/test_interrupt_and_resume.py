@@ -103,6 +103,7 @@ def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
 def test_resume_records_the_attacks_the_stop_lost(tmp_path, every, lost):
     from attacker.plugin import AttackerPlugin
     from fl_sim.config import RunConfig
+    from fl_sim.models import Architecture
     from fl_sim.results import ResultsWriter
 
     config = RunConfig.from_flat({"attack.enabled": True, "attack.blocking": True, "attack.every": every,
@@ -115,7 +116,7 @@ def test_resume_records_the_attacks_the_stop_lost(tmp_path, every, lost):
                                   label_accuracy=1.0, best_ssim=0.1, median_ssim=0.1, best_psnr=10.0,
                                   median_psnr=10.0, seconds=1.0, device="cpu", queue=0),
                events.AttackTimeout(round=3, method="ig", clients=1, seconds=1.0, error="spent")]
-    plugin = AttackerPlugin(config, writer, judge=None, input_shape=(1, 32, 32), num_classes=10)
+    plugin = AttackerPlugin(config, writer, judge=None, architecture=Architecture.of(config, (1, 32, 32), 10))
     assert plugin.account_for_earlier_rounds(earlier, done=4) == lost
     cut = [e for e in read_events(writer.directory) if e["event"] == "attack-cut"]
     assert [e["round"] for e in cut] == lost and all("cannot be redone" in e["reason"] for e in cut)
