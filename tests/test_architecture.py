@@ -49,6 +49,54 @@ def test_only_the_root_knows_every_role():
     assert {name for _, name in _project_imports(COMPOSITION_ROOT)} >= set(ROLES)
 
 
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _loaded_with(body: list[ast.stmt]) -> list[str]:
+    """What a module's top level imports as it is loaded: every name that could be a module, type-only ones left out.
+
+    ``from a.b import c`` may load ``a.b.c``; imports under ``if TYPE_CHECKING:`` and inside functions do not run then.
+    """
+    found: list[str] = []
+    for node in body:
+        if isinstance(node, ast.If):
+            found += _loaded_with(node.orelse) + ([] if "TYPE_CHECKING" in ast.unparse(node.test) else
+                                                  _loaded_with(node.body))
+        elif isinstance(node, ast.Try):
+            found += [name for block in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody)
+                      for name in _loaded_with(block)]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return found
+
+
+def test_no_module_is_loaded_by_what_it_loads():
+    """The project's import graph, as modules load, is a tree of floors: no circle, however long."""
+    paths = {_module_name(path): path for package in PROJECT for path in (ROOT / package).rglob("*.py")}
+    graph = {name: {m for m in _loaded_with(ast.parse(path.read_text()).body) if m in paths and m != name}
+             for name, path in paths.items()}
+    state: dict[str, str] = {}
+
+    def circle_from(name: str, path: list[str]) -> list[str] | None:
+        """The first circle the load of ``name`` (reached by ``path``, ``name`` last) runs into."""
+        state[name] = "open"
+        for loaded in sorted(graph[name]):
+            if state.get(loaded) == "open":  # still being loaded: a circle back to it
+                return [*path[path.index(loaded):], loaded]
+            if loaded not in state and (circle := circle_from(loaded, [*path, loaded])):
+                return circle
+        state[name] = "done"
+        return None
+
+    circle = next((found for name in sorted(graph) if name not in state and (found := circle_from(name, [name]))),
+                  None)
+    assert circle is None, "an import circle: " + " -> ".join(circle)
+
+
 @pytest.mark.parametrize("argv", [["run", "--set", "train.lrr=1"],
                                   ["run", "--dataset", "cifar10", "--data-root", "nowhere"],
                                   ["run", "--out", "/etc/hostname/results"]])
