@@ -40,7 +40,8 @@ class AttackEntry:
 #: iDLG the same (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam
 #: steps at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
 #: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours). Neuron
-#: isolation is closed-form. The Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001
+#: isolation is closed-form; through pruning (``pruned-isolation``) it fills the missing pixels in 200 sweeps of a
+#: smoothness prior (ours). The Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001
 #: (facebookresearch/cocktail_party_attack, README's command for its fully connected network). ``auto``
 #: leaves 0: each attack of its portfolio takes its own default.
 ATTACKS: Registry[AttackEntry] = Registry("attack")
@@ -52,6 +53,7 @@ for _entry in (
     AttackEntry("dlg", "attacker.attacks.dlg:DLG", 300, 1.0),
     AttackEntry("analytic", "attacker.attacks.analytic:ANALYTIC", 2000, 0.1),
     AttackEntry("isolation", "attacker.attacks.isolation:ISOLATION", 1, 0.0, exact=True),
+    AttackEntry("pruned-isolation", "attacker.attacks.pruned_isolation:PRUNED_ISOLATION", 200, 0.0),
     AttackEntry("cpa", "attacker.attacks.unmixing:CPA", 25000, 0.001),
 ):
     ATTACKS.register(_entry)

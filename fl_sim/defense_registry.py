@@ -32,7 +32,10 @@ class DefenseEntry:
         name: the value of ``defense.name``.
         transform: the client-side function (``module:function``) that makes the upload.
         adds_noise: it adds fresh noise the server cannot know.
-        prunes: it uploads only the entries it kept (sparse, with their positions).
+        prunes: it uploads only the entries it kept (sparse, with their positions), chosen per layer by magnitude:
+            an entry that did not travel is smaller than every one its layer kept, or, with ``drops_largest``,
+            larger than every one (what the attacks on pruned uploads bound it by).
+        drops_largest: a pruning defense that also drops each layer's largest entries (DGP), not only its smallest.
         accounted: how its epsilon is accounted (:data:`PER_UPLOAD`, :data:`PER_LOCAL_STEP`), or None.
         label: a setting shown beside the name in comparisons, and its format (e.g. ``("defense.noise-std", "g")``).
     """
@@ -41,6 +44,7 @@ class DefenseEntry:
     transform: str
     adds_noise: bool = False
     prunes: bool = False
+    drops_largest: bool = False
     accounted: Literal["per upload", "per local step"] | None = None
     label: tuple[str, str] | None = None
 
@@ -64,6 +68,6 @@ for _entry in (
     # DP-SGD's privacy is in local training (fl_sim.privacy); its update travels as it is
     DefenseEntry("dpsgd", _CLIENT + "unchanged", adds_noise=True, accounted=PER_LOCAL_STEP),
     DefenseEntry("topk", _CLIENT + "top_k", prunes=True, label=("defense.topk-prune-ratio", ".0%")),
-    DefenseEntry("dgp", _CLIENT + "dual_gradient_pruning", prunes=True),
+    DefenseEntry("dgp", _CLIENT + "dual_gradient_pruning", prunes=True, drops_largest=True),
 ):
     DEFENSES.register(_entry)

@@ -12,17 +12,19 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
 
 1. ``isolation``: the images that single neurons of a fully connected first layer isolate, exact over
    any number of SGD steps and batches (closed form, milliseconds);
-2. ``analytic``: the input of the first linear layer with a bias for a one-image update (the image
+2. ``pruned-isolation``, for a pruned upload: the same, using what the server knows of the pruning (the bounds on
+   every entry that did not travel, several rows of one image merged, a smoothness prior filling the gaps);
+3. ``analytic``: the input of the first linear layer with a bias for a one-image update (the image
    itself for an MLP; otherwise a feature vector, which PRECODE's encoder sees before its noise,
    inverted to an image);
-3. Inverting Gradients at the TV weights of :data:`TV_GRID`, the first, then the other two together; for
+4. Inverting Gradients at the TV weights of :data:`TV_GRID`, the first, then the other two together; for
    updates other than one plain SGD step both ``approx`` and ``replay`` (the client's local training redone);
    against PRECODE also ``omit`` (omit-gradient) and, for one-step updates, ``restore``
    (noise-restoring). All of them, for all updates of the round, run as vmap-batched
    optimisations, one per shape;
-4. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
+5. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
    neuron isolates (its published 25,000 Adam steps, all updates of the round together);
-5. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
+6. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
    matching (L-BFGS, one update at a time: the dearest per update, so last).
 
 **The race.** An update leaves the portfolio as soon as the judge finds one of its images leaked
@@ -58,6 +60,7 @@ from attacker.attacks.base import AttackSettings, InversionAttack, Reconstructio
 from attacker.attacks.dlg import IDLG
 from attacker.attacks.ig import IG, Variant, plan_attacks, run_plans
 from attacker.attacks.isolation import ISOLATION
+from attacker.attacks.pruned_isolation import PRUNED_ISOLATION
 from attacker.attacks.unmixing import CPA
 from attacker.observation import Observation
 from attacker.stop import Stop
@@ -69,7 +72,7 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 TV_GRID = (1e-2, 1e-3, 1e-1)
 
 #: The attacks of the portfolio: an update's reasons list each one.
-PORTFOLIO = (ISOLATION, ANALYTIC, IDLG, IG, CPA)
+PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ANALYTIC, IDLG, IG, CPA)
 
 
 class Settled(Protocol):
@@ -128,7 +131,9 @@ def _stages() -> list[tuple[str, InversionAttack, Callable]]:
     first, *others = TV_GRID
     ig_stages = [(f"ig tv={'/'.join(f'{tv:g}' for tv in tvs)}", IG, functools.partial(_inverting_gradients, tvs=tvs))
                  for tvs in ((first,), tuple(others))]
-    return [(ISOLATION.name, ISOLATION, _as_it_is(ISOLATION)), (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)),
+    return [(ISOLATION.name, ISOLATION, _as_it_is(ISOLATION)),
+            (PRUNED_ISOLATION.name, PRUNED_ISOLATION, _as_it_is(PRUNED_ISOLATION, published=True)),
+            (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)),
             *ig_stages, (CPA.name, CPA, _as_it_is(CPA, published=True)), (IDLG.name, IDLG, _idlg)]
 
 

@@ -1,0 +1,198 @@
+"""Isolation through pruning: the images single neurons isolate, read from what a pruning defense let travel.
+
+A pruning defense (top-k, DGP) uploads, per layer, only some entries of the update, chosen by magnitude, and
+tells the server which (:mod:`fl_sim.sparse`). The server also knows the rule (Kerckhoffs; the defense's
+registry entry): an entry of a layer that did not travel is no larger in magnitude than the smallest one its
+layer kept or, for a defense that also drops the largest (DGP), no smaller than the largest one it kept.
+Per-neuron isolation (:mod:`attacker.attacks.isolation`) takes the missing entries as 0 and needs each
+neuron's bias update, which pruning drops for most rows. This attack uses what the server knows instead:
+
+1. **Every row, scale-free.** A neuron isolated on one image has ``dW_r = c_r x`` and ``db_r = c_r``
+   (any number of plain SGD steps): its kept entries share the sign of ``c_r``, pixels being >= 0, so a
+   row whose kept entries differ in sign is a mixture. Where the bias travelled, ``c_r`` is known; where
+   it did not and the defense drops only the smallest, ``c_r`` is below the smallest bias kept, so a row
+   with a larger kept entry than that (a pixel above 1) is a mixture too.
+2. **The rows of one image merged.** Neurons isolated on the same image are proportional wherever both
+   travelled, each pruned differently (the larger ``c_r``, the more of the image clears the layer's
+   threshold): rows whose kept entries point the same way (cosine, :data:`AGREEMENT`) on at least
+   :data:`MIN_COMMON` common pixels are grouped, each row brought to the scale of the group's best-kept
+   row by least squares on their common pixels, and their pixels pooled.
+3. **The gaps bounded, then filled by a prior.** A pixel no row of the group carried is bounded, for each
+   row, by its layer's threshold over the row's scale: at most ``smallest kept / c_r`` or, where the
+   defense drops the largest, at least ``largest kept / c_r``. The image prior fills it: each missing pixel
+   becomes the mean of its four neighbours, projected onto its bounds and the pixel box, for the attack's
+   iterations (Jacobi sweeps; 200 by default, which settles every gap of a 32 x 32 image), every image of the
+   round at once.
+4. **The scale.** Where a row of the group carried its bias the image is ``dW_r / db_r``; elsewhere the
+   least scale the bounds allow: the brightest pixel is 1 (images lie in [0, 1]).
+
+Groups are ranked as in isolation (most rows first), and at most as many as the update can hold images are
+returned; labels are the global model's predictions. Whether a completed image identifies the client's image
+better than chance is the judge's call, as for every attack: filled-in pixels count only through it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.sparse.csgraph import connected_components
+
+from attacker.attacks import isolation
+from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
+from attacker.observation import Observation
+from attacker.stop import Stop
+from attacker.victim import Victim
+from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
+from fl_sim.defense_registry import DEFENSES
+
+#: Rows show one image where the cosine of their kept entries over the pixels both kept is at least this.
+AGREEMENT = 1 - 1e-4
+#: Pixels two rows must both have kept to be compared, and a row must have kept to be read at all.
+MIN_COMMON = 16
+#: How far above 1 a pixel read at a known scale may reach (float32 rounding of the update).
+RANGE_SLACK = 1e-2
+
+
+def why_not(victim: Victim, obs: Observation) -> str | None:
+    """Why isolation through pruning does not apply to ``obs`` (``None`` when it does)."""
+    if not obs.pruned:
+        return "the upload is dense: isolation reads each of its rows as it is"
+    return isolation.why_not(victim, obs)
+
+
+def run_pruned_isolation(victim: Victim, observations: list[Observation], settings: AttackSettings,
+                         stop: Stop | None = None) -> list[Reconstruction]:
+    """The images each pruned update's neurons isolate, completed; at most as many as the update can hold."""
+    layer = isolation.input_layer(victim)
+    start = time.perf_counter()
+    groups, notes = [], []
+    for obs in observations:
+        if stop is not None:
+            stop.check("between updates")
+        found, note = _merged_rows(obs, layer)
+        groups.append(found)
+        notes.append([note])
+    images = _completed([group for found in groups for group in found], victim.input_shape, settings.iterations)
+    seconds = (time.perf_counter() - start) / max(1, len(observations))
+    results, first = [], 0
+    for obs, found, note in zip(observations, groups, notes):
+        own = images[first:first + len(found)]
+        first += len(found)
+        if not len(own):
+            own = torch.zeros((1, *victim.input_shape))
+            note.append("no row is an image's: nothing to complete, a blank image is returned")
+        results.append(Reconstruction(observation=obs, images=own, labels=victim.predictions(own), loss=0.0,
+                                      iterations=settings.iterations, seconds=seconds, notes=note,
+                                      attack=PRUNED_ISOLATION.name, method=PRUNED_ISOLATION.name,
+                                      needed=settings.iterations))
+    return results
+
+
+class _Group:
+    """Rows of one image in the scale of its best-kept row: the pooled pixels, where they are known, the bounds."""
+
+    def __init__(self, pixels: torch.Tensor, known: torch.Tensor, below: torch.Tensor, above: torch.Tensor,
+                 scale: float | None, rows: int) -> None:
+        self.pixels, self.known, self.below, self.above = pixels, known, below, above
+        self.scale, self.rows = scale, rows
+
+
+def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
+    """The groups of rows that show one image each, best first, at most as many as ``obs`` holds images."""
+    names = [f"{layer}.weight", f"{layer}.bias"]
+    weight, bias = obs.update[names[0]].double(), obs.update[names[1]].double()
+    travelled = obs.travelled(names)
+    kept, bias_kept = travelled[names[0]], travelled[names[1]]
+    drops_largest = any(DEFENSES[name].drops_largest for name in obs.defense.split("+"))
+    smallest, largest = _kept_range(weight, kept)
+    smallest_bias, _ = _kept_range(bias, bias_kept)
+    sign = torch.sign((weight * kept).sum(dim=1))
+    signed = weight * sign[:, None] * kept  # >= 0 where an isolated row kept a pixel
+    peak = signed.max(dim=1).values
+    rows = (kept.sum(dim=1) >= MIN_COMMON) & ~((signed < 0) & kept).any(dim=1)
+    bias_scale = torch.where(bias_kept, bias * sign, torch.zeros_like(bias))
+    rows &= ~bias_kept | ((bias_scale > 0) & (peak <= bias_scale * (1 + RANGE_SLACK)))
+    if not drops_largest:  # an isolated row's pixels are c_r x <= c_r, and c_r is below the smallest bias kept
+        rows &= bias_kept | (peak <= smallest_bias * (1 + RANGE_SLACK))
+    index = torch.nonzero(rows).flatten()
+    found = _agreeing(signed[index], kept[index], bias_kept[index])[:obs.most_images]
+    groups = [_pool(signed[index[g]], kept[index[g]], bias_scale[index[g]], bias_kept[index[g]], smallest, largest,
+                    drops_largest) for g in found]
+    bound = "smaller than the smallest kept or larger than the largest" if drops_largest else \
+        "no larger than the smallest kept"
+    note = (f"pruned upload ({obs.defense}): {len(index)} rows could be one image's, {len(found)} kept "
+            f"({sum(g.rows > 1 for g in groups)} shown by several rows; the update holds at most {obs.most_images} "
+            f"images); every missing pixel bounded ({bound}) and filled by smoothness")
+    return groups, note
+
+
+def _kept_range(values: torch.Tensor, kept: torch.Tensor) -> tuple[float, float]:
+    """The smallest and largest magnitude a layer kept (no entry kept: nothing is bounded)."""
+    magnitudes = values[kept].abs()
+    if not len(magnitudes):
+        return float("inf"), float("inf")
+    return float(magnitudes.min()), float(magnitudes.max())
+
+
+def _agreeing(signed: torch.Tensor, kept: torch.Tensor, anchored: torch.Tensor) -> list[np.ndarray]:
+    """Rows that point the same way over the pixels both kept, as index arrays, best first.
+
+    The largest group first; among groups of a size, those with a row whose bias travelled (``anchored``: its scale
+    known, and the pixel range a test it passed), then those that kept the most pixels.
+    """
+    if len(signed) == 0:
+        return []
+    mask = kept.double()
+    common = mask @ mask.T
+    cross = signed @ signed.T
+    own = (signed**2) @ mask.T  # row i's squared norm over the pixels it shares with row j
+    cosine = cross / (own * own.T).clamp(min=1e-300).sqrt()
+    agree = (cosine >= AGREEMENT) & (common >= MIN_COMMON)
+    count, labels = connected_components(agree.numpy(), directed=False)
+    groups = [np.flatnonzero(labels == k) for k in range(count)]
+    return sorted(groups, key=lambda g: (-len(g), not bool(anchored[g].any()), -int(kept[g].any(dim=0).sum()),
+                                         int(g[0])))
+
+
+def _pool(signed: torch.Tensor, kept: torch.Tensor, bias_scale: torch.Tensor, bias_kept: torch.Tensor,
+          smallest: float, largest: float, drops_largest: bool) -> _Group:
+    """One image's rows brought to the scale of its best-kept row, their pixels pooled and the missing ones bounded."""
+    best = int(kept.sum(dim=1).argmax())
+    common = kept & kept[best]
+    ratio = (signed * signed[best] * common).sum(dim=1) / (signed**2 * common).sum(dim=1).clamp(min=1e-300)
+    ratio[best] = 1.0
+    scaled, mask = signed * ratio[:, None], kept.double()
+    known = kept.any(dim=0)
+    pixels = (scaled * mask).sum(dim=0) / mask.sum(dim=0).clamp(min=1)
+    missing = ~kept
+    below = torch.where(missing, ratio[:, None] * smallest, torch.full_like(scaled, float("inf"))).min(dim=0).values
+    above = torch.where(missing, ratio[:, None] * largest, torch.zeros_like(scaled)).max(dim=0).values if \
+        drops_largest else torch.full_like(pixels, float("inf"))
+    scale = float((bias_scale * ratio)[bias_kept].mean()) if bias_kept.any() else None
+    return _Group(pixels, known, below, above, scale, len(signed))
+
+
+def _completed(groups: list[_Group], shape: tuple[int, int, int], sweeps: int) -> torch.Tensor:
+    """Each group's image: its missing pixels filled within their bounds by ``sweeps`` of the prior, then scaled."""
+    if not groups:
+        return torch.zeros((0, *shape))
+    pixels = torch.stack([g.pixels for g in groups]).view(-1, *shape)
+    known = torch.stack([g.known for g in groups]).view(-1, *shape)
+    below = torch.stack([g.below for g in groups]).view(-1, *shape)
+    above = torch.stack([g.above for g in groups]).view(-1, *shape)
+    filled = torch.where(known, pixels, torch.zeros_like(pixels))
+    for _ in range(sweeps):
+        padded = F.pad(filled, (1, 1, 1, 1), mode="replicate")
+        mean = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
+        bright = mean > (below + above) / 2  # nearer the bright side: a pixel the defense dropped as large
+        filled = torch.where(known, pixels, torch.where(bright, torch.maximum(mean, above), torch.zeros_like(mean)))
+    scale = torch.tensor([g.scale if g.scale is not None else 0.0 for g in groups], dtype=filled.dtype)
+    brightest = filled.flatten(1).max(dim=1).values
+    scale = torch.where(scale > 0, scale, brightest).clamp(min=1e-300)
+    return (filled / scale.view(-1, 1, 1, 1)).clamp(0, 1).float()
+
+
+PRUNED_ISOLATION = InversionAttack(ATTACK_ENTRIES["pruned-isolation"], run=run_pruned_isolation, why_not=why_not)
