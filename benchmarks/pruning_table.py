@@ -4,9 +4,9 @@ Per cell (a pruning defense at a pruning level), a real Flower federation (the S
 ``--clients`` clients, every one running the cell's defense, on the main job's data, MLP and training (digits,
 16 plain SGD steps of 8 images at lr 0.1 per round, ``--rounds`` rounds); with ``--fedsgd`` the papers' setting
 instead (one SGD step on one image). Every update of every round is attacked, as the server received it, by each
-attack of the table that applies to it (``isolation``; ``pruned-isolation``, which uses the pruning's bounds; with
-``--cpa`` the Cocktail Party Attack at its published 25,000 Adam steps, which costs minutes per update on a CPU), and
-judged against the client's images. Printed per cell: the images leaked of the images held for each attack and for
+attack of ``--attacks`` that applies to it, at its published setting (``isolation``; ``pruned-isolation``, which
+uses the pruning's bounds; in FedSGD also ``analytic``, ``ig`` and ``idlg``; ``cpa`` applies to no pruned upload),
+and judged against the client's images. Printed per cell: the images leaked of the images held for each attack and for
 the strongest (per update, the attack that leaked most), the updates leaked, each attack's seconds per update
 (median, max), the federation's test accuracy after its last round (what the defense costs) and the bytes a
 client uploads per round.
@@ -15,7 +15,8 @@ Cells: top-k at 50, 90 and 99% pruned; DGP at the same levels with the top ratio
 ratio the rest (``dgp-90-10``: 90% pruned, the largest 10% and the smallest 80%). The main job's clients run
 ``topk-90`` and ``dgp-90-10``.
 
-    python benchmarks/pruning_table.py [--cells topk-90 dgp-90-10 ...] [--clients 6] [--rounds 15] [--fedsgd] [--cpa]
+    python benchmarks/pruning_table.py [--cells topk-90 dgp-90-10 ...] [--clients 6] [--rounds 15]
+        [--fedsgd] [--attacks isolation pruned-isolation analytic ig idlg]
 """
 
 from __future__ import annotations
@@ -124,10 +125,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--fedsgd", action="store_true", help="one SGD step on one image per client and round")
-    parser.add_argument("--cpa", action="store_true", help="also the Cocktail Party Attack (minutes per update)")
+    parser.add_argument("--attacks", nargs="+", default=["isolation", "pruned-isolation"], choices=list(INVERSIONS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    attacks = ["isolation", "pruned-isolation", *(["cpa"] if args.cpa else [])]
+    attacks = args.attacks
     print(f"{'fedsgd' if args.fedsgd else 'main job training'}, {args.clients} clients x {args.rounds} rounds; "
           f"images leaked / held (updates leaked / attacked), seconds per update median / max")
     header = f"{'cell':11} {'strongest':>17} " + " ".join(f"{a:>34}" for a in attacks) + \
