@@ -18,13 +18,14 @@ import statistics
 
 import numpy as np
 import torch
-from pruning_table import cells
 
 from attacker.attacks.pruned_isolation import MIN_COMMON
 from clients.defenses import kept_by_magnitude
 from fl_sim.config import RunConfig
 from fl_sim.data import load_dataset
 from lab.offline import intercepted_updates
+
+from pruning_table import cells
 
 #: A row is an image's where ``dW_r / db_r`` is this close to a held image (root mean square over the pixels).
 ISOLATED = 1e-3

@@ -9,37 +9,19 @@ from attacker.across_rounds import RecoveredSamples
 from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.dlg import RACE_EVERY
 from attacker.judge import Race
-from attacker.observation import Observation
-from attacker.victim import Victim
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
-from fl_sim.data import load_dataset
 from fl_sim.errors import ConfigError
-from fl_sim.models import Architecture
 from fl_sim.results import read_events
-from lab.offline import intercepted_updates
 
 from judging import judge_for
 from local_grid import run_locally
-
-#: What a client of the main job does, on fewer, smaller neurons: 4 SGD steps on batches of 4.
-LOCAL_SGD = {"model.name": "mlp", "model.width": 256, "model.init": "default", "train.optimizer": "sgd",
-             "train.lr": 0.1, "train.batch-size": 4, "train.local-steps": 4, "defense.per-client": ""}
-
-
-def _observed(flat: dict, samples: list[list[int]]):
-    config = RunConfig.from_flat(flat)
-    updates, _ = intercepted_updates(config, samples)
-    dataset = load_dataset(config.data)
-    observations = [Observation.from_update(u, config.defense.name) for u in updates]
-    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
-    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
-    return config, victim, observations
+from observed import LOCAL_SGD, observed
 
 
 def test_isolation_reads_images_back_exactly_from_several_steps_of_batches():
     held = list(range(40, 56))
-    config, victim, [obs] = _observed(LOCAL_SGD, [held])
+    config, victim, [obs] = observed(LOCAL_SGD, [held])
     [rec] = INVERSIONS["isolation"].run(victim, [obs], AttackSettings.from_config(config.attack, seed=0))
     assert 1 <= len(rec.images) <= obs.most_images == 16  # never more guesses than images the update can hold
     verdict = judge_for(config.data)(rec.images, rec.labels, held)
@@ -48,14 +30,14 @@ def test_isolation_reads_images_back_exactly_from_several_steps_of_batches():
 
 
 def test_each_attack_says_where_it_does_not_apply():
-    _, mlp, [sgd] = _observed(LOCAL_SGD, [[3, 4, 5, 6]])
+    _, mlp, [sgd] = observed(LOCAL_SGD, [[3, 4, 5, 6]])
     assert INVERSIONS["isolation"].why_not(mlp, sgd) is None and INVERSIONS["ig"].why_not(mlp, sgd) is None
     assert "4 images" in INVERSIONS["analytic"].why_not(mlp, sgd)  # 4 steps over 4 images: a mixture
     assert "one plain SGD step" in INVERSIONS["idlg"].why_not(mlp, sgd)
-    _, _, [adam] = _observed({**LOCAL_SGD, "train.optimizer": "adam", "train.lr": 0.001}, [[3, 4, 5, 6]])
+    _, _, [adam] = observed({**LOCAL_SGD, "train.optimizer": "adam", "train.lr": 0.001}, [[3, 4, 5, 6]])
     assert not INVERSIONS["auto"].applies(mlp, adam)
     assert "adam" in INVERSIONS["isolation"].why_not(mlp, adam) and "adam" in INVERSIONS["ig"].why_not(mlp, adam)
-    _, lenet, [one] = _observed(FEDSGD, [[3]])
+    _, lenet, [one] = observed(FEDSGD, [[3]])
     assert "first layer" in INVERSIONS["isolation"].why_not(lenet, one)
     assert INVERSIONS["auto"].reasons(lenet, one) == {"isolation": INVERSIONS["isolation"].why_not(lenet, one),
                                                    "pruned-isolation": "the upload is dense: isolation reads each "
@@ -66,7 +48,7 @@ def test_each_attack_says_where_it_does_not_apply():
 
 @pytest.mark.parametrize("settles", [True, False])
 def test_auto_stops_attacking_an_update_at_its_first_leaked_image(settles):
-    config, victim, observations = _observed({**FEDSGD, "model.name": "mlp", "model.width": 64,
+    config, victim, observations = observed({**FEDSGD, "model.name": "mlp", "model.width": 64,
                                               "model.init": "default", "attack.iterations": 5}, [[3], [9]])
     settings = AttackSettings.from_config(config.attack, seed=0)
     race = Race(judge_for(config.data), [[3], [9]]) if settles else None
@@ -80,7 +62,7 @@ def test_auto_stops_attacking_an_update_at_its_first_leaked_image(settles):
 
 
 def test_idlg_in_the_race_stops_an_update_once_its_best_point_leaks():
-    config, victim, observations = _observed(FEDSGD, [[3], [9]])
+    config, victim, observations = observed(FEDSGD, [[3], [9]])
     settings = AttackSettings.from_config(config.attack, seed=0).for_method("idlg", iterations=40)
     asked = []
 

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import torch
-
 from attacker.attacks import INVERSIONS, AttackSettings
-from attacker.observation import Observation
-from attacker.victim import Victim
-from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
-from fl_sim.data import load_dataset
-from fl_sim.models import Architecture
-from lab.offline import intercepted_updates
 
 from judging import judge_for
+from observed import LOCAL_SGD, observed
 
-#: A client of the main job on fewer neurons: 4 plain SGD steps on batches of 4.
-LOCAL_SGD = {"model.name": "mlp", "model.width": 256, "model.init": "default", "train.optimizer": "sgd",
-             "train.lr": 0.1, "train.batch-size": 4, "train.local-steps": 4, "defense.per-client": ""}
 #: DGP dropping the largest 5% and the smallest 45% of every layer.
 LIGHT_DGP = {"defense.name": "dgp", "defense.dgp-top-ratio": 0.05, "defense.dgp-bottom-ratio": 0.45}
 
 
 def _attacked(flat: dict, samples: list[list[int]], method: str):
-    config = RunConfig.from_flat(flat)
-    updates, _ = intercepted_updates(config, samples)
-    dataset = load_dataset(config.data)
-    observations = [Observation.from_update(u, config.defense.name) for u in updates]
-    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
-    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
+    config, victim, observations = observed(flat, samples)
     settings = AttackSettings.from_config(config.attack, seed=0).for_method(method)
     results = INVERSIONS[method].run(victim, observations, settings)
     return config, victim, observations, [judge_for(config.data)(r.images, r.labels, held)
