@@ -38,6 +38,7 @@ from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
+from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 ATTACKED = {**FEDSGD, "attack.method": "ig"}
@@ -50,8 +51,8 @@ def measure(k: int, iterations: int, mode: str, device: torch.device, dataset: s
     samples = [[(7 * i) % len(dataset.train)] for i in range(k)]
     updates, _ = intercepted_updates(config, samples)
     observations = [Observation.from_update(update) for update in updates]
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
-                                observations[0].global_arrays, device)
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, device)
     settings = dataclasses.replace(AttackSettings.from_config(config.attack, seed=0), iterations=iterations,
                                    batched=mode != "sequential", compile="on" if mode == "compiled" else "off")
     compile_seconds = warm_up(victim, observations, settings) if mode == "compiled" else None

@@ -19,6 +19,7 @@ from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
 from fl_sim.devices import resolve_device
 from fl_sim.errors import ConfigError
+from fl_sim.models import Architecture
 from fl_sim.results import read_events
 from lab.offline import intercepted_updates
 
@@ -31,8 +32,8 @@ def _observe(config: RunConfig, samples: list[list[int]], seed: int = 0):
     updates, truths = intercepted_updates(config, samples, seed=seed)
     observations = [Observation.from_update(update) for update in updates]
     dataset = load_dataset(config.data)
-    victim = Victim.from_arrays(config, dataset.input_shape, dataset.num_classes,
-                                observations[0].global_arrays, torch.device("cpu"))
+    architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
+    victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     return victim, observations, truths
 
 
