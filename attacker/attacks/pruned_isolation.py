@@ -19,10 +19,10 @@ neuron's bias update, which pruning drops for most rows. This attack uses what t
    row by least squares on their common pixels, and their pixels pooled.
 3. **The gaps bounded, then filled by a prior.** A pixel no row of the group carried is bounded, for each
    row, by its layer's threshold over the row's scale: at most ``smallest kept / c_r`` or, where the
-   defense drops the largest, at least ``largest kept / c_r``. The image prior fills it: each missing pixel
-   becomes the mean of its four neighbours, projected onto its bounds and the pixel box, for the attack's
-   iterations (Jacobi sweeps; 200 by default, which settles every gap of a 32 x 32 image), every image of the
-   round at once.
+   defense drops the largest, at least ``largest kept / c_r``. The image prior fills it: the mean of its four
+   neighbours decides its side (Jacobi sweeps, the attack's iterations, 200 by default, every image of the round
+   at once); on the small side it is 0 (what pruning the smallest leaves most often: the background), on the
+   large side the mean, at least its bound.
 4. **The scale.** Where a row of the group carried its bias the image is ``dW_r / db_r``; elsewhere the
    least scale the bounds allow: the brightest pixel is 1 (images lie in [0, 1]).
 
@@ -34,6 +34,7 @@ better than chance is the judge's call, as for every attack: filled-in pixels co
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -91,13 +92,16 @@ def run_pruned_isolation(victim: Victim, observations: list[Observation], settin
     return results
 
 
+@dataclass
 class _Group:
     """Rows of one image in the scale of its best-kept row: the pooled pixels, where they are known, the bounds."""
 
-    def __init__(self, pixels: torch.Tensor, known: torch.Tensor, below: torch.Tensor, above: torch.Tensor,
-                 scale: float | None, rows: int) -> None:
-        self.pixels, self.known, self.below, self.above = pixels, known, below, above
-        self.scale, self.rows = scale, rows
+    pixels: torch.Tensor
+    known: torch.Tensor
+    below: torch.Tensor
+    above: torch.Tensor
+    scale: float | None
+    rows: int
 
 
 def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
