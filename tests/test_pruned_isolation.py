@@ -45,6 +45,19 @@ def test_one_image_under_dgp_is_read_back_from_its_rows_each_pruned_differently(
     assert "1 shown by several rows" in rec.notes[0]
 
 
+def test_one_image_is_completed_from_rows_that_kept_a_few_entries_each_under_dgp_at_99_percent():
+    """One image at 99% pruned: the rows keep a few entries each, too few to compare two rows.
+
+    One image's update has nothing else in them, and the rows tied through the pixels they share complete the image.
+    """
+    flat = {**FEDSGD, "model.name": "mlp", "model.width": 256, "model.init": "default", "defense.name": "dgp",
+            "defense.dgp-bottom-ratio": 0.89}
+    *_, [verdict], [rec] = _attacked(flat, [[7]], "pruned-isolation")
+    assert verdict.leaked and verdict.best_ssim > 0.8, verdict.best_ssim
+    *_, [several], _ = _attacked({**flat, "train.batch-size": 2}, [[7, 8]], "pruned-isolation")
+    assert not several.leaked  # two images: the rows must be told apart, and with so few entries they cannot be
+
+
 def test_it_finds_images_of_several_steps_that_isolation_misses_under_dgp():
     samples = [list(range(40 + 16 * k, 56 + 16 * k)) for k in range(3)]
     *_, plain, _ = _attacked({**LOCAL_SGD, **LIGHT_DGP}, samples, "isolation")

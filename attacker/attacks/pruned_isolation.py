@@ -16,7 +16,11 @@ neuron's bias update, which pruning drops for most rows. This attack uses what t
    travelled, each pruned differently (the larger ``c_r``, the more of the image clears the layer's
    threshold): rows whose kept entries point the same way (cosine, :data:`AGREEMENT`) on at least
    :data:`MIN_COMMON` common pixels are grouped, each row brought to the scale of the group's best-kept
-   row by least squares on their common pixels, and their pixels pooled.
+   row by a rank-one fit of the group's kept entries (alternating least squares, so that a row tied to the
+   best one only through others gets its scale too), and their pixels pooled. An update that holds one image
+   (FedSGD on one image) has nothing but that image in its rows: every row that kept an entry is used, however
+   few it kept, and the rows tied together through the pixels they share form its group (low-rank completion
+   of a rank-one layer, which is what breaks DGP at 99% pruned there).
 3. **The gaps bounded, then filled by a prior.** A pixel no row of the group carried is bounded, for each
    row, by its layer's threshold over the row's scale: at most ``smallest kept / c_r`` or, where the
    defense drops the largest, at least ``largest kept / c_r``. The image prior fills it: the mean of its four
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from attacker.attacks import isolation
@@ -55,6 +60,8 @@ AGREEMENT = 1 - 1e-4
 MIN_COMMON = 16
 #: How far above 1 a pixel read at a known scale may reach (float32 rounding of the update).
 RANGE_SLACK = 1e-2
+#: Sweeps of alternating least squares that fit one group's rows to one image at a scale each.
+SCALE_SWEEPS = 20
 
 
 def why_not(victim: Victim, obs: Observation) -> str | None:
@@ -116,13 +123,15 @@ def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
     sign = torch.sign((weight * kept).sum(dim=1))
     signed = weight * sign[:, None] * kept  # >= 0 where an isolated row kept a pixel
     peak = signed.max(dim=1).values
-    rows = (kept.sum(dim=1) >= MIN_COMMON) & ~((signed < 0) & kept).any(dim=1)
+    one_image = obs.most_images == 1  # every row that moved is that image's: no mixture to tell rows apart from
+    rows = (kept.sum(dim=1) >= (1 if one_image else MIN_COMMON)) & ~((signed < 0) & kept).any(dim=1)
     bias_scale = torch.where(bias_kept, bias * sign, torch.zeros_like(bias))
     rows &= ~bias_kept | ((bias_scale > 0) & (peak <= bias_scale * (1 + RANGE_SLACK)))
     if not drops_largest:  # an isolated row's pixels are c_r x <= c_r, and c_r is below the smallest bias kept
         rows &= bias_kept | (peak <= smallest_bias * (1 + RANGE_SLACK))
     index = torch.nonzero(rows).flatten()
-    found = _agreeing(signed[index], kept[index], bias_kept[index])[:obs.most_images]
+    found = _connected(kept[index]) if one_image else \
+        _agreeing(signed[index], kept[index], bias_kept[index])[:obs.most_images]
     groups = [_pool(signed[index[g]], kept[index[g]], bias_scale[index[g]], bias_kept[index[g]], smallest, largest,
                     drops_largest) for g in found]
     bound = "smaller than the smallest kept or larger than the largest" if drops_largest else \
@@ -161,13 +170,50 @@ def _agreeing(signed: torch.Tensor, kept: torch.Tensor, anchored: torch.Tensor) 
                                          int(g[0])))
 
 
-def _pool(signed: torch.Tensor, kept: torch.Tensor, bias_scale: torch.Tensor, bias_kept: torch.Tensor,
-          smallest: float, largest: float, drops_largest: bool) -> _Group:
-    """One image's rows brought to the scale of its best-kept row, their pixels pooled and the missing ones bounded."""
+def _connected(kept: torch.Tensor) -> list[np.ndarray]:
+    """The rows of the largest connected part of the graph of rows and the pixels they kept (one group, or none).
+
+    Rows of one image are tied to each other through the pixels they both kept; rows of another part share no pixel
+    with these, so their scale relative to them is unknown.
+    """
+    if not len(kept):
+        return []
+    rows, pixels = kept.shape
+    edges = torch.nonzero(kept).numpy()
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], rows + edges[:, 1])), shape=(rows + pixels,) * 2)
+    _, labels = connected_components(graph, directed=False)
+    row_labels = labels[:rows]
+    entries = np.bincount(row_labels, weights=kept.sum(dim=1).numpy())
+    return [np.flatnonzero(row_labels == entries.argmax())]
+
+
+def _row_scales(signed: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Per row, the factor that brings it to the scale of the best-kept row: the rank-one fit of the kept entries.
+
+    Rows of one image are ``c_r x``: ``ratio_r = c_best / c_r``. Started from each row's least squares against the
+    best-kept row on their common pixels, then :data:`SCALE_SWEEPS` of alternating least squares over every kept
+    entry (the image from the scaled rows, each row's factor from the image), so that a row tied to the best one only
+    through others gets its scale too.
+    """
     best = int(kept.sum(dim=1).argmax())
+    mask = kept.double()
     common = kept & kept[best]
     ratio = (signed * signed[best] * common).sum(dim=1) / (signed**2 * common).sum(dim=1).clamp(min=1e-300)
     ratio[best] = 1.0
+    for _ in range(SCALE_SWEEPS):
+        placed = ratio > 0
+        image = ((signed * ratio[:, None] * mask)[placed].sum(dim=0) /
+                 mask[placed].sum(dim=0).clamp(min=1))  # the image at the best row's scale, where a placed row kept it
+        seen, cross = (mask * image**2).sum(dim=1), (signed * image * mask).sum(dim=1)
+        ratio = torch.where((seen > 0) & (cross > 0), seen / cross.clamp(min=1e-300), ratio)  # signed_r ~ image / ratio
+        ratio = ratio / ratio[best]
+    return ratio
+
+
+def _pool(signed: torch.Tensor, kept: torch.Tensor, bias_scale: torch.Tensor, bias_kept: torch.Tensor,
+          smallest: float, largest: float, drops_largest: bool) -> _Group:
+    """One image's rows brought to the scale of its best-kept row, their pixels pooled and the missing ones bounded."""
+    ratio = _row_scales(signed, kept)
     scaled, mask = signed * ratio[:, None], kept.double()
     known = kept.any(dim=0)
     pixels = (scaled * mask).sum(dim=0) / mask.sum(dim=0).clamp(min=1)
