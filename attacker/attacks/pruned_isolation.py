@@ -124,7 +124,8 @@ def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
     signed = weight * sign[:, None] * kept  # >= 0 where an isolated row kept a pixel
     peak = signed.max(dim=1).values
     one_image = obs.most_images == 1  # every row that moved is that image's: no mixture to tell rows apart from
-    rows = (kept.sum(dim=1) >= (1 if one_image else MIN_COMMON)) & ~((signed < 0) & kept).any(dim=1)
+    moved = sign != 0  # a neuron no image fired keeps zeros where the layer kept more entries than moved
+    rows = moved & (kept.sum(dim=1) >= (1 if one_image else MIN_COMMON)) & ~((signed < 0) & kept).any(dim=1)
     bias_scale = torch.where(bias_kept, bias * sign, torch.zeros_like(bias))
     rows &= ~bias_kept | ((bias_scale > 0) & (peak <= bias_scale * (1 + RANGE_SLACK)))
     if not drops_largest:  # an isolated row's pixels are c_r x <= c_r, and c_r is below the smallest bias kept
