@@ -8,7 +8,9 @@ import torch
 
 from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.isolation import input_layer
-from attacker.attacks.unmixing import WhitenedLayer
+from attacker.attacks.unmixing import COMPLETION_SWEEPS, WhitenedLayer
+from attacker.completion import KeptRange, complete
+from clients.defenses import kept_by_magnitude
 from attacker.observation import Observation
 from attacker.victim import Victim
 from fl_sim.config import RunConfig
@@ -93,6 +95,28 @@ def test_cpa_says_where_it_does_not_apply():
     _, narrow, wide_batch, _ = _observed({**MLP_BATCH, "model.width": 2}, [3, 4, 5, 6])
     assert "2 neurons, fewer than the 4 images" in why_not(narrow, wide_batch)
     _, _, pruned, _ = _observed({**MLP_BATCH, "defense.name": "topk"}, [3, 4, 5, 6])
-    assert "topk removed entries" in why_not(victim, pruned)
+    assert why_not(victim, pruned) is None  # 90% pruned: far more entries kept than a rank-4 layer has parameters
+    _, _, bare, _ = _observed({**MLP_BATCH, "defense.name": "topk", "defense.topk-prune-ratio": 0.999}, [3, 4, 5, 6])
+    assert "no completion determines its mixtures" in why_not(victim, bare)
     _, lenet, fedsgd, _ = _observed(FEDSGD, [3])
     assert "first layer" in why_not(lenet, fedsgd)
+
+
+def test_a_pruned_upload_is_completed_then_unmixed():
+    """Top-k at 50% of a planted mixing of four images: the kept entries determine the rank-4 layer, CPA unmixes it."""
+    config, victim, obs, _ = _observed(MLP_BATCH, [3, 4, 5, 6])
+    images = _blobs(4) + 0.05  # no exact zeros: the dropped entries are small, not nothing
+    planted = _planted(victim, obs, images)
+    kept = {name: kept_by_magnitude(value, 0.0, 0.5) for name, value in planted.update.items()}
+    pruned = dataclasses.replace(planted, defense="topk", update={
+        name: torch.where(kept[name], value, torch.zeros_like(value)) for name, value in planted.update.items()},
+        positions={name: torch.nonzero(mask.flatten()).flatten() for name, mask in kept.items()})
+    layer = input_layer(victim)
+    weight = planted.update[f"{layer}.weight"]
+    completed = complete(weight, kept[f"{layer}.weight"], 4, KeptRange.of(weight, kept[f"{layer}.weight"], "topk"),
+                         COMPLETION_SWEEPS)
+    assert float((completed - weight).norm() / weight.norm()) < 1e-3
+    settings = AttackSettings.from_config(config.attack, seed=0).for_method("cpa", iterations=3000, lr=0.03)
+    [unmixed] = INVERSIONS["cpa"].run(victim, [pruned], settings)
+    assert min(_best_errors(unmixed.images, images)) < 0.01  # as from the dense update
+    assert "completed at rank 4" in unmixed.notes[0]

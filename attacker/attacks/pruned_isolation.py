@@ -48,11 +48,11 @@ from scipy.sparse.csgraph import connected_components
 
 from attacker.attacks import isolation
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
+from attacker.completion import KeptRange
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
-from fl_sim.defense_registry import DEFENSES
 
 #: Rows show one image where the cosine of their kept entries over the pixels both kept is at least this.
 AGREEMENT = 1 - 1e-4
@@ -117,9 +117,8 @@ def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
     weight, bias = obs.update[names[0]].double(), obs.update[names[1]].double()
     travelled = obs.travelled(names)
     kept, bias_kept = travelled[names[0]], travelled[names[1]]
-    drops_largest = any(DEFENSES[name].drops_largest for name in obs.defense.split("+"))
-    smallest, largest = _kept_range(weight, kept)
-    smallest_bias, _ = _kept_range(bias, bias_kept)
+    bounds = KeptRange.of(weight, kept, obs.defense)
+    smallest_bias = KeptRange.of(bias, bias_kept, obs.defense).smallest
     sign = torch.sign((weight * kept).sum(dim=1))
     signed = weight * sign[:, None] * kept  # >= 0 where an isolated row kept a pixel
     peak = signed.max(dim=1).values
@@ -128,27 +127,17 @@ def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
     rows = moved & (kept.sum(dim=1) >= (1 if one_image else MIN_COMMON)) & ~((signed < 0) & kept).any(dim=1)
     bias_scale = torch.where(bias_kept, bias * sign, torch.zeros_like(bias))
     rows &= ~bias_kept | ((bias_scale > 0) & (peak <= bias_scale * (1 + RANGE_SLACK)))
-    if not drops_largest:  # an isolated row's pixels are c_r x <= c_r, and c_r is below the smallest bias kept
+    if not bounds.drops_largest:  # an isolated row's pixels are c_r x <= c_r, and c_r is below the smallest bias kept
         rows &= bias_kept | (peak <= smallest_bias * (1 + RANGE_SLACK))
     index = torch.nonzero(rows).flatten()
     found = _connected(kept[index]) if one_image else \
         _agreeing(signed[index], kept[index], bias_kept[index])[:obs.most_images]
-    groups = [_pool(signed[index[g]], kept[index[g]], bias_scale[index[g]], bias_kept[index[g]], smallest, largest,
-                    drops_largest) for g in found]
-    bound = "smaller than the smallest kept or larger than the largest" if drops_largest else \
-        "no larger than the smallest kept"
+    groups = [_pool(signed[index[g]], kept[index[g]], bias_scale[index[g]], bias_kept[index[g]], bounds)
+              for g in found]
     note = (f"pruned upload ({obs.defense}): {len(index)} rows could be one image's, {len(found)} kept "
             f"({sum(g.rows > 1 for g in groups)} shown by several rows; the update holds at most {obs.most_images} "
-            f"images); every missing pixel bounded ({bound}) and filled by smoothness")
+            f"images); every missing pixel bounded ({bounds.describe()}) and filled by smoothness")
     return groups, note
-
-
-def _kept_range(values: torch.Tensor, kept: torch.Tensor) -> tuple[float, float]:
-    """The smallest and largest magnitude a layer kept (no entry kept: nothing is bounded)."""
-    magnitudes = values[kept].abs()
-    if not len(magnitudes):
-        return float("inf"), float("inf")
-    return float(magnitudes.min()), float(magnitudes.max())
 
 
 def _agreeing(signed: torch.Tensor, kept: torch.Tensor, anchored: torch.Tensor) -> list[np.ndarray]:
@@ -212,16 +201,17 @@ def _row_scales(signed: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
 
 
 def _pool(signed: torch.Tensor, kept: torch.Tensor, bias_scale: torch.Tensor, bias_kept: torch.Tensor,
-          smallest: float, largest: float, drops_largest: bool) -> _Group:
+          bounds: KeptRange) -> _Group:
     """One image's rows brought to the scale of its best-kept row, their pixels pooled and the missing ones bounded."""
     ratio = _row_scales(signed, kept)
     scaled, mask = signed * ratio[:, None], kept.double()
     known = kept.any(dim=0)
     pixels = (scaled * mask).sum(dim=0) / mask.sum(dim=0).clamp(min=1)
     missing = ~kept
-    below = torch.where(missing, ratio[:, None] * smallest, torch.full_like(scaled, float("inf"))).min(dim=0).values
-    above = torch.where(missing, ratio[:, None] * largest, torch.zeros_like(scaled)).max(dim=0).values if \
-        drops_largest else torch.full_like(pixels, float("inf"))
+    below = torch.where(missing, ratio[:, None] * bounds.smallest, torch.full_like(scaled, float("inf"))).min(
+        dim=0).values
+    above = torch.where(missing, ratio[:, None] * bounds.largest, torch.zeros_like(scaled)).max(dim=0).values if \
+        bounds.drops_largest else torch.full_like(pixels, float("inf"))
     scale = float((bias_scale * ratio)[bias_kept].mean()) if bias_kept.any() else None
     return _Group(pixels, known, below, above, scale, len(signed))
 

@@ -34,6 +34,7 @@ import torch
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from attacker.attacks.isolation import input_layer
 from attacker.attacks.isolation import why_not as isolation_why_not
+from attacker.completion import KeptRange, completable_rows, complete, degrees_of_freedom
 from attacker.objectives import total_variation
 from attacker.observation import Observation
 from attacker.stop import Stop
@@ -48,6 +49,8 @@ DECORRELATION, TEMPERATURE = 1.47, 12.4
 TOTAL_VARIATION = 3.1
 #: Singular values of ``dW`` below this share of the largest are rounding, not images (float32 updates).
 RANK_TOLERANCE = 1e-5
+#: Projections that complete a pruned upload's first layer before it is unmixed (:func:`attacker.completion.complete`).
+COMPLETION_SWEEPS = 300
 
 
 def why_not(victim: Victim, obs: Observation) -> str | None:
@@ -57,11 +60,23 @@ def why_not(victim: Victim, obs: Observation) -> str | None:
         return reason
     if obs.most_images < 2:
         return "the update holds one image: nothing to unmix (analytic recovery reads it exactly)"
-    if obs.pruned:
-        return f"{obs.defense} removed entries of the layer: its rows are no longer whole mixtures"
-    rows = victim.params[f"{input_layer(victim)}.weight"].shape[0]
+    layer = input_layer(victim)
+    rows = victim.params[f"{layer}.weight"].shape[0]
     if rows < obs.most_images:
         return f"the first layer has {rows} neurons, fewer than the {obs.most_images} images the update can hold"
+    return _incomplete(obs, layer) if obs.pruned else None
+
+
+def _incomplete(obs: Observation, layer: str) -> str | None:
+    """Why the kept entries of a pruned upload's first layer cannot determine its mixtures (``None`` if they can)."""
+    kept = obs.travelled([f"{layer}.weight"])[f"{layer}.weight"]
+    rank = obs.most_images
+    whole = completable_rows(kept, rank)
+    needed = degrees_of_freedom(int(whole.sum()), kept.shape[1], rank)
+    if whole.sum() < rank or kept[whole].sum() < needed:
+        return (f"{obs.defense} kept {int(kept[whole].sum()):,} entries in the {int(whole.sum())} rows that kept "
+                f"{rank} or more, fewer than the {needed:,} parameters of a rank-{rank} layer of them: no completion "
+                f"determines its mixtures (Candes and Recht 2009)")
     return None
 
 
@@ -79,8 +94,8 @@ def run_unmixing(victim: Victim, observations: list[Observation], settings: Atta
         for row, index in enumerate(chosen):
             images = whitened[index].images(unmixing[row]).reshape(count, *victim.input_shape).clamp(0, 1)
             cut = "" if iterations == settings.iterations else f"; budget spent: cut short after {iterations}"
-            notes = [f"dW has rank {whitened[index].rank}; {count} sources unmixed (the update holds at most "
-                     f"{observations[index].most_images} images), {settings.iterations} Adam steps{cut}"]
+            notes = [f"dW has rank {whitened[index].rank}{whitened[index].note}; {count} sources unmixed (the update "
+                     f"holds at most {observations[index].most_images} images), {settings.iterations} Adam steps{cut}"]
             results[index] = Reconstruction(observation=observations[index], images=images,
                                             labels=victim.predictions(images), loss=0.0, iterations=iterations,
                                             seconds=seconds, notes=notes, attack=CPA.name, method=CPA.name,
@@ -91,8 +106,12 @@ def run_unmixing(victim: Victim, observations: list[Observation], settings: Atta
 class WhitenedLayer:
     """One update's first layer, whitened to ``count`` components: what CPA unmixes, and how sources become images."""
 
-    def __init__(self, d_weight: torch.Tensor, d_bias: torch.Tensor, count: int, rank: int) -> None:
+    def __init__(self, d_weight: torch.Tensor, d_bias: torch.Tensor, count: int, rank: int,
+                 bias_known: torch.Tensor | None = None, note: str = "") -> None:
         self.d_weight, self.d_bias, self.count, self.rank = d_weight, d_bias, count, rank
+        #: the rows whose bias update is known (all, for a dense upload), and how a pruned layer was completed
+        self.bias_known = torch.ones(len(d_bias), dtype=torch.bool) if bias_known is None else bias_known
+        self.note = note
         mean = d_weight.mean(dim=1, keepdim=True)
         left, singular, right = torch.linalg.svd(d_weight - mean, full_matrices=False)
         scale = (d_weight.shape[1] - 1) ** 0.5
@@ -102,21 +121,42 @@ class WhitenedLayer:
 
     @classmethod
     def of(cls, obs: Observation, layer: str) -> WhitenedLayer:
-        """The whitened layer of ``obs``, to as many components as its images (protocol bound and rank)."""
-        d_weight = obs.update[f"{layer}.weight"].double()
-        d_bias = obs.update[f"{layer}.bias"].double()
+        """The whitened layer of ``obs``, to as many components as its images (protocol bound and rank).
+
+        A pruned upload's layer is first completed (:mod:`attacker.completion`): its rows that kept enough entries,
+        at the rank of the images the update holds, each missing entry within the pruning's bound.
+        """
+        names = [f"{layer}.weight", f"{layer}.bias"]
+        d_weight, d_bias = obs.update[names[0]].double(), obs.update[names[1]].double()
+        bias_known, note = None, ""
+        if obs.pruned:
+            travelled = obs.travelled(names)
+            kept, bias_known = travelled[names[0]], travelled[names[1]]
+            whole = completable_rows(kept, obs.most_images)
+            bounds = KeptRange.of(d_weight, kept, obs.defense)
+            d_weight = complete(d_weight[whole], kept[whole], obs.most_images, bounds, COMPLETION_SWEEPS)
+            d_bias, bias_known = d_bias[whole], bias_known[whole]
+            note = (f"; the {int(whole.sum())} rows that kept {obs.most_images} entries or more completed at rank "
+                    f"{obs.most_images} ({COMPLETION_SWEEPS} sweeps, every missing entry {bounds.describe()}), "
+                    f"{int(bias_known.sum())} of their biases known")
         singular = torch.linalg.svdvals(d_weight)
         rank = int((singular > RANK_TOLERANCE * singular[0]).sum()) if singular[0] > 0 else 0
-        return cls(d_weight, d_bias, max(1, min(obs.most_images, rank)), rank)
+        return cls(d_weight, d_bias, max(1, min(obs.most_images, rank)), rank, bias_known, note)
 
     def images(self, unmixing: torch.Tensor) -> torch.Tensor:
         """The images of the sources ``unmixing`` (``k x k``) separates, scaled and signed by the bias (``k x pixels``).
 
-        Exact for the unmixing that separates the images (the bias equation pins each source's scale and sign).
+        Exact for the unmixing that separates the images (the bias equation pins each source's scale and sign). Where
+        fewer biases travelled than there are sources, each source is signed and scaled by the pixel range instead:
+        its largest magnitude is its brightest pixel, 1.
         """
         sources = _sources(unmixing[None], self.whitened[None], self.whitened_mean[None])[0].double()
+        if self.bias_known.sum() < self.count:
+            extreme = sources.gather(1, sources.abs().argmax(dim=1, keepdim=True))
+            return (sources / extreme).float()
         mixing = torch.linalg.lstsq(sources.T, self.d_weight.T).solution.T  # dW ~ mixing @ sources
-        inverse_scale = torch.linalg.lstsq(mixing, self.d_bias[:, None]).solution[:, 0]
+        known = self.bias_known
+        inverse_scale = torch.linalg.lstsq(mixing[known], self.d_bias[known, None]).solution[:, 0]
         safe = torch.where(inverse_scale.abs() > 1e-12, inverse_scale, torch.full_like(inverse_scale, 1e-12))
         return (sources / safe[:, None]).float()
 
