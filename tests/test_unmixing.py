@@ -10,9 +10,9 @@ from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.isolation import input_layer
 from attacker.attacks.unmixing import COMPLETION_SWEEPS, WhitenedLayer
 from attacker.completion import KeptRange, complete
-from clients.defenses import kept_by_magnitude
 from attacker.observation import Observation
 from attacker.victim import Victim
+from clients.defenses import kept_by_magnitude
 from fl_sim.config import RunConfig
 from fl_sim.config.presets import FEDSGD
 from fl_sim.data import load_dataset
