@@ -31,6 +31,7 @@ import torch
 from attacker.attacks.base import AttackSettings
 from attacker.attacks.pruned_isolation import MIN_COMMON
 from attacker.attacks.unmixing import CPA
+from attacker.completion import completable_rows, degrees_of_freedom
 from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.victim import Victim
@@ -91,21 +92,17 @@ def main() -> None:
             any_kept += int((rows > 0).sum())
             enough += int((rows >= MIN_COMMON).sum())
             ratios += (weight[isolated].abs().max(dim=1).values / threshold).tolist()
-            whole = kept.sum(dim=1) >= rank
-            completable.append((int(whole.sum()), int(kept[whole].sum()), _degrees_of_freedom(
-                int(whole.sum()), weight.shape[1], rank)))
+            whole = completable_rows(kept, rank)
+            completable.append((int(whole.sum()), int(kept[whole].sum()),
+                                degrees_of_freedom(int(whole.sum()), weight.shape[1], rank)))
+        needed = _spread([c[2] for c in completable]) if min(c[0] for c in completable) >= rank else \
+            f"< {rank} rows: none"
         print(f"{name:11} {f'{any_kept}/{sum(found)}':>24} {f'{enough}/{sum(found)}':>16} "
               f"{statistics.median(ratios) if ratios else float('nan'):28.2f} "
               f"{_spread([c[0] for c in completable]):>20} {_spread([c[1] for c in completable]):>19} "
-              f"{_spread([c[2] for c in completable]):>27}")
+              f"{needed:>27}")
     if args.cpa:
         _unmix_dense(config, updates, samples)
-
-
-def _degrees_of_freedom(rows: int, columns: int, rank: int) -> int:
-    """The parameters of a ``rows x columns`` matrix of rank ``rank`` (of a smaller one where there are fewer rows)."""
-    rank = min(rank, rows)
-    return rank * (rows + columns - rank)
 
 
 def _spread(values: list[int]) -> str:
