@@ -16,6 +16,7 @@ pruning's bounds as the projection of every missing entry).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -68,6 +69,31 @@ def degrees_of_freedom(rows: int, columns: int, rank: int) -> int:
     """The parameters of a ``rows x columns`` matrix of rank ``rank``: the fewest entries that can determine it."""
     rank = min(rank, rows, columns)
     return rank * (rows + columns - rank)
+
+
+class Coverage(NamedTuple):
+    """What a pruned layer kept against what a rank-``rank`` completion of it needs.
+
+    ``rows``: the rows that kept at least ``rank`` entries; ``entries``: the entries those rows kept; ``needed``: the
+    parameters of a rank-``rank`` matrix of those rows.
+    """
+
+    rank: int
+    rows: int
+    entries: int
+    needed: int
+
+    @property
+    def determined(self) -> bool:
+        """Whether the kept entries can determine the layer: as many rows as the rank, as many entries as parameters."""
+        return self.rows >= self.rank and self.entries >= self.needed
+
+
+def coverage(kept: torch.Tensor, rank: int) -> Coverage:
+    """The :class:`Coverage` of the layer whose ``kept`` entries (bool, rows x columns) travelled."""
+    whole = completable_rows(kept, rank)
+    rows = int(whole.sum())
+    return Coverage(rank, rows, int(kept[whole].sum()), degrees_of_freedom(rows, kept.shape[1], rank))
 
 
 def complete(values: torch.Tensor, kept: torch.Tensor, rank: int, bounds: KeptRange, sweeps: int) -> torch.Tensor:

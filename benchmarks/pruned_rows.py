@@ -31,7 +31,7 @@ import torch
 from attacker.attacks.base import AttackSettings
 from attacker.attacks.pruned_isolation import MIN_COMMON
 from attacker.attacks.unmixing import CPA
-from attacker.completion import completable_rows, degrees_of_freedom
+from attacker.completion import coverage
 from attacker.judge import Judge
 from attacker.observation import Observation
 from attacker.victim import Victim
@@ -92,14 +92,12 @@ def main() -> None:
             any_kept += int((rows > 0).sum())
             enough += int((rows >= MIN_COMMON).sum())
             ratios += (weight[isolated].abs().max(dim=1).values / threshold).tolist()
-            whole = completable_rows(kept, rank)
-            completable.append((int(whole.sum()), int(kept[whole].sum()),
-                                degrees_of_freedom(int(whole.sum()), weight.shape[1], rank)))
-        needed = _spread([c[2] for c in completable]) if min(c[0] for c in completable) >= rank else \
+            completable.append(coverage(kept, rank))
+        needed = _spread([c.needed for c in completable]) if min(c.rows for c in completable) >= rank else \
             f"< {rank} rows: none"
         print(f"{name:11} {f'{any_kept}/{sum(found)}':>24} {f'{enough}/{sum(found)}':>16} "
               f"{statistics.median(ratios) if ratios else float('nan'):28.2f} "
-              f"{_spread([c[0] for c in completable]):>20} {_spread([c[1] for c in completable]):>19} "
+              f"{_spread([c.rows for c in completable]):>20} {_spread([c.entries for c in completable]):>19} "
               f"{needed:>27}")
     if args.cpa:
         _unmix_dense(config, updates, samples)

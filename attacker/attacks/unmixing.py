@@ -34,7 +34,7 @@ import torch
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from attacker.attacks.isolation import input_layer
 from attacker.attacks.isolation import why_not as isolation_why_not
-from attacker.completion import KeptRange, completable_rows, complete, degrees_of_freedom
+from attacker.completion import KeptRange, completable_rows, complete, coverage
 from attacker.objectives import total_variation
 from attacker.observation import Observation
 from attacker.stop import Stop
@@ -69,15 +69,15 @@ def why_not(victim: Victim, obs: Observation) -> str | None:
 
 def _incomplete(obs: Observation, layer: str) -> str | None:
     """Why the kept entries of a pruned upload's first layer cannot determine its mixtures (``None`` if they can)."""
-    kept = obs.travelled([f"{layer}.weight"])[f"{layer}.weight"]
-    rank = obs.most_images
-    whole = completable_rows(kept, rank)
-    needed = degrees_of_freedom(int(whole.sum()), kept.shape[1], rank)
-    if whole.sum() < rank or kept[whole].sum() < needed:
-        return (f"{obs.defense} kept {int(kept[whole].sum()):,} entries in the {int(whole.sum())} rows that kept "
-                f"{rank} or more, fewer than the {needed:,} parameters of a rank-{rank} layer of them: no completion "
-                f"determines its mixtures (Candes and Recht 2009)")
-    return None
+    kept = coverage(obs.travelled([f"{layer}.weight"])[f"{layer}.weight"], obs.most_images)
+    if kept.determined:
+        return None
+    if kept.rows < kept.rank:
+        shortfall = f"only {kept.rows} rows kept {kept.rank} entries or more, fewer than the {kept.rank} images"
+    else:
+        shortfall = (f"{obs.defense} kept {kept.entries:,} entries in the {kept.rows} rows that kept {kept.rank} or "
+                     f"more, fewer than the {kept.needed:,} parameters of a rank-{kept.rank} layer of them")
+    return f"{shortfall}: no completion determines its mixtures (Candes and Recht 2009)"
 
 
 def run_unmixing(victim: Victim, observations: list[Observation], settings: AttackSettings,
@@ -152,11 +152,11 @@ class WhitenedLayer:
         """
         sources = _sources(unmixing[None], self.whitened[None], self.whitened_mean[None])[0].double()
         if self.bias_known.sum() < self.count:
-            extreme = sources.gather(1, sources.abs().argmax(dim=1, keepdim=True))
-            return (sources / extreme).float()
-        mixing = torch.linalg.lstsq(sources.T, self.d_weight.T).solution.T  # dW ~ mixing @ sources
-        known = self.bias_known
-        inverse_scale = torch.linalg.lstsq(mixing[known], self.d_bias[known, None]).solution[:, 0]
+            inverse_scale = sources.gather(1, sources.abs().argmax(dim=1, keepdim=True))[:, 0]
+        else:
+            mixing = torch.linalg.lstsq(sources.T, self.d_weight.T).solution.T  # dW ~ mixing @ sources
+            known = self.bias_known
+            inverse_scale = torch.linalg.lstsq(mixing[known], self.d_bias[known, None]).solution[:, 0]
         safe = torch.where(inverse_scale.abs() > 1e-12, inverse_scale, torch.full_like(inverse_scale, 1e-12))
         return (sources / safe[:, None]).float()
 
