@@ -23,10 +23,11 @@ neuron's bias update, which pruning drops for most rows. This attack uses what t
    of a rank-one layer, which is what breaks DGP at 99% pruned there).
 3. **The gaps bounded, then filled by a prior.** A pixel no row of the group carried is bounded, for each
    row, by its layer's threshold over the row's scale: at most ``smallest kept / c_r`` or, where the
-   defense drops the largest, at least ``largest kept / c_r``. The image prior fills it: the mean of its four
-   neighbours decides its side (Jacobi sweeps, the attack's iterations, 200 by default, every image of the round
-   at once); on the small side it is 0 (what pruning the smallest leaves most often: the background), on the
-   large side the mean, at least its bound.
+   defense drops the largest, at least ``largest kept / c_r``. The image prior fills it, within its bounds: a
+   screened Laplace fill (Jacobi sweeps of smoothness plus a pull towards 0, the background, :data:`ZERO_PULL`;
+   the attack's iterations, 200 by default, every image of the round at once), whose value also decides the
+   side of a pixel the defense may have dropped as large or as small. A gap thus decays from the pixels known
+   around it, as a digit's edge does, where zeros cut the edges off and a plain mean greys the background.
 4. **The scale.** Where a row of the group carried its bias the image is ``dW_r / db_r``; elsewhere the
    least scale the bounds allow: the brightest pixel is 1 (images lie in [0, 1]).
 
@@ -62,6 +63,10 @@ MIN_COMMON = 16
 RANGE_SLACK = 1e-2
 #: Sweeps of alternating least squares that fit one group's rows to one image at a scale each.
 SCALE_SWEEPS = 20
+#: The prior's pull of a missing pixel towards 0 (the background), against its four neighbours: a sweep sets it to
+#: their sum over ``4 + ZERO_PULL``, the Jacobi step of a smoothness-plus-ridge energy (a screened Laplace fill),
+#: so that a gap decays from the pixels known around it instead of spreading their level over the background.
+ZERO_PULL = 0.25
 
 
 def why_not(victim: Victim, obs: Observation) -> str | None:
@@ -227,9 +232,11 @@ def _completed(groups: list[_Group], shape: tuple[int, int, int], sweeps: int) -
     filled = torch.where(known, pixels, torch.zeros_like(pixels))
     for _ in range(sweeps):
         padded = F.pad(filled, (1, 1, 1, 1), mode="replicate")
-        mean = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
-        bright = mean > (below + above) / 2  # nearer the bright side: a pixel the defense dropped as large
-        filled = torch.where(known, pixels, torch.where(bright, torch.maximum(mean, above), torch.zeros_like(mean)))
+        prior = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / (
+            4 + ZERO_PULL)
+        bright = prior > (below + above) / 2  # nearer the bright side: a pixel the defense dropped as large
+        gap = torch.where(bright, torch.maximum(prior, above), prior.clamp(0).minimum(below))
+        filled = torch.where(known, pixels, gap)
     scale = torch.tensor([g.scale if g.scale is not None else 0.0 for g in groups], dtype=filled.dtype)
     brightest = filled.flatten(1).max(dim=1).values
     scale = torch.where(scale > 0, scale, brightest).clamp(min=1e-300)
