@@ -9,7 +9,7 @@
 #   BASE_IMAGE=fl-sim-base:local                       deploy/base.Dockerfile, made from Debian's
 #                                                      packages (scripts/build_images.sh --offline)
 #   WHEELHOUSE=http://127.0.0.1:PORT                   where scripts/build_images.sh serves the wheels
-#   WHEELHOUSE_DIGEST=...                              a digest of their names: new wheels, new layer
+#   WHEELHOUSE_DIGEST=...                              a digest of the wheels and requirements: new ones, new layer
 #   ROLE=superlink  the SuperLink; it runs the ServerApp (strategy and attacker) as its subprocess
 #   ROLE=supernode  a SuperNode; it runs the ClientApp as its subprocess
 #

@@ -81,7 +81,7 @@ fi
 # A fixed port and a digest of the wheel set, so that a rebuild of the same wheels hits Docker's cache
 # (a build argument that changes is a cache miss, and a new 5.5 GB layer).
 port="${FL_SIM_WHEELHOUSE_PORT:-8765}"
-digest="$(cd deploy/wheelhouse && ls | sha256sum | cut -c1-16)"
+digest="$(cd deploy/wheelhouse && { ls; cat requirements.txt; } | sha256sum | cut -c1-16)"
 "$python" -m http.server --bind 127.0.0.1 --directory deploy/wheelhouse "$port" >deploy/wheelhouse-server.log 2>&1 &
 server=$!
 cleanup+=('kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f deploy/wheelhouse-server.log')
