@@ -7,15 +7,21 @@ the bank keeps each client's distinct recoveries, and one recovered again in a l
 confirmed (a mixture of images, which isolation also returns where fewer neurons isolate than the update
 holds images, never recurs: its weights change with the model). The confirmed count is the attacker's own,
 beside the judge's, and never counts a mixture.
+
+A pruning defense with error feedback (DGP) adds what a round dropped to the client's next update, so what it
+drops is not lost to the server but delayed: the sum of a client's uploads so far is the sum of its updates less its
+last residual (:class:`UploadSums`), and every entry that travelled in some round is in it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from attacker.attacks.isolation import AGREEMENT
+from attacker.observation import Observation
 
 
 class RecoveredSamples:
@@ -45,3 +51,27 @@ class RecoveredSamples:
         """How many distinct images of ``client`` were recovered in two rounds or more: samples, not mixtures."""
         rounds = self._rounds.get(client)
         return 0 if rounds is None else int((rounds >= 2).sum())
+
+
+class UploadSums:
+    """Per client (its partition id), the sum of its pruned uploads so far and every coordinate that travelled in it.
+
+    Under error feedback a client's upload is ``keep(update + residual)``, so its uploads up to round ``t`` sum to its
+    updates up to ``t`` less the residual it keeps after ``t``: the sum holds the client's images as its updates do
+    (``dW = A^T X`` summed over rounds, the same local data), on more coordinates than any one round carries.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[int, dict[str, torch.Tensor]] = {}
+        self._travelled: dict[int, dict[str, torch.Tensor]] = {}
+
+    def add(self, obs: Observation) -> Observation:
+        """Add ``obs`` (a pruned upload) to its client's sum; that sum as one pruned upload of ``obs``'s round."""
+        client = obs.partition_id if obs.partition_id is not None else obs.node_id
+        masks = obs.travelled(list(obs.update))
+        sums, travelled = self._sums.setdefault(client, {}), self._travelled.setdefault(client, {})
+        for name, values in obs.update.items():
+            sums[name] = sums[name] + values if name in sums else values.clone()
+            travelled[name] = travelled[name] | masks[name] if name in travelled else masks[name].clone()
+        return dataclasses.replace(obs, update={k: v.clone() for k, v in sums.items()},
+                                   positions={k: torch.nonzero(m.flatten()).flatten() for k, m in travelled.items()})

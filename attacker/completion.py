@@ -1,9 +1,10 @@
 """What a pruned upload leaves out of a layer, bounded and completed: the pruning rule and the rank of the update.
 
 A pruning defense (top-k, DGP) uploads, per layer, the entries whose magnitude lies in a band and tells the server
-which (:mod:`fl_sim.sparse`); the rule is part of the protocol (the defense's registry entry). So every entry that
-did not travel is bounded: no larger in magnitude than the smallest entry its layer kept or, for a defense that
-also drops the largest (DGP), either that or no smaller than the largest kept (:class:`KeptRange`).
+which (:mod:`fl_sim.sparse`); the rule is part of the protocol (the defense's registry entry and its settings). So every
+entry that did not travel is bounded: no larger in magnitude than the smallest entry its layer kept or, for a defense
+that also drops the largest (DGP with a top ratio above 0), either that or no smaller than the largest kept
+(:class:`KeptRange`).
 
 The first fully connected layer's update mixes the client's images (``dW = A^T X``): its rank is at most the number
 of images the update holds. A low-rank matrix is determined by some of its entries, and by no fewer than its
@@ -20,8 +21,6 @@ from typing import NamedTuple
 
 import torch
 
-from fl_sim.defense_registry import DEFENSES
-
 
 @dataclass(frozen=True)
 class KeptRange:
@@ -36,10 +35,9 @@ class KeptRange:
     drops_largest: bool
 
     @classmethod
-    def of(cls, values: torch.Tensor, kept: torch.Tensor, defense: str) -> KeptRange:
-        """The range ``kept`` entries of ``values`` span, under the pruning rule of ``defense`` (``a+b``: any)."""
+    def of(cls, values: torch.Tensor, kept: torch.Tensor, drops_largest: bool) -> KeptRange:
+        """The range ``kept`` entries of ``values`` span, under a rule that drops the smallest, and the largest too."""
         magnitudes = values[kept].abs()
-        drops_largest = any(DEFENSES[name].drops_largest for name in defense.split("+"))
         if not len(magnitudes):
             return cls(float("inf"), float("inf"), drops_largest)
         return cls(float(magnitudes.min()), float(magnitudes.max()), drops_largest)

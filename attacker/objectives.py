@@ -26,6 +26,26 @@ def cosine_distance(trial: Arrays, target: Arrays) -> torch.Tensor:
     return 1 - dot / (trial_norm * target_norm)
 
 
+def out_of_bounds(trial: Arrays, target: Arrays, mask: Arrays, bounds: Arrays) -> torch.Tensor:
+    """How far ``trial``'s coordinates that did not travel lie outside the pruning's bounds, relative to ``target``.
+
+    ``trial`` is brought to ``target``'s scale first (the least-squares factor over the coordinates that travelled,
+    which is what a scale-free cost such as :func:`cosine_distance` leaves open); then each coordinate masked out
+    (``mask`` 0) that lies between its array's ``bounds`` ``[smallest, largest]`` kept magnitude, where the rule
+    would have kept it, counts its distance to the nearer one. The squared distances, over ``target``'s squared
+    norm: 0 exactly when the trial gradient is one the defense could have pruned into the upload seen.
+    """
+    dot = sum((trial[name] * mask[name] * target[name]).sum() for name in target)
+    power = sum((trial[name] * mask[name]).pow(2).sum() for name in target)
+    scale = dot / power.clamp(min=1e-30)
+    excess = 0.0
+    for name in target:
+        magnitude = (scale * trial[name]).abs() * (1 - mask[name])
+        inside = torch.minimum(magnitude - bounds[name][0], bounds[name][1] - magnitude).clamp(min=0)
+        excess = excess + inside.pow(2).sum()
+    return excess / sum(target[name].pow(2).sum() for name in target).clamp(min=1e-30)
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Anisotropic total variation, mean absolute difference of neighbouring pixels (inversefed's TV)."""
     dx = (x[..., :, 1:] - x[..., :, :-1]).abs().mean()

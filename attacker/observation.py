@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fl_sim import protocol, seeds
-from fl_sim.config import TrainConfig
+from fl_sim.config import DefenseConfig, TrainConfig
 from fl_sim.defense_registry import DEFENSES
 from fl_sim.plugins import InterceptedUpdate
 from fl_sim.protocol import train_config_from_record
@@ -30,6 +30,9 @@ class Observation:
             run different ones names them all, joined by ``+``.
         positions: for a sparse upload, the flat positions of the entries that travelled, by name, as
             the message carried them; ``None`` for a dense upload.
+        drops_largest: whether the protocol's pruning also drops each layer's largest entries (DGP with a top ratio
+            above 0, :meth:`fl_sim.config.DefenseConfig.drops_largest`): an entry that did not travel may then be
+            larger than every one its layer kept, not only smaller.
         clients: how many clients' updates this one sums: 1 for a client's own, more for a secure aggregate
             (their weighted mean, of ``num_examples`` samples in all, each client ``local_steps`` steps at most).
     """
@@ -44,11 +47,12 @@ class Observation:
     local_steps: int
     defense: str = "none"
     positions: dict[str, torch.Tensor] | None = None
+    drops_largest: bool = False
     clients: int = 1
 
     @classmethod
-    def from_update(cls, update: InterceptedUpdate, defense: str = "none") -> Observation:
-        """Keep what a real server has; the simulation-only ``audit`` is deliberately left behind.
+    def from_update(cls, update: InterceptedUpdate, defense: str = "none", drops_largest: bool = False) -> Observation:
+        """Keep what a real server has and what its protocol says of the defense; the ``audit`` is left behind.
 
         The local steps are those the client reported, or, where it reports none (a user's own app), those the
         protocol's training takes on the examples it reported.
@@ -66,8 +70,19 @@ class Observation:
             defense=defense,
             positions=None if update.travelled is None else
             {k: torch.from_numpy(np.array(v)) for k, v in update.travelled.items()},
-            clients=max(1, len(update.clients)),
+            drops_largest=drops_largest, clients=max(1, len(update.clients)),
         )
+
+    @classmethod
+    def under(cls, update: InterceptedUpdate, defense: DefenseConfig) -> Observation:
+        """:meth:`from_update` with what the run's ``defense`` settings say of the clients behind ``update``.
+
+        The defense each client runs (joined by ``+`` for a secure aggregate of clients running different ones) and
+        whether any of them drops each layer's largest entries.
+        """
+        partitions = [client.partition_id for client in update.clients] or [update.partition_id]
+        names = "+".join(sorted({defense.of(partition) for partition in partitions}))
+        return cls.from_update(update, names, any(defense.drops_largest(partition) for partition in partitions))
 
     def random_stream(self, seed: int, *extra: int) -> int:
         """The seed of this update's random attack starts, from the run's ``seed`` and what is stable across runs.

@@ -89,12 +89,10 @@ class AttackerPlugin(ServerPlugin):
     def on_update(self, update: InterceptedUpdate) -> None:
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
         if (update.server_round - 1) % self.attack.every == 0:
-            partitions = [client.partition_id for client in update.clients] or [update.partition_id]
-            defense = "+".join(sorted({self.config.defense.of(partition) for partition in partitions}))
             audit = dict(update.audit)
             if self._lent is not None and lent(audit):  # a user's app: the lent images, named in the pool
                 audit = {protocol.AUDIT_SAMPLES: self._lent.positions(audit), LENT: True}
-            self._collected.append((Observation.from_update(update, defense), audit))
+            self._collected.append((Observation.under(update, self.config.defense), audit))
 
     def on_round_end(self, server_round: int) -> None:
         """Attack the round's updates, inline (``attack.blocking``) or in the background."""

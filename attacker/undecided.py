@@ -21,6 +21,7 @@ import torch
 
 from attacker.observation import Observation
 from fl_sim.config import TrainConfig
+from fl_sim.defense_registry import DEFENSES
 
 #: The folder of the run directory that holds the kept updates.
 FOLDER = "undecided"
@@ -65,7 +66,7 @@ class UndecidedStore:
             "server_round": obs.server_round, "node_id": obs.node_id, "partition_id": obs.partition_id,
             "update": update, "positions": obs.positions, "train": dataclasses.asdict(obs.train),
             "num_examples": obs.num_examples, "local_steps": obs.local_steps, "defense": obs.defense,
-            "clients": obs.clients, "audit": dict(audit)})
+            "drops_largest": obs.drops_largest, "clients": obs.clients, "audit": dict(audit)})
         return path
 
     def kept(self) -> list[KeptUpdate]:
@@ -102,8 +103,14 @@ def _load(path: Path, global_arrays: dict[str, torch.Tensor]) -> KeptUpdate:
                       partition_id=saved["partition_id"], global_arrays=global_arrays, update=update,
                       train=TrainConfig(**saved["train"]), num_examples=saved["num_examples"],
                       local_steps=saved["local_steps"], defense=saved["defense"], positions=positions,
+                      drops_largest=saved.get("drops_largest", _may_drop_largest(saved["defense"])),
                       clients=saved["clients"])
     return KeptUpdate(path, obs, saved["audit"])
+
+
+def _may_drop_largest(defense: str) -> bool:
+    """For an update kept before its pruning's top share was: whether any of its defenses can drop the largest."""
+    return any(DEFENSES[name].largest_share is not None for name in defense.split("+"))
 
 
 def _dense(values: torch.Tensor, positions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -97,7 +97,7 @@ def measure(flat: dict, images_per_client: int, clients: int, attacks: list[str]
     samples = [[int(order[(c * images_per_client + i) % len(order)]) for i in range(images_per_client)]
                for c in range(clients)]  # disjoint while there are enough images
     updates, truths = intercepted_updates(config, samples)
-    observations = [Observation.from_update(update, config.defense.name) for update in updates]
+    observations = [Observation.under(update, config.defense) for update in updates]
     architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
     victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     settings = AttackSettings.from_config(config.attack, seed=0)

@@ -76,7 +76,7 @@ def attack_worst_case(flat: dict, clients: int, iterations: int, time_ig: bool =
     stride = max(1, len(dataset.train) // clients)
     samples = [[c * stride] for c in range(clients)]
     updates, truths = intercepted_updates(config, samples)
-    observations = [Observation.from_update(update, config.defense.name) for update in updates]
+    observations = [Observation.under(update, config.defense) for update in updates]
 
     def fresh_victim() -> Victim:  # each timing builds (and compiles) its own steps: none inherits another's
         architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)

@@ -33,9 +33,11 @@ class DefenseEntry:
         transform: the client-side function (``module:function``) that makes the upload.
         adds_noise: it adds fresh noise the server cannot know.
         prunes: it uploads only the entries it kept (sparse, with their positions), chosen per layer by magnitude:
-            an entry that did not travel is smaller than every one its layer kept, or, with ``drops_largest``,
-            larger than every one (what the attacks on pruned uploads bound it by).
-        drops_largest: a pruning defense that also drops each layer's largest entries (DGP), not only its smallest.
+            an entry that did not travel is smaller than every one its layer kept, or, where it drops the largest
+            too, larger than every one (what the attacks on pruned uploads bound it by).
+        largest_share: for a pruning defense that may also drop each layer's largest entries (DGP), not only its
+            smallest, the ``defense.*`` setting (as its attribute of :class:`fl_sim.config.DefenseConfig`) of the
+            share it drops; where that is 0 it drops only the smallest, as top-k does.
         accounted: how its epsilon is accounted (:data:`PER_UPLOAD`, :data:`PER_LOCAL_STEP`), or None.
         label: a setting shown beside the name in comparisons, and its format (e.g. ``("defense.noise-std", "g")``).
     """
@@ -44,7 +46,7 @@ class DefenseEntry:
     transform: str
     adds_noise: bool = False
     prunes: bool = False
-    drops_largest: bool = False
+    largest_share: str | None = None
     accounted: Literal["per upload", "per local step"] | None = None
     label: tuple[str, str] | None = None
 
@@ -68,6 +70,6 @@ for _entry in (
     # DP-SGD's privacy is in local training (fl_sim.privacy); its update travels as it is
     DefenseEntry("dpsgd", _CLIENT + "unchanged", adds_noise=True, accounted=PER_LOCAL_STEP),
     DefenseEntry("topk", _CLIENT + "top_k", prunes=True, label=("defense.topk-prune-ratio", ".0%")),
-    DefenseEntry("dgp", _CLIENT + "dual_gradient_pruning", prunes=True, drops_largest=True),
+    DefenseEntry("dgp", _CLIENT + "dual_gradient_pruning", prunes=True, largest_share="dgp_top_ratio"),
 ):
     DEFENSES.register(_entry)

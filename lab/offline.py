@@ -32,6 +32,8 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]], see
                         ) -> tuple[list[InterceptedUpdate], list[ImageData]]:
     """One update per entry of ``samples`` (positions in the training split), and each client's data.
 
+    Client ``i`` (partition ``i``) runs its own update defense (``defense.per-client``, else ``defense.name``).
+
     The global model is a fresh one of ``seed``, or ``global_state`` (e.g. a model trained for a later round).
     """
     dataset = load_dataset(config.data)
@@ -45,7 +47,7 @@ def intercepted_updates(config: RunConfig, samples: Sequence[Sequence[int]], see
         model.load_state_dict(global_state)
         local = dataset.train.subset(np.asarray(indices))
         result = train_local(model, local, config.train, seed=client, dp=dp_sgd(config, len(local)))
-        upload, _ = defend_weights(global_state, model.state_dict(), config.defense, None,
+        upload, _ = defend_weights(global_state, model.state_dict(), config.of_client(client).defense, None,
                                    torch.Generator().manual_seed(client))
         client_arrays, travelled = {k: v.numpy() for k, v in upload.items()}, None
         if any(name.endswith(sparse.POSITIONS) for name in client_arrays):  # as the strategy restores it

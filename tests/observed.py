@@ -21,7 +21,7 @@ def observed(flat: dict, samples: list[list[int]]) -> tuple[RunConfig, Victim, l
     config = RunConfig.from_flat(flat)
     updates, _ = intercepted_updates(config, samples)
     dataset = load_dataset(config.data)
-    observations = [Observation.from_update(u, config.defense.name) for u in updates]
+    observations = [Observation.under(u, config.defense) for u in updates]
     architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
     victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))
     return config, victim, observations

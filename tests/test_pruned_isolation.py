@@ -62,7 +62,6 @@ def test_one_image_is_completed_from_every_row_that_moved(pruning):
     assert verdict.leaked and verdict.best_ssim > 0.8, verdict.best_ssim
 
 
-
 def test_the_gaps_top_k_leaves_at_99_percent_are_filled_from_their_neighbours_towards_the_background():
     """The main job's MLP (1024 units, 32x32 digits) in FedSGD, top-k keeping 1% of each layer.
 
@@ -73,6 +72,20 @@ def test_the_gaps_top_k_leaves_at_99_percent_are_filled_from_their_neighbours_to
             "defense.name": "topk", "defense.topk-prune-ratio": 0.99}
     *_, [verdict], _ = _attacked(flat, [[7]], "pruned-isolation")
     assert verdict.leaked and verdict.best_ssim > 0.8, verdict.best_ssim
+
+
+@pytest.mark.parametrize("top, bound", [(0.05, "smaller than the smallest kept or larger than the largest"),
+                                        (0.0, "no larger than the smallest kept")])
+def test_the_server_bounds_what_did_not_travel_by_the_protocol_s_top_ratio(top, bound):
+    """Whether an entry that did not travel may lie above those kept is the protocol's DGP top ratio.
+
+    With none, DGP drops only the smallest entries, as top-k does, and the bound is one-sided.
+    """
+    flat = {**LOCAL_SGD, "defense.name": "dgp", "defense.dgp-top-ratio": top, "defense.dgp-bottom-ratio": 0.5}
+    _, _, [obs], _, [rec] = _attacked(flat, [[3, 4]], "pruned-isolation")
+    assert obs.drops_largest == (top > 0)
+    assert bound in rec.notes[0]
+
 
 def test_it_finds_images_of_several_steps_that_isolation_misses_under_dgp():
     samples = [list(range(40 + 16 * k, 56 + 16 * k)) for k in range(3)]

@@ -28,7 +28,7 @@ def _observed(flat: dict, held: list[int]) -> tuple[RunConfig, Victim, Observati
     config = RunConfig.from_flat(flat)
     updates, data = intercepted_updates(config, [held])
     dataset = load_dataset(config.data)
-    obs = Observation.from_update(updates[0], config.defense.name)
+    obs = Observation.under(updates[0], config.defense)
     victim = Victim.from_arrays(Architecture.of(config, dataset.input_shape, dataset.num_classes), obs.global_arrays,
                                 torch.device("cpu"))
     return config, victim, obs, data[0].tensors()[0]

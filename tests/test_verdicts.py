@@ -29,7 +29,7 @@ from local_grid import LocalGrid, run_locally
 def _observe(flat: dict, samples: list[list[int]]):
     config = RunConfig.from_flat(flat)
     updates, truths = intercepted_updates(config, samples)
-    observations = [Observation.from_update(update, config.defense.name) for update in updates]
+    observations = [Observation.under(update, config.defense) for update in updates]
     dataset = load_dataset(config.data)
     architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
     victim = Victim.from_arrays(architecture, observations[0].global_arrays, torch.device("cpu"))

@@ -11,7 +11,9 @@ What is matched uses all the server knows (:class:`Variant`):
   (:mod:`attacker.replay`) and matches the simulated update with the observed one; with
   ``approx`` the target is ``-update / (lr * steps)``, matched as the gradient of one batch of
   every image the steps touched (at most ``attack.max-images``);
-- a pruned upload: only the coordinates that travelled (:mod:`attacker.matching`);
+- a pruned upload: only the coordinates that travelled are matched (:mod:`attacker.matching`), and those that did
+  not are held within the pruning's bounds (:func:`attacker.objectives.out_of_bounds`, weighted
+  :data:`BOUND_WEIGHT`): the trial gradient must be one the defense could have pruned into what was seen;
 - PRECODE: ``sample`` draws the attacker's own bottleneck noise (what a naive attack does),
   ``omit`` leaves the bottleneck's and later gradients out, ``restore`` optimises the
   bottleneck's noise jointly with the image ("noise-restoring", as ChellyFan/Exp3; for one-step
@@ -33,8 +35,8 @@ import torch
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction, batch_slots, victim_step
 from attacker.engine import AdamSchedule, minimize_with
 from attacker.labels import recover_labels
-from attacker.matching import Matching, matching_for, restrict
-from attacker.objectives import cosine_distance, total_variation
+from attacker.matching import Matching, dropped_bounds, matching_for, restrict
+from attacker.objectives import cosine_distance, out_of_bounds, total_variation
 from attacker.observation import Observation
 from attacker.replay import ReplaySchedule, epoch_prior, merge_copies, replay_schedule, search_labels, simulate_update
 from attacker.steps import Step
@@ -45,6 +47,10 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 #: The share of the budget left when IG's planning starts that its label searches (the replay's) may spend: they are
 #: charged to IG, and must leave it most of its budget to run in.
 LABEL_SEARCH_SHARE = 0.25
+
+#: The weight of the pruning's bounds beside the cosine cost: a trial whose coordinates that did not travel lie, in
+#: all, one target norm inside the band the layer kept costs as much as a cosine distance of 1.
+BOUND_WEIGHT = 1.0
 
 #: The most images per update Inverting Gradients is known to invert (Geiping et al. 2020: batches of up to
 #: 100 images, and FedAvg updates of up to 100 images over several local epochs of SGD).
@@ -86,6 +92,8 @@ class Plan:
     labels: torch.Tensor
     target: dict[str, torch.Tensor]
     mask: dict[str, torch.Tensor]
+    #: per masked array, the ``[smallest, largest]`` magnitude its layer kept (:func:`attacker.matching.dropped_bounds`)
+    bounds: dict[str, torch.Tensor]
     schedule: ReplaySchedule | None
     noise_shape: tuple[int, ...] | None
     slots: int
@@ -183,8 +191,11 @@ def plan_attack(victim: Victim, obs: Observation, variant: Variant, settings: At
                          (" (cut: best labels so far kept)" if stop is not None and stop.spent else ""))
         if label_cache is not None:
             label_cache[key] = labels
+    bounds = dropped_bounds(target, matching.mask, obs.drops_largest) if matching.mask else {}
+    if bounds:
+        notes.append("the coordinates that did not travel held within the pruning's bounds")
     return Plan(obs=obs, variant=variant, stochastic=stochastic, labels=labels, target=target, mask=matching.mask or {},
-                schedule=schedule, noise_shape=noise_shape, slots=slots, images=images, notes=notes,
+                bounds=bounds, schedule=schedule, noise_shape=noise_shape, slots=slots, images=images, notes=notes,
                 setup_seconds=setup_seconds)
 
 
@@ -230,8 +241,9 @@ def _attack_group(victim: Victim, plans: list[Plan], settings: AttackSettings,
     step = _step(victim, first, len(tries), settings)
     targets = step.lay_out({n: torch.stack([plan.target[n] for plan, _ in tries]) for n in first.target})
     masks = step.lay_out({n: torch.stack([plan.mask[n] for plan, _ in tries]) for n in first.mask})
+    bounds = {n: torch.stack([plan.bounds[n] for plan, _ in tries]) for n in first.bounds}
     tvs = torch.tensor([plan.variant.tv for plan, _ in tries], device=victim.device)
-    found = minimize_with(step, variables, (labels, targets, masks, tvs),
+    found = minimize_with(step, variables, (labels, targets, masks, bounds, tvs),
                           AdamSchedule(iterations=settings.iterations, lr=settings.lr), stop=stop)
     notes = [step.describe()] if step.describe() else []
     if found.iterations < settings.iterations:
@@ -258,18 +270,21 @@ def _step(victim: Victim, plan: Plan, attacks: int, settings: AttackSettings) ->
     batched = settings.batched and attacks > 1
     names, train, schedule = list(plan.target), plan.obs.train, plan.schedule
 
-    def cost(x, labels, target, mask, tv):
+    def cost(x, labels, target, mask, bounds, tv):
         if schedule is None:
             trial = victim.gradient(x, labels)
             prior = total_variation(x)
         else:
             trial = simulate_update(victim, x, labels, train, schedule.batches)
             prior = total_variation(x) + epoch_prior(x, labels, schedule, victim.num_classes)
-        return cosine_distance(restrict(trial, names, mask), target) + tv * prior
+        value = cosine_distance(restrict(trial, names, mask), target) + tv * prior
+        if bounds:
+            value = value + BOUND_WEIGHT * out_of_bounds(trial, target, mask, bounds)
+        return value
 
-    def cost_with_noise(x, noise, labels, target, mask, tv):
+    def cost_with_noise(x, noise, labels, target, mask, bounds, tv):
         with victim.fixed_noise(noise):
-            return cost(x, labels, target, mask, tv)
+            return cost(x, labels, target, mask, bounds, tv)
 
     objective, count = (cost, 1) if plan.noise_shape is None else (cost_with_noise, 2)
     key = (IG.name, plan.shape_key, attacks if batched else 1)

@@ -2,8 +2,9 @@
 
 A pruning defense (top-k, DGP) uploads, per layer, only some entries of the update, chosen by magnitude, and
 tells the server which (:mod:`fl_sim.sparse`). The server also knows the rule (Kerckhoffs; the defense's
-registry entry): an entry of a layer that did not travel is no larger in magnitude than the smallest one its
-layer kept or, for a defense that also drops the largest (DGP), no smaller than the largest one it kept.
+registry entry and its settings): an entry of a layer that did not travel is no larger in magnitude than the
+smallest one its layer kept or, for a defense that also drops the largest (DGP with a top ratio above 0,
+:attr:`Observation.drops_largest`), no smaller than the largest one it kept.
 Per-neuron isolation (:mod:`attacker.attacks.isolation`) takes the missing entries as 0 and needs each
 neuron's bias update, which pruning drops for most rows. This attack uses what the server knows instead:
 
@@ -122,8 +123,8 @@ def _merged_rows(obs: Observation, layer: str) -> tuple[list[_Group], str]:
     weight, bias = obs.update[names[0]].double(), obs.update[names[1]].double()
     travelled = obs.travelled(names)
     kept, bias_kept = travelled[names[0]], travelled[names[1]]
-    bounds = KeptRange.of(weight, kept, obs.defense)
-    smallest_bias = KeptRange.of(bias, bias_kept, obs.defense).smallest
+    bounds = KeptRange.of(weight, kept, obs.drops_largest)
+    smallest_bias = KeptRange.of(bias, bias_kept, obs.drops_largest).smallest
     sign = torch.sign((weight * kept).sum(dim=1))
     signed = weight * sign[:, None] * kept  # >= 0 where an isolated row kept a pixel
     peak = signed.max(dim=1).values

@@ -133,7 +133,7 @@ class WhitenedLayer:
             travelled = obs.travelled(names)
             kept, bias_known = travelled[names[0]], travelled[names[1]]
             whole = completable_rows(kept, obs.most_images)
-            bounds = KeptRange.of(d_weight, kept, obs.defense)
+            bounds = KeptRange.of(d_weight, kept, obs.drops_largest)
             d_weight = complete(d_weight[whole], kept[whole], obs.most_images, bounds, COMPLETION_SWEEPS)
             d_bias, bias_known = d_bias[whole], bias_known[whole]
             note = (f"; the {int(whole.sum())} rows that kept {obs.most_images} entries or more completed at rank "

@@ -194,6 +194,15 @@ class DefenseConfig:
         """The registry entry of the defense partition ``partition_id`` runs (None: of ``defense.name``)."""
         return DEFENSES[self.of(partition_id)]
 
+    def drops_largest(self, partition_id: int | None = None) -> bool:
+        """Whether partition ``partition_id``'s pruning also drops each layer's largest entries (DGP, top ratio > 0).
+
+        Part of the protocol, so the server knows it: an entry that did not travel may then lie above every one its
+        layer kept; otherwise it lies below them all.
+        """
+        share = self.entry(partition_id).largest_share
+        return share is not None and getattr(self, share) > 0
+
     def in_use(self) -> list[DefenseEntry]:
         """The registry entries of every defense some client runs: ``defense.name`` and the ``per-client`` ones."""
         names = {self.name, *self.assigned().values()}
