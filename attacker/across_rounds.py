@@ -65,13 +65,30 @@ class UploadSums:
         self._sums: dict[int, dict[str, torch.Tensor]] = {}
         self._travelled: dict[int, dict[str, torch.Tensor]] = {}
 
-    def add(self, obs: Observation) -> Observation:
-        """Add ``obs`` (a pruned upload) to its client's sum; that sum as one pruned upload of ``obs``'s round."""
+    def with_sum(self, obs: Observation, feeds_back: bool) -> Observation:
+        """``obs`` with its client's uploads so far summed (:attr:`Observation.upload_sum`) where that means something.
+
+        A client's own pruned upload whose defense ``feeds_back`` what it drops; every round of it must come here,
+        attacked or not. Any other update comes back as it is.
+        """
+        if not (feeds_back and obs.pruned and obs.clients == 1):
+            return obs
+        return dataclasses.replace(obs, upload_sum=self.add(obs))
+
+    def add(self, obs: Observation) -> Observation | None:
+        """Add ``obs`` (a pruned upload) to its client's sum; that sum as one pruned upload of ``obs``'s round.
+
+        ``None`` for the client's first upload: its sum is the upload itself.
+        """
         client = obs.partition_id if obs.partition_id is not None else obs.node_id
         masks = obs.travelled(list(obs.update))
-        sums, travelled = self._sums.setdefault(client, {}), self._travelled.setdefault(client, {})
+        if client not in self._sums:
+            self._sums[client] = {k: v.clone() for k, v in obs.update.items()}
+            self._travelled[client] = masks
+            return None
+        sums, travelled = self._sums[client], self._travelled[client]
         for name, values in obs.update.items():
-            sums[name] = sums[name] + values if name in sums else values.clone()
-            travelled[name] = travelled[name] | masks[name] if name in travelled else masks[name].clone()
+            sums[name] += values
+            travelled[name] |= masks[name]
         return dataclasses.replace(obs, update={k: v.clone() for k, v in sums.items()},
                                    positions={k: torch.nonzero(m.flatten()).flatten() for k, m in travelled.items()})

@@ -33,6 +33,9 @@ class Observation:
         drops_largest: whether the protocol's pruning also drops each layer's largest entries (DGP with a top ratio
             above 0, :meth:`fl_sim.config.DefenseConfig.drops_largest`): an entry that did not travel may then be
             larger than every one its layer kept, not only smaller.
+        upload_sum: for a client's pruned upload under error feedback (DGP's), from its second round on, the sum of
+            its uploads so far as one pruned upload of this round (:class:`attacker.across_rounds.UploadSums`);
+            ``None`` otherwise.
         clients: how many clients' updates this one sums: 1 for a client's own, more for a secure aggregate
             (their weighted mean, of ``num_examples`` samples in all, each client ``local_steps`` steps at most).
     """
@@ -48,6 +51,7 @@ class Observation:
     defense: str = "none"
     positions: dict[str, torch.Tensor] | None = None
     drops_largest: bool = False
+    upload_sum: Observation | None = None
     clients: int = 1
 
     @classmethod

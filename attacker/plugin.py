@@ -10,7 +10,8 @@ per update and end in a verdict: ``leaked``, ``not leaked`` where every attack t
 full, ``undecided`` where one was cut (:mod:`attacker.outcome`). An undecided update is kept and, after
 the last round, attacked on within ``attack.deep-budget-seconds`` (:mod:`attacker.deep_pass`). A failing
 attack (an exception, an out-of-memory error) is logged as ``attack-error`` and never reaches the
-federated run.
+federated run. A client whose pruning feeds back what it drops (DGP) has its uploads summed over every round it
+took part in, attacked or not (:class:`attacker.across_rounds.UploadSums`), for the ``across-rounds`` attack.
 
 The plugin only collects, samples and schedules: :class:`attacker.runner.AttackRunner` runs the attacks,
 :class:`attacker.assessor.Assessor` judges and decides, :class:`attacker.reporter.Reporter` writes.
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attacker.across_rounds import UploadSums
 from attacker.assessor import Assessor
 from attacker.deep_pass import deep_pass, finished_updates
 from attacker.judge import Judge
@@ -78,6 +80,7 @@ class AttackerPlugin(ServerPlugin):
         self.assessor = Assessor()
         self.undecided = UndecidedStore(writer.directory)
         self._collected: list[tuple[Observation, Mapping[str, Any]]] = []
+        self._upload_sums = UploadSums()
         self._lent = lent_images
         self._worker = None if self.attack.blocking else BackgroundWorker(self._attack_round, self.attack.queue_size)
 
@@ -88,11 +91,13 @@ class AttackerPlugin(ServerPlugin):
 
     def on_update(self, update: InterceptedUpdate) -> None:
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
+        obs = self._upload_sums.with_sum(Observation.under(update, self.config.defense),
+                                         self.config.defense.feeds_back(update.partition_id))
         if (update.server_round - 1) % self.attack.every == 0:
             audit = dict(update.audit)
             if self._lent is not None and lent(audit):  # a user's app: the lent images, named in the pool
                 audit = {protocol.AUDIT_SAMPLES: self._lent.positions(audit), LENT: True}
-            self._collected.append((Observation.under(update, self.config.defense), audit))
+            self._collected.append((obs, audit))
 
     def on_round_end(self, server_round: int) -> None:
         """Attack the round's updates, inline (``attack.blocking``) or in the background."""

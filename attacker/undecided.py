@@ -58,13 +58,13 @@ class UndecidedStore:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / GLOBAL).exists():
             _save_atomic(folder / GLOBAL, {name: value.clone() for name, value in obs.global_arrays.items()})
-        positions = obs.positions or {}
-        update = {name: value.flatten()[positions[name].long()].clone() if name in positions else value
-                  for name, value in obs.update.items()}
         path = folder / f"node-{obs.node_id}.pt"
+        summed = obs.upload_sum
         _save_atomic(path, {
             "server_round": obs.server_round, "node_id": obs.node_id, "partition_id": obs.partition_id,
-            "update": update, "positions": obs.positions, "train": dataclasses.asdict(obs.train),
+            "update": _travelled(obs), "positions": obs.positions,
+            "upload_sum": None if summed is None else {"update": _travelled(summed), "positions": summed.positions},
+            "train": dataclasses.asdict(obs.train),
             "num_examples": obs.num_examples, "local_steps": obs.local_steps, "defense": obs.defense,
             "drops_largest": obs.drops_largest, "clients": obs.clients, "audit": dict(audit)})
         return path
@@ -97,15 +97,32 @@ def _load(path: Path, global_arrays: dict[str, torch.Tensor]) -> KeptUpdate:
     """A kept update read back, its sparse upload made dense again as the server received it."""
     saved = torch.load(path, weights_only=True)
     positions = saved["positions"]
-    update = {name: _dense(values, positions[name], global_arrays[name]) if positions and name in positions else values
-              for name, values in saved["update"].items()}
+    update = _received(saved["update"], positions, global_arrays)
     obs = Observation(server_round=saved["server_round"], node_id=saved["node_id"],
                       partition_id=saved["partition_id"], global_arrays=global_arrays, update=update,
                       train=TrainConfig(**saved["train"]), num_examples=saved["num_examples"],
                       local_steps=saved["local_steps"], defense=saved["defense"], positions=positions,
                       drops_largest=saved.get("drops_largest", _may_drop_largest(saved["defense"])),
                       clients=saved["clients"])
+    summed = saved.get("upload_sum")
+    if summed is not None:
+        obs = dataclasses.replace(obs, upload_sum=dataclasses.replace(
+            obs, update=_received(summed["update"], summed["positions"], global_arrays), positions=summed["positions"]))
     return KeptUpdate(path, obs, saved["audit"])
+
+
+def _travelled(obs: Observation) -> dict[str, torch.Tensor]:
+    """What of ``obs``'s update travelled: for a sparse upload the entries at its positions, else all of it."""
+    positions = obs.positions or {}
+    return {name: value.flatten()[positions[name].long()].clone() if name in positions else value
+            for name, value in obs.update.items()}
+
+
+def _received(update: dict[str, torch.Tensor], positions: dict[str, torch.Tensor] | None,
+              global_arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A kept update as the server received it: a sparse one made dense again."""
+    return {name: _dense(values, positions[name], global_arrays[name]) if positions and name in positions else values
+            for name, values in update.items()}
 
 
 def _may_drop_largest(defense: str) -> bool:

@@ -5,10 +5,9 @@ Per cell (a pruning defense at a pruning level), a real Flower federation (the S
 16 plain SGD steps of 8 images at lr 0.1 per round, ``--rounds`` rounds); with ``--fedsgd`` the papers' setting
 instead (one SGD step on one image). Every update of every round is attacked, as the server received it, by each
 attack of ``--attacks`` that applies to it, at its published setting (``isolation``; ``pruned-isolation``, which
-uses the pruning's bounds; in FedSGD also ``analytic``, ``ig`` and ``idlg``; ``cpa`` only where the kept entries
-determine the layer), and judged against the client's images. With ``--across-rounds``, per pruned upload, also the
-sum of the client's uploads so far (:class:`attacker.across_rounds.UploadSums`: under DGP's error feedback what a
-round drops travels later), read by pruned-isolation and judged against every image the client held so far.
+uses the pruning's bounds; ``across-rounds``, the same on a DGP client's uploads summed over its rounds, which hold
+what its error feedback delayed; in FedSGD also ``analytic``, ``ig`` and ``idlg``; ``cpa`` only where the kept
+entries determine the layer), and judged against the client's images.
 
 Printed per cell: the images leaked of the images held for each attack and for the strongest (per update, the
 attack that leaked most), the updates leaked, each attack's seconds per update (median, max), the federation's
@@ -19,7 +18,7 @@ ratio the rest (``dgp-90-10``: 90% pruned, the largest 10% and the smallest 80%)
 ``topk-90`` and ``dgp-90-10``.
 
     python benchmarks/pruning_table.py [--cells topk-90 dgp-90-10 ...] [--clients 6] [--rounds 15]
-        [--fedsgd] [--attacks isolation pruned-isolation analytic ig idlg] [--across-rounds]
+        [--fedsgd] [--attacks isolation pruned-isolation across-rounds analytic ig idlg]
 """
 
 from __future__ import annotations
@@ -48,8 +47,6 @@ from fl_sim.results import load_events
 from lab.simulation import simulate
 
 LEVELS = (0.5, 0.9, 0.99)
-#: The column of the sum of a client's uploads so far, read by pruned-isolation (``--across-rounds``).
-ACROSS_ROUNDS = "across-rounds"
 TOP_RATIOS = (0.0, 0.05, 0.1, 0.2)
 
 
@@ -69,21 +66,20 @@ class AttackEveryUpdate(ServerPlugin):
 
     name = "pruning-table"
 
-    def __init__(self, config: RunConfig, attacks: list[str], across_rounds: bool = False) -> None:
+    def __init__(self, config: RunConfig, attacks: list[str]) -> None:
         dataset = load_dataset(config.data)
         self.architecture = Architecture.of(config, dataset.input_shape, dataset.num_classes)
         self.judge = Judge.of_dataset(dataset, config.attack, seed=0)
         self.settings = AttackSettings.from_config(config.attack, seed=0)
         self.attacks, self.defense = attacks, config.defense
         self.victim: Victim | None = None
-        self.sums = UploadSums() if across_rounds else None
-        self.held_so_far: dict[int, set[int]] = {}
+        self.sums = UploadSums()
         #: per update: {attack: (images leaked, seconds)} for the attacks that applied, and the images held
         self.updates: list[tuple[dict[str, tuple[int, float]], int]] = []
 
     def on_update(self, update: InterceptedUpdate) -> None:
         """Attack ``update`` with every attack of the table that applies, and judge each result."""
-        obs = Observation.under(update, self.defense)
+        obs = self.sums.with_sum(Observation.under(update, self.defense), self.defense.feeds_back())
         held = update.audit[protocol.AUDIT_SAMPLES]
         self.victim = Victim.for_round(self.victim, self.architecture, obs.global_arrays, torch.device("cpu"))
         found = {}
@@ -93,20 +89,10 @@ class AttackEveryUpdate(ServerPlugin):
                 continue
             entry = attack.entry
             settings = self.settings.for_method(name, iterations=entry.iterations, lr=entry.lr)
-            found[name] = self._judged(attack, settings, obs, held)
-        if self.sums is not None and obs.pruned:
-            so_far = self.held_so_far.setdefault(update.partition_id, set())
-            so_far.update(held)
-            attack = INVERSIONS["pruned-isolation"]
-            settings = self.settings.for_method(attack.name, iterations=attack.entry.iterations, lr=attack.entry.lr)
-            found[ACROSS_ROUNDS] = self._judged(attack, settings, self.sums.add(obs), sorted(so_far))
+            start = time.perf_counter()
+            [rec] = attack.run(self.victim, [obs], settings)
+            found[name] = (self.judge(rec.images, rec.labels, held).images_leaked, time.perf_counter() - start)
         self.updates.append((found, len(set(held))))
-
-    def _judged(self, attack, settings: AttackSettings, obs: Observation, held: list[int]) -> tuple[int, float]:
-        """The images ``attack`` leaks from ``obs`` of the client's ``held``, and its seconds."""
-        start = time.perf_counter()
-        [rec] = attack.run(self.victim, [obs], settings)
-        return self.judge(rec.images, rec.labels, held).images_leaked, time.perf_counter() - start
 
 
 def measure(name: str, settings: dict, args: argparse.Namespace, attacks: list[str]) -> dict:
@@ -118,7 +104,7 @@ def measure(name: str, settings: dict, args: argparse.Namespace, attacks: list[s
         # the run's own attacker only for the clients' audit (their images, for the judge): isolation, round 1
         "attack.method": "isolation", "attack.every": args.rounds + 1,
         **({"train.local-steps": 1, "train.batch-size": 1} if args.fedsgd else {})})
-    table = AttackEveryUpdate(config, attacks, args.across_rounds)
+    table = AttackEveryUpdate(config, attacks)
     start = time.perf_counter()
     run_dir = simulate(config, plugins=lambda _config, _writer: [table])
     wall = time.perf_counter() - start
@@ -127,18 +113,13 @@ def measure(name: str, settings: dict, args: argparse.Namespace, attacks: list[s
     held = sum(count for _, count in table.updates)
     row = {"cell": name, "updates": len(table.updates), "held": held, "accuracy": summary["final_test_accuracy"],
            "bytes": (progress.mean_upload_bytes() or 0) / args.clients, "wall": wall}
-    for attack in table_columns(args):
+    for attack in attacks:
         ran = [found[attack] for found, _ in table.updates if attack in found]
         row[attack] = (sum(leaked for leaked, _ in ran), sum(leaked > 0 for leaked, _ in ran), len(ran),
                        statistics.median(s for _, s in ran) if ran else 0.0, max((s for _, s in ran), default=0.0))
     strongest = [max((leaked for leaked, _ in found.values()), default=0) for found, _ in table.updates]
     row["strongest"] = (sum(strongest), sum(leaked > 0 for leaked in strongest))
     return row
-
-
-def table_columns(args: argparse.Namespace) -> list[str]:
-    """The table's columns of attacks: those asked for, then the sums of uploads with ``--across-rounds``."""
-    return [*args.attacks, *([ACROSS_ROUNDS] if args.across_rounds else [])]
 
 
 def main() -> None:
@@ -148,15 +129,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--fedsgd", action="store_true", help="one SGD step on one image per client and round")
-    parser.add_argument("--attacks", nargs="+", default=["isolation", "pruned-isolation"], choices=list(INVERSIONS))
-    parser.add_argument("--across-rounds", action="store_true",
-                        help="also attack the sum of each client's uploads so far (pruned-isolation)")
+    parser.add_argument("--attacks", nargs="+", default=["isolation", "pruned-isolation", "across-rounds"],
+                        choices=list(INVERSIONS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     attacks = args.attacks
     print(f"{'fedsgd' if args.fedsgd else 'main job training'}, {args.clients} clients x {args.rounds} rounds; "
           f"images leaked / held (updates leaked / attacked), seconds per update median / max")
-    header = f"{'cell':11} {'strongest':>17} " + " ".join(f"{a:>34}" for a in table_columns(args)) + \
+    header = f"{'cell':11} {'strongest':>17} " + " ".join(f"{a:>34}" for a in attacks) + \
         f" {'accuracy':>8} {'bytes/upload':>12}"
     print(header)
     for name in args.cells:
@@ -164,7 +144,7 @@ def main() -> None:
         held = row["held"]
         strongest = f"{row['strongest'][0]}/{held} ({row['strongest'][1]}/{row['updates']})"
         columns = " ".join(f"{leaked}/{held} ({hit}/{ran}) {median:.2f}/{most:.2f} s".rjust(34)
-                           for leaked, hit, ran, median, most in (row[a] for a in table_columns(args)))
+                           for leaked, hit, ran, median, most in (row[a] for a in attacks))
         print(f"{name:11} {strongest:>17} {columns} {row['accuracy']:8.4f} {row['bytes']:12,.0f}", flush=True)
 
 

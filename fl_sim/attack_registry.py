@@ -41,9 +41,10 @@ class AttackEntry:
 #: steps at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
 #: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours). Neuron
 #: isolation is closed-form; through pruning (``pruned-isolation``) it fills the missing pixels in 200 sweeps of a
-#: smoothness prior (ours). The Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001
-#: (facebookresearch/cocktail_party_attack, README's command for its fully connected network). ``auto``
-#: leaves 0: each attack of its portfolio takes its own default.
+#: smoothness prior (ours), as it does on a client's uploads summed over its rounds (``across-rounds``). The
+#: Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001 (facebookresearch/cocktail_party_attack,
+#: README's command for its fully connected network). ``auto`` leaves 0: each attack of its portfolio takes its own
+#: default.
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 for _entry in (
@@ -54,6 +55,7 @@ for _entry in (
     AttackEntry("analytic", "attacker.attacks.analytic:ANALYTIC", 2000, 0.1),
     AttackEntry("isolation", "attacker.attacks.isolation:ISOLATION", 1, 0.0, exact=True),
     AttackEntry("pruned-isolation", "attacker.attacks.pruned_isolation:PRUNED_ISOLATION", 200, 0.0),
+    AttackEntry("across-rounds", "attacker.attacks.across_rounds:ACROSS_ROUNDS", 200, 0.0),
     AttackEntry("cpa", "attacker.attacks.unmixing:CPA", 25000, 0.001),
 ):
     ATTACKS.register(_entry)

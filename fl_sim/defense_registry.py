@@ -38,6 +38,9 @@ class DefenseEntry:
         largest_share: for a pruning defense that may also drop each layer's largest entries (DGP), not only its
             smallest, the ``defense.*`` setting (as its attribute of :class:`fl_sim.config.DefenseConfig`) of the
             share it drops; where that is 0 it drops only the smallest, as top-k does.
+        feedback: for a pruning defense that may keep what it dropped and add it to the client's next update
+            (error feedback), the ``defense.*`` setting (attribute) that turns it on: what a round drops then
+            travels in a later one, and the sum of a client's uploads is the sum of its updates less one residual.
         accounted: how its epsilon is accounted (:data:`PER_UPLOAD`, :data:`PER_LOCAL_STEP`), or None.
         label: a setting shown beside the name in comparisons, and its format (e.g. ``("defense.noise-std", "g")``).
     """
@@ -47,6 +50,7 @@ class DefenseEntry:
     adds_noise: bool = False
     prunes: bool = False
     largest_share: str | None = None
+    feedback: str | None = None
     accounted: Literal["per upload", "per local step"] | None = None
     label: tuple[str, str] | None = None
 
@@ -70,6 +74,7 @@ for _entry in (
     # DP-SGD's privacy is in local training (fl_sim.privacy); its update travels as it is
     DefenseEntry("dpsgd", _CLIENT + "unchanged", adds_noise=True, accounted=PER_LOCAL_STEP),
     DefenseEntry("topk", _CLIENT + "top_k", prunes=True, label=("defense.topk-prune-ratio", ".0%")),
-    DefenseEntry("dgp", _CLIENT + "dual_gradient_pruning", prunes=True, largest_share="dgp_top_ratio"),
+    DefenseEntry("dgp", _CLIENT + "dual_gradient_pruning", prunes=True, largest_share="dgp_top_ratio",
+                 feedback="error_feedback"),
 ):
     DEFENSES.register(_entry)

@@ -42,6 +42,8 @@ def test_each_attack_says_where_it_does_not_apply():
     assert INVERSIONS["auto"].reasons(lenet, one) == {"isolation": INVERSIONS["isolation"].why_not(lenet, one),
                                                    "pruned-isolation": "the upload is dense: isolation reads each "
                                                                        "of its rows as it is",
+                                                   "across-rounds": "the upload is dense: nothing of it is delayed "
+                                                                    "to a later round",
                                                    "analytic": None, "idlg": None, "ig": None,
                                                    "cpa": INVERSIONS["isolation"].why_not(lenet, one)}
 

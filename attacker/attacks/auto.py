@@ -14,6 +14,8 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
    any number of SGD steps and batches (closed form, milliseconds);
 2. ``pruned-isolation``, for a pruned upload: the same, using what the server knows of the pruning (the bounds on
    every entry that did not travel, several rows of one image merged, a smoothness prior filling the gaps);
+   then ``across-rounds``, for a pruned upload under error feedback (DGP's): the same on the client's uploads
+   summed over its rounds, which hold what earlier rounds dropped;
 3. ``analytic``: the input of the first linear layer with a bias for a one-image update (the image
    itself for an MLP; otherwise a feature vector, which PRECODE's encoder sees before its noise,
    inverted to an image);
@@ -55,6 +57,7 @@ from typing import Protocol
 
 import torch
 
+from attacker.attacks.across_rounds import ACROSS_ROUNDS
 from attacker.attacks.analytic import ANALYTIC
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from attacker.attacks.dlg import IDLG
@@ -72,7 +75,7 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 TV_GRID = (1e-2, 1e-3, 1e-1)
 
 #: The attacks of the portfolio: an update's reasons list each one.
-PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ANALYTIC, IDLG, IG, CPA)
+PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ACROSS_ROUNDS, ANALYTIC, IDLG, IG, CPA)
 
 
 class Settled(Protocol):
@@ -133,6 +136,7 @@ def _stages() -> list[tuple[str, InversionAttack, Callable]]:
                  for tvs in ((first,), tuple(others))]
     return [(ISOLATION.name, ISOLATION, _as_it_is(ISOLATION)),
             (PRUNED_ISOLATION.name, PRUNED_ISOLATION, _as_it_is(PRUNED_ISOLATION, published=True)),
+            (ACROSS_ROUNDS.name, ACROSS_ROUNDS, _as_it_is(ACROSS_ROUNDS, published=True)),
             (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)),
             *ig_stages, (CPA.name, CPA, _as_it_is(CPA, published=True)), (IDLG.name, IDLG, _idlg)]
 

@@ -48,9 +48,11 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 #: charged to IG, and must leave it most of its budget to run in.
 LABEL_SEARCH_SHARE = 0.25
 
-#: The weight of the pruning's bounds beside the cosine cost: a trial whose coordinates that did not travel lie, in
-#: all, one target norm inside the band the layer kept costs as much as a cosine distance of 1.
-BOUND_WEIGHT = 1.0
+#: The weight of the pruning's bounds beside the cosine cost (a trial whose coordinates that did not travel lie, in
+#: all, one target norm inside the band the layer kept costs 0.1 of cosine distance). Chosen on 8 FedSGD DGP updates
+#: of the LeNet (1,000 iterations, TV 0.1 / 0.01 / 0.001): clients leaked 2, 1, 0 of 8 at 0.1; 2, 0, 0 at 1; none at
+#: 10; 1, 0, 0 without the bounds. A strong weight pulls the trial to a gradient that fits the bounds, not the image.
+BOUND_WEIGHT = 0.1
 
 #: The most images per update Inverting Gradients is known to invert (Geiping et al. 2020: batches of up to
 #: 100 images, and FedAvg updates of up to 100 images over several local epochs of SGD).

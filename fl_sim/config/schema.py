@@ -203,6 +203,14 @@ class DefenseConfig:
         share = self.entry(partition_id).largest_share
         return share is not None and getattr(self, share) > 0
 
+    def feeds_back(self, partition_id: int | None = None) -> bool:
+        """Whether partition ``partition_id``'s pruning adds what it dropped to its next update (DGP's error feedback).
+
+        Part of the protocol: the server then reads a client's uploads summed over its rounds.
+        """
+        switch = self.entry(partition_id).feedback
+        return switch is not None and bool(getattr(self, switch))
+
     def in_use(self) -> list[DefenseEntry]:
         """The registry entries of every defense some client runs: ``defense.name`` and the ``per-client`` ones."""
         names = {self.name, *self.assigned().values()}
