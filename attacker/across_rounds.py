@@ -22,6 +22,7 @@ import torch
 
 from attacker.attacks.isolation import AGREEMENT
 from attacker.observation import Observation
+from fl_sim.config import DefenseConfig
 
 
 class RecoveredSamples:
@@ -65,13 +66,13 @@ class UploadSums:
         self._sums: dict[int, dict[str, torch.Tensor]] = {}
         self._travelled: dict[int, dict[str, torch.Tensor]] = {}
 
-    def with_sum(self, obs: Observation, feeds_back: bool) -> Observation:
+    def with_sum(self, obs: Observation, defense: DefenseConfig) -> Observation:
         """``obs`` with its client's uploads so far summed (:attr:`Observation.upload_sum`) where that means something.
 
-        A client's own pruned upload whose defense ``feeds_back`` what it drops; every round of it must come here,
-        attacked or not. Any other update comes back as it is.
+        A client's own pruned upload whose defense (as the run's ``defense`` settings say) feeds back what it drops;
+        every round of it must come here, attacked or not. Any other update comes back as it is.
         """
-        if not (feeds_back and obs.pruned and obs.clients == 1):
+        if not (obs.pruned and obs.clients == 1 and defense.feeds_back(obs.partition_id)):
             return obs
         return dataclasses.replace(obs, upload_sum=self.add(obs))
 

@@ -91,9 +91,11 @@ class AttackerPlugin(ServerPlugin):
 
     def on_update(self, update: InterceptedUpdate) -> None:
         """Keep what the server saw of the update (and, apart, its audit) for this round's attack."""
-        obs = self._upload_sums.with_sum(Observation.under(update, self.config.defense),
-                                         self.config.defense.feeds_back(update.partition_id))
-        if (update.server_round - 1) % self.attack.every == 0:
+        due = (update.server_round - 1) % self.attack.every == 0
+        if not due and not self.config.defense.feeds_back(update.partition_id):
+            return  # neither attacked this round nor summed for a later one
+        obs = self._upload_sums.with_sum(Observation.under(update, self.config.defense), self.config.defense)
+        if due:
             audit = dict(update.audit)
             if self._lent is not None and lent(audit):  # a user's app: the lent images, named in the pool
                 audit = {protocol.AUDIT_SAMPLES: self._lent.positions(audit), LENT: True}

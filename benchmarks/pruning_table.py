@@ -79,7 +79,7 @@ class AttackEveryUpdate(ServerPlugin):
 
     def on_update(self, update: InterceptedUpdate) -> None:
         """Attack ``update`` with every attack of the table that applies, and judge each result."""
-        obs = self.sums.with_sum(Observation.under(update, self.defense), self.defense.feeds_back())
+        obs = self.sums.with_sum(Observation.under(update, self.defense), self.defense)
         held = update.audit[protocol.AUDIT_SAMPLES]
         self.victim = Victim.for_round(self.victim, self.architecture, obs.global_arrays, torch.device("cpu"))
         found = {}

@@ -18,6 +18,9 @@ from observed import LOCAL_SGD, observed
 #: DGP dropping the smallest half of every layer and nothing of the largest.
 HALF_DGP = {**LOCAL_SGD, "defense.name": "dgp", "defense.dgp-top-ratio": 0.0, "defense.dgp-bottom-ratio": 0.5}
 SAMPLES = [list(range(40, 56))]
+#: The protocol's defense settings, with DGP's error feedback (its default) and without.
+FEEDS_BACK = RunConfig.from_flat(HALF_DGP).defense
+NO_FEEDBACK = RunConfig.from_flat({**HALF_DGP, "defense.error-feedback": False}).defense
 
 
 def _in_rounds(obs, rounds: int):
@@ -38,7 +41,7 @@ def test_a_client_s_uploads_summed_give_back_what_each_round_left_out():
     config, victim, [whole] = observed(HALF_DGP, SAMPLES)
     sums = UploadSums()
     for piece in _in_rounds(whole, 4):
-        last = sums.with_sum(piece, feeds_back=True)
+        last = sums.with_sum(piece, FEEDS_BACK)
     settings = AttackSettings.from_config(config.attack, seed=0)
     judge = judge_for(config.data)
 
@@ -55,12 +58,12 @@ def test_only_a_client_s_own_pruned_uploads_under_error_feedback_are_summed():
     _, victim, [pruned] = observed(HALF_DGP, SAMPLES)
     _, _, [dense] = observed({**LOCAL_SGD, "defense.name": "none"}, SAMPLES)
     sums, attack = UploadSums(), INVERSIONS["across-rounds"]
-    assert sums.with_sum(pruned, feeds_back=False).upload_sum is None
-    assert sums.with_sum(dense, feeds_back=True).upload_sum is None
+    assert sums.with_sum(pruned, NO_FEEDBACK).upload_sum is None
+    assert sums.with_sum(dense, FEEDS_BACK).upload_sum is None
     assert "dense" in attack.why_not(victim, dense)
-    first = sums.with_sum(pruned, feeds_back=True)
+    first = sums.with_sum(pruned, FEEDS_BACK)
     assert first.upload_sum is None and "first round" in attack.why_not(victim, first)
-    second = sums.with_sum(dataclasses.replace(pruned, server_round=2), feeds_back=True)
+    second = sums.with_sum(dataclasses.replace(pruned, server_round=2), FEEDS_BACK)
     assert attack.why_not(victim, second) is None
     assert torch.equal(second.upload_sum.update["features.1.bias"], 2 * pruned.update["features.1.bias"])
 
@@ -75,8 +78,8 @@ def test_the_protocol_says_which_defense_feeds_back_what_it_pruned(flat, feeds_b
 def test_an_undecided_update_is_kept_with_its_client_s_summed_uploads(tmp_path):
     _, _, [pruned] = observed(HALF_DGP, SAMPLES)
     sums = UploadSums()
-    sums.with_sum(pruned, feeds_back=True)
-    second = sums.with_sum(dataclasses.replace(pruned, server_round=2), feeds_back=True)
+    sums.with_sum(pruned, FEEDS_BACK)
+    second = sums.with_sum(dataclasses.replace(pruned, server_round=2), FEEDS_BACK)
     store = UndecidedStore(tmp_path)
     store.keep(second, {})
     [kept] = store.kept()
