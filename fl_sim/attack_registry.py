@@ -43,8 +43,9 @@ class AttackEntry:
 #: isolation is closed-form; through pruning (``pruned-isolation``) it fills the missing pixels in 200 sweeps of a
 #: smoothness prior (ours), as it does on a client's uploads summed over its rounds (``across-rounds``). The
 #: Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001 (facebookresearch/cocktail_party_attack,
-#: README's command for its fully connected network). ``auto`` leaves 0: each attack of its portfolio takes its own
-#: default.
+#: README's command for its fully connected network). SME's surrogate runs 1,000 Adam steps at lr 1 in its
+#: normalised pixel units (JunyiZhu-AI/surrogate_model_extension, experiments/configs/femnist_sme.json). ``auto``
+#: leaves 0: each attack of its portfolio takes its own default.
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 for _entry in (
@@ -57,5 +58,6 @@ for _entry in (
     AttackEntry("pruned-isolation", "attacker.attacks.pruned_isolation:PRUNED_ISOLATION", 200, 0.0),
     AttackEntry("across-rounds", "attacker.attacks.across_rounds:ACROSS_ROUNDS", 200, 0.0),
     AttackEntry("cpa", "attacker.attacks.unmixing:CPA", 25000, 0.001),
+    AttackEntry("sme", "attacker.attacks.sme:SME", 1000, 1.0),
 ):
     ATTACKS.register(_entry)

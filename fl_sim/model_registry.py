@@ -34,6 +34,8 @@ MODELS: Registry[ModelEntry] = Registry("model")
 for _entry in (
     ModelEntry("lenet", "fl_sim.models.lenet:lenet"),
     ModelEntry("convnet", "fl_sim.models.convnet:convnet"),
+    ModelEntry("flower-cnn", "fl_sim.models.cnn:flower_cnn"),
+    ModelEntry("femnist-cnn", "fl_sim.models.cnn:femnist_cnn"),
     ModelEntry("mlp", "fl_sim.models.mlp:mlp", {"model.width": "width", "model.depth": "depth"}),
     ModelEntry("resnet18", "fl_sim.models.resnet:resnet18", {"model.norm": "norm"}),
 ):

@@ -89,7 +89,7 @@ def test_cli_run_writes_results(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "train.lrr=1"], "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
-    (["--model", "vgg"], "config key 'model.name' must be one of lenet, convnet, mlp, resnet18"),
+    (["--model", "vgg"], "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18"),
     (["--dataset", "cifar10", "--data-root", "nowhere"], "cifar10 not found under 'nowhere'"),
     (["--clients", "2000"], "2000 clients need at least 4000 training samples"),
     (["--config", "missing.toml"], "config file 'missing.toml' does not exist"),
@@ -164,7 +164,7 @@ def test_flwr_run_with_secagg_attacks_only_each_rounds_aggregate(tmp_path):
 @pytest.mark.parametrize("run_config, message", [
     ("attack.method='IG'",
      "config key 'attack.method' must be one of auto, ig, idlg, dlg, analytic, isolation, pruned-isolation, "
-     "across-rounds, cpa; got 'IG'"),
+     "across-rounds, cpa, sme; got 'IG'"),
     ("train.lrr=0.1", "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
     ("train.lr=0.1 oops", "--run-config: 'oops' is not a key=value pair"),
 ])

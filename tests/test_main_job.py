@@ -45,6 +45,7 @@ def test_each_attack_says_where_it_does_not_apply():
                                                    "across-rounds": "the upload is dense: nothing of it is delayed "
                                                                     "to a later round",
                                                    "analytic": None, "idlg": None, "ig": None,
+                                                   "sme": INVERSIONS["sme"].why_not(lenet, one),
                                                    "cpa": INVERSIONS["isolation"].why_not(lenet, one)}
 
 

@@ -10,7 +10,7 @@ from fl_sim.config import ModelConfig
 from fl_sim.models import FeatureClassifier, build_model
 
 
-@pytest.mark.parametrize("name", ["lenet", "convnet", "mlp", "resnet18"])
+@pytest.mark.parametrize("name", ["lenet", "convnet", "flower-cnn", "femnist-cnn", "mlp", "resnet18"])
 @pytest.mark.parametrize("shape", [(1, 32, 32), (3, 32, 32), (1, 28, 28)])
 def test_every_model_maps_images_to_logits(name, shape):
     model = build_model(ModelConfig(name=name, width=64), shape, num_classes=7, seed=0)
@@ -53,3 +53,12 @@ def test_resnet18_has_small_image_stem_and_chosen_norm(norm, layer):
     assert (stem.kernel_size, stem.stride) == ((3, 3), (1, 1))
     assert isinstance(model.features[3], nn.Identity)  # no max-pool
     assert any(isinstance(m, layer) for m in model.modules())
+
+
+def test_the_fedavg_papers_cnns_have_their_published_sizes():
+    flower = build_model(ModelConfig(name="flower-cnn"), (3, 32, 32), num_classes=10)
+    assert sum(p.numel() for p in flower.parameters()) == 62_006  # quickstart-pytorch's Net on CIFAR-10
+    femnist = build_model(ModelConfig(name="femnist-cnn"), (1, 28, 28), num_classes=62)
+    assert femnist.classifier.in_features == 100
+    linear = [m for m in femnist.features.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(3136, 100)]  # base_flax.py's CNN, SME's CNNmnist

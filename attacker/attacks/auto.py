@@ -19,14 +19,17 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
 3. ``analytic``: the input of the first linear layer with a bias for a one-image update (the image
    itself for an MLP; otherwise a feature vector, which PRECODE's encoder sees before its noise,
    inverted to an image);
-4. Inverting Gradients at the TV weights of :data:`TV_GRID`, the first, then the other two together; for
+4. ``sme``, for updates of several local SGD steps over at most 100 images: SME's surrogate model (one gradient of
+   every image, at a learned point between the sent and the uploaded weights; 1,000 iterations, each the cost of
+   one gradient, where IG's replay pays every local step);
+5. Inverting Gradients at the TV weights of :data:`TV_GRID`, the first, then the other two together; for
    updates other than one plain SGD step both ``approx`` and ``replay`` (the client's local training redone);
    against PRECODE also ``omit`` (omit-gradient) and, for one-step updates, ``restore``
    (noise-restoring). All of them, for all updates of the round, run as vmap-batched
    optimisations, one per shape;
-5. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
+6. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
    neuron isolates (its published 25,000 Adam steps, all updates of the round together);
-6. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
+7. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
    matching (L-BFGS, one update at a time: the dearest per update, so last).
 
 **The race.** An update leaves the portfolio as soon as the judge finds one of its images leaked
@@ -64,6 +67,7 @@ from attacker.attacks.dlg import IDLG
 from attacker.attacks.ig import IG, Variant, plan_attacks, run_plans
 from attacker.attacks.isolation import ISOLATION
 from attacker.attacks.pruned_isolation import PRUNED_ISOLATION
+from attacker.attacks.sme import SME
 from attacker.attacks.unmixing import CPA
 from attacker.observation import Observation
 from attacker.stop import Stop
@@ -75,7 +79,7 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 TV_GRID = (1e-2, 1e-3, 1e-1)
 
 #: The attacks of the portfolio: an update's reasons list each one.
-PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ACROSS_ROUNDS, ANALYTIC, IDLG, IG, CPA)
+PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ACROSS_ROUNDS, ANALYTIC, IDLG, SME, IG, CPA)
 
 
 class Settled(Protocol):
@@ -128,7 +132,8 @@ def _stages() -> list[tuple[str, InversionAttack, Callable]]:
     IG runs at the first TV weight for every update left, then at the other two together for the few updates the
     first did not settle (on PRECODE's CIFAR-10 victims, 2 of 13: a stage costs about 2 ms per iteration however
     few its updates, more than their arithmetic). CPA's 25,000 steps cost more per update than IG's (tens of
-    seconds on a CPU). iDLG comes last: its L-BFGS runs one update at a time, the dearest stage per update
+    seconds on a CPU). SME, 1,000 iterations of one gradient each, comes before IG, whose replay of a long local
+    training is the dearer. iDLG comes last: its L-BFGS runs one update at a time, the dearest stage per update
     (``benchmarks/worst_case.py``).
     """
     first, *others = TV_GRID
@@ -137,7 +142,7 @@ def _stages() -> list[tuple[str, InversionAttack, Callable]]:
     return [(ISOLATION.name, ISOLATION, _as_it_is(ISOLATION)),
             (PRUNED_ISOLATION.name, PRUNED_ISOLATION, _as_it_is(PRUNED_ISOLATION, published=True)),
             (ACROSS_ROUNDS.name, ACROSS_ROUNDS, _as_it_is(ACROSS_ROUNDS, published=True)),
-            (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)),
+            (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)), (SME.name, SME, _as_it_is(SME, published=True)),
             *ig_stages, (CPA.name, CPA, _as_it_is(CPA, published=True)), (IDLG.name, IDLG, _idlg)]
 
 
