@@ -89,7 +89,8 @@ def test_cli_run_writes_results(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "train.lrr=1"], "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
-    (["--model", "vgg"], "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18"),
+    (["--model", "vgg"], "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, "
+     "mlp, resnet18"),
     (["--dataset", "cifar10", "--data-root", "nowhere"], "cifar10 not found under 'nowhere'"),
     (["--clients", "2000"], "2000 clients need at least 4000 training samples"),
     (["--config", "missing.toml"], "config file 'missing.toml' does not exist"),

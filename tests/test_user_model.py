@@ -88,7 +88,8 @@ def test_a_bad_model_builder_is_refused_in_one_line(user_module, builder, messag
 
 
 def test_model_names_that_are_neither_the_zoo_nor_an_import_path_are_refused():
-    with pytest.raises(ConfigError, match=r"must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18, or a builder of your own "
+    with pytest.raises(ConfigError, match=r"must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18, "
+                                          r"or a builder of your own "
                                           r"as package.module:builder; got 'mlp2'"):
         RunConfig.from_flat({"model.name": "mlp2"})
 

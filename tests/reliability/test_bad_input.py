@@ -51,7 +51,8 @@ BAD_INPUTS = [
     ((None, ["--out", "a-file"]), "a-file' is a file; set it to a directory"),
     ((None, ["--out", "a-file/runs"]), "a-file' is a file; set it to a directory"),
     # a model that is neither the zoo's nor an importable builder of the user's
-    ((None, ["--set", "model.name=mlp2"]), "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18"),
+    ((None, ["--set", "model.name=mlp2"]),
+     "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18"),
     ((None, ["--set", "model.name=no_such_package.models:build"]),
      "config key 'model.name' (no_such_package.models:build) cannot be imported: ModuleNotFoundError"),
     # impossible combinations
@@ -72,7 +73,8 @@ BAD_INPUTS = [
     # command-line flags
     ((None, ["--clients", "x"]), "argument --clients: invalid int value: 'x'"),
     ((None, ["--rounds", "0"]), "config key 'num-server-rounds' must be >= 1; got 0"),
-    ((None, ["--model", "vgg"]), "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, mlp, resnet18"),
+    ((None, ["--model", "vgg"]), "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, "
+     "mlp, resnet18"),
     ((None, ["--set", "train.lr"]), "override 'train.lr' must look like key=value"),
     ((None, ["--config", "missing.toml"]), "config file 'missing.toml' does not exist"),
     ((None, ["--run-id", "finished"]), "finished' already exists and is not empty; choose another output.run-id"),
