@@ -10,7 +10,8 @@ Gaussian noise at 25 dB PSNR (measured after clipping to [0, 1]) are judged: the
 and of images that leak. Last, the
 judge's time for one update of 128 images on one thread, and the one-off cost of measuring chance.
 
-Data: digits (1,797 images) and faces (200); with ``--victims FILE``, PRECODE's 128 CIFAR-10
+Data: digits (1,797 images), faces (200), Fashion-MNIST at 28x28 (70,000: the FedAvg table's stand-in for FEMNIST,
+from Debian's ``dataset-fashion-mnist``); with ``--victims FILE``, PRECODE's 128 CIFAR-10
 victims (3 channels; never committed). The judge measures chance on the same data set.
 
     python benchmarks/judge_chance.py [--datasets digits faces victims] [--draws 100] [--noise-db 25]
@@ -31,7 +32,8 @@ from fl_sim.config import AttackConfig, RunConfig
 from fl_sim.data import ImageData, load_dataset
 from fl_sim.data.convert import load_tensor_images
 
-COUNTS = {"digits": [1, 4, 8, 16, 32, 128], "faces": [1, 4, 8, 16, 32], "victims": [1, 4, 8, 16, 32]}
+COUNTS = {"digits": [1, 4, 8, 16, 32, 128], "faces": [1, 4, 8, 16, 32], "victims": [1, 4, 8, 16, 32],
+          "fashion-mnist": [1, 10, 50, 100]}
 #: The criterion's settings under test: the project's defaults.
 DEFAULTS = AttackConfig()
 
@@ -44,7 +46,8 @@ def images_of(name: str, victims: Path) -> ImageData | None:
             return None
         images, labels = load_tensor_images(victims)
         return ImageData((images * 255).round().to(torch.uint8), labels)
-    return load_dataset(RunConfig.from_flat({"data.dataset": name}).data).all_images()
+    size = {"data.image-size": 28} if name == "fashion-mnist" else {}
+    return load_dataset(RunConfig.from_flat({"data.dataset": name, **size}).data).all_images()
 
 
 def noisy(images: torch.Tensor, target_db: float) -> torch.Tensor:

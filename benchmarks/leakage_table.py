@@ -14,7 +14,8 @@ that applies to it, one row each:
 An attack that does not apply to the cell's updates gets a row with its reason (``applies`` false),
 and a cell where none applies says so: "nothing leaked" is never claimed there. Leaks are the judge's
 (identified above chance, SSIM >= 0.6); the ``old_`` columns count what the criterion before it (SSIM >=
-0.6 alone) called leaked on the same reconstructions. ``--default-job`` adds the former default job's
+0.6 alone) called leaked on the same reconstructions, ``dimitrov_images`` what Dimitrov et al.'s (Hungarian on PSNR,
+above 20 dB) counts. ``--default-job`` adds the former default job's
 training (Adam lr 0.005, 2 epochs of batch 16 on 128 images; the replay models 32 images per epoch).
 
 Model: ``--model lenet`` (DLG's LeNet: a convolution first, the papers' model) or ``--model mlp`` (the
@@ -56,11 +57,12 @@ from lab.offline import intercepted_updates
 
 from csv_rows import RowLog
 from figures import Row, matched, save_rows
+from dimitrov_criterion import recovered_images
 from old_criterion import old_leaks
 
 FIELDS = ["dataset", "model", "optimizer", "steps", "batch", "epochs", "attack", "applies", "clients_leaked",
           "clients", "images_leaked", "images_identified", "images_held", "old_clients_leaked", "old_images_leaked",
-          "iip", "mean_ssim", "label_accuracy", "seconds_per_update", "why_not"]
+          "dimitrov_images", "iip", "mean_ssim", "label_accuracy", "seconds_per_update", "why_not"]
 #: The models of the table: the papers' LeNet, or the main job's MLP (default init).
 MODELS = {"lenet": PAPERS, "mlp": {**PAPERS, "model.name": "mlp", "model.init": "default", "model.depth": 1}}
 #: The local optimizers: plain SGD at the papers' lr, Adam at the former default job's.
@@ -120,6 +122,7 @@ def measure(flat: dict, images_per_client: int, clients: int, attacks: list[str]
         verdicts = [judge(rec.images, rec.labels, held) for rec, held in zip(recs, samples)]
         images = [image for verdict in verdicts for image in verdict.images]
         old = [old_leaks(rec.images, truth.tensors()[0]) for rec, truth in zip(recs, truths)]
+        recovered = [recovered_images(rec.images, truth.tensors()[0]) for rec, truth in zip(recs, truths)]
         if figure is not None:
             _add_to_figure(figure, flat, attack, truths[0], recs[0], verdicts[0], with_truth=not drawn)
             drawn = True
@@ -128,6 +131,7 @@ def measure(flat: dict, images_per_client: int, clients: int, attacks: list[str]
                      "images_identified": sum(i.identified for i in images),
                      "images_held": sum(v.held for v in verdicts),
                      "old_clients_leaked": sum(n > 0 for n in old), "old_images_leaked": sum(old),
+                     "dimitrov_images": sum(recovered),
                      "iip": round(statistics.mean(v.iip for v in verdicts), 3),
                      "mean_ssim": round(statistics.mean(i.scores.ssim for i in images), 3) if images else 0.0,
                      "label_accuracy": round(statistics.mean(v.label_accuracy for v in verdicts), 3),
