@@ -52,7 +52,8 @@ def test_a_lone_number_for_a_text_key_is_taken_as_text():
     ({"seed": True}, "config key 'seed' must be an integer; got True"),
     ({"data.partitioner": "random"},
      "config key 'data.partitioner' must be one of iid, dirichlet, classes, shards; got 'random'"),
-    ({"model.name": "vgg"}, "config key 'model.name' must be one of lenet, convnet, mlp, resnet18"),
+    ({"model.name": "vgg"}, "config key 'model.name' must be one of lenet, convnet, flower-cnn, femnist-cnn, "
+     "mlp, resnet18"),
     ({"data.channels": 2}, "config key 'data.channels' must be one of 1, 3; got 2"),
     ({"data.dirichlet-alpha": 0.0}, "config key 'data.dirichlet-alpha' must be > 0"),
     ({"server.fraction-train": 1.5}, "config key 'server.fraction-train' must be <= 1"),
