@@ -71,7 +71,7 @@ def test_a_cut_attack_gives_undecided_never_not_leaked(cut_run):
     assert len(attacks) == 6
     for event in attacks:
         runs = {run["attack"]: run for run in event["runs"]}
-        assert set(runs) == set(event["applied"]) == {"isolation", "pruned-isolation", "ig"}
+        assert set(runs) == set(event["applied"]) == {"isolation", "pruned-isolation", "sme", "ig"}
         assert runs["isolation"]["complete"] and not runs["ig"]["complete"]
         assert event["verdict"] in ("leaked", "undecided")  # never "not leaked" with IG cut
         if event["verdict"] == "undecided":
