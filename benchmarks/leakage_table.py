@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dimitrov_criterion import recovered_images
 
 from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -57,7 +58,6 @@ from lab.offline import intercepted_updates
 
 from csv_rows import RowLog
 from figures import Row, matched, save_rows
-from dimitrov_criterion import recovered_images
 from old_criterion import old_leaks
 
 FIELDS = ["dataset", "model", "optimizer", "steps", "batch", "epochs", "attack", "applies", "clients_leaked",
