@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dimitrov_criterion import recovered_images
 
 from attacker.attacks import INVERSIONS, AttackSettings
 from attacker.attacks.base import Reconstruction
@@ -57,6 +56,7 @@ from fl_sim.models import Architecture
 from lab.offline import intercepted_updates
 
 from csv_rows import RowLog
+from dimitrov_criterion import recovered_images
 from figures import Row, matched, save_rows
 from old_criterion import old_leaks
 

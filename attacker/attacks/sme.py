@@ -90,33 +90,43 @@ def _attack_group(victim: Victim, observations: list[Observation], images: int, 
     alpha0 = torch.zeros((len(observations),), device=victim.device)
     batched = settings.batched and len(observations) > 1
 
-    def cost(z, step_alpha, labels, update, mask):
-        alpha = (ALPHA_START + ALPHA_STEP_RATIO * step_alpha).clamp(0, 1)
-        surrogate = {n: victim.params[n] + alpha * update[n] for n in victim.param_names}
-        trial = victim.gradient(0.5 + PIXEL_STD * z, labels, surrogate)
-        direction = {n: -update[n] for n in names}
-        return cosine_distance(restrict(trial, names, mask), restrict(direction, names, mask)) + \
-            TV_WEIGHT * total_variation(z)
+    directions = restrict({n: -updates[n] for n in names}, names, masks)  # w0 - w1, where it travelled
+
+    def cost(z, step_alpha, labels, update, direction, mask):
+        surrogate = {n: victim.params[n] + _alpha(step_alpha) * update[n] for n in victim.param_names}
+        trial = victim.gradient(_pixels(z), labels, surrogate)
+        return cosine_distance(restrict(trial, names, mask), direction) + TV_WEIGHT * total_variation(z)
 
     key = (SME.name, images, tuple(names), bool(masks), len(observations) if batched else 1)
     step = victim_step(victim, settings, key, cost, count=2, batched=batched)
     box = (-0.5 / PIXEL_STD, 0.5 / PIXEL_STD)
-    found = minimize_with(step, (x0, alpha0), (labels, step.lay_out(updates), step.lay_out(masks)),
+    found = minimize_with(step, (x0, alpha0),
+                          (labels, step.lay_out(updates), step.lay_out(directions), step.lay_out(masks)),
                           AdamSchedule(iterations=settings.iterations, lr=settings.lr, signed=False, box=box),
                           stop=stop)
     seconds = (time.perf_counter() - start) / len(observations)
-    alphas = (ALPHA_START + ALPHA_STEP_RATIO * found.variables[1]).clamp(0, 1)
+    alphas = _alpha(found.variables[1])
     notes = [f"surrogate model at alpha {float(a):.3f} of the way from the sent weights to the uploaded ones"
              for a in alphas]
     if found.iterations < settings.iterations:
         notes = [n + f"; budget spent: cut short after {found.iterations} of {settings.iterations} iterations"
                  for n in notes]
-    return [Reconstruction(observation=obs, images=(0.5 + PIXEL_STD * z).clamp(0, 1).cpu(), labels=own.cpu(),
+    return [Reconstruction(observation=obs, images=_pixels(z).clamp(0, 1).cpu(), labels=own.cpu(),
                            loss=float(loss), iterations=found.iterations, seconds=seconds,
                            notes=matching.notes + [note], attack=SME.name, method=SME.name,
                            needed=settings.iterations, complete=found.iterations >= settings.iterations)
             for obs, z, own, loss, matching, note in zip(observations, found.variables[0], labels, found.losses,
                                                           matchings, notes)]
+
+
+def _pixels(z: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] units from SME's normalised ones (FEMNIST's std about a neutral grey)."""
+    return 0.5 + PIXEL_STD * z
+
+
+def _alpha(step_alpha: torch.Tensor) -> torch.Tensor:
+    """Where the surrogate lies on the segment: Adam's variable scaled to alpha's own step size, kept in [0, 1]."""
+    return (ALPHA_START + ALPHA_STEP_RATIO * step_alpha).clamp(0, 1)
 
 
 SME = InversionAttack(ATTACK_ENTRIES["sme"], run=run_sme, why_not=why_not)
