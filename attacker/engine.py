@@ -38,6 +38,19 @@ class AdamSchedule:
     lr: float
     signed: bool = True
     box: tuple[float, float] | None = (0.0, 1.0)
+    #: ``(factor, every)``: the step is ``lr * factor ** (t / every)`` at iteration t, decayed continuously (optax's
+    #: ``exponential_decay``, which Dimitrov et al.'s FedAvg attack uses); ``None``: IG's step decay
+    exponential_decay: tuple[float, int] | None = None
+    #: ``(start, end, over)``: a weight that goes from ``start`` to ``end`` geometrically over ``over`` iterations and
+    #: stays there, handed to the objective as its last argument (Dimitrov et al.'s gradient-matching factor);
+    #: ``None``: no such argument
+    ramp: tuple[float, float, int] | None = None
+
+    def ramp_at(self, done: int) -> float:
+        """The ramped weight of iteration ``done`` (counted from 0), as the FedAvg attack grows it before each step."""
+        start, end, over = self.ramp
+        grown = start * (end / start) ** ((done + 1) / over)
+        return min(grown, end) if end >= start else max(grown, end)
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,11 @@ def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule, stop: Stop |
     variables = [v.detach().clone().requires_grad_(True) for v in x0]
     optimizer = torch.optim.Adam(variables, lr=schedule.lr)
     its = schedule.iterations
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_decay_at(its), gamma=0.1)
+    if schedule.exponential_decay is None:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_decay_at(its), gamma=0.1)
+    else:
+        factor, every = schedule.exponential_decay
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: factor ** (t / every))
     started, loss = time.perf_counter(), None
     for done in range(its + 1):
         if done == its or (stop is not None and stop.ends(done, its)):
@@ -99,8 +116,9 @@ def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule, stop: Stop |
             fits = done + int(stop.remaining() / ((time.perf_counter() - started) / done))
             if fits < its:
                 its = fits
-                scheduler.milestones = Counter(_decay_at(its))
-        gradients, loss = step(*(v.detach() for v in variables), *args)
+                if schedule.exponential_decay is None:
+                    scheduler.milestones = Counter(_decay_at(its))
+        gradients, loss = step(*(v.detach() for v in variables), *_with_ramp(args, schedule, done, variables, step))
         for variable, gradient in zip(variables, gradients):
             variable.grad = gradient.sign() if schedule.signed else gradient
         optimizer.step()
@@ -109,10 +127,18 @@ def _adam(step, x0: Variables, args: tuple, schedule: AdamSchedule, stop: Stop |
             with torch.no_grad():
                 variables[0].clamp_(*schedule.box)
     if stop is None or not stop.spent:  # the end point's loss; past the budget, the last step's start point's
-        _, loss = step(*(v.detach() for v in variables), *args)
+        _, loss = step(*(v.detach() for v in variables), *_with_ramp(args, schedule, done - 1, variables, step))
     elif loss is None:  # no step ran: no loss is known
         loss = torch.full((variables[0].shape[0],) if step.batched else (), float("inf"))
     return Minimum(tuple(v.detach() for v in variables), loss.detach().clone(), done)  # a CUDA graph reuses outputs
+
+
+def _with_ramp(args: tuple, schedule: AdamSchedule, done: int, variables: list[torch.Tensor], step) -> tuple:
+    """``args``, and the schedule's ramped weight of iteration ``done`` after them where it has one (one per attack)."""
+    if schedule.ramp is None:
+        return args
+    shape = (variables[0].shape[0],) if step.batched else ()
+    return (*args, torch.full(shape, schedule.ramp_at(max(done, 0)), device=variables[0].device))
 
 
 def _decay_at(iterations: int) -> list[int]:

@@ -33,6 +33,8 @@ from attacker.victim import Victim
 
 #: Uniform-noise images that estimate what the model gives the classes an image does not have.
 NOISE_PROBES = 64
+#: Dummy images behind the per-step counts' softmax and feature estimates (Dimitrov et al. take 3,000 on CIFAR-10).
+STEP_PROBES = 1000
 
 
 def recover_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Victim) -> torch.Tensor:
@@ -41,7 +43,11 @@ def recover_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: V
         bias = gradient.get(f"{victim.head}.bias")
         rule = bias if bias is not None and bool(bias.min() < 0) else gradient[f"{victim.head}.weight"].sum(dim=-1)
         return rule.argmin().reshape(1)
-    counts = count_labels(gradient, num_images, victim)
+    return labels_of(count_labels(gradient, num_images, victim))
+
+
+def labels_of(counts: torch.Tensor) -> torch.Tensor:
+    """One label per image from images per class, sorted by class."""
     return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
 
 
@@ -67,6 +73,42 @@ def count_labels(gradient: dict[str, torch.Tensor], num_images: int, victim: Vic
     share = share / share.sum() if float(share.sum()) > 0 else present.double() / float(present.sum())
     floor = present.long() if int(present.sum()) <= num_images else torch.zeros_like(present, dtype=torch.long)
     return _largest_remainder(num_images * share, floor, num_images)
+
+
+def count_labels_per_step(update: dict[str, torch.Tensor], lr: float, steps: int, num_images: int,
+                          victim: Victim) -> torch.Tensor:
+    """Images per class behind a FedAvg update of ``steps`` local steps: Dimitrov et al.'s per-step estimate.
+
+    Geng et al.'s estimate (AAAI 2022, "Towards General Deep Leakage in Federated Learning"): one step's mean
+    weight gradient of the head, summed over the head's inputs, is about ``O (p_c - n_c / B)``, with ``p`` the
+    model's mean softmax and ``O`` the mean sum of the head's inputs, both measured on dummy images. Over a
+    trajectory the model moves; Dimitrov et al. ("Data Leakage in Federated Averaging", TMLR 2022;
+    ``utils/flax_losses.py``, ``restore_labels`` with ``aaai_avg``) interpolate ``p`` and ``O`` linearly from the
+    sent weights to the uploaded ones over the ``s`` steps, take every step's count ``K p_j - K dW / (O_j s)``
+    and average them, ``dW`` being the update's head weight over ``-lr`` summed over the inputs. The counts are
+    rounded to ``num_images`` by largest remainder. Dummy images: uniform noise, :data:`STEP_PROBES` of them.
+    """
+    head = f"{victim.head}.weight"
+    after = {n: victim.params[n] + update[n].to(victim.device) for n in victim.param_names}
+    summed = (update[head].to(victim.device).double() / -lr).sum(dim=-1)
+    probes = torch.rand((STEP_PROBES, *victim.input_shape), generator=torch.Generator().manual_seed(0))
+    (start_softmax, start_features), (end_softmax, end_features) = (
+        _softmax_and_features(victim, params, probes.to(victim.device)) for params in (victim.params, after))
+    along = torch.arange(steps, dtype=torch.float64, device=victim.device)[:, None] / steps
+    softmax = (1 - along) * start_softmax + along * end_softmax
+    features = (1 - along) * start_features + along * end_features
+    counts = (num_images * softmax - num_images * summed / (features * steps)).mean(dim=0)
+    counts = torch.nan_to_num(counts, nan=0.0, posinf=float(num_images), neginf=0.0).clamp(min=0)
+    return _largest_remainder(counts, torch.zeros_like(counts, dtype=torch.long), num_images)
+
+
+def _softmax_and_features(victim: Victim, params: dict[str, torch.Tensor],
+                          probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's mean softmax on ``probes`` with ``params``, and the mean sum of its head's inputs."""
+    with torch.no_grad():
+        softmax = torch.softmax(victim.logits(params, probes), dim=-1).double().mean(dim=0)
+        features = victim.input_of(victim.head, probes, params).flatten(1).sum(dim=1).double().mean()
+    return softmax, features
 
 
 def _largest_remainder(counts: torch.Tensor, floor: torch.Tensor, total: int) -> torch.Tensor:

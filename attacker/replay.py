@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -209,8 +210,25 @@ def epoch_prior(x: torch.Tensor, labels: torch.Tensor, schedule: ReplaySchedule,
     return EPOCH_PRIOR_WEIGHT * (means - means.mean(dim=0)).pow(2).mean() * schedule.copies
 
 
-def merge_copies(x: torch.Tensor, labels: torch.Tensor, schedule: ReplaySchedule) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image per distinct dummy, with its label: the copies averaged, each matched to the first within labels."""
+def squared_distances(first: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``[N, M]`` summed squared differences between flattened images ``first`` ``[N, P]`` and ``other`` ``[M, P]``."""
+    return ((first[:, None, :] - other[None, :, :]) ** 2).sum(-1)
+
+
+def negative_psnr(first: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``[N, M]`` minus the PSNR (data range 1) of every pair: Dimitrov et al.'s matching of epoch copies."""
+    mse = squared_distances(first, other) / first.shape[1]
+    return 10 * np.log10(np.maximum(mse, 1e-12))
+
+
+def merge_copies(x: torch.Tensor, labels: torch.Tensor, schedule: ReplaySchedule,
+                 distance: Callable[[np.ndarray, np.ndarray], np.ndarray] = squared_distances,
+                 within_labels: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image per distinct dummy, with its label: the copies averaged, each matched to the first.
+
+    By an optimal assignment of ``distance`` between every later copy's images and the first's, within labels
+    unless ``within_labels`` is off (the labels are then the first copy's).
+    """
     first_labels = labels[: schedule.images]
     if schedule.copies == 1:
         return x, first_labels
@@ -221,9 +239,9 @@ def merge_copies(x: torch.Tensor, labels: torch.Tensor, schedule: ReplaySchedule
     merged, weight = copies[0].clone(), torch.ones(schedule.images)
     for index in range(1, schedule.copies):
         own = [i for i in range(schedule.images) if index * schedule.images + i in used]  # a last epoch can be partial
-        other = copies[index][own].flatten(1).numpy()
-        cost = ((first[:, None, :] - other[None, :, :]) ** 2).sum(-1)
-        cost[copy_labels[0][:, None] != copy_labels[index][own][None, :]] = cost.max() * 10 + 1  # labels must agree
+        cost = distance(first, copies[index][own].flatten(1).numpy())
+        if within_labels:  # labels must agree
+            cost[copy_labels[0][:, None] != copy_labels[index][own][None, :]] = np.abs(cost).max() * 10 + 1
         rows, cols = linear_sum_assignment(cost)
         merged[rows] += copies[index][own][cols]
         weight[rows] += 1

@@ -153,15 +153,19 @@ class Victim:
         finally:
             bottleneck.noise = None
 
-    def input_of(self, module_name: str, x: torch.Tensor) -> torch.Tensor:
-        """What the module ``module_name`` receives when the model runs on ``x`` (the pass stops there)."""
+    def input_of(self, module_name: str, x: torch.Tensor,
+                 params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """What the module ``module_name`` receives when the model runs on ``x`` (the pass stops there).
+
+        With the sent weights, or with ``params`` (e.g. a client's after its local training).
+        """
         module = self.model.get_submodule(module_name)
 
         def capture(_module, inputs):
             raise _Captured(inputs[0])
         handle = module.register_forward_pre_hook(capture)
         try:
-            self.logits(self.params, x)
+            self.logits(params or self.params, x)
         except _Captured as captured:
             return captured.value
         finally:

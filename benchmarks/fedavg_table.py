@@ -15,11 +15,13 @@ each update with every attack of ``--attacks`` that applies to it, one row each 
 
 Per row: images leaked by the judge (identified above chance, SSIM >= 0.6) and recovered by Dimitrov et al.'s
 criterion (Hungarian on PSNR, above 20 dB) side by side, of the images held, and seconds per update on this
-machine (1 torch thread). ``ig replay`` is the FedAvg attack in the simplest form of Dimitrov et al.'s prior and
-matching (:mod:`attacker.replay`), at ``--iterations`` Adam steps; ``sme`` runs its published 1,000.
+machine (1 torch thread). ``fedavg`` is Dimitrov et al.'s attack as their code runs it (400 iterations),
+``sme`` SME's surrogate (its published 1,000), ``feature-isolation`` neuron isolation at the CNN's hidden linear
+layer with feature inversion (2,000); ``ig replay`` is IG matching a replay of the local training in the simplest
+form of Dimitrov et al.'s prior (:mod:`attacker.replay`), at ``--iterations`` Adam steps.
 
-    python benchmarks/fedavg_table.py [--cells dimitrov-10x5-10 sme-setting flower-template ...]
-        [--clients 2] [--iterations 400] [--attacks sme "ig replay"] [--csv fedavg_table.csv]
+    python benchmarks/fedavg_table.py [--cells dimitrov-10x5-10 sme-setting flower-template ...] [--clients 2]
+        [--iterations 400] [--attacks feature-isolation sme fedavg "ig replay"] [--csv fedavg_table.csv]
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=400, help="IG's Adam steps (Dimitrov et al.: 400)")
     parser.add_argument("--tv", type=float, default=0.01)
-    parser.add_argument("--attacks", nargs="+", default=["sme", "ig replay"])
+    parser.add_argument("--attacks", nargs="+", default=["feature-isolation", "sme", "fedavg", "ig replay"])
     parser.add_argument("--csv", type=Path, default=Path("fedavg_table.csv"))
     args = parser.parse_args()
     torch.set_num_threads(1)

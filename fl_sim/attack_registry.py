@@ -39,12 +39,15 @@ class AttackEntry:
 #: Every attack by name. Published defaults: DLG runs 300 L-BFGS steps at lr 1 (mit-han-lab/dlg, main.py),
 #: iDLG the same (PatrickZH/Improved-Deep-Leakage-from-Gradients, iDLG.py); Inverting Gradients 4,800 Adam
 #: steps at lr 0.1 (JonasGeiping/invertinggradients, inversefed DEFAULT_CONFIG). The analytic attack's
-#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours). Neuron
+#: feature inversion (when its linear layer is not the first) runs 2,000 Adam steps at lr 0.1 (ours), as does that of
+#: neuron isolation behind convolutions (``feature-isolation``). Neuron
 #: isolation is closed-form; through pruning (``pruned-isolation``) it fills the missing pixels in 200 sweeps of a
 #: smoothness prior (ours), as it does on a client's uploads summed over its rounds (``across-rounds``). The
 #: Cocktail Party Attack's unmixing runs 25,000 Adam steps at lr 0.001 (facebookresearch/cocktail_party_attack,
 #: README's command for its fully connected network). SME's surrogate runs 1,000 Adam steps at lr 1 in its
-#: normalised pixel units (JunyiZhu-AI/surrogate_model_extension, experiments/configs/femnist_sme.json). ``auto``
+#: normalised pixel units (JunyiZhu-AI/surrogate_model_extension, experiments/configs/femnist_sme.json); Dimitrov et
+#: al.'s FedAvg attack 400 at lr 0.4 in the same units (eth-sri/fedavg_leakage, scripts/reconstruct_femnist_table1.sh,
+#: ``2 x --att_epochs 200``, ``--att_lr 0.4``). ``auto``
 #: leaves 0: each attack of its portfolio takes its own default.
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
@@ -57,7 +60,9 @@ for _entry in (
     AttackEntry("isolation", "attacker.attacks.isolation:ISOLATION", 1, 0.0, exact=True),
     AttackEntry("pruned-isolation", "attacker.attacks.pruned_isolation:PRUNED_ISOLATION", 200, 0.0),
     AttackEntry("across-rounds", "attacker.attacks.across_rounds:ACROSS_ROUNDS", 200, 0.0),
+    AttackEntry("feature-isolation", "attacker.attacks.feature_isolation:FEATURE_ISOLATION", 2000, 0.1),
     AttackEntry("cpa", "attacker.attacks.unmixing:CPA", 25000, 0.001),
     AttackEntry("sme", "attacker.attacks.sme:SME", 1000, 1.0),
+    AttackEntry("fedavg", "attacker.attacks.fedavg:FEDAVG", 400, 0.4),
 ):
     ATTACKS.register(_entry)

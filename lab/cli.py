@@ -18,6 +18,7 @@ import typing
 from pathlib import Path
 
 from fl_sim.config import RunConfig, describe, parse_assignment, read_toml
+from fl_sim.config.presets import PRESETS
 from fl_sim.errors import EngineStopped, UserError
 
 #: Shortcut flags of ``fl-sim run`` and the config key each one sets.
@@ -51,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a federated simulation (Flower Simulation Engine, Ray backend)",
-                              description="Settings apply in this order: defaults, --config file, "
+                              description="Settings apply in this order: defaults, --preset, --config file, "
                                           "shortcut flags, --set overrides.")
+    run.add_argument("--preset", choices=sorted(PRESETS), help="start from named settings (fl_sim/config/presets.py): "
+                     "fedsgd, the attack papers' FedSGD; flower-template, Flower's quickstart-pytorch federation")
     run.add_argument("--config", type=Path, help="TOML file of settings (sections or dotted keys)")
     run.add_argument("--clients", type=int, help="number of virtual clients (simulation.num-clients)")
     run.add_argument("--rounds", type=int, help="federated rounds (num-server-rounds)")
@@ -114,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Resolve the run configuration from a parsed ``fl-sim run`` command line."""
-    flat = read_toml(args.config) if args.config else {}
+    flat = dict(PRESETS[args.preset]) if args.preset else {}
+    flat.update(read_toml(args.config) if args.config else {})
     flat.update({key: getattr(args, flag) for flag, key in SHORTCUTS.items() if getattr(args, flag) is not None})
     flat.update(parse_assignment(text) for text in args.overrides)
     return RunConfig.from_flat(flat)

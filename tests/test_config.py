@@ -123,3 +123,15 @@ def test_fl_sim_config_prints_booleans_as_they_are_written(capsys):
     assert cli.main(["config"]) == 0
     lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
     assert (lines["attack.blocking"], lines["defense.error-feedback"]) == ("false", "true")
+
+
+def test_a_preset_starts_the_settings_and_flags_override_it():
+    from lab.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["run", "--preset", "flower-template", "--clients", "4", "--set", "train.lr=0.05"])
+    config = config_from_args(args)
+    assert (config.model.name, config.train.momentum, config.train.batch_size, config.train.local_epochs) == \
+        ("flower-cnn", 0.9, 32, 1)
+    assert (config.simulation.num_clients, config.train.lr) == (4, 0.05)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--preset", "flower"])

@@ -165,7 +165,7 @@ def test_flwr_run_with_secagg_attacks_only_each_rounds_aggregate(tmp_path):
 @pytest.mark.parametrize("run_config, message", [
     ("attack.method='IG'",
      "config key 'attack.method' must be one of auto, ig, idlg, dlg, analytic, isolation, pruned-isolation, "
-     "across-rounds, cpa, sme; got 'IG'"),
+     "across-rounds, feature-isolation, cpa, sme, fedavg; got 'IG'"),
     ("train.lrr=0.1", "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
     ("train.lr=0.1 oops", "--run-config: 'oops' is not a key=value pair"),
 ])

@@ -38,8 +38,8 @@ from lab.offline import intercepted_updates
 from judging import judge_for
 from local_grid import run_locally
 
-#: Every client prunes (top-k, 99%): isolation applies and runs in milliseconds, pruned-isolation and IG apply too
-#: and need longer; a budget of 10 ms per update cuts IG before it starts (pruned-isolation too, at times). CPA does
+#: Every client prunes (top-k, 99%): isolation applies and runs in milliseconds, pruned-isolation, SME, the FedAvg
+#: attack and IG apply too and need longer; a budget of 10 ms per update cuts IG before it starts (pruned-isolation too, at times). CPA does
 #: not apply: at 99% the kept entries cannot determine the layer (at 90% it would, and take 25 s per update).
 PRUNED_AND_CUT = {"defense.per-client": "topk:0,1,2", "defense.topk-prune-ratio": 0.99, "attack.enabled": True,
                   "attack.blocking": True, "attack.iterations": 40, "attack.budget-seconds": 0.01,
@@ -71,7 +71,7 @@ def test_a_cut_attack_gives_undecided_never_not_leaked(cut_run):
     assert len(attacks) == 6
     for event in attacks:
         runs = {run["attack"]: run for run in event["runs"]}
-        assert set(runs) == set(event["applied"]) == {"isolation", "pruned-isolation", "sme", "ig"}
+        assert set(runs) == set(event["applied"]) == {"isolation", "pruned-isolation", "sme", "fedavg", "ig"}
         assert runs["isolation"]["complete"] and not runs["ig"]["complete"]
         assert event["verdict"] in ("leaked", "undecided")  # never "not leaked" with IG cut
         if event["verdict"] == "undecided":

@@ -35,7 +35,8 @@ def test_each_attack_says_where_it_does_not_apply():
     assert "4 images" in INVERSIONS["analytic"].why_not(mlp, sgd)  # 4 steps over 4 images: a mixture
     assert "one plain SGD step" in INVERSIONS["idlg"].why_not(mlp, sgd)
     _, _, [adam] = observed({**LOCAL_SGD, "train.optimizer": "adam", "train.lr": 0.001}, [[3, 4, 5, 6]])
-    assert not INVERSIONS["auto"].applies(mlp, adam)
+    reasons = INVERSIONS["auto"].reasons(mlp, adam)  # local Adam: only Dimitrov et al.'s simulation models it
+    assert [name for name, reason in reasons.items() if reason is None] == ["fedavg"]
     assert "adam" in INVERSIONS["isolation"].why_not(mlp, adam) and "adam" in INVERSIONS["ig"].why_not(mlp, adam)
     _, lenet, [one] = observed(FEDSGD, [[3]])
     assert "first layer" in INVERSIONS["isolation"].why_not(lenet, one)
@@ -45,7 +46,10 @@ def test_each_attack_says_where_it_does_not_apply():
                                                    "across-rounds": "the upload is dense: nothing of it is delayed "
                                                                     "to a later round",
                                                    "analytic": None, "idlg": None, "ig": None,
+                                                   "feature-isolation": INVERSIONS["feature-isolation"].why_not(
+                                                       lenet, one),
                                                    "sme": INVERSIONS["sme"].why_not(lenet, one),
+                                                   "fedavg": INVERSIONS["fedavg"].why_not(lenet, one),
                                                    "cpa": INVERSIONS["isolation"].why_not(lenet, one)}
 
 
@@ -112,12 +116,12 @@ def test_samples_recovered_again_in_a_later_round_are_counted_once_and_confirmed
 
 def test_updates_no_attack_applies_to_say_so_and_are_never_called_not_leaked(tiny_config):
     config = tiny_config.with_overrides({"model.width": 64, "attack.enabled": True, "attack.blocking": True,
-                                         "train.optimizer": "adam",
+                                         "train.optimizer": "adam", "train.batch-size": 64,
                                          "train.lr": 0.001, "defense.per-client": ""})
     events = read_events(run_locally(config))
     attacks = [e for e in events if e["event"] == "attack"]
     assert len(attacks) == 6 and all(e["verdict"] == "no attack applies" and not e["applied"] for e in attacks)
-    assert all("adam" in e["not_applied"]["ig"] for e in attacks)
+    assert all("adam" in e["not_applied"]["ig"] and "128 images" in e["not_applied"]["fedavg"] for e in attacks)
     summaries = [e for e in events if e["event"] == "attack-round"]
     assert [s["verdicts"]["no attack applies"] for s in summaries] == [3, 3]
 

@@ -6,12 +6,7 @@ from attacker.attacks import INVERSIONS, AttackSettings
 from fl_sim.config.presets import FEDSGD
 
 from judging import judge_for
-from observed import observed
-
-#: Two epochs of 5 batches of 2 digits (28x28) through the FEMNIST CNN of Dimitrov et al. and SME, at SME's lr.
-LOCAL_CNN = {"model.name": "femnist-cnn", "model.init": "default", "data.dataset": "digits", "data.image-size": 28,
-             "train.optimizer": "sgd", "train.lr": 0.004, "train.batch-size": 2, "train.local-steps": 0,
-             "train.local-epochs": 2, "attack.budget-seconds": 0.0, "defense.per-client": "", "attack.max-images": 64}
+from observed import LOCAL_CNN, observed
 
 
 def test_sme_applies_to_local_sgd_of_at_most_100_images():

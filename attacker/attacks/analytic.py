@@ -51,7 +51,7 @@ def run_analytic(victim: Victim, observations: list[Observation], settings: Atta
         images = [h.reshape(1, *victim.input_shape) for h, _, _ in found]  # the judge clamps
         iterations = needed = 1
     else:
-        inverted, iterations = _invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
+        inverted, iterations = invert_features(victim, layer, [(h, known) for h, known, _ in found], observations,
                                                 settings, stop)
         images = list(inverted)
         needed = settings.iterations
@@ -109,7 +109,7 @@ def layer_input(victim: Victim, obs: Observation, layer: str) -> tuple[torch.Ten
     return h.float().to(victim.device), known.to(victim.device), notes
 
 
-def _invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tensor, torch.Tensor]],
+def invert_features(victim: Victim, layer: str, features: list[tuple[torch.Tensor, torch.Tensor]],
                      observations: list[Observation], settings: AttackSettings,
                      stop: Stop | None) -> tuple[torch.Tensor, int]:
     """Images whose inputs to ``layer`` match the recovered ones (on the determined coordinates), batched.

@@ -18,18 +18,22 @@ defense-aware (a pruned upload is matched only where it travelled, see :mod:`att
    summed over its rounds, which hold what earlier rounds dropped;
 3. ``analytic``: the input of the first linear layer with a bias for a one-image update (the image
    itself for an MLP; otherwise a feature vector, which PRECODE's encoder sees before its noise,
-   inverted to an image);
+   inverted to an image); then ``feature-isolation``, for a CNN's hidden fully connected layer: the features single
+   neurons isolate over local SGD, inverted to images;
 4. ``sme``, for updates of several local SGD steps over at most 100 images: SME's surrogate model (one gradient of
    every image, at a learned point between the sent and the uploaded weights; 1,000 iterations, each the cost of
    one gradient, where IG's replay pays every local step);
-5. Inverting Gradients at the TV weights of :data:`TV_GRID`, the first, then the other two together; for
+5. ``fedavg``, for the same updates and for local momentum, weight decay or Adam: Dimitrov et al.'s FedAvg attack
+   (the client's local training simulated on dummy images, one copy per epoch, an epoch-order-invariant prior, labels
+   counted per step; 400 iterations, each the cost of every local step);
+6. Inverting Gradients at the TV weights of :data:`TV_GRID`, the first, then the other two together; for
    updates other than one plain SGD step both ``approx`` and ``replay`` (the client's local training redone);
    against PRECODE also ``omit`` (omit-gradient) and, for one-step updates, ``restore``
    (noise-restoring). All of them, for all updates of the round, run as vmap-batched
    optimisations, one per shape;
-6. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
+7. ``cpa``: the Cocktail Party Attack's unmixing of the same fully connected first layer, for the images no
    neuron isolates (its published 25,000 Adam steps, all updates of the round together);
-7. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
+8. iDLG, for updates of one image and one plain SGD step; against PRECODE with the omit-gradient
    matching (L-BFGS, one update at a time: the dearest per update, so last).
 
 **The race.** An update leaves the portfolio as soon as the judge finds one of its images leaked
@@ -64,6 +68,8 @@ from attacker.attacks.across_rounds import ACROSS_ROUNDS
 from attacker.attacks.analytic import ANALYTIC
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction
 from attacker.attacks.dlg import IDLG
+from attacker.attacks.feature_isolation import FEATURE_ISOLATION
+from attacker.attacks.fedavg import FEDAVG
 from attacker.attacks.ig import IG, Variant, plan_attacks, run_plans
 from attacker.attacks.isolation import ISOLATION
 from attacker.attacks.pruned_isolation import PRUNED_ISOLATION
@@ -79,7 +85,7 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 TV_GRID = (1e-2, 1e-3, 1e-1)
 
 #: The attacks of the portfolio: an update's reasons list each one.
-PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ACROSS_ROUNDS, ANALYTIC, IDLG, SME, IG, CPA)
+PORTFOLIO = (ISOLATION, PRUNED_ISOLATION, ACROSS_ROUNDS, ANALYTIC, FEATURE_ISOLATION, IDLG, SME, FEDAVG, IG, CPA)
 
 
 class Settled(Protocol):
@@ -132,9 +138,9 @@ def _stages() -> list[tuple[str, InversionAttack, Callable]]:
     IG runs at the first TV weight for every update left, then at the other two together for the few updates the
     first did not settle (on PRECODE's CIFAR-10 victims, 2 of 13: a stage costs about 2 ms per iteration however
     few its updates, more than their arithmetic). CPA's 25,000 steps cost more per update than IG's (tens of
-    seconds on a CPU). SME, 1,000 iterations of one gradient each, comes before IG, whose replay of a long local
-    training is the dearer. iDLG comes last: its L-BFGS runs one update at a time, the dearest stage per update
-    (``benchmarks/worst_case.py``).
+    seconds on a CPU). SME, 1,000 iterations of one gradient each, comes before the FedAvg attack, 400 iterations of
+    a simulation of every local step, and both before IG, whose 4,800 of the same are the dearer. iDLG comes last:
+    its L-BFGS runs one update at a time, the dearest stage per update (``benchmarks/worst_case.py``).
     """
     first, *others = TV_GRID
     ig_stages = [(f"ig tv={'/'.join(f'{tv:g}' for tv in tvs)}", IG, functools.partial(_inverting_gradients, tvs=tvs))
@@ -142,7 +148,10 @@ def _stages() -> list[tuple[str, InversionAttack, Callable]]:
     return [(ISOLATION.name, ISOLATION, _as_it_is(ISOLATION)),
             (PRUNED_ISOLATION.name, PRUNED_ISOLATION, _as_it_is(PRUNED_ISOLATION, published=True)),
             (ACROSS_ROUNDS.name, ACROSS_ROUNDS, _as_it_is(ACROSS_ROUNDS, published=True)),
-            (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)), (SME.name, SME, _as_it_is(SME, published=True)),
+            (ANALYTIC.name, ANALYTIC, _as_it_is(ANALYTIC)),
+            (FEATURE_ISOLATION.name, FEATURE_ISOLATION, _as_it_is(FEATURE_ISOLATION)),
+            (SME.name, SME, _as_it_is(SME, published=True)),
+            (FEDAVG.name, FEDAVG, _as_it_is(FEDAVG, published=True)),
             *ig_stages, (CPA.name, CPA, _as_it_is(CPA, published=True)), (IDLG.name, IDLG, _idlg)]
 
 

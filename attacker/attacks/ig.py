@@ -62,7 +62,8 @@ IG_MOST_IMAGES = 100
 def why_not(_victim: Victim, obs: Observation) -> str | None:
     """Why Inverting Gradients does not apply to ``obs``: local SGD over at most 100 images is what it inverts."""
     if obs.train.optimizer != "sgd":
-        return f"no published attack inverts local {obs.train.optimizer} training (IG's FedAvg setting is SGD)"
+        return (f"Inverting Gradients' FedAvg setting is local SGD, not {obs.train.optimizer} (the fedavg attack "
+                f"simulates {obs.train.optimizer})")
     if obs.most_images > IG_MOST_IMAGES:
         return (f"the update can hold {obs.most_images} images; Inverting Gradients is published up to "
                 f"{IG_MOST_IMAGES} (Geiping et al., NeurIPS 2020: batches, and FedAvg updates, of at most "

@@ -97,10 +97,10 @@ def isolated_images(obs: Observation, layer: str, shape: tuple[int, ...]) -> tup
     candidates = (d_weight[rows] / d_bias[rows, None]) * known[rows]
     in_range = ((candidates >= -RANGE_SLACK) & (candidates <= 1 + RANGE_SLACK)).all(dim=1)
     candidates, candidate_known = candidates[in_range], known[rows][in_range]
-    groups = _groups(candidates, candidate_known)
+    groups = agreeing_groups(candidates, candidate_known)
     most = obs.most_images
     chosen = groups[:most]
-    images = torch.stack([_merge(candidates[g], candidate_known[g]) for g in chosen]) if chosen else \
+    images = torch.stack([merged(candidates[g], candidate_known[g]) for g in chosen]) if chosen else \
         torch.zeros((0, d_weight.shape[1]), dtype=torch.float64)
     notes = [f"{int(rows.sum())} neurons moved, {len(candidates)} in the pixel range, {len(groups)} distinct "
              f"({sum(len(g) > 1 for g in groups)} shown by several neurons); {len(chosen)} kept "
@@ -110,8 +110,11 @@ def isolated_images(obs: Observation, layer: str, shape: tuple[int, ...]) -> tup
     return images.float().clamp(0, 1).reshape(len(chosen), *shape), notes
 
 
-def _groups(candidates: torch.Tensor, known: torch.Tensor) -> list[np.ndarray]:
-    """Candidates that agree where both are determined, as index arrays, the largest group first."""
+def agreeing_groups(candidates: torch.Tensor, known: torch.Tensor, tolerance: float = AGREEMENT) -> list[np.ndarray]:
+    """Candidates that agree to ``tolerance``, as index arrays, the largest group first.
+
+    Agreement is the root mean square difference over the entries both candidates determine.
+    """
     if len(candidates) == 0:
         return []
     weights = known.double()
@@ -119,13 +122,13 @@ def _groups(candidates: torch.Tensor, known: torch.Tensor) -> list[np.ndarray]:
     squared = (candidates**2 * weights) @ weights.T
     cross = (candidates * weights) @ (candidates * weights).T
     distance = ((squared + squared.T - 2 * cross) / both.clamp(min=1)).clamp(min=0).sqrt()
-    agree = (distance < AGREEMENT) & (both > 0)
+    agree = (distance < tolerance) & (both > 0)
     count, labels = connected_components(agree.numpy(), directed=False)
     groups = [np.flatnonzero(labels == k) for k in range(count)]
     return sorted(groups, key=lambda g: (-len(g), int(g[0])))
 
 
-def _merge(candidates: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+def merged(candidates: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """One image from candidates of the same image: the mean of the values determined at each pixel."""
     weights = known.double()
     return (candidates * weights).sum(dim=0) / weights.sum(dim=0).clamp(min=1)

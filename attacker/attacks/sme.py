@@ -8,8 +8,8 @@ between that gradient and the update's direction ``w0 - w1``, plus ``lambda`` TV
 costs one gradient evaluation per iteration, not 100 replayed ones (``JunyiZhu-AI/surrogate_model_extension``,
 ``sme/Adversary/adversary.py``, ``experiments/configs/femnist_sme.json``):
 
-- the images in the paper's normalised units (FEMNIST's std, :data:`PIXEL_STD`, about a neutral grey here: the
-  server does not know the clients' data mean), started at N(0, 1) and boxed to the pixel range;
+- the images in the paper's normalised units (:mod:`attacker.normalised`), started at N(0, 1) and boxed to the
+  pixel range;
 - Adam at lr 1 (``eta``) on the images and 0.001 (``beta``) on ``alpha``, started at 0.5 and kept in [0, 1],
   both decayed x0.1 at 3/8, 5/8 and 7/8 of 1,000 iterations, gradients unsigned; ``lambda`` 0.01 on SME's TV
   (the mean of the two directions' mean absolute differences: half of :func:`attacker.objectives.total_variation`);
@@ -28,14 +28,13 @@ from attacker.attacks.base import AttackSettings, InversionAttack, Reconstructio
 from attacker.engine import AdamSchedule, minimize_with
 from attacker.labels import recover_labels
 from attacker.matching import matching_for, restrict
+from attacker.normalised import normalised_box, pixels
 from attacker.objectives import cosine_distance, total_variation
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
 from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 
-#: FEMNIST's pixel std (``utils/dataloader.py``, ``MEAN_STD``): the unit of SME's images and step size.
-PIXEL_STD = 0.15767843198426892
 #: Where the surrogate starts on the segment (``alpha`` in ``femnist_sme.json``), and its step size over the images'.
 ALPHA_START = 0.5
 ALPHA_STEP_RATIO = 0.001
@@ -94,15 +93,15 @@ def _attack_group(victim: Victim, observations: list[Observation], images: int, 
 
     def cost(z, step_alpha, labels, update, direction, mask):
         surrogate = {n: victim.params[n] + _alpha(step_alpha) * update[n] for n in victim.param_names}
-        trial = victim.gradient(_pixels(z), labels, surrogate)
+        trial = victim.gradient(pixels(z), labels, surrogate)
         return cosine_distance(restrict(trial, names, mask), direction) + TV_WEIGHT * total_variation(z)
 
     key = (SME.name, images, tuple(names), bool(masks), len(observations) if batched else 1)
     step = victim_step(victim, settings, key, cost, count=2, batched=batched)
-    box = (-0.5 / PIXEL_STD, 0.5 / PIXEL_STD)
     found = minimize_with(step, (x0, alpha0),
                           (labels, step.lay_out(updates), step.lay_out(directions), step.lay_out(masks)),
-                          AdamSchedule(iterations=settings.iterations, lr=settings.lr, signed=False, box=box),
+                          AdamSchedule(iterations=settings.iterations, lr=settings.lr, signed=False,
+                                       box=normalised_box()),
                           stop=stop)
     seconds = (time.perf_counter() - start) / len(observations)
     alphas = _alpha(found.variables[1])
@@ -111,17 +110,12 @@ def _attack_group(victim: Victim, observations: list[Observation], images: int, 
     if found.iterations < settings.iterations:
         notes = [n + f"; budget spent: cut short after {found.iterations} of {settings.iterations} iterations"
                  for n in notes]
-    return [Reconstruction(observation=obs, images=_pixels(z).clamp(0, 1).cpu(), labels=own.cpu(),
+    return [Reconstruction(observation=obs, images=pixels(z).clamp(0, 1).cpu(), labels=own.cpu(),
                            loss=float(loss), iterations=found.iterations, seconds=seconds,
                            notes=matching.notes + [note], attack=SME.name, method=SME.name,
                            needed=settings.iterations, complete=found.iterations >= settings.iterations)
             for obs, z, own, loss, matching, note in zip(observations, found.variables[0], labels, found.losses,
                                                           matchings, notes)]
-
-
-def _pixels(z: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] units from SME's normalised ones (FEMNIST's std about a neutral grey)."""
-    return 0.5 + PIXEL_STD * z
 
 
 def _alpha(step_alpha: torch.Tensor) -> torch.Tensor:
