@@ -38,9 +38,10 @@ from lab.offline import intercepted_updates
 from judging import judge_for
 from local_grid import run_locally
 
-#: Every client prunes (top-k, 99%): isolation applies and runs in milliseconds, pruned-isolation, SME, the FedAvg
-#: attack and IG apply too and need longer; a budget of 10 ms per update cuts IG before it starts (pruned-isolation too, at times). CPA does
-#: not apply: at 99% the kept entries cannot determine the layer (at 90% it would, and take 25 s per update).
+#: Every client prunes (top-k, 99%): isolation applies and runs in milliseconds; pruned-isolation, SME, the FedAvg
+#: attack and IG apply too and need longer; a budget of 10 ms per update cuts IG before it starts (pruned-isolation
+#: too, at times). CPA does not apply: at 99% the kept entries cannot determine the layer (at 90% it would, and take
+#: 25 s per update).
 PRUNED_AND_CUT = {"defense.per-client": "topk:0,1,2", "defense.topk-prune-ratio": 0.99, "attack.enabled": True,
                   "attack.blocking": True, "attack.iterations": 40, "attack.budget-seconds": 0.01,
                   "attack.deep-budget-seconds": 0}

@@ -27,7 +27,7 @@ import torch
 
 from attacker.attacks.analytic import first_linear_layer, invert_features, layer_input
 from attacker.attacks.base import AttackSettings, InversionAttack, Reconstruction, plain_sgd_reason
-from attacker.attacks.isolation import agreeing_groups, input_layer, merged
+from attacker.attacks.isolation import agreeing_groups, input_layer, merged, row_candidates
 from attacker.observation import Observation
 from attacker.stop import Stop
 from attacker.victim import Victim
@@ -37,8 +37,6 @@ from fl_sim.attack_registry import ATTACKS as ATTACK_ENTRIES
 FEATURE_AGREEMENT = 1e-2
 #: How negative a candidate's entry may be, as a share of its largest (float32 rounding of the update).
 SIGN_SLACK = 1e-3
-#: Rows whose bias moved by less than this share of the largest bias update are ignored (rounding noise).
-TINY_BIAS = 1e-6
 #: Noise images on which the layer's inputs are checked for sign.
 SIGN_PROBES = 16
 
@@ -97,22 +95,16 @@ def isolated_features(victim: Victim, obs: Observation, layer: str,
 
     Without any, the least-squares mixture of every row (what the analytic attack reads), said so.
     """
-    names = [f"{layer}.weight", f"{layer}.bias"]
-    d_weight, d_bias = obs.update[names[0]].double(), obs.update[names[1]].double()
-    travelled = obs.travelled(names)
-    known = travelled[names[0]] if travelled else torch.ones_like(d_weight, dtype=torch.bool)
-    bias_known = travelled[names[1]] if travelled else torch.ones_like(d_bias, dtype=torch.bool)
-    rows = bias_known & (d_bias.abs() > TINY_BIAS * d_bias.abs().max().clamp(min=1e-300))
-    candidates = (d_weight[rows] / d_bias[rows, None]) * known[rows]
+    candidates, known, moved = row_candidates(obs, layer)
     largest = candidates.abs().amax(dim=1, keepdim=True).clamp(min=1e-300)
     one_sign = (candidates >= -SIGN_SLACK * largest).all(dim=1) & (largest[:, 0] > 1e-300)
-    candidates, candidate_known = candidates[one_sign], known[rows][one_sign]
+    candidates, candidate_known = candidates[one_sign], known[one_sign]
     scale = candidates.pow(2).mean(dim=1).sqrt().mean().clamp(min=1e-300) if len(candidates) else 1.0
     groups = agreeing_groups(candidates / scale, candidate_known, FEATURE_AGREEMENT)
     chosen = groups[:most]
-    notes = [f"'{layer}': {int(rows.sum())} neurons moved, {len(candidates)} non-negative, {len(groups)} distinct "
+    notes = [f"'{layer}': {moved} neurons moved, {len(candidates)} non-negative, {len(groups)} distinct "
              f"({sum(len(g) > 1 for g in groups)} shown by several neurons); {len(chosen)} kept (at most {most})"]
-    if travelled:
+    if obs.pruned:
         notes.append(f"defense-aware: only entries that travelled ({obs.defense}); the others taken as 0")
     found = [(merged(candidates[g], candidate_known[g]).float().to(victim.device),
               candidate_known[g].any(dim=0).to(victim.device)) for g in chosen]

@@ -88,26 +88,34 @@ def run_isolation(victim: Victim, observations: list[Observation], settings: Att
 
 def isolated_images(obs: Observation, layer: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:
     """The images single neurons of ``layer`` isolate in ``obs``, at most as many as it holds, and what was found."""
+    candidates, known, moved = row_candidates(obs, layer)
+    in_range = ((candidates >= -RANGE_SLACK) & (candidates <= 1 + RANGE_SLACK)).all(dim=1)
+    candidates, candidate_known = candidates[in_range], known[in_range]
+    groups = agreeing_groups(candidates, candidate_known)
+    most = obs.most_images
+    chosen = groups[:most]
+    images = torch.stack([merged(candidates[g], candidate_known[g]) for g in chosen]) if chosen else \
+        torch.zeros((0, known.shape[1]), dtype=torch.float64)
+    notes = [f"{moved} neurons moved, {len(candidates)} in the pixel range, {len(groups)} distinct "
+             f"({sum(len(g) > 1 for g in groups)} shown by several neurons); {len(chosen)} kept "
+             f"(the update holds at most {most} images)"]
+    if obs.pruned:
+        notes.append(f"defense-aware: only entries that travelled ({obs.defense}); the others taken as 0")
+    return images.float().clamp(0, 1).reshape(len(chosen), *shape), notes
+
+
+def row_candidates(obs: Observation, layer: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Every row of ``layer`` whose bias moved, as ``dW_r / db_r``; which entries travelled; how many rows moved.
+
+    For a pruned upload only entries that travelled count, the others taken as 0.
+    """
     names = [f"{layer}.weight", f"{layer}.bias"]
     d_weight, d_bias = obs.update[names[0]].double(), obs.update[names[1]].double()
     travelled = obs.travelled(names)
     known = travelled[names[0]] if travelled else torch.ones_like(d_weight, dtype=torch.bool)
     bias_known = travelled[names[1]] if travelled else torch.ones_like(d_bias, dtype=torch.bool)
     rows = bias_known & (d_bias.abs() > TINY_BIAS * d_bias.abs().max().clamp(min=1e-300))
-    candidates = (d_weight[rows] / d_bias[rows, None]) * known[rows]
-    in_range = ((candidates >= -RANGE_SLACK) & (candidates <= 1 + RANGE_SLACK)).all(dim=1)
-    candidates, candidate_known = candidates[in_range], known[rows][in_range]
-    groups = agreeing_groups(candidates, candidate_known)
-    most = obs.most_images
-    chosen = groups[:most]
-    images = torch.stack([merged(candidates[g], candidate_known[g]) for g in chosen]) if chosen else \
-        torch.zeros((0, d_weight.shape[1]), dtype=torch.float64)
-    notes = [f"{int(rows.sum())} neurons moved, {len(candidates)} in the pixel range, {len(groups)} distinct "
-             f"({sum(len(g) > 1 for g in groups)} shown by several neurons); {len(chosen)} kept "
-             f"(the update holds at most {most} images)"]
-    if travelled:
-        notes.append(f"defense-aware: only entries that travelled ({obs.defense}); the others taken as 0")
-    return images.float().clamp(0, 1).reshape(len(chosen), *shape), notes
+    return (d_weight[rows] / d_bias[rows, None]) * known[rows], known[rows], int(rows.sum())
 
 
 def agreeing_groups(candidates: torch.Tensor, known: torch.Tensor, tolerance: float = AGREEMENT) -> list[np.ndarray]:
