@@ -36,6 +36,7 @@ What is matched uses what the server knows, as IG does: for a pruned upload only
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 
@@ -98,8 +99,7 @@ def layer_weights(victim: Victim) -> dict[str, float]:
     layers: dict[str, int] = {}
     for name in victim.param_names:
         layers.setdefault(name.rpartition(".")[0], len(layers))
-    return {name: float(torch.tensor(-layers[name.rpartition(".")[0]], dtype=torch.float64).exp())
-            for name in victim.param_names}
+    return {name: math.exp(-layers[name.rpartition(".")[0]]) for name in victim.param_names}
 
 
 def squared_variation(z: torch.Tensor) -> torch.Tensor:
@@ -147,11 +147,12 @@ def _attack_group(victim: Victim, observations: list[Observation], schedule: Rep
     batched = settings.batched and len(tries) > 1
     steps = len(schedule.batches)
 
-    def cost(z, labels, target, mask, factor):
+    powers = [sum(weights[n] * target[n].pow(2).sum() for n in names) for target in targets]
+
+    def cost(z, labels, target, mask, power, factor):
         update = simulate_update(victim, pixels(z), labels, train, schedule.batches)
         trial = restrict({n: update[n] / -train.lr for n in names}, names, mask)
-        matching = (sum(weights[n] * (trial[n] - target[n]).pow(2).sum() for n in names)
-                    / sum(weights[n] * target[n].pow(2).sum() for n in names))
+        matching = sum(weights[n] * (trial[n] - target[n]).pow(2).sum() for n in names) / power
         return (factor * MATCHING_WEIGHT * matching + TV_WEIGHT * squared_variation(z) + CLIP_WEIGHT * clip_prior(z)
                 + REORDER_WEIGHT * reorder_prior(z, schedule))
 
@@ -161,7 +162,7 @@ def _attack_group(victim: Victim, observations: list[Observation], schedule: Rep
     found = minimize_with(step, (x0,), (torch.stack([labels[i] for i, _ in tries]),
                                         step.lay_out({n: torch.stack([targets[i][n] for i, _ in tries])
                                                       for n in names}),
-                                        step.lay_out(masks)),
+                                        step.lay_out(masks), torch.stack([powers[i] for i, _ in tries])),
                           AdamSchedule(iterations=settings.iterations, lr=settings.lr, signed=False, box=None,
                                        exponential_decay=DECAY,
                                        ramp=(FACTOR_START, FACTOR_END, max(1, settings.iterations // 2))),
